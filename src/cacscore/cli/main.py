@@ -1,0 +1,39 @@
+"""The ``cacscore`` command: one Typer app, one module per command.
+
+Each command module defines ``register(app)``; heavy libraries (PyTorch,
+SimpleITK, matplotlib) are imported inside the commands so that
+``cacscore --help`` and small commands start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from cacscore import __version__
+
+app = typer.Typer(
+    name="cacscore",
+    help="Automatic coronary artery calcium scoring from non-contrast ECG-gated cardiac CT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"cacscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Automatic coronary artery calcium scoring from non-contrast ECG-gated cardiac CT."""
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the command line; ``args`` defaults to ``sys.argv[1:]`` (callable from tests)."""
+    app(args=args)
