@@ -37,3 +37,5 @@ def _root(
 def main(args: list[str] | None = None) -> None:
     """Run the command line; ``args`` defaults to ``sys.argv[1:]`` (callable from tests)."""
     app(args=args)
+
+from cacscore.cli import series as _series; _series.register(app)  # noqa: E402, E702

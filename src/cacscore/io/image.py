@@ -1,0 +1,309 @@
+"""NIfTI, MetaImage and NRRD volumes and masks through SimpleITK.
+
+SimpleITK converts NIfTI's RAS coordinates to DICOM's LPS when it reads and
+back when it writes, so every volume here is in LPS. kVp, slice thickness and
+identifiers are kept in the file's metadata (MetaImage/NRRD fields, and the
+short NIfTI ``descrip`` for kVp and thickness) so that they survive a round
+trip through cacscore; files from other tools simply leave them unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cacscore.errors import InvalidInputError, VolumeReadError
+from cacscore.io.checks import canonical_orientation
+from cacscore.io.volume import CTVolume
+from cacscore.labels import MaskConvention, to_project_labels
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+#: File name endings this module reads and writes.
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+#: Largest origin or spacing difference (mm) for two grids to count as the same.
+GRID_TOLERANCE_MM = 1e-3
+
+_NOTES_KEY = "ITK_FileNotes"
+_META_KEYS = {
+    "study_uid": "cacscore_study_uid",
+    "series_uid": "cacscore_series_uid",
+    "modality": "cacscore_modality",
+    "manufacturer": "cacscore_manufacturer",
+    "patient_id": "cacscore_patient_id",
+    "series_description": "cacscore_series_description",
+}
+_NOTE_PATTERN = re.compile(r"(kvp|thickness_mm)=([0-9.]+)")
+
+
+def image_suffix(path: Path) -> str | None:
+    """The recognised ending of ``path`` (e.g. ``".nii.gz"``), or None."""
+    name = path.name.lower()
+    return next((suffix for suffix in IMAGE_SUFFIXES if name.endswith(suffix)), None)
+
+
+def _check_suffix(path: Path) -> None:
+    if image_suffix(path) is None:
+        raise InvalidInputError(
+            f"{path}: unsupported file type; use one of {', '.join(IMAGE_SUFFIXES)}"
+        )
+
+
+def _read_itk(path: Path) -> sitk.Image:
+    import SimpleITK as sitk
+
+    if not path.is_file():
+        raise VolumeReadError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise VolumeReadError(f"{path}: cannot read image file (corrupt or unsupported): {detail}") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise VolumeReadError(
+            f"{path}: holds {image.GetNumberOfComponentsPerPixel()} values per voxel (RGB or vector image); "
+            "a CT volume has one"
+        )
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        image = image[:, :, :, 0]
+    if image.GetDimension() != 3:
+        raise VolumeReadError(
+            f"{path}: holds a {image.GetDimension()}-D image of size {image.GetSize()}; a CT volume is 3-D"
+        )
+    return image
+
+
+def _grid_from_itk(
+    image: sitk.Image, path: Path
+) -> tuple[tuple[float, float, float], tuple[float, ...], np.ndarray]:
+    spacing = tuple(float(v) for v in image.GetSpacing()[::-1])
+    origin = tuple(float(v) for v in image.GetOrigin())
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        # NIfTI stores spacing and origin as float32: take the shortest decimal that float32 value
+        # stands for (0.7 rather than 0.699999988), so values written as decimals round-trip exactly.
+        spacing = tuple(float(str(np.float32(v))) for v in spacing)
+        origin = tuple(float(str(np.float32(v))) for v in origin)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    return spacing, origin, direction  # type: ignore[return-value]
+
+
+def _as_int16(array: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if array.dtype == np.int16:
+        return array
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)):
+            raise VolumeReadError(f"{path}: {what} holds NaN or infinite values")
+        array = np.rint(array)
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < np.iinfo(np.int16).min or high > np.iinfo(np.int16).max:
+        raise VolumeReadError(f"{path}: {what} values {low:g}..{high:g} do not fit in int16 HU")
+    return array.astype(np.int16)
+
+
+def read_image_volume(path: str | Path) -> CTVolume:
+    """Read a CT volume from a NIfTI, MetaImage or NRRD file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd`` or ``.nrrd`` file in HU.
+
+    Returns
+    -------
+    CTVolume
+        HU as int16 ``(z, y, x)`` in the canonical orientation (see
+        :func:`cacscore.io.checks.canonical_orientation`), geometry in LPS.
+        ``kvp`` and ``slice_thickness_mm`` are known only for files written
+        by :func:`write_volume`.
+
+    Raises
+    ------
+    VolumeReadError
+        Missing, corrupt, 2-D, 4-D, RGB or non-axial file, or HU that do not
+        fit in int16.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    _check_suffix(path)
+    image = _read_itk(path)
+    spacing, origin, direction = _grid_from_itk(image, path)
+    hu = _as_int16(sitk.GetArrayViewFromImage(image), path, "image")
+    if not hu.flags.owndata:
+        hu = hu.copy()
+    meta = {key: image.GetMetaData(key) for key in image.GetMetaDataKeys()}
+    notes = dict(_NOTE_PATTERN.findall(meta.get(_NOTES_KEY, "")))
+    fields = {name: meta[key] for name, key in _META_KEYS.items() if meta.get(key)}
+    volume = CTVolume(
+        hu=hu,
+        spacing=spacing,
+        origin=origin,  # type: ignore[arg-type]
+        direction=direction,
+        kvp=float(notes["kvp"]) if "kvp" in notes else None,
+        slice_thickness_mm=float(notes["thickness_mm"]) if "thickness_mm" in notes else None,
+        source=str(path),
+        **fields,
+    )
+    return canonical_orientation(volume, name=str(path))
+
+
+def _itk_image(array: np.ndarray, like: CTVolume) -> sitk.Image:
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing([float(v) for v in like.spacing[::-1]])
+    image.SetOrigin([float(v) for v in like.origin])
+    image.SetDirection([float(v) for v in like.direction.ravel()])
+    return image
+
+
+def _write_itk(image: sitk.Image, path: Path) -> None:
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        sitk.WriteImage(image, str(path), useCompression=path.name.lower().endswith((".gz", ".mha", ".nrrd")))
+    except RuntimeError as exc:
+        raise InvalidInputError(f"{path}: cannot write image: {str(exc).strip().splitlines()[-1]}") from None
+
+
+def write_volume(volume: CTVolume, path: str | Path) -> Path:
+    """Write a volume's HU (int16) and geometry to a NIfTI, MetaImage or NRRD file.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Volume to write; kVp, slice thickness and (MetaImage/NRRD only)
+        identifiers are stored as metadata.
+    path : str or Path
+        Output file ending in ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd`` or
+        ``.nrrd``; parent folders are created. An existing file is replaced.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    InvalidInputError
+        Unsupported file ending, or the file cannot be written.
+    """
+    path = Path(path)
+    _check_suffix(path)
+    image = _itk_image(np.asarray(volume.hu, dtype=np.int16), volume)
+    notes = []
+    if volume.kvp is not None:
+        notes.append(f"kvp={volume.kvp:g}")
+    if volume.slice_thickness_mm is not None:
+        notes.append(f"thickness_mm={volume.slice_thickness_mm:g}")
+    if notes:
+        image.SetMetaData(_NOTES_KEY, "cacscore " + " ".join(notes))
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        for name, key in _META_KEYS.items():
+            value = getattr(volume, name)
+            if value:
+                image.SetMetaData(key, str(value))
+    _write_itk(image, path)
+    return path
+
+
+def write_mask(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
+    """Write a label mask (uint8) on the grid of ``like``.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of int
+        Labels 0-255, same shape as ``like.hu``.
+    like : CTVolume
+        Volume whose spacing, origin and direction the mask takes.
+    path : str or Path
+        ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd`` or ``.nrrd`` file.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    InvalidInputError
+        Shape differs from ``like``, values outside 0-255, or unsupported ending.
+    """
+    path = Path(path)
+    _check_suffix(path)
+    mask = np.asarray(mask)
+    if mask.shape != like.hu.shape:
+        raise InvalidInputError(f"mask shape {mask.shape} does not match volume shape {like.hu.shape}")
+    if mask.size and (int(mask.min()) < 0 or int(mask.max()) > 255):
+        raise InvalidInputError(f"mask values {int(mask.min())}..{int(mask.max())} do not fit in uint8 labels")
+    _write_itk(_itk_image(mask.astype(np.uint8), like), path)
+    return path
+
+
+def _describe_grid(shape: tuple[int, ...], spacing: tuple[float, ...], origin: tuple[float, ...]) -> str:
+    return (
+        f"shape {tuple(int(n) for n in shape)}, spacing {tuple(round(s, 4) for s in spacing)} mm, "
+        f"origin {tuple(round(o, 3) for o in origin)} mm"
+    )
+
+
+def read_mask(path: str | Path, like: CTVolume, convention: MaskConvention = "project") -> np.ndarray:
+    """Read a label mask that lies on the grid of ``like`` and convert it to the project's labels.
+
+    The mask is brought to the canonical orientation like every volume, so
+    a mask written by another tool in the CT's stored orientation still
+    matches a CT read by cacscore.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd`` or ``.nrrd`` label file.
+    like : CTVolume
+        The CT the mask belongs to.
+    convention : {"project", "orcascore", "binary"}
+        Label convention of the file (see :func:`cacscore.labels.to_project_labels`).
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of uint8
+        Labels in the project's convention.
+
+    Raises
+    ------
+    VolumeReadError
+        Missing or unreadable file, non-integer labels, or a grid (shape,
+        spacing, origin, direction) that differs from ``like``'s.
+    InvalidInputError
+        Label values the convention does not define.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    _check_suffix(path)
+    image = _read_itk(path)
+    spacing, origin, direction = _grid_from_itk(image, path)
+    values = sitk.GetArrayFromImage(image)
+    if np.issubdtype(values.dtype, np.floating):
+        if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
+            raise VolumeReadError(f"{path}: mask holds non-integer values; a label mask holds integer codes")
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise VolumeReadError(f"{path}: mask values {values.min():g}..{values.max():g} are not label codes 0-255")
+    stored = CTVolume(hu=values.astype(np.int16), spacing=spacing, origin=origin, direction=direction)  # type: ignore[arg-type]
+    mask = canonical_orientation(stored, name=str(path))
+    same = (
+        mask.hu.shape == like.hu.shape
+        and np.allclose(mask.spacing, like.spacing, atol=GRID_TOLERANCE_MM, rtol=1e-5)
+        and np.allclose(mask.origin, like.origin, atol=GRID_TOLERANCE_MM * 10)
+        and np.allclose(mask.direction, like.direction, atol=1e-4)
+    )
+    if not same:
+        raise VolumeReadError(
+            f"{path}: mask grid ({_describe_grid(mask.hu.shape, mask.spacing, mask.origin)}) does not match "
+            f"the CT grid ({_describe_grid(like.hu.shape, like.spacing, like.origin)})"
+        )
+    return to_project_labels(mask.hu, convention)

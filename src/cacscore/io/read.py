@@ -1,0 +1,86 @@
+"""One entry point that reads a CT volume from whatever the path is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cacscore.errors import VolumeReadError
+from cacscore.io.checks import add_quality_warnings
+from cacscore.io.dicom import read_dicom_series
+from cacscore.io.image import IMAGE_SUFFIXES, image_suffix, read_image_volume
+from cacscore.io.volume import CTVolume
+
+
+def read_volume(path: str | Path, *, series_uid: str | None = None) -> CTVolume:
+    """Read a CT volume from a DICOM folder, a DICOM file, or a NIfTI/MetaImage/NRRD file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder: the DICOM series in it (searched recursively) is read, the
+        one named by ``series_uid`` or else the most calcium-scoring-like
+        CT series. A single DICOM file (``.dcm`` or any file starting with
+        the DICOM preamble): the series it belongs to is read from its
+        folder. ``.nii``, ``.nii.gz``, ``.mha``, ``.mhd``, ``.nrrd``: the
+        image file (RAS NIfTI is converted to LPS).
+    series_uid : str, optional
+        SeriesInstanceUID to read from a DICOM folder.
+
+    Returns
+    -------
+    CTVolume
+        HU int16 ``(z, y, x)``; axis 0 head-ward, axis 1 posterior, axis 2
+        to the patient's left (voxels permuted/flipped, never resampled);
+        ``spacing = (dz, dy, dx)`` mm with ``dz`` the slice increment.
+
+    Raises
+    ------
+    VolumeReadError
+        Missing path, unsupported file type, or any problem listed by
+        :func:`cacscore.io.dicom.read_dicom_series` and
+        :func:`cacscore.io.image.read_image_volume`.
+
+    Warns
+    -----
+    CacScoreWarning
+        kVp other than 120, slice thickness outside 2.5-3 mm, overlapping
+        reconstruction (also recorded in ``volume.warnings``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VolumeReadError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return read_dicom_series(path, series_uid=series_uid)
+    if image_suffix(path) is not None:
+        if series_uid is not None:
+            raise VolumeReadError(f"{path}: series_uid applies to DICOM folders only, not to image files")
+        volume = read_image_volume(path)
+        add_quality_warnings(volume, name=str(path))
+        return volume
+    if path.suffix.lower() in {".dcm", ".dicom", ".ima", ""} or _has_dicom_preamble(path):
+        return _read_dicom_file(path, series_uid)
+    raise VolumeReadError(
+        f"{path}: unsupported file type; give a DICOM folder or a {', '.join(IMAGE_SUFFIXES)} file"
+    )
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _read_dicom_file(path: Path, series_uid: str | None) -> CTVolume:
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise VolumeReadError(f"{path}: not a readable DICOM file: {exc}") from None
+    own_uid = str(header.get("SeriesInstanceUID", "")) or None
+    if series_uid is not None and own_uid != series_uid:
+        raise VolumeReadError(f"{path}: belongs to series {own_uid}, not to the requested {series_uid}")
+    return read_dicom_series(path.parent, series_uid=own_uid)
