@@ -1,0 +1,198 @@
+"""``cacscore score``: score a CT volume with a calcium label mask.
+
+The command is three steps so that other sources of a mask slot in: a
+producer returns ``(volume, ScoreResult, extra report keys)`` (today
+:func:`score_with_mask`; a model-based producer takes the branch where
+``--mask`` is absent), :func:`cacscore.scoring.score_report` builds the
+``cacscore.score/1`` document, and :func:`emit_report` prints and writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cacscore.cli.common import prepare_output_dir, user_errors
+from cacscore.errors import CacScoreWarning, InvalidInputError
+
+if TYPE_CHECKING:
+    from cacscore.io.volume import CTVolume
+    from cacscore.scoring.results import ScoreResult
+
+#: Files that ``--out`` writes.
+SCORE_PRODUCTS = ["score.json", "lesions.csv"]
+
+
+class MaskLabels(str, Enum):
+    """Label conventions accepted by ``--mask-labels`` (see :mod:`cacscore.labels`)."""
+
+    project = "project"
+    orcascore = "orcascore"
+    binary = "binary"
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """Scoring options shared by every producer; keyword arguments of :func:`cacscore.scoring.score_volume`."""
+
+    kvp_thresholds: bool = False
+    min_area_mm2: float = 1.0
+    min_voxels: int | None = None
+    mass_calibration: float = 1.0
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`cacscore.scoring.score_volume`."""
+        return {
+            "kvp_thresholds": self.kvp_thresholds,
+            "min_area_mm2": self.min_area_mm2,
+            "min_voxels": self.min_voxels,
+            "mass_calibration": self.mass_calibration,
+        }
+
+
+def score_with_mask(
+    input_path: Path,
+    mask_path: Path,
+    options: ScoringOptions,
+    *,
+    series: str | None = None,
+    mask_labels: str = "project",
+) -> tuple[CTVolume, ScoreResult, dict[str, Any]]:
+    """Read a volume and a label mask on its grid and score them.
+
+    Returns
+    -------
+    volume : CTVolume
+    result : ScoreResult
+    extra : dict
+        Additional report keys: ``{"mask": {"path", "labels"}}``.
+
+    Raises
+    ------
+    VolumeReadError
+        If the volume or mask cannot be read, or the mask is not on the volume's grid.
+    InvalidInputError
+        If the mask holds codes the convention does not define, or an option is out of range.
+    """
+    from cacscore.io import read_mask, read_volume
+    from cacscore.scoring import score_volume
+
+    volume = read_volume(input_path, series_uid=series)
+    mask = read_mask(mask_path, like=volume, convention=mask_labels)
+    result = score_volume(volume, mask, **options.as_kwargs())
+    return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}}
+
+
+def emit_report(
+    report: dict[str, Any],
+    *,
+    as_json: bool,
+    out: Path | None,
+    force: bool,
+    console: Console | None = None,
+) -> None:
+    """Print the report (JSON or a table) to stdout and write ``score.json`` + ``lesions.csv`` to ``out``."""
+    from cacscore.scoring import lesions_csv
+
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        prepare_output_dir(out, SCORE_PRODUCTS, force=force)
+        (out / "score.json").write_text(text + "\n", encoding="utf-8")
+        (out / "lesions.csv").write_text(lesions_csv(report), encoding="utf-8")
+    if as_json:
+        typer.echo(text)
+    else:
+        print_report(report, console or Console(highlight=False))
+        if out is not None:
+            (console or Console(highlight=False)).print(f"wrote {out / 'score.json'} and {out / 'lesions.csv'}")
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """Readable tables of a ``cacscore.score/1`` report: totals per artery, categories, lesions."""
+    source = report["input"]
+    console.print(
+        f"[bold]{source['path']}[/]  shape {tuple(source['shape_zyx'])}  "
+        f"spacing {tuple(round(v, 3) for v in source['spacing_zyx_mm'])} mm  kVp {source['kvp']}"
+    )
+    totals = Table(title="Calcium scores")
+    for column in ("artery", "Agatston", "volume (mm³)", "mass (mg)", "lesions"):
+        totals.add_column(column, justify="left" if column == "artery" else "right")
+    for name, score in report["arteries"].items():
+        totals.add_row(
+            name, f"{score['agatston']:.1f}", f"{score['volume_mm3']:.1f}", f"{score['mass_mg']:.2f}",
+            str(score["n_lesions"]),
+        )
+    totals.add_row(
+        "[bold]total[/]", f"[bold]{report['agatston']:.1f}[/]", f"{report['volume_mm3']:.1f}",
+        f"{report['mass_mg']:.2f}", str(len(report["lesions"])),
+    )
+    console.print(totals)
+    console.print(
+        f"risk category [bold]{report['risk_category']}[/]   CAC-DRS [bold]{report['cac_drs']}[/]   "
+        f"vessels involved {report['n_vessels']}"
+    )
+    if report["lesions"]:
+        lesions = Table(title="Lesions")
+        for column in ("id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices",
+                       "centroid LPS (mm)"):
+            lesions.add_column(column, justify="left" if column in ("artery", "slices") else "right")
+        for lesion in report["lesions"]:
+            lesions.add_row(
+                str(lesion["id"]), lesion["artery"], f"{lesion['agatston']:.1f}", f"{lesion['volume_mm3']:.1f}",
+                f"{lesion['mass_mg']:.2f}", f"{lesion['peak_hu']:.0f}",
+                f"{lesion['slices'][0]}-{lesion['slices'][1]}",
+                ", ".join(f"{v:.1f}" for v in lesion["centroid_mm"]),
+            )
+        console.print(lesions)
+
+
+def _score_command(
+    input: Path = typer.Argument(..., help="CT volume: DICOM folder, NIfTI, MetaImage or NRRD file."),
+    mask: Path | None = typer.Option(None, "--mask", help="Calcium label mask on the same grid as INPUT."),
+    as_json: bool = typer.Option(False, "--json", help="Print the cacscore.score/1 JSON report to stdout."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for score.json and lesions.csv."),
+    force: bool = typer.Option(False, "--force", help="Overwrite results already in --out."),
+    series: str | None = typer.Option(None, "--series", help="SeriesInstanceUID to read from a DICOM folder."),
+    mask_labels: MaskLabels = typer.Option(
+        MaskLabels.project, "--mask-labels",
+        help="Mask label convention: project (0-5), orcascore (1 LAD, 2 LCX, 3 RCA) or binary.",
+    ),
+    kvp_thresholds: bool = typer.Option(
+        False, "--kvp-thresholds", help="Use kV-specific thresholds (70/80/100/120/135 kV) from the series kVp."
+    ),
+    min_area_mm2: float = typer.Option(1.0, "--min-area-mm2", help="Minimum 2-D component area, mm²."),
+    min_voxels: int | None = typer.Option(None, "--min-voxels", help="Minimum pixels per 2-D component (paper: 3)."),
+    mass_calibration: float = typer.Option(
+        1.0, "--mass-calibration", help="Mass calibration factor, mg/(HU·mL); 1.0 = uncalibrated."
+    ),
+) -> None:
+    """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask."""
+    with user_errors():
+        from cacscore.scoring import score_report
+
+        options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
+        if out is not None:
+            # Refuse early, before any reading, rather than after minutes of work.
+            prepare_output_dir(out, SCORE_PRODUCTS, force=force)
+        if mask is None:
+            raise InvalidInputError("--mask is required: give a calcium label mask on the grid of INPUT")
+        volume, result, extra = score_with_mask(
+            input, mask, options, series=series, mask_labels=mask_labels.value
+        )
+        for message in result.warnings:
+            warnings.warn(message, CacScoreWarning, stacklevel=1)
+        report = score_report(volume, result, input, extra=extra)
+        emit_report(report, as_json=as_json, out=out, force=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``score`` command to ``app``."""
+    app.command("score")(_score_command)
