@@ -39,3 +39,4 @@ def main(args: list[str] | None = None) -> None:
     app(args=args)
 
 from cacscore.cli import series as _series; _series.register(app)  # noqa: E402, E702
+from cacscore.cli import score as _score; _score.register(app)  # noqa: E402, E702
