@@ -10,6 +10,7 @@ InstanceNumber) and checked, and only then are its pixels decoded.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,24 @@ class _Slice:
     header: Dataset
 
 
+def _dcmread(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
+    """``pydicom.dcmread`` that turns read failures (and pydicom's end-of-file warning) into one-line errors.
+
+    pydicom's other warnings (unknown character sets, odd VR values) are
+    common in scanner exports and harmless here, so they are not shown.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+            raise DicomReadError(f"{path}: corrupt DICOM file: {exc}") from None
+    for record in caught:
+        if "End of file" in str(record.message):
+            raise DicomReadError(f"{path}: corrupt DICOM file: {record.message}")
+    return ds
+
+
 def _is_dicom_file(path: Path) -> bool:
     if path.name.upper() == "DICOMDIR":
         return False
@@ -123,12 +142,12 @@ def _scan(folder: Path) -> list[_Slice]:
     for path in paths:
         if not _is_dicom_file(path):
             continue
-        try:
-            header = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
-            raise DicomReadError(f"{path}: corrupt DICOM file: {exc}") from None
-        if "SOPClassUID" in header and header.SOPClassUID == "1.2.840.10008.1.3.10":
+        header = _dcmread(path, stop_before_pixels=True)
+        if header.get("SOPClassUID") == "1.2.840.10008.1.3.10":
             continue  # a DICOMDIR under another name
+        if "SeriesInstanceUID" not in header:
+            # pydicom stops quietly at the end of a truncated file; every DICOM image has this UID.
+            raise DicomReadError(f"{path}: corrupt DICOM file: truncated or without SeriesInstanceUID")
         slices.append(_Slice(path, header))
     if not slices:
         raise DicomReadError(f"{folder}: no DICOM files found")
@@ -145,12 +164,22 @@ def _float(header: Dataset, keyword: str) -> float | None:
         return None
 
 
-def _orientation_name(header: Dataset) -> str:
+def _normal(header: Dataset) -> np.ndarray | None:
     iop = header.get("ImageOrientationPatient")
     if iop is None or len(iop) != 6:
-        return "unknown"
+        return None
     normal = np.cross(np.asarray(iop[:3], dtype=float), np.asarray(iop[3:], dtype=float))
-    if np.linalg.norm(normal) < 1e-6:
+    return normal if np.linalg.norm(normal) > 1e-6 else None
+
+
+def _normal_angle_deg(header: Dataset) -> float:
+    normal = _normal(header)
+    return float("nan") if normal is None else axis_angle_deg(normal, _Z_AXIS)
+
+
+def _orientation_name(header: Dataset) -> str:
+    normal = _normal(header)
+    if normal is None:
         return "unknown"
     for name, axis in (("sagittal", 0), ("coronal", 1), ("axial", 2)):
         unit = np.zeros(3)
@@ -177,6 +206,8 @@ def _series_info(uid: str, slices: list[_Slice]) -> SeriesInfo:
         reason = "multi-frame (enhanced) CT, not supported"
     elif orientation != "axial":
         reason = f"{orientation} slices, not axial"
+        if orientation != "unknown":
+            reason += f" (slice normal {_normal_angle_deg(first):.1f} degrees from the head-feet axis)"
     elif len(slices) < 2:
         reason = "a single slice"
     else:
@@ -360,10 +391,7 @@ def _check_spacing(folder: Path, slices: list[_Slice], positions: np.ndarray, no
 
 def _pixels(path: Path, rows: int, cols: int) -> tuple[np.ndarray, Dataset]:
     """Stored pixel values of one file as an int32-safe ndarray (no rescale) and its full dataset."""
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError) as exc:
-        raise DicomReadError(f"{path}: corrupt DICOM file: {exc}") from None
+    ds = _dcmread(path)
     if "PixelData" not in ds:
         raise DicomReadError(f"{path}: holds no pixel data")
     bits_allocated = int(ds.get("BitsAllocated", 16))
@@ -417,11 +445,6 @@ def _to_hu(array: np.ndarray, ds: Dataset, path: Path) -> np.ndarray:
 def _read_series(folder: Path, slices: list[_Slice]) -> CTVolume:
     slices, row, col, positions = _sorted_slices(slices)
     normal = np.cross(row, col)
-    if axis_angle_deg(normal, _Z_AXIS) > ANGLE_TOLERANCE_DEG:
-        raise DicomReadError(
-            f"{folder}: non-axial slices: the slice normal is {axis_angle_deg(normal, _Z_AXIS):.1f} degrees "
-            "from the patient's head-feet axis; calcium scoring needs axial slices"
-        )
     increment = _check_spacing(folder, slices, positions, normal)
     first = slices[0].header
     rows, cols = int(first.Rows), int(first.Columns)
