@@ -13,9 +13,9 @@ from cacscore.io.read import read_volume
 from cacscore.io.volume import CTVolume, normalize_spacing
 
 __all__ = [
+    "TRANSFER_SYNTAXES",
     "CTVolume",
     "SeriesInfo",
-    "TRANSFER_SYNTAXES",
     "list_series",
     "normalize_spacing",
     "read_dicom_series",

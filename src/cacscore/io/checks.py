@@ -34,7 +34,7 @@ def axis_angle_deg(vector: np.ndarray, axis: np.ndarray) -> float:
     """Angle in degrees between the line of ``vector`` and the line of ``axis`` (sign ignored)."""
     vector = np.asarray(vector, dtype=float)
     axis = np.asarray(axis, dtype=float)
-    cosine = abs(float(vector @ axis)) / (np.linalg.norm(vector) * np.linalg.norm(axis))
+    cosine = abs(float(vector @ axis)) / float(np.linalg.norm(vector) * np.linalg.norm(axis))
     return float(np.degrees(np.arccos(min(1.0, cosine))))
 
 

@@ -414,7 +414,7 @@ def _pixels(path: Path, rows: int, cols: int) -> tuple[np.ndarray, Dataset]:
         return array, ds
     try:
         array = ds.pixel_array
-    except Exception as exc:  # decoders raise many types; all mean "cannot decode this file"
+    except Exception as exc:  # noqa: BLE001 - decoders raise many types; all mean "cannot decode this file"
         syntax_name = getattr(syntax, "name", syntax)
         raise DicomReadError(f"{path}: cannot decode pixel data ({syntax_name}): {exc}") from None
     if array.shape != (rows, cols):

@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import (
     UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLosslessSV1,
     JPEGLSLossless,
     RLELossless,
     generate_uid,
@@ -28,6 +30,7 @@ from pydicom.uid import (
 
 from cacscore import __version__
 from cacscore.errors import InvalidInputError
+from cacscore.io.jpeg_lossless import encode_jpeg_lossless
 from cacscore.io.volume import CTVolume
 
 #: Transfer syntax names accepted by :func:`write_dicom_series` (a UID string works too).
@@ -35,6 +38,7 @@ TRANSFER_SYNTAXES: dict[str, UID] = {
     "explicit vr little endian": ExplicitVRLittleEndian,
     "implicit vr little endian": ImplicitVRLittleEndian,
     "rle": RLELossless,
+    "jpeg lossless": JPEGLosslessSV1,
     "jpeg-ls lossless": JPEGLSLossless,
     "jpeg 2000 lossless": JPEG2000Lossless,
 }
@@ -52,7 +56,7 @@ def _transfer_syntax(name: str | None) -> UID:
             return uid
     raise InvalidInputError(
         f"transfer_syntax {name!r} cannot be written; use one of {sorted(TRANSFER_SYNTAXES)} or their UIDs "
-        "(JPEG lossless process 14 has no encoder in pydicom)"
+
     )
 
 
@@ -103,8 +107,9 @@ def write_dicom_series(
         Manufacturer tag; defaults to ``volume.manufacturer`` or "cacscore".
     transfer_syntax : str, optional
         ``"explicit VR little endian"`` (default), ``"implicit VR little
-        endian"``, ``"RLE"``, ``"JPEG-LS lossless"``, ``"JPEG 2000
-        lossless"`` or one of their UIDs.
+        endian"``, ``"RLE"``, ``"JPEG lossless"`` (process 14, selection
+        value 1), ``"JPEG-LS lossless"``, ``"JPEG 2000 lossless"`` or one of
+        their UIDs.
     signed : bool
         PixelRepresentation 1 (int16) or 0 (uint16).
     rescale_intercept, rescale_slope : float
@@ -234,7 +239,13 @@ def write_dicom_series(
         ds.file_meta = meta
         pixels = np.ascontiguousarray(stored[index])
         ds.PixelData = pixels.tobytes()
-        if syntax in _COMPRESSED:
+        if syntax == JPEGLosslessSV1:
+            # pydicom has no encoder for this syntax; cacscore's own writes the JPEG stream.
+            ds.PixelData = encapsulate([encode_jpeg_lossless(pixels, bits_stored)])
+            ds["PixelData"].VR = "OB"
+            ds["PixelData"].is_undefined_length = True
+            meta.TransferSyntaxUID = syntax
+        elif syntax in _COMPRESSED:
             try:
                 ds.compress(syntax, pixels, generate_instance_uid=False)
             except (RuntimeError, ValueError, ImportError) as exc:

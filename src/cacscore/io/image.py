@@ -288,9 +288,10 @@ def read_mask(path: str | Path, like: CTVolume, convention: MaskConvention = "pr
     image = _read_itk(path)
     spacing, origin, direction = _grid_from_itk(image, path)
     values = sitk.GetArrayFromImage(image)
-    if np.issubdtype(values.dtype, np.floating):
-        if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
-            raise VolumeReadError(f"{path}: mask holds non-integer values; a label mask holds integer codes")
+    if np.issubdtype(values.dtype, np.floating) and (
+        not np.all(np.isfinite(values)) or np.any(values != np.rint(values))
+    ):
+        raise VolumeReadError(f"{path}: mask holds non-integer values; a label mask holds integer codes")
     if values.size and (values.min() < 0 or values.max() > 255):
         raise VolumeReadError(f"{path}: mask values {values.min():g}..{values.max():g} are not label codes 0-255")
     stored = CTVolume(hu=values.astype(np.int16), spacing=spacing, origin=origin, direction=direction)  # type: ignore[arg-type]
