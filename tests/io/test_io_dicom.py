@@ -371,3 +371,19 @@ def test_copy_of_series_in_subfolder_is_one_series_with_duplicates(tmp_path: Pat
 def test_volume_is_a_ctvolume(tmp_path: Path, make_volume: Factory) -> None:
     write_dicom_series(make_volume(), tmp_path)
     assert isinstance(read_dicom_series(tmp_path), CTVolume)
+
+
+def test_missing_image_position(tmp_path: Path, make_volume: Factory) -> None:
+    write_dicom_series(make_volume(), tmp_path)
+    path = _files_in_slice_order(tmp_path)[4]
+    ds = pydicom.dcmread(path)
+    del ds.ImagePositionPatient
+    ds.save_as(path)
+    with pytest.raises(DicomReadError, match=f"{path.name}: ImagePositionPatient is missing"):
+        read_volume(tmp_path)
+
+
+def test_single_file_of_another_series_than_requested(tmp_path: Path, make_volume: Factory) -> None:
+    paths = write_dicom_series(make_volume(), tmp_path, uid_seed="x")
+    with pytest.raises(VolumeReadError, match="belongs to series .*, not to the requested 1.2.3"):
+        read_volume(paths[0], series_uid="1.2.3")

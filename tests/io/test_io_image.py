@@ -178,3 +178,22 @@ def test_mask_must_hold_integer_labels(tmp_path: Path, make_volume: Factory) -> 
         read_mask(tmp_path / "prob.nrrd", volume)
     with pytest.raises(InvalidInputError, match=r"mask shape \(2, 2, 2\) does not match"):
         write_mask(np.zeros((2, 2, 2)), volume, tmp_path / "m.nrrd")
+
+
+def test_four_dimensional_image_is_refused(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 2), dtype=np.int16), np.eye(4)), tmp_path / "cine.nii")
+    with pytest.raises(VolumeReadError, match="cine.nii: holds a 4-D image"):
+        read_volume(tmp_path / "cine.nii")
+
+
+def test_write_volume_refuses_hu_outside_int16(tmp_path: Path) -> None:
+    volume = CTVolume(hu=np.full((2, 2, 2), 40000.0), spacing=1.0)
+    with pytest.raises(InvalidInputError, match="values 40000..40000 do not fit in int16"):
+        write_volume(volume, tmp_path / "big.nii")
+    assert not (tmp_path / "big.nii").exists()
+
+
+def test_series_uid_with_image_file_is_refused(tmp_path: Path, make_volume: Factory) -> None:
+    path = write_volume(make_volume(), tmp_path / "ct.mha")
+    with pytest.raises(VolumeReadError, match="series_uid applies to DICOM folders only"):
+        read_volume(path, series_uid="1.2.3")

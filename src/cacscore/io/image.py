@@ -91,16 +91,19 @@ def _grid_from_itk(
     return spacing, origin, direction  # type: ignore[return-value]
 
 
-def _as_int16(array: np.ndarray, path: Path, what: str) -> np.ndarray:
+def _as_int16(
+    array: np.ndarray, path: Path, what: str, error: type[InvalidInputError] = VolumeReadError
+) -> np.ndarray:
+    """``array`` rounded to int16 HU; ``error`` if it holds NaN or values outside int16."""
     if array.dtype == np.int16:
         return array
     if np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
-            raise VolumeReadError(f"{path}: {what} holds NaN or infinite values")
+            raise error(f"{path}: {what} holds NaN or infinite values")
         array = np.rint(array)
     low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
     if low < np.iinfo(np.int16).min or high > np.iinfo(np.int16).max:
-        raise VolumeReadError(f"{path}: {what} values {low:g}..{high:g} do not fit in int16 HU")
+        raise error(f"{path}: {what} values {low:g}..{high:g} do not fit in int16 HU")
     return array.astype(np.int16)
 
 
@@ -191,11 +194,12 @@ def write_volume(volume: CTVolume, path: str | Path) -> Path:
     Raises
     ------
     InvalidInputError
-        Unsupported file ending, or the file cannot be written.
+        Unsupported file ending, HU that do not fit in int16, or the file
+        cannot be written.
     """
     path = Path(path)
     _check_suffix(path)
-    image = _itk_image(np.asarray(volume.hu, dtype=np.int16), volume)
+    image = _itk_image(_as_int16(np.asarray(volume.hu), path, "volume", InvalidInputError), volume)
     notes = []
     if volume.kvp is not None:
         notes.append(f"kvp={volume.kvp:g}")
