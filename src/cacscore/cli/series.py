@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -52,4 +53,5 @@ def register(app: typer.Typer) -> None:
                     ("read by default: " if chosen else "") + info.reason,
                     style=None if info.is_candidate else "dim",
                 )
-            Console(width=200).print(table)
+            # Full UIDs matter more than fitting a narrow pipe; a terminal keeps its own width.
+            Console(width=None if sys.stdout.isatty() else 200).print(table)
