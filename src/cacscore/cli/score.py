@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -25,6 +25,7 @@ from cacscore.errors import CacScoreWarning, InvalidInputError
 
 if TYPE_CHECKING:
     from cacscore.io.volume import CTVolume
+    from cacscore.labels import MaskConvention
     from cacscore.scoring.results import ScoreResult
 
 #: Files that ``--out`` writes.
@@ -64,7 +65,7 @@ def score_with_mask(
     options: ScoringOptions,
     *,
     series: str | None = None,
-    mask_labels: str = "project",
+    mask_labels: MaskConvention = "project",
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any]]:
     """Read a volume and a label mask on its grid and score them.
 
@@ -143,7 +144,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         lesions = Table(title="Lesions")
         for column in ("id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices",
                        "centroid LPS (mm)"):
-            lesions.add_column(column, justify="left" if column in ("artery", "slices") else "right")
+            lesions.add_column(
+                column, justify="left" if column in ("artery", "slices") else "right", no_wrap=column.startswith("c")
+            )
         for lesion in report["lesions"]:
             lesions.add_row(
                 str(lesion["id"]), lesion["artery"], f"{lesion['agatston']:.1f}", f"{lesion['volume_mm3']:.1f}",
@@ -155,24 +158,32 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 
 def _score_command(
-    input: Path = typer.Argument(..., help="CT volume: DICOM folder, NIfTI, MetaImage or NRRD file."),
-    mask: Path | None = typer.Option(None, "--mask", help="Calcium label mask on the same grid as INPUT."),
-    as_json: bool = typer.Option(False, "--json", help="Print the cacscore.score/1 JSON report to stdout."),
-    out: Path | None = typer.Option(None, "--out", help="Folder for score.json and lesions.csv."),
-    force: bool = typer.Option(False, "--force", help="Overwrite results already in --out."),
-    series: str | None = typer.Option(None, "--series", help="SeriesInstanceUID to read from a DICOM folder."),
-    mask_labels: MaskLabels = typer.Option(
-        MaskLabels.project, "--mask-labels",
-        help="Mask label convention: project (0-5), orcascore (1 LAD, 2 LCX, 3 RCA) or binary.",
-    ),
-    kvp_thresholds: bool = typer.Option(
-        False, "--kvp-thresholds", help="Use kV-specific thresholds (70/80/100/120/135 kV) from the series kVp."
-    ),
-    min_area_mm2: float = typer.Option(1.0, "--min-area-mm2", help="Minimum 2-D component area, mm²."),
-    min_voxels: int | None = typer.Option(None, "--min-voxels", help="Minimum pixels per 2-D component (paper: 3)."),
-    mass_calibration: float = typer.Option(
-        1.0, "--mass-calibration", help="Mass calibration factor, mg/(HU·mL); 1.0 = uncalibrated."
-    ),
+    input: Annotated[Path, typer.Argument(help="CT volume: DICOM folder, NIfTI, MetaImage or NRRD file.")],
+    mask: Annotated[Path | None, typer.Option("--mask", help="Calcium label mask on the grid of INPUT.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cacscore.score/1 JSON report.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for score.json and lesions.csv.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite results already in --out.")] = False,
+    series: Annotated[
+        str | None, typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder.")
+    ] = None,
+    mask_labels: Annotated[
+        MaskLabels,
+        typer.Option(
+            "--mask-labels",
+            help="Mask label convention: project (0-5), orcascore (1 LAD, 2 LCX, 3 RCA) or binary.",
+        ),
+    ] = MaskLabels.project,
+    kvp_thresholds: Annotated[
+        bool,
+        typer.Option("--kvp-thresholds", help="Use kV-specific thresholds (70/80/100/120/135 kV) from the kVp."),
+    ] = False,
+    min_area_mm2: Annotated[float, typer.Option("--min-area-mm2", help="Minimum 2-D component area, mm².")] = 1.0,
+    min_voxels: Annotated[
+        int | None, typer.Option("--min-voxels", help="Minimum pixels per 2-D component (paper: 3).")
+    ] = None,
+    mass_calibration: Annotated[
+        float, typer.Option("--mass-calibration", help="Mass calibration, mg/(HU·mL); 1.0 = uncalibrated.")
+    ] = 1.0,
 ) -> None:
     """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask."""
     with user_errors():
@@ -185,7 +196,7 @@ def _score_command(
         if mask is None:
             raise InvalidInputError("--mask is required: give a calcium label mask on the grid of INPUT")
         volume, result, extra = score_with_mask(
-            input, mask, options, series=series, mask_labels=mask_labels.value
+            input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value)
         )
         for message in result.warnings:
             warnings.warn(message, CacScoreWarning, stacklevel=1)

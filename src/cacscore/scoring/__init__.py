@@ -11,7 +11,14 @@ from cacscore.scoring.agatston import (
     score_calcium,
     score_volume,
 )
-from cacscore.scoring.conventions import KVP_TABLE, REFERENCES, Thresholds, cac_drs, risk_category, thresholds_for
+from cacscore.scoring.conventions import (
+    KVP_TABLE,
+    REFERENCES,
+    Thresholds,
+    cac_drs,
+    risk_category,
+    thresholds_for,
+)
 from cacscore.scoring.report import SCORE_SCHEMA, lesions_csv, score_report
 from cacscore.scoring.results import ARTERY_ORDER, VESSELS, ArteryScore, Lesion, ScoreResult
 

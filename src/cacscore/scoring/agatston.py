@@ -384,11 +384,11 @@ def score_calcium(
         lesions = _lesions(lesion, n_lesions, scored, zyx, spacing_zyx, matrix, mass_calibration)
         per_code = _per_code_totals(scored.code, scored.hu, scored.weight)
 
-    result = _assemble(per_code, lesions, spacing_zyx, mass_calibration)
+    totals = _assemble(per_code, lesions, spacing_zyx, mass_calibration)
     conventions = _conventions(
         thresholds, kvp_thresholds, spacing_zyx, min_area_mm2, min_voxels, mass_calibration
     )
-    result = ScoreResult(**result, lesions=lesions, conventions=conventions, warnings=warnings)
+    result = ScoreResult(**totals, lesions=lesions, conventions=conventions, warnings=warnings)
     return (result, lesion_map) if return_lesion_map else result
 
 
@@ -472,8 +472,10 @@ def _threshold_warnings(thresholds: Thresholds, kvp_thresholds: bool) -> list[st
     if kvp_thresholds:
         return [f"tube voltage {thresholds.kvp:g} kV: scored with kV-specific thresholds ({used})"]
     return [
-        f"tube voltage {thresholds.kvp:g} kV but scored with the 120 kV thresholds ({used}); "
-        "kV-specific thresholds are available (--kvp-thresholds)"
+        (
+            f"tube voltage {thresholds.kvp:g} kV but scored with the 120 kV thresholds ({used}); "
+            "kV-specific thresholds are available (--kvp-thresholds)"
+        )
     ]
 
 
