@@ -62,8 +62,12 @@ def test_unspecified_matches_any_artery_and_6_connectivity() -> None:
     pred = np.zeros_like(ref)
     pred[0, 0, 0] = 1
     pred[0, 1, 1] = 1
-    c = lesion_detection(hu, ref, pred, 1.0).overall
+    counts = lesion_detection(hu, ref, pred, 1.0)
+    c = counts.overall
     assert (c.n_ref, c.n_ref_detected, c.n_pred, c.n_pred_true) == (2, 2, 2, 2)
+    # A binary prediction is filed under the artery it overlaps, so per-artery figures stay meaningful.
+    assert counts.arteries["LM"].n_pred_true == 2 and counts.arteries["unspecified"].n_pred == 0
+    assert counts.metrics()["per_artery"]["LM"]["f1"] == 1.0
 
 
 def test_one_prediction_covering_two_reference_lesions() -> None:

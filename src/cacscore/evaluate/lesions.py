@@ -8,7 +8,9 @@ compatible when equal, or when either side is label 1 (calcium of unspecified
 artery, e.g. a binary prediction), which matches any artery.
 
 Counts are kept from both sides because one predicted lesion may cover two
-reference lesions (or the reverse): sensitivity = detected reference lesions /
+reference lesions (or the reverse). Per artery, each lesion is filed under its
+own artery; a lesion of unspecified artery that overlaps named calcium on the
+other side is filed under that artery (the most frequent one it overlaps). sensitivity = detected reference lesions /
 reference lesions, PPV = true predicted lesions / predicted lesions. The volume
 variant does the same voxel by voxel: sensitivity by volume = reference calcium
 volume covered by compatible predicted calcium / reference volume, PPV by volume
@@ -123,7 +125,8 @@ class LesionCounts:
     arteries : dict of str to ArteryCounts
         Keyed by artery name (``"unspecified"``, ``"LM"``, ``"LAD"``, ``"LCX"``, ``"RCA"``).
         Reference-side counts are filed under the reference lesion's artery,
-        prediction-side counts under the predicted lesion's artery.
+        prediction-side counts under the predicted lesion's artery (an
+        unspecified lesion under the named artery it overlaps, if any).
     """
 
     n_scans: int
@@ -240,23 +243,54 @@ def lesion_detection(
     pred_ids, pred_artery = _lesions(pred, calcium)
 
     compatible = (ref > 0) & (pred > 0) & ((ref == pred) | (ref == UNSPECIFIED) | (pred == UNSPECIFIED))
-    ref_hit = np.zeros(ref_artery.size, dtype=bool)
-    ref_hit[np.unique(ref_ids[compatible])] = True
-    pred_hit = np.zeros(pred_artery.size, dtype=bool)
-    pred_hit[np.unique(pred_ids[compatible])] = True
-
+    ref_tally = _tally(ref_ids, ref_artery, compatible, pred)
+    pred_tally = _tally(pred_ids, pred_artery, compatible, ref)
     arteries = {}
     for code, name in ARTERY_NAMES.items():
-        ref_lesions = ref_artery[1:] == code
-        pred_lesions = pred_artery[1:] == code
+        n_ref, n_ref_hit, ref_vox, ref_hit_vox = ref_tally[code]
+        n_pred, n_pred_hit, pred_vox, pred_hit_vox = pred_tally[code]
         arteries[name] = ArteryCounts(
-            n_ref=int(np.count_nonzero(ref_lesions)),
-            n_ref_detected=int(np.count_nonzero(ref_lesions & ref_hit[1:])),
-            n_pred=int(np.count_nonzero(pred_lesions)),
-            n_pred_true=int(np.count_nonzero(pred_lesions & pred_hit[1:])),
-            ref_volume_mm3=float(np.count_nonzero(ref == code)) * voxel_mm3,
-            ref_detected_volume_mm3=float(np.count_nonzero(compatible & (ref == code))) * voxel_mm3,
-            pred_volume_mm3=float(np.count_nonzero(pred == code)) * voxel_mm3,
-            pred_true_volume_mm3=float(np.count_nonzero(compatible & (pred == code))) * voxel_mm3,
+            n_ref=n_ref,
+            n_ref_detected=n_ref_hit,
+            n_pred=n_pred,
+            n_pred_true=n_pred_hit,
+            ref_volume_mm3=ref_vox * voxel_mm3,
+            ref_detected_volume_mm3=ref_hit_vox * voxel_mm3,
+            pred_volume_mm3=pred_vox * voxel_mm3,
+            pred_true_volume_mm3=pred_hit_vox * voxel_mm3,
         )
     return LesionCounts(1, arteries)
+
+
+def _tally(
+    ids: np.ndarray, artery: np.ndarray, compatible: np.ndarray, other: np.ndarray
+) -> dict[int, tuple[int, int, int, int]]:
+    """Per artery code: lesions, lesions hit, voxels, voxels hit, for one side (reference or prediction).
+
+    A lesion of unspecified artery (code 1) that overlaps named calcium on the
+    other side is filed under the most frequent named artery it overlaps, so
+    that a binary prediction (or reference) still gets per-artery figures
+    where the calcium really is.
+    """
+    n = artery.size
+    max_code = max(_CODES) + 1
+    overlap = np.bincount(
+        ids[compatible] * max_code + other[compatible], minlength=n * max_code
+    ).reshape(n, max_code)
+    named = overlap[:, UNSPECIFIED + 1:]
+    effective = artery.copy()
+    adopt = (artery == UNSPECIFIED) & (named.sum(axis=1) > 0)
+    effective[adopt] = named[adopt].argmax(axis=1) + UNSPECIFIED + 1
+    voxels = np.bincount(ids.ravel(), minlength=n)
+    hit_voxels = overlap.sum(axis=1)
+    tally = {}
+    for code in _CODES:
+        mine = effective == code
+        mine[0] = False  # id 0 is background
+        tally[code] = (
+            int(np.count_nonzero(mine)),
+            int(np.count_nonzero(mine & (hit_voxels > 0))),
+            int(voxels[mine].sum()),
+            int(hit_voxels[mine].sum()),
+        )
+    return tally

@@ -1,0 +1,197 @@
+"""``cacscore evaluate`` and ``cacscore experiment table1``: prove how well a model scores.
+
+``evaluate`` compares predictions (saved masks, a model, or the naive threshold
+baseline) with the references of a dataset and writes ``metrics.json``,
+``cases.csv``, ``report.md`` and four PNG plots. ``experiment table1`` repeats
+the protocol of Gogin et al. 2021, Table 1, on phantom cohorts.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from cacscore.cli.common import err_console, is_tty, prepare_output_dir, user_errors
+from cacscore.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cacscore.evaluate.runner import Predictor
+
+
+class Baseline(str, Enum):
+    """Naive predictions that need no model (``--baseline``)."""
+
+    threshold = "threshold"
+
+
+class Scale(str, Enum):
+    """Sizes of the Table 1 experiment (``--scale``)."""
+
+    tiny = "tiny"
+    small = "small"
+    paper = "paper"
+
+
+class Device(str, Enum):
+    """Where training and inference run (``--device``)."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def prediction_path(pred_dir: Path, case_id: str) -> Path:
+    """The saved prediction of a case: ``<case_id>.nii.gz`` or ``<case_id>/prediction.nii.gz`` in ``pred_dir``.
+
+    Raises
+    ------
+    InvalidInputError
+        If neither file exists (the message names both).
+    """
+    for candidate in (pred_dir / f"{case_id}.nii.gz", pred_dir / case_id / "prediction.nii.gz"):
+        if candidate.is_file():
+            return candidate
+    raise InvalidInputError(
+        f"no prediction for case {case_id} in {pred_dir} (looked for {case_id}.nii.gz and {case_id}/prediction.nii.gz)"
+    )
+
+
+def _saved_predictor(pred_dir: Path) -> Predictor:
+    from cacscore.io import read_mask
+
+    def predict(case: Any) -> Any:
+        return read_mask(prediction_path(pred_dir, case.case_id), like=case.volume)
+
+    return predict
+
+
+def _model_predictor(model_dir: Path) -> Predictor:
+    from cacscore.model import load_ensemble
+
+    ensemble = load_ensemble(model_dir)
+
+    def predict(case: Any) -> Any:
+        return ensemble.predict(case.volume).labels
+
+    return predict
+
+
+def _choose_predictor(model: Path | None, pred: Path | None, baseline: Baseline | None) -> tuple[Predictor, str]:
+    chosen = [name for name, value in (("--model", model), ("--pred", pred), ("--baseline", baseline)) if value]
+    if len(chosen) != 1:
+        raise InvalidInputError(
+            "give exactly one of --model DIR, --pred DIR or --baseline threshold"
+            + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
+    if pred is not None:
+        if not pred.is_dir():
+            raise InvalidInputError(f"{pred}: --pred folder not found")
+        return _saved_predictor(pred), f"pred:{pred}"
+    if model is not None:
+        return _model_predictor(model), f"model:{model}"
+    from cacscore.evaluate.runner import threshold_baseline
+
+    return threshold_baseline, "baseline:threshold"
+
+
+def run_evaluate(
+    data: Path,
+    out: Path,
+    *,
+    model: Path | None = None,
+    pred: Path | None = None,
+    baseline: Baseline | None = None,
+    force: bool = False,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The body of ``cacscore evaluate``; returns the metrics dictionary.
+
+    Raises
+    ------
+    CacScoreError
+        Bad options, an unreadable dataset, existing results without ``force``.
+    """
+    from rich.progress import Progress
+
+    from cacscore.datasets import list_cases
+    from cacscore.evaluate.report import REPORT_FILES, write_report
+    from cacscore.evaluate.runner import evaluate_cases, summarize
+
+    if n_bootstrap < 0:
+        raise InvalidInputError(f"--bootstrap must be >= 0 resamples, got {n_bootstrap}")
+    predictor, source = _choose_predictor(model, pred, baseline)
+    cases = list_cases(data)
+    prepare_output_dir(out, list(REPORT_FILES), force=force)
+    with Progress(console=err_console, disable=not progress, transient=True) as bar:
+        task = bar.add_task("evaluating", total=len(cases))
+        evaluations, failures = evaluate_cases(cases, predictor, on_case=lambda _: bar.advance(task))
+    for failure in failures:
+        err_console.print(f"[yellow]skipped[/] {failure.case_id}: {failure.reason}", soft_wrap=True)
+    metrics = summarize(evaluations, failures, n_bootstrap=n_bootstrap, seed=seed, source=source)
+    write_report(out, metrics, evaluations)
+    return metrics
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``evaluate`` and the ``experiment`` sub-app to ``app``."""
+
+    @app.command("evaluate")
+    def evaluate(
+        data: Path = typer.Option(..., "--data", help="Dataset folder with references (any layout cacscore reads)."),
+        out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs)."),
+        model: Path | None = typer.Option(None, "--model", help="Model folder: run this ensemble on every case."),
+        pred: Path | None = typer.Option(
+            None, "--pred", help="Folder of saved predicted masks: <case_id>.nii.gz or <case_id>/prediction.nii.gz."
+        ),
+        baseline: Baseline | None = typer.Option(
+            None, "--baseline", help="Naive prediction: 'threshold' calls every voxel >= 130 HU calcium."
+        ),
+        force: bool = typer.Option(False, "--force", help="Overwrite an existing report in --out."),
+        n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95 % CIs (0: none)."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    ) -> None:
+        """Compare predicted calcium masks with a dataset's references and write a report."""
+        with user_errors():
+            metrics = run_evaluate(
+                data, out, model=model, pred=pred, baseline=baseline, force=force, n_bootstrap=n_bootstrap,
+                seed=seed, progress=is_tty() if progress is None else progress,
+            )
+            cat = metrics["category"]
+
+            def show(metric: dict[str, Any]) -> str:
+                return "n/a" if metric["value"] is None else f"{metric['value']:.3f}"
+
+            typer.echo(
+                f"{metrics['n_evaluated']} cases evaluated, {metrics['n_failed']} failed; "
+                f"category accuracy {show(cat['accuracy'])}, Harrell's C {show(cat['harrell_c'])} "
+                f"(paper formula {show(cat['paper_c_index'])}), kappa {show(cat['kappa_linear'])}, "
+                f"ICC Agatston {show(metrics['agatston']['icc'])}, lesion F1 "
+                f"{'n/a' if metrics['lesions']['overall']['f1'] is None else round(metrics['lesions']['overall']['f1'], 3)}"
+            )
+            typer.echo(f"report: {out / 'report.md'}")
+
+    experiment = typer.Typer(help="Experiments that reproduce the paper's results.", no_args_is_help=True)
+
+    @experiment.command("table1")
+    def table1(
+        out: Path = typer.Option(..., "--out", help="Experiment folder (data, models, table.md, table.json, PNG)."),
+        scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny (minutes), small (an hour on CPU), paper."),
+        device: Device = typer.Option(Device.auto, "--device", help="Training/inference device."),
+        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+    ) -> None:
+        """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble."""
+        with user_errors():
+            from cacscore.evaluate.experiment import run_table1_cli
+
+            table = run_table1_cli(out, scale=scale.value, device=device.value,
+                                   progress=is_tty() if progress is None else progress)
+            typer.echo(table)
+            typer.echo(f"table: {out / 'table.md'}")
+
+    app.add_typer(experiment, name="experiment")
