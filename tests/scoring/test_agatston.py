@@ -194,7 +194,9 @@ def test_empty_volume_and_empty_mask() -> None:
         assert (result.risk_category, result.cac_drs, result.n_vessels, result.lesions) == ("A", "A0", 0, [])
         assert set(result.arteries) == {"LM", "LAD", "LCX", "RCA", "unspecified"}
     bright = np.full((2, 4, 4), 800, np.int16)
-    assert score_calcium(bright, (3, 1, 1), np.zeros(bright.shape, bool)).agatston == 0
+    result, lesion_map = score_calcium(bright, (3, 1, 1), np.zeros(bright.shape, bool), return_lesion_map=True)
+    assert result.agatston == 0
+    assert lesion_map.shape == bright.shape and lesion_map.dtype == np.int32 and not lesion_map.any()
 
 
 def test_calcium_outside_the_mask_is_ignored() -> None:

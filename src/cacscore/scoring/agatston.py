@@ -109,6 +109,15 @@ def _bounding_box(candidate: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def _paste(box: np.ndarray, offset: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
+    """Full-size zero array of ``box``'s dtype with ``box`` placed at ``offset`` (z, y, x)."""
+    full = np.zeros(shape, dtype=box.dtype)
+    z, y, x = offset
+    nz, ny, nx = box.shape
+    full[z : z + nz, y : y + ny, x : x + nx] = box
+    return full
+
+
 def _scored_voxels(
     hu: np.ndarray,
     codes: np.ndarray | None,
@@ -241,13 +250,10 @@ def candidate_mask(
     spacing_zyx = normalize_spacing(spacing)
     _check_options(min_area_mm2, min_voxels, 1.0)
     thresholds = thresholds_for(120.0, threshold_hu=threshold_hu)
-    result = np.zeros(array.shape, dtype=bool)
     scored = _scored_voxels(array, None, spacing_zyx, thresholds, min_area_mm2, min_voxels)
-    if scored is not None:
-        z, y, x = scored.offset
-        dz_, dy_, dx_ = scored.box.shape
-        result[z : z + dz_, y : y + dy_, x : x + dx_] = scored.box
-    return result
+    if scored is None:
+        return np.zeros(array.shape, dtype=bool)
+    return _paste(scored.box, scored.offset, array.shape)
 
 
 @overload
@@ -366,7 +372,7 @@ def score_calcium(
     warnings.extend(_threshold_warnings(thresholds, kvp_thresholds))
 
     scored = _scored_voxels(values, codes, spacing_zyx, thresholds, min_area_mm2, min_voxels)
-    lesion_map = np.zeros(values.shape, dtype=np.int32)
+    lesion_map = np.zeros(values.shape, dtype=np.int32) if return_lesion_map and scored is None else None
     if scored is None:
         lesions: list[Lesion] = []
         per_code = _per_code_totals(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64))
@@ -376,9 +382,8 @@ def score_calcium(
                 f"{scored.n_split} 2-D component(s) spanned several artery labels and were split by label"
             )
         box_labels, n_lesions = label_lesions_3d(scored.box)
-        z0, y0, x0 = scored.offset
-        nz, ny, nx = box_labels.shape
-        lesion_map[z0 : z0 + nz, y0 : y0 + ny, x0 : x0 + nx] = box_labels
+        if return_lesion_map:  # a full-size int32 volume: built only on request
+            lesion_map = _paste(box_labels, scored.offset, values.shape)
         lesion = box_labels.ravel()[scored.flat].astype(np.int64)
         zyx = np.stack(np.unravel_index(scored.flat, box_labels.shape), axis=1) + np.array(scored.offset)
         lesions = _lesions(lesion, n_lesions, scored, zyx, spacing_zyx, matrix, mass_calibration)
@@ -389,7 +394,7 @@ def score_calcium(
         thresholds, kvp_thresholds, spacing_zyx, min_area_mm2, min_voxels, mass_calibration
     )
     result = ScoreResult(**totals, lesions=lesions, conventions=conventions, warnings=warnings)
-    return (result, lesion_map) if return_lesion_map else result
+    return (result, lesion_map) if lesion_map is not None else result
 
 
 @overload
