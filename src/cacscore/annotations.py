@@ -35,7 +35,7 @@ import numpy as np
 
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import CTVolume
-from cacscore.labels import ARTERY_CODES, ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
+from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
 
 PointSpace = Literal["patient_mm", "voxel"]
 PointStatus = Literal["ok", "moved", "no_component", "outside", "bone", "conflict"]
@@ -504,8 +504,9 @@ def mask_from_points(
     >>> int(mask.sum()), report.points[0].status, report.points[0].distance_mm
     (6, 'moved', 1.0)
     """
-    from cacscore.scoring import score_volume
     from scipy import ndimage
+
+    from cacscore.scoring import score_volume
 
     if not math.isfinite(search_radius_mm) or search_radius_mm < 0:
         raise InvalidInputError(f"search_radius_mm must be a finite value >= 0, got {search_radius_mm!r}")
@@ -556,7 +557,7 @@ def mask_from_points(
 
     results = []
     for number, (point, hit) in enumerate(zip(points, attached)):
-        common = {
+        common: dict[str, Any] = {
             "index": number,
             "position": point.position,
             "space": point.space,

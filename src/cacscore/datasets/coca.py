@@ -213,7 +213,7 @@ def _fill_polygon(rows_cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _place(roi: CocaRoi, volume: CTVolume) -> tuple[int, np.ndarray, str | None]:
     """Slice index and (N, 2) row/column polygon of a ROI, and a warning when the fallback was used."""
-    n_slices = volume.hu.shape[0]
+    n_slices = volume.shape[0]
     if roi.points_mm is not None:
         zyx = volume.patient_to_index(roi.points_mm)
         z = float(np.median(zyx[:, 0]))
@@ -248,16 +248,17 @@ def rasterize_rois(
     warnings : list of str
         ROIs placed by the fallback, or skipped because their slice is outside the volume.
     """
-    mask = np.zeros(volume.hu.shape, dtype=np.uint8)
+    n_slices, rows, cols = volume.shape
+    mask = np.zeros((n_slices, rows, cols), dtype=np.uint8)
     warnings: list[str] = []
     for roi in rois:
         k, polygon, note = _place(roi, volume)
         if note:
             warnings.append(note)
-        if not 0 <= k < mask.shape[0]:
-            warnings.append(f"ROI at ImageIndex {roi.image_index} is outside the {mask.shape[0]} slices; skipped")
+        if not 0 <= k < n_slices:
+            warnings.append(f"ROI at ImageIndex {roi.image_index} is outside the {n_slices} slices; skipped")
             continue
-        inside = _fill_polygon(polygon, mask.shape[1:]) & (volume.hu[k] >= threshold_hu)
+        inside = _fill_polygon(polygon, (rows, cols)) & (volume.hu[k] >= threshold_hu)
         mask[k][inside] = roi.artery
     return mask, warnings
 
