@@ -105,6 +105,11 @@ def test_unrepresentable_hu_are_refused(tmp_path: Path, make_volume: Factory) ->
         write_dicom_series(volume, tmp_path, signed=False, rescale_intercept=0.0)
 
 
+def test_rescale_that_cannot_hold_the_hu_is_refused(tmp_path: Path, make_volume: Factory) -> None:
+    with pytest.raises(InvalidInputError, match="rescale_slope 2 and rescale_intercept -1024 cannot represent"):
+        write_dicom_series(make_volume(), tmp_path, rescale_slope=2.0)
+
+
 def test_writer_refuses_folder_with_dicom_files(tmp_path: Path, make_volume: Factory) -> None:
     write_dicom_series(make_volume(), tmp_path)
     with pytest.raises(InvalidInputError, match="already holds .dcm files"):

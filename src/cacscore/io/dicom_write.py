@@ -61,12 +61,15 @@ def _transfer_syntax(name: str | None) -> UID:
 
 
 def _stored_values(hu: np.ndarray, *, signed: bool, slope: float, intercept: float) -> np.ndarray:
-    stored = (hu.astype(np.float64) - intercept) / slope
-    rounded = np.rint(stored)
-    if not np.allclose(stored, rounded, atol=1e-6):
-        raise InvalidInputError(
-            f"rescale_slope {slope:g} cannot represent the HU exactly; use 1 or a divisor of every HU value"
-        )
+    if slope == 1.0 and intercept == int(intercept) and np.issubdtype(hu.dtype, np.integer):
+        rounded = hu.astype(np.int32) - int(intercept)  # the common case, without float temporaries
+    else:
+        stored = (hu.astype(np.float64) - intercept) / slope
+        rounded = np.rint(stored)
+        if not np.allclose(stored, rounded, atol=1e-6):
+            raise InvalidInputError(
+                f"rescale_slope {slope:g} and rescale_intercept {intercept:g} cannot represent the HU exactly"
+            )
     dtype = np.int16 if signed else np.uint16
     info = np.iinfo(dtype)
     if rounded.size and (rounded.min() < info.min or rounded.max() > info.max):
