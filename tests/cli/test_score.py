@@ -22,10 +22,10 @@ SPACING_ZYX = (3.0, 0.5, 0.5)
 EXPECTED = {"agatston": 7.5, "volume_mm3": 10.5, "mass_mg": 2.775}
 
 
-def write_image(array: np.ndarray, path: Path, spacing_zyx: tuple[float, float, float] = SPACING_ZYX) -> Path:
+def write_image(array: np.ndarray, path: Path, origin_lps: tuple[float, float, float] = (-12.0, 30.0, 100.0)) -> Path:
     image = sitk.GetImageFromArray(array)
-    image.SetSpacing(spacing_zyx[::-1])
-    image.SetOrigin((-12.0, 30.0, 100.0))
+    image.SetSpacing(SPACING_ZYX[::-1])
+    image.SetOrigin(origin_lps)
     sitk.WriteImage(image, str(path))
     return path
 
@@ -141,3 +141,30 @@ def test_bad_labels_missing_mask_and_kvp_table(case: dict[str, Path]) -> None:
     assert nothing.exit_code == 1 and "no such file" in nothing.stderr
     negative = run(case["ct"], "--mask", case["mask"], "--min-area-mm2", "-1")
     assert negative.exit_code == 1 and "min_area_mm2" in negative.stderr
+
+
+def test_dicom_series_with_kvp_thresholds(tmp_path: Path) -> None:
+    from cacscore.io import CTVolume, write_dicom_series
+
+    hu = np.full((3, 8, 8), -40, np.int16)
+    hu[1, 2:4, 2:4] = 140  # below the 145 HU threshold of 100 kV: scored only at 130 HU
+    hu[2, 4:6, 4:6] = 230  # 100 kV edges 222/334/446: weight 2 (also 2 at 120 kV)
+    volume = CTVolume(hu=hu, spacing=SPACING_ZYX, kvp=100.0, slice_thickness_mm=3.0, series_uid="1.2.826.0.1.7")
+    write_dicom_series(volume, tmp_path / "dicom", uid_seed="score-test")
+    write_image((hu > 0).astype(np.uint8) * 2, tmp_path / "lm.nii.gz", origin_lps=volume.origin)
+    series_uid = json.loads(run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json").stdout)["input"][
+        "series_uid"
+    ]
+
+    plain = run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json", "--series", series_uid)
+    assert plain.exit_code == 0, plain.output
+    report = json.loads(plain.stdout)
+    assert (report["input"]["kvp"], report["agatston"], report["arteries"]["LM"]["agatston"]) == (100.0, 3.0, 3.0)
+    assert any("100 kV but scored with the 120 kV thresholds" in w for w in report["warnings"])
+
+    adapted = run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json", "--kvp-thresholds")
+    assert adapted.exit_code == 0, adapted.output
+    report = json.loads(adapted.stdout)
+    assert report["agatston"] == pytest.approx(2.0)
+    assert report["conventions"]["threshold_hu"] == 145 and report["conventions"]["threshold_source"] == "kvp_table"
+    assert "calcium >= 145 HU" in adapted.stderr
