@@ -7,7 +7,7 @@ The challenge ships MetaImage files named by vendor and patient::
     Training Set/Reference standard/TRV1P1R.mhd     reference labels: 1 LAD (incl. LM), 2 LCX, 3 RCA
     Test Set/Images/TEV1P1CTI.mhd ...
 
-Any folder below ``root`` may hold them; an image ``<ID>CTI.mhd`` is paired
+Any folder up to four levels below ``root`` may hold them; an image ``<ID>CTI.mhd`` is paired
 with the reference ``<ID>R.mhd`` found anywhere below ``root`` (file names
 compared case-insensitively). The case id is ``<ID>`` (e.g. ``TRV1P1``).
 The reference is converted to project codes (LAD 3, LCX 4, RCA 5); orCaScore
@@ -16,6 +16,8 @@ does not separate the LM, so LM calcium is LAD here.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from cacscore.datasets.base import (
@@ -30,16 +32,27 @@ from cacscore.datasets.base import (
 
 IMAGE_END = "cti.mhd"
 REFERENCE_END = "r.mhd"
+#: How deep below the dataset root the files are looked for ("orCaScore/Training Set/Images/x.mhd" is 3),
+#: so that detecting the layout of a large DICOM tree stays cheap.
+MAX_DEPTH = 4
 _EXPECTED = "MetaImage files <ID>CTI.mhd with references <ID>R.mhd (e.g. TRV1P1CTI.mhd, TRV1P1R.mhd)"
 
 
-def _mhd_files(root: Path) -> list[Path]:
-    return sorted((p for p in root.rglob("*") if p.suffix.lower() == ".mhd" and p.is_file()), key=str)
+def _iter_mhd(root: Path) -> Iterator[Path]:
+    """MetaImage headers at most :data:`MAX_DEPTH` folders below ``root``, lazily (detection stops early)."""
+    for folder, dirs, files in os.walk(root):
+        depth = len(Path(folder).relative_to(root).parts)
+        if depth >= MAX_DEPTH:
+            dirs[:] = []
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(".mhd"):
+                yield Path(folder) / name
 
 
 def detect(root: Path) -> bool:
-    """True when some file below ``root`` is named ``*CTI.mhd``."""
-    return any(p.name.lower().endswith(IMAGE_END) for p in _mhd_files(root))
+    """True when a file named ``*CTI.mhd`` lies at most :data:`MAX_DEPTH` folders below ``root``."""
+    return any(p.name.lower().endswith(IMAGE_END) for p in _iter_mhd(root))
 
 
 def list_cases(root: Path) -> list[CaseRef]:
@@ -50,7 +63,7 @@ def list_cases(root: Path) -> list[CaseRef]:
     InvalidInputError
         If no ``*CTI.mhd`` image is found.
     """
-    files = _mhd_files(root)
+    files = list(_iter_mhd(root))
     references = {
         p.name[: -len(REFERENCE_END)].lower(): p
         for p in files
