@@ -88,3 +88,17 @@ def test_empty_phantom_cohort(tmp_path: Path) -> None:
     (tmp_path / "cases.csv").write_text(HEADER)
     with pytest.raises(InvalidInputError, match="no cases found in the phantom layout"):
         list_cases(tmp_path)
+
+
+def test_phantom_mha_case_folder(tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
+    folder = tmp_path / "case_0000"
+    folder.mkdir()
+    write_volume(volume, folder / "image.mha")
+    write_mask(label, volume, folder / "label.mha")
+    (folder / "reference.json").write_text('{"agatston": 30.0, "risk_category": "C"}')
+    (tmp_path / "generation.json").write_text("{}")
+    (ref,) = list_cases(tmp_path)
+    assert (ref.image_path.name, ref.reference_path and ref.reference_path.name) == ("image.mha", "label.mha")
+    case = ref.load()
+    np.testing.assert_array_equal(case.label, label)
+    assert case.meta["reference_agatston"] == 30.0
