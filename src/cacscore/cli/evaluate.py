@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -142,19 +142,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        data: Path = typer.Option(..., "--data", help="Dataset folder with references (any layout cacscore reads)."),
-        out: Path = typer.Option(..., "--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs)."),
-        model: Path | None = typer.Option(None, "--model", help="Model folder: run this ensemble on every case."),
-        pred: Path | None = typer.Option(
-            None, "--pred", help="Folder of saved predicted masks: <case_id>.nii.gz or <case_id>/prediction.nii.gz."
-        ),
-        baseline: Baseline | None = typer.Option(
-            None, "--baseline", help="Naive prediction: 'threshold' calls every voxel >= 130 HU calcium."
-        ),
-        force: bool = typer.Option(False, "--force", help="Overwrite an existing report in --out."),
-        n_bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for 95 % CIs (0: none)."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+        data: Annotated[Path, typer.Option("--data", help="Dataset folder with references (any layout cacscore reads).")],
+        out: Annotated[Path, typer.Option("--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs).")],
+        model: Annotated[Path | None, typer.Option("--model", help="Model folder: run this ensemble on every case.")] = None,
+        pred: Annotated[Path | None, typer.Option(
+            "--pred", help="Folder of saved predicted masks: <case_id>.nii.gz or <case_id>/prediction.nii.gz."
+        )] = None,
+        baseline: Annotated[Baseline | None, typer.Option(
+            "--baseline", help="Naive prediction: 'threshold' calls every voxel >= 130 HU calcium."
+        )] = None,
+        force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report in --out.")] = False,
+        n_bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for 95 % CIs (0: none).")] = 1000,
+        seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
+        progress: Annotated[bool | None, typer.Option(
+            "--progress/--no-progress", help="Progress bar (default: on a terminal)."
+        )] = None,
     ) -> None:
         """Compare predicted calcium masks with a dataset's references and write a report."""
         with user_errors():
@@ -180,10 +182,14 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command("table1")
     def table1(
-        out: Path = typer.Option(..., "--out", help="Experiment folder (data, models, table.md, table.json, PNG)."),
-        scale: Scale = typer.Option(Scale.tiny, "--scale", help="tiny (minutes), small (an hour on CPU), paper."),
-        device: Device = typer.Option(Device.auto, "--device", help="Training/inference device."),
-        progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+        out: Annotated[Path, typer.Option("--out", help="Experiment folder (data, models, table.md, table.json, PNG).")],
+        scale: Annotated[Scale, typer.Option(
+            "--scale", help="tiny (minutes on a CPU), small (about an hour on a GPU machine), paper (GPU)."
+        )] = Scale.tiny,
+        device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.auto,
+        progress: Annotated[bool | None, typer.Option(
+            "--progress/--no-progress", help="Progress bar (default: on a terminal)."
+        )] = None,
     ) -> None:
         """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble."""
         with user_errors():

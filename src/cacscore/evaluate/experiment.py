@@ -372,10 +372,10 @@ def table_markdown(table: dict[str, Any]) -> str:
     lines = [
         f"# Table 1 on phantoms (scale `{scale['name']}`)",
         "",
-        f"Date {table['date']}; hardware: {hardware}. Training sets of {', '.join(str(s) for s in scale['train_sizes'])} "
+        (f"Date {table['date']}; hardware: {hardware}. Training sets of {', '.join(str(s) for s in scale['train_sizes'])} "
         f"cases (+ {scale['n_val']} validation cases), {scale['n_members']} members each, "
         f"{scale['epochs']} epoch(s) x {scale['steps_per_epoch']} steps of batch {scale['batch']}; "
-        f"test cohort of {n_test} evaluated cases (reference categories {table['test_reference_counts']}).",
+        f"test cohort of {n_test} evaluated cases (reference categories {table['test_reference_counts']})."),
         "For 1 model, mean and sample SD (ddof = 1) across the members.",
         "",
         "| Method | C-index (Harrell) | C-index (paper formula) | category accuracy |",
@@ -399,8 +399,8 @@ def table_markdown(table: dict[str, Any]) -> str:
         lines += [f"- {s['set']}: {f['case_id']}: {f['reason']}" for s in table["sets"] for f in s["failures"]]
     lines += [
         "",
-        "Paper (Gogin et al. 2021, Table 1; real CT, 98 test exams; the printed C-index formula cannot give these "
-        "values, so they are read as Harrell's C):",
+        ("Paper (Gogin et al. 2021, Table 1; real CT, 98 test exams; the printed C-index formula cannot give these "
+        "values, so they are read as Harrell's C):"),
         "",
         "| Method | C-index | category accuracy |",
         "|---|---|---|",

@@ -79,9 +79,9 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
     lines = [
         f"# {title}",
         "",
-        f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, {metrics['n_evaluated']} evaluated, "
+        (f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, {metrics['n_evaluated']} evaluated, "
         f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, {metrics['bootstrap']['n_resamples']} resamples "
-        f"of cases, seed {metrics['bootstrap']['seed']}.",
+        f"of cases, seed {metrics['bootstrap']['seed']}."),
         "",
     ]
     if metrics["failures"]:
@@ -101,11 +101,11 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         f"| ICC(2,1) Agatston | {_fmt(metrics['agatston']['icc'])} |",
         f"| ICC(2,1) volume | {_fmt(metrics['volume_mm3']['icc'])} |",
         f"| Bland-Altman Agatston: bias (pred - ref) | {_num(ba.get('mean_diff'), 1)} |",
-        f"| Bland-Altman Agatston: 95 % limits of agreement | {_num(ba.get('loa_low'), 1)} to "
-        f"{_num(ba.get('loa_high'), 1)} |",
+        (f"| Bland-Altman Agatston: 95 % limits of agreement | {_num(ba.get('loa_low'), 1)} to "
+        f"{_num(ba.get('loa_high'), 1)} |"),
         "",
-        "Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when reference "
-        "categories tie (see `docs/evaluation.md`).",
+        ("Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when reference "
+        "categories tie (see `docs/evaluation.md`)."),
         "",
         "### Confusion matrix (rows: reference, columns: prediction)",
         "",

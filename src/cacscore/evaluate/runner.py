@@ -49,7 +49,9 @@ class LoadedCaseLike(Protocol):
 class CaseRefLike(Protocol):
     """What :func:`evaluate_cases` needs of a listed case (:class:`cacscore.datasets.CaseRef`)."""
 
-    case_id: str
+    @property
+    def case_id(self) -> str:
+        """Case identifier."""
 
     def load(self) -> Any:
         """Read the case (returns a :class:`LoadedCaseLike`)."""
