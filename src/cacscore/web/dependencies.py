@@ -1,0 +1,180 @@
+"""Shared FastAPI dependencies: settings, the automatic scorer, the review store, the access token.
+
+``get_settings`` and ``get_scorer`` are cached; tests replace them through
+``app.dependency_overrides`` (e.g. a scorer that returns a known mask).
+``cacscore serve`` builds the app with :func:`cacscore.web.main.create_app`,
+which overrides ``get_settings`` with the command-line values.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+from fastapi import Depends, HTTPException, Request, status
+
+from cacscore.errors import CacScoreError, InvalidInputError
+from cacscore.io import CTVolume
+from cacscore.web.service import AutoResult, Scorer, candidates_only
+from cacscore.web.store import ReviewStore
+
+if TYPE_CHECKING:
+    from cacscore.model import Ensemble
+
+log = logging.getLogger("cacscore.web")
+
+#: Folder for the SQLite database and uploaded studies unless told otherwise.
+DEFAULT_STATE_DIR = Path("cacscore-review")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings.
+
+    Parameters
+    ----------
+    data_dir : Path or None
+        Folder searched for studies (DICOM series, NIfTI, MetaImage); None: uploads only.
+    db_url : str
+        SQLAlchemy database URL (``sqlite:///file.db`` or ``postgresql+psycopg://...``).
+    upload_dir : Path
+        Folder where uploaded studies are unpacked.
+    token : str or None
+        Access token every API request must carry; required when ``host`` is not a loopback address.
+    host : str
+        Address the server binds to.
+    max_upload_mb : float
+        Largest accepted upload, MB (also the limit on a zip's unpacked size x 4).
+    cache_size : int
+        Studies kept in memory (volume, candidates, scores).
+    """
+
+    data_dir: Path | None = None
+    db_url: str = f"sqlite:///{DEFAULT_STATE_DIR / 'review.db'}"
+    upload_dir: Path = DEFAULT_STATE_DIR / "uploads"
+    token: str | None = None
+    host: str = "127.0.0.1"
+    max_upload_mb: float = 512.0
+    cache_size: int = 4
+
+    def check(self) -> Settings:
+        """Validate: token present when binding beyond loopback, data folder exists, limits positive.
+
+        Raises
+        ------
+        InvalidInputError
+            With a message naming the option.
+        """
+        if self.host not in LOOPBACK_HOSTS and not self.token:
+            raise InvalidInputError(
+                f"--host {self.host} exposes the server beyond this computer; give an access token with "
+                "--token (or CACSCORE_TOKEN) so that only people who have it can open studies"
+            )
+        if self.data_dir is not None and not self.data_dir.is_dir():
+            raise InvalidInputError(f"--data {self.data_dir}: no such folder")
+        if not self.max_upload_mb > 0:
+            raise InvalidInputError(f"--max-upload-mb must be > 0, got {self.max_upload_mb!r}")
+        if self.cache_size < 1:
+            raise InvalidInputError(f"cache size must be >= 1, got {self.cache_size!r}")
+        return self
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from ``CACSCORE_DATA``, ``CACSCORE_DB``, ``CACSCORE_UPLOADS``, ``CACSCORE_TOKEN``."""
+        data = os.environ.get("CACSCORE_DATA")
+        return cls(
+            data_dir=Path(data) if data else None,
+            db_url=os.environ.get("CACSCORE_DB", cls.db_url),
+            upload_dir=Path(os.environ.get("CACSCORE_UPLOADS", str(cls.upload_dir))),
+            token=os.environ.get("CACSCORE_TOKEN") or None,
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment (``cacscore serve`` overrides this with its options)."""
+    return Settings.from_env().check()
+
+
+class ModelScorer:
+    """Automatic result from the trained model ensemble (:mod:`cacscore.model`).
+
+    Each lesion's confidence (the fraction of ensemble members that found it)
+    is painted over its voxels so that the store can read it per candidate.
+    """
+
+    def __init__(self, ensemble: Ensemble) -> None:
+        self.ensemble = ensemble
+        self.version = f"{ensemble.plan.name} {ensemble.plan.model_version}"
+
+    def __call__(self, volume: CTVolume) -> AutoResult:
+        from cacscore.scoring import score_volume
+
+        prediction = self.ensemble.predict(volume)
+        mask = np.asarray(prediction.labels, dtype=np.uint8)
+        _, lesion_map = score_volume(volume, mask, return_lesion_map=True)
+        confidences = prediction.lesion_confidence(lesion_map)
+        lookup = np.zeros(int(lesion_map.max()) + 1, dtype=np.float32)
+        for lesion, value in confidences.items():
+            lookup[lesion] = value
+        return AutoResult(mask=mask, method="model", model_version=self.version, confidence=lookup[lesion_map])
+
+
+@lru_cache
+def get_scorer() -> Scorer:
+    """The model ensemble when one is installed, else :func:`candidates_only` (reviewer adds every lesion)."""
+    try:
+        from cacscore.model import load_ensemble
+    except ImportError:
+        return candidates_only
+    try:
+        ensemble = load_ensemble()
+    except CacScoreError as exc:
+        log.warning("no model available (%s); studies open with candidates only", exc)
+        return candidates_only
+    return ModelScorer(ensemble)
+
+
+@lru_cache(maxsize=8)
+def _store_for(settings: Settings, scorer: Scorer) -> ReviewStore:
+    return ReviewStore(
+        db_url=settings.db_url,
+        data_dir=settings.data_dir,
+        upload_dir=settings.upload_dir,
+        scorer=scorer,
+        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+        cache_size=settings.cache_size,
+    )
+
+
+def get_store(
+    settings: Annotated[Settings, Depends(get_settings)], scorer: Annotated[Scorer, Depends(get_scorer)]
+) -> ReviewStore:
+    """The review store of these settings (one per settings and scorer, kept for the process)."""
+    return _store_for(settings, scorer)
+
+
+def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
+    """Reject API requests without the access token when one is set.
+
+    The token may come as ``Authorization: Bearer <token>``, an ``X-Cacscore-Token``
+    header or a ``token`` query parameter (download links).
+    """
+    if not settings.token:
+        return
+    given = request.headers.get("x-cacscore-token") or request.query_params.get("token") or ""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    if not hmac.compare_digest(given.encode(), settings.token.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong access token")
+
+
+StoreDep = Annotated[ReviewStore, Depends(get_store)]

@@ -1,0 +1,78 @@
+"""Study list, uploads and the pixel data the viewer draws."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from cacscore.web.dependencies import Settings, StoreDep, get_settings
+
+router = APIRouter()
+
+#: Multipart framing allowed on top of the file itself, bytes.
+_FORM_OVERHEAD = 64 * 1024
+_CHUNK = 1 << 20
+
+
+@router.get("")
+def list_studies(store: StoreDep) -> list[dict[str, Any]]:
+    """Every study with its automatic and reviewed score and its status."""
+    return store.list_studies()
+
+
+@router.post("/rescan")
+def rescan(store: StoreDep) -> dict[str, int]:
+    """Look for new scans in the data folder."""
+    return {"added": store.sync_data()}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def upload(
+    request: Request, store: StoreDep, settings: Annotated[Settings, Depends(get_settings)]
+) -> dict[str, Any]:
+    """Add a study from a multipart ``file``: a zip of one DICOM series or a NIfTI file."""
+    limit = settings.max_upload_mb * 2**20
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"upload is larger than the limit of {settings.max_upload_mb:g} MB (--max-upload-mb)",
+        )
+    form = await request.form(max_files=1, max_fields=4)
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, "send the scan as a multipart field named 'file'"
+            )
+        chunks = iter(lambda: file.file.read(_CHUNK), b"")
+        return await run_in_threadpool(store.upload, file.filename, chunks)
+    finally:
+        await form.close()
+
+
+@router.get("/{study_id}")
+def get_study(study_id: int, store: StoreDep) -> dict[str, Any]:
+    """Geometry, identifiers and review state of one study (analysed on first opening)."""
+    return store.study(study_id)
+
+
+@router.get("/{study_id}/slices/{z}")
+def get_slice(study_id: int, z: int, store: StoreDep) -> Response:
+    """Axial slice ``z`` in HU: little-endian int16, rows x columns."""
+    return Response(
+        store.slice_bytes(study_id, z),
+        media_type="application/octet-stream",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+@router.get("/{study_id}/overlays/{z}")
+def get_overlay(study_id: int, z: int, store: StoreDep) -> Response:
+    """Candidate ids of slice ``z`` (int32) followed by its edited labels (uint8)."""
+    return Response(
+        store.overlay_bytes(study_id, z), media_type="application/octet-stream", headers={"Cache-Control": "no-store"}
+    )

@@ -1,0 +1,334 @@
+"""Review logic without HTTP: candidates, automatic results, replaying edits, rescoring.
+
+A *candidate* is a 26-connected group of the voxels that Agatston scoring
+would count if they were coronary (:func:`cacscore.scoring.candidate_mask`:
+>= 130 HU in 2-D components of >= 1 mm^2). Candidates are the units a
+reviewer clicks: an edit sets every voxel of one candidate to an artery code
+(or to 0). Because Agatston's 2-D components never cross a candidate's
+border, a candidate's share of the score is exact: removing it lowers the
+total by precisely that share. Every total shown comes from
+:func:`cacscore.scoring.score_volume` on the edited mask, never from sums
+kept on the side.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from cacscore.errors import CacScoreWarning, InvalidInputError
+from cacscore.io import CTVolume, read_volume
+from cacscore.labels import ARTERY_CODES, ARTERY_NAMES, BACKGROUND
+from cacscore.scoring import ScoreResult, candidate_mask, label_lesions_3d, score_volume
+
+#: Edit actions recorded in the audit trail.
+ACTIONS = ("add", "remove", "reassign", "undo")
+
+#: Display colour of each calcium label (viewer and PDF), as #rrggbb.
+ARTERY_COLOURS: dict[str, str] = {
+    "LM": "#f2c12e",
+    "LAD": "#ef5350",
+    "LCX": "#42a5f5",
+    "RCA": "#66bb6a",
+    "unspecified": "#ba68c8",
+}
+
+#: Standard interpretation of each risk category (Rumberger et al., Mayo Clin Proc 1999).
+RISK_INTERPRETATION: dict[str, str] = {
+    "A": "Agatston 0: no identifiable plaque; very low cardiovascular risk.",
+    "B": "Agatston 1-10: minimal identifiable plaque; low cardiovascular risk.",
+    "C": "Agatston 11-100: mild atherosclerotic plaque; moderate cardiovascular risk.",
+    "D": "Agatston 101-400: moderate atherosclerotic plaque; moderately high cardiovascular risk.",
+    "E": "Agatston > 400: extensive atherosclerotic plaque; high cardiovascular risk.",
+}
+
+#: Meaning of each CAC-DRS grade (Hecht et al., J Cardiovasc Comput Tomogr 2018); N is the number of vessels.
+CAC_DRS_INTERPRETATION: dict[str, str] = {
+    "A0": "CAC-DRS A0 (Agatston 0): very low risk.",
+    "A1": "CAC-DRS A1 (Agatston 1-99): mildly increased risk.",
+    "A2": "CAC-DRS A2 (Agatston 100-299): moderately increased risk.",
+    "A3": "CAC-DRS A3 (Agatston >= 300): moderately to severely increased risk.",
+}
+
+
+def interpretation(result: ScoreResult) -> dict[str, str]:
+    """Texts of the result's risk category and CAC-DRS grade (``N``: vessels with calcium)."""
+    grade = result.cac_drs.split("/")[0]
+    drs = CAC_DRS_INTERPRETATION[grade]
+    if "/N" in result.cac_drs:
+        drs += f" N{result.n_vessels}: calcium in {result.n_vessels} of 4 coronary arteries."
+    return {"risk_category": RISK_INTERPRETATION[result.risk_category], "cac_drs": drs}
+
+
+@dataclass(frozen=True)
+class AutoResult:
+    """What the automatic scorer proposes for one volume.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of uint8
+        Project label codes (0 background, 1 unspecified, 2 LM, 3 LAD, 4 LCX, 5 RCA).
+    method : str
+        ``"model"`` or ``"candidates only"`` (no model: nothing counted until a reviewer adds it).
+    model_version : str or None
+        Version of the model that made the mask.
+    confidence : (Z, Y, X) ndarray of float32 or None
+        Model confidence per voxel in [0, 1] (e.g. each lesion's confidence
+        painted over its voxels); a candidate shows the maximum over its voxels.
+    """
+
+    mask: np.ndarray
+    method: str
+    model_version: str | None = None
+    confidence: np.ndarray | None = None
+
+
+class Scorer(Protocol):
+    """Turns a volume into an :class:`AutoResult` (the FastAPI dependency ``get_scorer`` returns one)."""
+
+    def __call__(self, volume: CTVolume) -> AutoResult: ...
+
+
+def candidates_only(volume: CTVolume) -> AutoResult:
+    """The scorer used without a model: an empty mask, every candidate left for the reviewer."""
+    return AutoResult(mask=np.zeros(volume.shape, dtype=np.uint8), method="candidates only")
+
+
+def read_study_volume(path: str) -> CTVolume:
+    """Read a volume; quality warnings stay in ``volume.warnings`` (the viewer shows them) instead of warning.
+
+    Raises
+    ------
+    VolumeReadError
+        As :func:`cacscore.io.read_volume`.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        return read_volume(path)
+
+
+@dataclass
+class Candidates:
+    """Candidate components of one volume.
+
+    Attributes
+    ----------
+    labels : (Z, Y, X) ndarray of int32
+        0 outside candidates, ids 1..n inside.
+    n : int
+        Number of candidates.
+    boxes : list of tuple of slice
+        ``boxes[i - 1]`` is the bounding box of candidate ``i``.
+    """
+
+    labels: np.ndarray
+    n: int
+    boxes: list[tuple[slice, slice, slice]] = field(default_factory=list)
+
+    def check(self, lesion: int) -> None:
+        """Raise :class:`InvalidInputError` unless ``lesion`` is a candidate id."""
+        if isinstance(lesion, bool) or not 1 <= int(lesion) <= self.n:
+            raise InvalidInputError(f"lesion {lesion!r} is not a candidate of this study (ids 1..{self.n})")
+
+    def voxels(self, lesion: int) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+        """Bounding box of candidate ``lesion`` and its boolean footprint inside the box."""
+        self.check(lesion)
+        box = self.boxes[lesion - 1]
+        return box, self.labels[box] == lesion
+
+
+def find_candidates(volume: CTVolume) -> Candidates:
+    """Label the candidate components of ``volume`` (same rules as the scoring of a mask).
+
+    Examples
+    --------
+    >>> hu = np.zeros((2, 6, 6), np.int16); hu[:, 1:3, 1:3] = 300; hu[0, 4:6, 4:6] = 300
+    >>> find_candidates(CTVolume(hu, (3.0, 0.5, 0.5))).n
+    2
+    """
+    mask = candidate_mask(volume.hu, volume.spacing)
+    labels, n = label_lesions_3d(mask)
+    boxes = [box for box in ndimage.find_objects(labels) if box is not None]
+    return Candidates(labels=labels, n=n, boxes=boxes)  # type: ignore[arg-type]
+
+
+def lesion_label(mask: np.ndarray, candidates: Candidates, lesion: int) -> int:
+    """Majority non-zero label code of a candidate's voxels in ``mask`` (0 when none is labelled)."""
+    box, inside = candidates.voxels(lesion)
+    codes = mask[box][inside]
+    codes = codes[codes != BACKGROUND]
+    if codes.size == 0:
+        return BACKGROUND
+    return int(np.argmax(np.bincount(codes, minlength=len(ARTERY_NAMES) + 1)))
+
+
+def set_lesion(mask: np.ndarray, candidates: Candidates, lesion: int, code: int) -> None:
+    """Set every voxel of candidate ``lesion`` to label ``code`` in place."""
+    if code != BACKGROUND and code not in ARTERY_NAMES:
+        raise InvalidInputError(f"label code {code!r} is not a calcium label (0-5)")
+    box, inside = candidates.voxels(lesion)
+    mask[box][inside] = code
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """The part of an audit row needed to replay it."""
+
+    id: int
+    action: str
+    lesion: int
+    after: int
+    undoes: int | None = None
+
+
+def active_edits(edits: Sequence[EditRecord]) -> list[EditRecord]:
+    """Edits in effect: every non-undo row not cancelled by a later undo row, in order."""
+    undone = {edit.undoes for edit in edits if edit.action == "undo"}
+    return [edit for edit in edits if edit.action != "undo" and edit.id not in undone]
+
+
+def replay(auto_mask: np.ndarray, candidates: Candidates, edits: Sequence[EditRecord]) -> np.ndarray:
+    """The edited mask: a copy of ``auto_mask`` with the active edits applied in order."""
+    mask = np.array(auto_mask, dtype=np.uint8, copy=True)
+    for edit in active_edits(edits):
+        set_lesion(mask, candidates, edit.lesion, edit.after)
+    return mask
+
+
+def classify_edit(before: int, after: int) -> str:
+    """Audit action name of changing a lesion's label from ``before`` to ``after``."""
+    if after == BACKGROUND:
+        return "remove"
+    return "add" if before == BACKGROUND else "reassign"
+
+
+def artery_code(artery: str | None) -> int:
+    """Label code of an artery name; None (or ``"none"``) means not counted (0).
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown name.
+    """
+    if artery is None or artery == "none":
+        return BACKGROUND
+    if artery not in ARTERY_CODES:
+        raise InvalidInputError(f"artery {artery!r} is not one of {', '.join(ARTERY_CODES)} or none")
+    return ARTERY_CODES[artery]
+
+
+def rescore(volume: CTVolume, mask: np.ndarray) -> tuple[ScoreResult, np.ndarray]:
+    """Score the (edited) mask with :func:`cacscore.scoring.score_volume`; also its lesion map."""
+    return score_volume(volume, mask, return_lesion_map=True)
+
+
+def candidate_confidence(candidates: Candidates, auto: np.ndarray, confidence: np.ndarray | None) -> dict[int, float]:
+    """Maximum model confidence over the automatically labelled voxels of each candidate."""
+    if confidence is None:
+        return {}
+    result: dict[int, float] = {}
+    for lesion in np.unique(candidates.labels[auto != BACKGROUND]):
+        if lesion == 0:
+            continue
+        box, inside = candidates.voxels(int(lesion))
+        values = confidence[box][inside & (auto[box] != BACKGROUND)]
+        if values.size:
+            result[int(lesion)] = round(float(values.max()), 3)
+    return result
+
+
+def lesion_table(
+    candidates: Candidates,
+    mask: np.ndarray,
+    auto_mask: np.ndarray,
+    result: ScoreResult,
+    lesion_map: np.ndarray,
+    confidence: dict[int, float],
+) -> list[dict[str, Any]]:
+    """One row per candidate that is labelled now or was labelled automatically.
+
+    ``agatston``, ``volume_mm3`` and ``mass_mg`` are the candidate's share of
+    ``result`` (sums of the scoring lesions inside it). ``key_slice`` is the
+    slice where it has most voxels (where the viewer jumps to).
+    """
+    owner = _lesion_owners(candidates, lesion_map, result)
+    shares: dict[int, list[float]] = {}
+    peaks: dict[int, float] = {}
+    for item in result.lesions:
+        cand = owner[item.id]
+        share = shares.setdefault(cand, [0.0, 0.0, 0.0])
+        share[0] += item.agatston
+        share[1] += item.volume_mm3
+        share[2] += item.mass_mg
+        peaks[cand] = max(peaks.get(cand, -np.inf), item.peak_hu)
+    touched = np.union1d(candidates.labels[mask != BACKGROUND], candidates.labels[auto_mask != BACKGROUND])
+    rows = []
+    for lesion in (int(v) for v in touched if v != 0):
+        box, inside = candidates.voxels(lesion)
+        per_slice = inside.sum(axis=(1, 2))
+        now = lesion_label(mask, candidates, lesion)
+        auto = lesion_label(auto_mask, candidates, lesion)
+        agatston, volume, mass = shares.get(lesion, [0.0, 0.0, 0.0])
+        rows.append(
+            {
+                "id": lesion,
+                "artery": ARTERY_NAMES.get(now),
+                "auto_artery": ARTERY_NAMES.get(auto),
+                "confidence": confidence.get(lesion),
+                "agatston": agatston,
+                "volume_mm3": volume,
+                "mass_mg": mass,
+                "peak_hu": peaks.get(lesion),
+                "slices": [box[0].start, box[0].stop - 1],
+                "key_slice": box[0].start + int(np.argmax(per_slice)),
+                "n_voxels": int(inside.sum()),
+            }
+        )
+    return rows
+
+
+def _lesion_owners(candidates: Candidates, lesion_map: np.ndarray, result: ScoreResult) -> dict[int, int]:
+    """Candidate id holding each scoring lesion (scored voxels always lie inside candidates)."""
+    flat = np.flatnonzero(lesion_map)
+    owners: dict[int, int] = {}
+    if flat.size:
+        pairs = np.unique(np.stack([lesion_map.ravel()[flat], candidates.labels.ravel()[flat]], 1), axis=0)
+        owners = {int(a): int(b) for a, b in pairs}
+    missing = [item.id for item in result.lesions if item.id not in owners]
+    if missing:
+        raise InvalidInputError(f"scoring lesions {missing} lie outside every candidate; candidates are stale")
+    return owners
+
+
+def key_slices(lesions: Iterable[dict[str, Any]], limit: int) -> list[int]:
+    """Up to ``limit`` slices to illustrate a report: the key slices of the highest-scoring counted lesions.
+
+    The best slice of each artery's highest-scoring lesion first, then those of
+    the next highest lesions; returned in slice order.
+    """
+    counted = sorted((row for row in lesions if row["artery"]), key=lambda row: -row["agatston"])
+    chosen: list[int] = []
+    seen_arteries: set[str] = set()
+    for row in counted:
+        if row["artery"] not in seen_arteries and row["key_slice"] not in chosen:
+            chosen.append(row["key_slice"])
+            seen_arteries.add(row["artery"])
+    for row in counted:
+        if len(chosen) >= limit:
+            break
+        if row["key_slice"] not in chosen:
+            chosen.append(row["key_slice"])
+    return sorted(chosen[:limit])
+
+
+def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
+    """Map HU to grey levels 0-255 (uint8) with a window ``width`` and ``level`` in HU."""
+    low = level - width / 2.0
+    scaled = (hu.astype(np.float32) - low) * (255.0 / max(width, 1.0))
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+

@@ -1,0 +1,501 @@
+"""The review store: studies in the database, volumes in a small memory cache, edits, exports.
+
+Routes call one method each and turn its exceptions into HTTP answers
+(:mod:`cacscore.web.main` maps them). Nothing here knows about HTTP.
+Logs name studies by database id only, never by file or patient name.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cacscore import __version__
+from cacscore.errors import CacScoreError, InvalidInputError, VolumeReadError
+from cacscore.io import CTVolume, write_mask
+from cacscore.labels import ARTERY_NAMES
+from cacscore.scoring import ScoreResult, score_report
+from cacscore.web import files
+from cacscore.web.db import Edit, Study, bump_version, iso, open_database, pack_mask, unpack_mask, utcnow
+from cacscore.web.service import (
+    ARTERY_COLOURS,
+    Candidates,
+    EditRecord,
+    Scorer,
+    active_edits,
+    artery_code,
+    candidate_confidence,
+    classify_edit,
+    find_candidates,
+    interpretation,
+    lesion_label,
+    lesion_table,
+    read_study_volume,
+    replay,
+    rescore,
+)
+
+log = logging.getLogger("cacscore.web")
+
+
+class StudyNotFoundError(CacScoreError):
+    """No study with this id (HTTP 404)."""
+
+
+class ConflictError(CacScoreError):
+    """The study changed since the client read it, or there is nothing to undo (HTTP 409)."""
+
+
+class StudySignedError(CacScoreError):
+    """The study is signed and therefore read-only (HTTP 403)."""
+
+
+@dataclass
+class Reviewed:
+    """The edited state of a study at one version, with its scores."""
+
+    version: int
+    mask: np.ndarray
+    result: ScoreResult
+    lesions: list[dict[str, Any]]
+
+
+@dataclass
+class LoadedStudy:
+    """A study's arrays in memory."""
+
+    volume: CTVolume
+    candidates: Candidates
+    auto_mask: np.ndarray
+    confidence: dict[int, float]
+    reviewed: Reviewed | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ReviewStore:
+    """Studies, automatic results, edits and exports of one database and data folder.
+
+    Parameters
+    ----------
+    db_url : str
+        SQLAlchemy URL; an SQLite file's folder is created.
+    data_dir : Path or None
+        Folder of scans to serve (searched on first listing and on rescan).
+    upload_dir : Path
+        Folder for uploaded studies.
+    scorer : Scorer
+        Makes the automatic result of a study the first time it is opened.
+    max_upload_bytes : int
+        Largest upload accepted.
+    cache_size : int
+        Studies kept in memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        db_url: str,
+        data_dir: Path | None,
+        upload_dir: Path,
+        scorer: Scorer,
+        max_upload_bytes: int,
+        cache_size: int = 4,
+    ) -> None:
+        if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
+            Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.db = open_database(db_url)
+        self.data_dir = data_dir
+        self.upload_dir = upload_dir
+        self.scorer = scorer
+        self.max_upload_bytes = max_upload_bytes
+        self.cache_size = cache_size
+        self._loaded: OrderedDict[int, LoadedStudy] = OrderedDict()
+        self._load_locks: dict[int, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._synced = False
+
+    # ----------------------------------------------------------------- studies
+
+    def sync_data(self) -> int:
+        """Add the scans under the data folder that are not studies yet; return how many were added."""
+        self._synced = True
+        if self.data_dir is None:
+            return 0
+        found = files.discover(self.data_dir)
+        with self.db.sessions() as session:
+            known = set(session.scalars(select(Study.path).where(Study.root == "data")))
+            new = [item for item in found if item.path not in known]
+            session.add_all(Study(root="data", path=item.path, name=item.name) for item in new)
+            session.commit()
+        log.info("data folder scanned: %d scans, %d new studies", len(found), len(new))
+        return len(new)
+
+    def list_studies(self) -> list[dict[str, Any]]:
+        """Every study with its automatic score and review status, in id order."""
+        self._ensure_synced()
+        with self.db.sessions() as session:
+            studies = session.scalars(select(Study).order_by(Study.id)).all()
+            return [self._summary(study) for study in studies]
+
+    def upload(self, filename: str | None, chunks: Iterable[bytes]) -> dict[str, Any]:
+        """Store an uploaded zip of a DICOM series or NIfTI file as a new study, after reading it once.
+
+        Raises
+        ------
+        UploadTooLargeError
+            Above the size limit.
+        InvalidInputError
+            Not a zip or NIfTI file, unsafe zip, or no readable CT volume in it.
+        """
+        display = files.safe_name(filename)
+        received = files.receive(chunks, self.upload_dir, self.max_upload_bytes)
+        relative = files.unpack_upload(received, self.upload_dir, display, self.max_upload_bytes)
+        location = files.resolve_inside(self.upload_dir, relative)
+        try:
+            volume = read_study_volume(str(location))
+        except VolumeReadError as exc:
+            shutil.rmtree(files.resolve_inside(self.upload_dir, relative.split("/")[0]), ignore_errors=True)
+            raise InvalidInputError(
+                f"{display}: no readable CT volume: {files.describe_read_error(exc, location, display)}"
+            ) from None
+        with self.db.sessions() as session:
+            study = Study(root="uploads", path=relative, name=f"upload: {display}")
+            session.add(study)
+            session.commit()
+            log.info("upload stored as study %d (%d slices)", study.id, volume.shape[0])
+            return self._summary(study)
+
+    def _ensure_synced(self) -> None:
+        if not self._synced:
+            self.sync_data()
+
+    def _get(self, session: Session, study_id: int) -> Study:
+        self._ensure_synced()
+        study = session.get(Study, study_id)
+        if study is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        return study
+
+    def _path(self, study: Study) -> Path:
+        root = self.data_dir if study.root == "data" else self.upload_dir
+        if root is None:
+            raise StudyNotFoundError(f"study {study.id} lies in a data folder this server does not serve")
+        path = files.resolve_inside(root, study.path)
+        if not path.exists():
+            raise StudyNotFoundError(f"study {study.id}: its scan is no longer in the data folder")
+        return path
+
+    def _load(self, session: Session, study: Study) -> LoadedStudy:
+        """The study's arrays, reading and analysing it on first use."""
+        with self._lock:
+            if study.id in self._loaded:
+                self._loaded.move_to_end(study.id)
+                return self._loaded[study.id]
+            lock = self._load_locks.setdefault(study.id, threading.Lock())
+        with lock:
+            with self._lock:
+                if study.id in self._loaded:
+                    return self._loaded[study.id]
+            started = time.perf_counter()
+            volume = read_study_volume(str(self._path(study)))
+            candidates = find_candidates(volume)
+            if study.auto_mask is None:
+                loaded = self._analyse(session, study, volume, candidates)
+            else:
+                auto_mask = unpack_mask(study.auto_mask)
+                if auto_mask.shape != volume.shape:
+                    raise InvalidInputError(
+                        f"study {study.id}: the scan's shape {volume.shape} differs from the analysed "
+                        f"{auto_mask.shape}; the file changed after review began"
+                    )
+                confidence = {int(k): float(v) for k, v in (study.auto_confidence or {}).items()}
+                loaded = LoadedStudy(volume, candidates, auto_mask, confidence)
+            log.info("study %d loaded: %d candidates (%.1f s)", study.id, candidates.n, time.perf_counter() - started)
+            with self._lock:
+                self._loaded[study.id] = loaded
+                while len(self._loaded) > self.cache_size:
+                    self._loaded.popitem(last=False)
+            return loaded
+
+    def _analyse(self, session: Session, study: Study, volume: CTVolume, candidates: Candidates) -> LoadedStudy:
+        """Run the automatic scorer once and keep its result unchanged in the database."""
+        auto = self.scorer(volume)
+        mask = np.asarray(auto.mask)
+        if mask.shape != volume.shape:
+            raise InvalidInputError(f"automatic mask shape {mask.shape} does not match the scan {volume.shape}")
+        mask = mask.astype(np.uint8)
+        confidence = candidate_confidence(candidates, mask, auto.confidence)
+        result, _ = rescore(volume, mask)
+        study.auto_mask = pack_mask(mask)
+        study.auto_confidence = {str(k): v for k, v in confidence.items()}
+        study.auto_method = auto.method
+        study.model_version = auto.model_version
+        study.auto_agatston = result.agatston
+        study.analysed_at = utcnow()
+        if not study.edits:
+            study.current_agatston = result.agatston
+            study.current_category = result.risk_category
+        session.commit()
+        log.info("study %d analysed (%s)", study.id, auto.method)
+        return LoadedStudy(volume, candidates, mask, confidence)
+
+    def _reviewed(self, study: Study, loaded: LoadedStudy) -> Reviewed:
+        """The edited mask and its scores at the study's current version (cached per version)."""
+        with loaded.lock:
+            if loaded.reviewed is not None and loaded.reviewed.version == study.version:
+                return loaded.reviewed
+            mask = replay(loaded.auto_mask, loaded.candidates, _records(study.edits))
+            result, lesion_map = rescore(loaded.volume, mask)
+            lesions = lesion_table(loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence)
+            loaded.reviewed = Reviewed(study.version, mask, result, lesions)
+            return loaded.reviewed
+
+    def _open(self, session: Session, study_id: int) -> tuple[Study, LoadedStudy, Reviewed]:
+        study = self._get(session, study_id)
+        loaded = self._load(session, study)
+        return study, loaded, self._reviewed(study, loaded)
+
+    # ----------------------------------------------------------------- viewer
+
+    def study(self, study_id: int) -> dict[str, Any]:
+        """Everything the viewer needs to open a study: geometry, identifiers and the review state."""
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open(session, study_id)
+            volume = loaded.volume
+            return {
+                **self._summary(study),
+                "shape": list(volume.shape),
+                "spacing_mm": list(volume.spacing),
+                "slice_thickness_mm": volume.slice_thickness_mm,
+                "kvp": volume.kvp,
+                "study_uid": volume.study_uid,
+                "series_uid": volume.series_uid,
+                "patient_id": volume.patient_id,
+                "warnings": list(volume.warnings),
+                "n_candidates": loaded.candidates.n,
+                "arteries": ARTERY_COLOURS,
+                "state": self._state(study, reviewed),
+            }
+
+    def state(self, study_id: int) -> dict[str, Any]:
+        """The review state: version, scores of the edited mask, lesion table, audit trail."""
+        with self.db.sessions() as session:
+            study, _, reviewed = self._open(session, study_id)
+            return self._state(study, reviewed)
+
+    def slice_bytes(self, study_id: int, z: int) -> bytes:
+        """Slice ``z`` in HU as little-endian int16, rows then columns."""
+        with self.db.sessions() as session:
+            loaded = self._load(session, self._get(session, study_id))
+            return loaded.volume.hu[self._check_slice(loaded, z)].astype("<i2").tobytes()
+
+    def overlay_bytes(self, study_id: int, z: int) -> bytes:
+        """Slice ``z`` of the candidate ids (little-endian int32) followed by the edited labels (uint8)."""
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open(session, study_id)
+            z = self._check_slice(loaded, z)
+            return loaded.candidates.labels[z].astype("<i4").tobytes() + reviewed.mask[z].tobytes()
+
+    @staticmethod
+    def _check_slice(loaded: LoadedStudy, z: int) -> int:
+        n = loaded.volume.shape[0]
+        if not 0 <= z < n:
+            raise InvalidInputError(f"slice {z} is outside the study (0..{n - 1})")
+        return z
+
+    # ----------------------------------------------------------------- review
+
+    def edit(self, study_id: int, *, version: int, reviewer: str, lesion: int, artery: str | None) -> dict[str, Any]:
+        """Count candidate ``lesion`` in ``artery`` (None: do not count it); return the new state.
+
+        Raises
+        ------
+        StudySignedError, ConflictError, InvalidInputError
+            Signed study; ``version`` is stale; unknown lesion or artery, or no change.
+        """
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open_for_change(session, study_id, version)
+            code = artery_code(artery)
+            loaded.candidates.check(lesion)
+            before = lesion_label(reviewed.mask, loaded.candidates, lesion)
+            box, inside = loaded.candidates.voxels(lesion)
+            if np.all(reviewed.mask[box][inside] == code):
+                raise InvalidInputError(
+                    f"lesion {lesion} is already {ARTERY_NAMES.get(code, 'not counted')}; nothing to change"
+                )
+            edit = Edit(
+                reviewer=_reviewer(reviewer), action=classify_edit(before, code), lesion=lesion, before=before, after=code
+            )
+            return self._commit_change(session, study, loaded, version, edit)
+
+    def undo(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
+        """Cancel the latest edit still in effect (recorded as an ``undo`` audit row)."""
+        with self.db.sessions() as session:
+            study, loaded, _ = self._open_for_change(session, study_id, version)
+            active = active_edits(_records(study.edits))
+            if not active:
+                raise ConflictError(f"study {study_id} has no edit to undo")
+            last = active[-1]
+            edit = Edit(
+                reviewer=_reviewer(reviewer), action="undo", lesion=last.lesion,
+                before=last.after, after=_before_of(study.edits, last.id), undoes=last.id,
+            )
+            return self._commit_change(session, study, loaded, version, edit)
+
+    def sign(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
+        """Sign the study as reviewed; it is read-only from then on."""
+        with self.db.sessions() as session:
+            study, loaded, _ = self._open_for_change(session, study_id, version)
+            if not bump_version(session, study.id, version):
+                session.rollback()
+                raise ConflictError(_stale(study_id))
+            study.signed_by = _reviewer(reviewer)
+            study.signed_at = utcnow()
+            session.commit()
+            session.refresh(study)
+            log.info("study %d signed", study.id)
+            return self._state(study, self._reviewed(study, loaded))
+
+    def _open_for_change(self, session: Session, study_id: int, version: int) -> tuple[Study, LoadedStudy, Reviewed]:
+        study = self._get(session, study_id)
+        if study.signed_at is not None:
+            raise StudySignedError(f"study {study_id} is signed and read-only")
+        if study.version != version:
+            raise ConflictError(_stale(study_id))
+        loaded = self._load(session, study)
+        return study, loaded, self._reviewed(study, loaded)
+
+    def _commit_change(
+        self, session: Session, study: Study, loaded: LoadedStudy, version: int, edit: Edit
+    ) -> dict[str, Any]:
+        if not bump_version(session, study.id, version):
+            session.rollback()
+            raise ConflictError(_stale(study.id))
+        study.edits.append(edit)
+        session.commit()
+        session.refresh(study)
+        reviewed = self._reviewed(study, loaded)
+        study.current_agatston = reviewed.result.agatston
+        study.current_category = reviewed.result.risk_category
+        session.commit()
+        log.info("study %d: %s of lesion %d (version %d)", study.id, edit.action, edit.lesion, study.version)
+        return self._state(study, reviewed)
+
+    # ----------------------------------------------------------------- export
+
+    def report(self, study_id: int) -> dict[str, Any]:
+        """The ``cacscore.score/1`` report of the edited mask, with a ``review`` block."""
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open(session, study_id)
+            return score_report(
+                loaded.volume, reviewed.result, input_path=study.name, extra={"review": self._review_block(study)}
+            )
+
+    def mask_nifti(self, study_id: int) -> bytes:
+        """The edited label mask (project codes) as a gzip NIfTI file on the scan's grid."""
+        with self.db.sessions() as session:
+            _, loaded, reviewed = self._open(session, study_id)
+            with tempfile.TemporaryDirectory() as folder:
+                path = write_mask(reviewed.mask, loaded.volume, Path(folder) / "mask.nii.gz")
+                return path.read_bytes()
+
+    def report_pdf(self, study_id: int) -> bytes:
+        """The one-page PDF report of the edited state."""
+        from cacscore.web.pdf import ReportContent, build_pdf
+
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open(session, study_id)
+            content = ReportContent(
+                study=self._summary(study),
+                volume=loaded.volume,
+                result=reviewed.result,
+                mask=reviewed.mask,
+                lesions=reviewed.lesions,
+                review=self._review_block(study),
+            )
+            return build_pdf(content)
+
+    # ----------------------------------------------------------------- dicts
+
+    @staticmethod
+    def _summary(study: Study) -> dict[str, Any]:
+        return {
+            "id": study.id,
+            "name": study.name,
+            "source": study.root,
+            "status": study.status,
+            "version": study.version,
+            "auto_agatston": study.auto_agatston,
+            "agatston": study.current_agatston,
+            "risk_category": study.current_category,
+            "method": study.auto_method,
+            "model_version": study.model_version,
+            "signed_by": study.signed_by,
+            "signed_at": iso(study.signed_at),
+            "n_edits": len(study.edits),
+        }
+
+    def _state(self, study: Study, reviewed: Reviewed) -> dict[str, Any]:
+        score = reviewed.result.to_dict()
+        del score["lesions"]
+        return {
+            "version": study.version,
+            "status": study.status,
+            "signed_by": study.signed_by,
+            "signed_at": iso(study.signed_at),
+            "score": score,
+            "interpretation": interpretation(reviewed.result),
+            "auto_agatston": study.auto_agatston,
+            "lesions": reviewed.lesions,
+            "edits": [edit.to_dict() for edit in study.edits],
+            "can_undo": study.signed_at is None and bool(active_edits(_records(study.edits))),
+        }
+
+    @staticmethod
+    def _review_block(study: Study) -> dict[str, Any]:
+        return {
+            "study_id": study.id,
+            "status": study.status,
+            "version": study.version,
+            "automatic": {
+                "method": study.auto_method,
+                "model_version": study.model_version,
+                "agatston": study.auto_agatston,
+            },
+            "reviewers": sorted({edit.reviewer for edit in study.edits}),
+            "signed_by": study.signed_by,
+            "signed_at": iso(study.signed_at),
+            "edits": [edit.to_dict() for edit in study.edits],
+            "software": f"cacscore {__version__}",
+        }
+
+
+def _records(edits: Iterable[Edit]) -> list[EditRecord]:
+    return [EditRecord(edit.id, edit.action, edit.lesion, edit.after, edit.undoes) for edit in edits]
+
+
+def _before_of(edits: Iterable[Edit], edit_id: int) -> int:
+    return next(edit.before for edit in edits if edit.id == edit_id)
+
+
+def _reviewer(name: str) -> str:
+    cleaned = " ".join(str(name).split())[:128]
+    if not cleaned:
+        raise InvalidInputError("reviewer name is empty; enter your name before editing")
+    return cleaned
+
+
+def _stale(study_id: int) -> str:
+    return f"study {study_id} was changed by someone else; reload it to see the latest version"
