@@ -1,0 +1,257 @@
+"""Calcified objects: coronary lesions (scored) and distractors (not scored).
+
+Coronary calcifications sit eccentrically on the vessel wall, 0.5-10 mm
+long, with a true density of 150-1200 HU, more often proximal than distal.
+Distractors are calcium or metal that a threshold finds but a reader must
+not score: aortic valve and aortic root calcium next to the coronary
+ostia, mitral annulus calcification beside the LCX, aortic wall plaques
+and sternal wires (> 2000 HU, with streaks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cacscore.phantom.anatomy import Anatomy, Ellipsoid
+from cacscore.phantom.coronary import Artery, project_to_surface
+from cacscore.phantom.render import Box, Grid, occupancy, orthonormal_frame
+
+#: Distractor kinds, as written in ``truth.json`` and ``cases.csv``.
+DISTRACTOR_KINDS = ("aortic_valve", "aortic_root", "mitral_annulus", "aortic_wall", "sternal_wire")
+#: Relative frequency of calcified segments per artery (LAD most often).
+ARTERY_WEIGHTS = {"LM": 0.08, "LAD": 0.45, "LCX": 0.2, "RCA": 0.27}
+
+
+@dataclass
+class CalciumObject:
+    """One calcified (or metal) object made of a few ellipsoids with a single true density.
+
+    ``kind`` is ``"coronary"`` or one of :data:`DISTRACTOR_KINDS`; ``artery``
+    is set for coronary lesions; ``position_mm`` is the object centre (LPS).
+    """
+
+    kind: str
+    parts: list[Ellipsoid]
+    density_hu: float
+    artery: str | None = None
+    arclength_mm: float | None = None
+    size_mm: float = 0.0
+    position_mm: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def bounds(self, margin_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """LPS bounding box of all parts, mm."""
+        boxes = [part.bounds(margin_mm) for part in self.parts]
+        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+
+    def volume_mm3(self) -> float:
+        """Sum of the parts' ellipsoid volumes (overlaps counted twice), mm^3."""
+        return float(sum(4.0 / 3.0 * np.pi * np.prod(p.radii) for p in self.parts))
+
+    def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Signed distance to the union of the parts, mm."""
+        out = self.parts[0].distance()(x, y, z)
+        for part in self.parts[1:]:
+            out = np.minimum(out, part.distance()(x, y, z))
+        return out
+
+    def occupancy(self, grid: Grid, margin_mm: float) -> tuple[Box, np.ndarray] | None:
+        """Box (with ``margin_mm`` around the object) and z/in-plane supersampled occupancy in it."""
+        lo, hi = self.bounds(margin_mm)
+        box = grid.box(lo, hi, z_extra_mm=grid.thickness_mm / 2)
+        if box is None:
+            return None
+        return box, occupancy(grid, box, self.distance, n_z=8, n_xy=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description: kind, artery, position, size, density and the ellipsoid parts."""
+        return {
+            "type": self.kind,
+            "artery": self.artery,
+            "position_mm": [round(float(v), 3) for v in self.position_mm],
+            "size_mm": round(float(self.size_mm), 3),
+            "density_hu": round(float(self.density_hu), 1),
+            "volume_mm3": round(self.volume_mm3(), 3),
+            "arclength_mm": None if self.arclength_mm is None else round(float(self.arclength_mm), 2),
+            "parts": [
+                {"center_mm": [round(float(v), 3) for v in p.center],
+                 "axes": [[round(float(v), 5) for v in row] for row in p.axes],
+                 "radii_mm": [round(float(v), 3) for v in p.radii]}
+                for p in self.parts
+            ],
+        }
+
+
+def estimate_agatston(obj: CalciumObject) -> float:
+    """Rough Agatston contribution of a lesion before rendering: volume x weight / 3 with blooming."""
+    density = obj.density_hu
+    weight = 1.0 if density < 200 else 2.0 if density < 300 else 3.0 if density < 400 else 4.0
+    bloom = float(np.clip(density / 300.0, 0.3, 2.0))
+    return obj.volume_mm3() * bloom * weight / 3.0
+
+
+def sample_lesion(
+    rng: np.random.Generator,
+    artery: Artery,
+    *,
+    size_mm: float | None = None,
+    density_hu: float | None = None,
+) -> CalciumObject:
+    """Draw one eccentric calcification on ``artery``'s wall.
+
+    Position along the vessel is biased proximally (Beta(1.2, 2.6) of its
+    length); size (0.5-10 mm) is log-normal unless given; density
+    150-1200 HU, larger plaques tending denser.
+    """
+    s_all = artery.arclength
+    s = float(rng.beta(1.2, 2.6) * s_all[-1])
+    if size_mm is None:
+        size_mm = float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.5, 10.0))
+    if density_hu is None:
+        density_hu = float(np.clip(rng.lognormal(np.log(260 + 45 * size_mm), 0.45), 150, 1200))
+    i = int(np.clip(np.searchsorted(s_all, s), 0, len(s_all) - 1))
+    tangents = artery.tangents()
+    n_parts = 1 if size_mm < 3 else int(rng.integers(2, 4))
+    normal_angle = rng.uniform(0, 2 * np.pi)
+    parts = []
+    spacing = 1.0  # centre line points are 1 mm apart
+    for k in range(n_parts):
+        offset = (k - (n_parts - 1) / 2) * size_mm / max(n_parts, 1) / spacing
+        j = int(np.clip(i + round(offset), 0, len(s_all) - 1))
+        frame = orthonormal_frame(tangents[j])
+        ang = normal_angle + rng.normal(0, 0.25)
+        normal = np.cos(ang) * frame[:, 1] + np.sin(ang) * frame[:, 2]
+        binormal = np.cross(tangents[j], normal)
+        r = float(artery.radii[j])
+        length = size_mm / n_parts * rng.uniform(0.9, 1.4)
+        thick = float(np.clip(rng.uniform(0.35, 0.6) * min(size_mm, 3.5), 0.25, 1.6))
+        width = float(np.clip(rng.uniform(0.4, 0.75) * min(size_mm, 2.5 * r), 0.25, 2.2 * r))
+        radii = np.array([max(length / 2, 0.25), thick / 2 + 0.1, width / 2 + 0.1])
+        radii = np.minimum(radii, 5.0)
+        center = artery.points[j] + normal * r * rng.uniform(0.7, 1.0)
+        parts.append(Ellipsoid(center, np.stack([tangents[j], normal, binormal], axis=1), radii))
+    position = np.mean([p.center for p in parts], axis=0)
+    return CalciumObject("coronary", parts, density_hu, artery=artery.name, arclength_mm=s,
+                         size_mm=size_mm, position_mm=position)
+
+
+def pick_artery(rng: np.random.Generator, arteries: list[Artery]) -> Artery:
+    """An artery drawn with :data:`ARTERY_WEIGHTS`."""
+    names = [a.name for a in arteries]
+    w = np.array([ARTERY_WEIGHTS[n] for n in names])
+    return arteries[int(rng.choice(len(arteries), p=w / w.sum()))]
+
+
+def _nodule(center: np.ndarray, radii: np.ndarray, rng: np.random.Generator) -> Ellipsoid:
+    axes = orthonormal_frame(rng.normal(size=3))
+    return Ellipsoid(center, axes, radii)
+
+
+def sample_distractors(
+    rng: np.random.Generator,
+    anatomy: Anatomy,
+    arteries: list[Artery],
+    probabilities: dict[str, float],
+) -> list[CalciumObject]:
+    """Draw the calcified distractors of one patient (each kind with its probability)."""
+    out: list[CalciumObject] = []
+    up = anatomy.aorta_axis
+    frame = orthonormal_frame(up)
+    r_ao = anatomy.aorta_radius_mm
+    if rng.random() < probabilities.get("aortic_valve", 0.0):
+        # Nodules on the valve cusps' bases, a few mm below the ostia.
+        for _ in range(int(rng.integers(1, 5))):
+            ang = rng.uniform(0, 2 * np.pi)
+            rad = r_ao * rng.uniform(0.45, 0.95)
+            c = anatomy.aortic_root + up * rng.uniform(-2, 3) + rad * (
+                np.cos(ang) * frame[:, 1] + np.sin(ang) * frame[:, 2])
+            size = rng.uniform(2, 7)
+            parts = [_nodule(c, np.array([size / 2, size / 3, size / 4]), rng)]
+            out.append(CalciumObject("aortic_valve", parts, rng.uniform(300, 1100), size_mm=size, position_mm=c))
+    if rng.random() < probabilities.get("aortic_root", 0.0):
+        # Wall plaques on the sinuses / ascending aorta, some right next to an ostium.
+        for _ in range(int(rng.integers(1, 4))):
+            near = anatomy.left_ostium if rng.random() < 0.5 else anatomy.right_ostium
+            radial = near - (anatomy.aortic_root + up * ((near - anatomy.aortic_root) @ up))
+            radial /= np.linalg.norm(radial)
+            turn = rng.uniform(0.35, 1.2) * rng.choice([-1, 1])
+            tangential = np.cross(up, radial)
+            direction = np.cos(turn) * radial + np.sin(turn) * tangential
+            h = (near - anatomy.aortic_root) @ up + rng.uniform(-3, 18)
+            c = anatomy.aortic_root + up * h + direction * (r_ao + 0.3)
+            size = rng.uniform(2, 8)
+            axes = np.stack([np.cross(up, direction), direction, up], axis=1)
+            parts = [Ellipsoid(c, axes, np.array([size / 2, rng.uniform(0.5, 1.2), size / 3]))]
+            out.append(CalciumObject("aortic_root", parts, rng.uniform(200, 900), size_mm=size, position_mm=c))
+    if rng.random() < probabilities.get("mitral_annulus", 0.0):
+        out.append(_mitral_annulus(rng, anatomy, arteries))
+    if rng.random() < probabilities.get("aortic_wall", 0.0):
+        for _ in range(int(rng.integers(1, 5))):
+            ang = rng.uniform(0, 2 * np.pi)
+            r = anatomy.desc_aorta_radius_mm
+            direction = np.array([np.cos(ang), np.sin(ang), 0.0])
+            z = anatomy.heart_center[2] + rng.uniform(-70, 50)
+            c = np.array([*anatomy.desc_aorta, z]) + direction * (r + 0.2)
+            size = rng.uniform(2, 9)
+            axes = np.stack([np.cross([0, 0, 1.0], direction), direction, [0, 0, 1.0]], axis=1)
+            parts = [Ellipsoid(c, axes, np.array([size / 2, rng.uniform(0.5, 1.3), size / 2.5]))]
+            out.append(CalciumObject("aortic_wall", parts, rng.uniform(200, 1000), size_mm=size, position_mm=c))
+    if rng.random() < probabilities.get("sternal_wire", 0.0):
+        out.extend(_sternal_wires(rng, anatomy))
+    return out
+
+
+def _mitral_annulus(rng: np.random.Generator, anatomy: Anatomy, arteries: list[Artery]) -> CalciumObject:
+    """A C-shaped band of dense calcium along the posterior mitral annulus, 5-9 mm inside the LCX."""
+    lcx = next(a for a in arteries if a.name == "LCX")
+    start = int(len(lcx.points) * rng.uniform(0.15, 0.4))
+    stop = min(len(lcx.points), start + int(rng.uniform(15, 45)))
+    path = lcx.points[start:stop:3]
+    depth = rng.uniform(5.0, 9.0)
+    inner = project_to_surface(anatomy, path, np.full(len(path), -depth))
+    thick = rng.uniform(1.0, 2.5)
+    parts = []
+    for a, b in zip(inner[:-1], inner[1:], strict=True):
+        seg = b - a
+        length = float(np.linalg.norm(seg))
+        if length < 1e-3:
+            continue
+        axes = orthonormal_frame(seg)
+        parts.append(Ellipsoid((a + b) / 2, axes, np.array([length / 2 + 1.0, thick, thick * 1.3])))
+    if not parts:
+        parts = [_nodule(inner[0], np.array([3.0, 2.0, 2.0]), rng)]
+    size = float(np.linalg.norm(inner[-1] - inner[0])) + 2 * thick
+    return CalciumObject("mitral_annulus", parts, rng.uniform(350, 1100), size_mm=size,
+                         position_mm=inner[len(inner) // 2])
+
+
+def _sternal_wires(rng: np.random.Generator, anatomy: Anatomy) -> list[CalciumObject]:
+    """Sternotomy wire loops around the sternum, metal density (> 2000 HU)."""
+    out = []
+    c = anatomy.sternum_center
+    rot2 = anatomy.rotation[:2, :2]
+    z0 = anatomy.heart_center[2] + rng.uniform(-40, 0)
+    for k in range(int(rng.integers(2, 5))):
+        z = z0 + k * rng.uniform(22, 30)
+        parts = []
+        for ang in np.linspace(0, 2 * np.pi, 10, endpoint=False):
+            offset = rot2 @ np.array([21.0 * np.cos(ang), 9.5 * np.sin(ang)])
+            center = np.array([c[0] + offset[0], c[1] + offset[1], z])
+            tangent = rot2 @ np.array([-21.0 * np.sin(ang), 9.5 * np.cos(ang)])
+            axes = orthonormal_frame(np.array([tangent[0], tangent[1], 0.0]))
+            parts.append(Ellipsoid(center, axes, np.array([3.6, 0.5, 0.5])))
+        out.append(CalciumObject("sternal_wire", parts, rng.uniform(2500, 3000), size_mm=42.0,
+                                 position_mm=np.array([c[0], c[1], z])))
+    return out
+
+
+def too_close(candidate: CalciumObject, others: list[CalciumObject], gap_mm: float) -> bool:
+    """True if ``candidate``'s parts come within ``gap_mm`` of any part of ``others`` (sphere bounds)."""
+    for part in candidate.parts:
+        for other in others:
+            for q in other.parts:
+                if np.linalg.norm(part.center - q.center) < part.radii.max() + q.radii.max() + gap_mm:
+                    return True
+    return False

@@ -1,0 +1,214 @@
+"""Coronary tree: centre lines in the heart's grooves, tapered lumens in epicardial fat.
+
+The grooves are found on the phantom's own heart surface: the anterior
+interventricular groove is where the LV and RV surfaces meet on the
+anterior side, the atrioventricular groove where the atria meet the
+ventricles. The LM leaves the left aortic sinus and splits into the LAD
+(anterior interventricular groove) and the LCX (left AV groove); the RCA
+leaves the right sinus and follows the right AV groove.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cacscore.phantom.anatomy import BLOOD_HU, Anatomy, epicardial_fat_hu
+from cacscore.phantom.render import Grid, capsule_distance, occupancy, paint
+
+#: Artery names in label-code order.
+ARTERIES = ("LM", "LAD", "LCX", "RCA")
+
+
+@dataclass
+class Artery:
+    """A coronary artery: ``points`` ``(N, 3)`` LPS mm about 1 mm apart, lumen ``radii`` ``(N,)`` mm."""
+
+    name: str
+    points: np.ndarray
+    radii: np.ndarray
+
+    @property
+    def arclength(self) -> np.ndarray:
+        """Distance along the centre line from the origin, mm, ``(N,)``."""
+        steps = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
+        return np.concatenate([[0.0], np.cumsum(steps)])
+
+    def tangents(self) -> np.ndarray:
+        """Unit tangent at every point, ``(N, 3)``."""
+        t = np.gradient(self.points, axis=0)
+        return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+
+
+def _heart_frame(anatomy: Anatomy) -> np.ndarray:
+    return anatomy.heart_parts[0].axes
+
+
+def _surface_radius(anatomy: Anatomy, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+    """Distance (mm) from each origin along each unit direction to the heart's outer surface (bisection)."""
+    lo = np.zeros(len(origins))
+    hi = np.full(len(origins), 90.0)
+    for _ in range(22):
+        mid = (lo + hi) / 2
+        p = origins + directions * mid[:, None]
+        hard, _ = anatomy.heart_distance(p[:, 0], p[:, 1], p[:, 2])
+        inside = hard < 0
+        lo = np.where(inside, mid, lo)
+        hi = np.where(inside, hi, mid)
+    return (lo + hi) / 2
+
+
+def project_to_surface(anatomy: Anatomy, points: np.ndarray, offsets_mm: np.ndarray) -> np.ndarray:
+    """Move points radially (from the heart's long axis) to ``offsets_mm`` outside the heart surface."""
+    frame = _heart_frame(anatomy)
+    axis = frame[:, 0]
+    rel = points - anatomy.heart_base
+    t = rel @ axis
+    foot = anatomy.heart_base + t[:, None] * axis
+    radial = points - foot
+    radial /= np.maximum(np.linalg.norm(radial, axis=1, keepdims=True), 1e-9)
+    rho = _surface_radius(anatomy, foot, radial)
+    return foot + radial * (rho + offsets_mm)[:, None]
+
+
+def _ring_directions(frame: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    return np.cos(theta)[:, None] * frame[:, 1] + np.sin(theta)[:, None] * frame[:, 2]
+
+
+def _iv_groove(anatomy: Anatomy) -> np.ndarray:
+    """Anterior interventricular groove, base to apex, on the surface (``(N, 3)`` LPS mm)."""
+    frame = _heart_frame(anatomy)
+    lv, rv = anatomy.heart_parts[0], anatomy.heart_parts[1]
+    ts = np.linspace(0.1, 1.0, 40) * anatomy.heart_length_mm
+    theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
+    dirs = np.broadcast_to(_ring_directions(frame, theta)[None], (len(ts), len(theta), 3)).reshape(-1, 3)
+    origins = np.repeat(anatomy.heart_base + ts[:, None] * frame[:, 0], len(theta), axis=0)
+    p = origins + dirs * _surface_radius(anatomy, origins, dirs)[:, None]
+    gap = np.abs(lv.distance()(p[:, 0], p[:, 1], p[:, 2]) - rv.distance()(p[:, 0], p[:, 1], p[:, 2]))
+    gap = gap.reshape(len(ts), len(theta))
+    y = p[:, 1].reshape(len(ts), len(theta))
+    # Two junctions per ring (anterior and posterior groove): keep the anterior half.
+    gap = np.where(y < np.median(y, axis=1, keepdims=True), gap, np.inf)
+    angles = np.unwrap(theta[np.argmin(gap, axis=1)])
+    angles = np.convolve(np.pad(angles, 3, mode="edge"), np.ones(7) / 7, mode="valid")
+    dirs = _ring_directions(frame, angles)
+    origins = anatomy.heart_base + ts[:, None] * frame[:, 0]
+    return origins + dirs * _surface_radius(anatomy, origins, dirs)[:, None]
+
+
+def _av_groove(anatomy: Anatomy) -> tuple[np.ndarray, np.ndarray]:
+    """Atrioventricular groove as a closed ring: angles ``(M,)`` and surface points ``(M, 3)``."""
+    frame = _heart_frame(anatomy)
+    lv, rv, atria = anatomy.heart_parts
+    theta = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    ring_dirs = _ring_directions(frame, theta)
+    ts = np.linspace(-25, 20, 31)
+    dirs = np.repeat(ring_dirs, len(ts), axis=0)
+    origins = np.tile(anatomy.heart_base + ts[:, None] * frame[:, 0], (len(theta), 1))
+    p = origins + dirs * _surface_radius(anatomy, origins, dirs)[:, None]
+    dv = np.minimum(lv.distance()(p[:, 0], p[:, 1], p[:, 2]), rv.distance()(p[:, 0], p[:, 1], p[:, 2]))
+    gap = np.abs(atria.distance()(p[:, 0], p[:, 1], p[:, 2]) - dv).reshape(len(theta), len(ts))
+    t_sm = ts[np.argmin(gap, axis=1)]
+    t_sm = np.convolve(np.concatenate([t_sm[-3:], t_sm, t_sm[:3]]), np.ones(7) / 7, mode="valid")
+    origins = anatomy.heart_base + t_sm[:, None] * frame[:, 0]
+    points = origins + ring_dirs * _surface_radius(anatomy, origins, ring_dirs)[:, None]
+    return theta, points
+
+
+def _resample(points: np.ndarray, step_mm: float = 1.0, smooth: int = 5) -> np.ndarray:
+    """Resample a polyline at ``step_mm`` and smooth it with a moving average of ``smooth`` points."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    s = np.concatenate([[0.0], np.cumsum(seg)])
+    n = max(int(s[-1] / step_mm) + 1, 2)
+    si = np.linspace(0, s[-1], n)
+    out = np.stack([np.interp(si, s, points[:, k]) for k in range(3)], axis=1)
+    if smooth > 1 and n > smooth:
+        pad = smooth // 2
+        padded = np.concatenate([np.repeat(out[:1], pad, 0), out, np.repeat(out[-1:], pad, 0)])
+        kernel = np.ones(smooth) / smooth
+        out = np.stack([np.convolve(padded[:, k], kernel, mode="valid") for k in range(3)], axis=1)
+    return out
+
+
+def _ring_walk(points: np.ndarray, start: int, direction: int, length_mm: float) -> np.ndarray:
+    """Follow a closed ring of points from index ``start`` in ``direction`` for about ``length_mm``."""
+    out = [points[start]]
+    total = 0.0
+    i = start
+    while total < length_mm and len(out) < len(points):
+        j = (i + direction) % len(points)
+        total += float(np.linalg.norm(points[j] - points[i]))
+        out.append(points[j])
+        i = j
+    return np.array(out)
+
+
+def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Artery]:
+    """Centre lines and lumen radii of LM, LAD, LCX and RCA for one patient."""
+    _, ring = _av_groove(anatomy)
+    iv = _iv_groove(anatomy)
+    left = anatomy.left_ostium
+    right = anatomy.right_ostium
+    i_left = int(np.argmin(np.linalg.norm(ring - left, axis=1)))
+    i_right = int(np.argmin(np.linalg.norm(ring - right, axis=1)))
+    # Walk towards the patient's left (+x) for the LCX and right (-x) for the RCA.
+    step_left = 1 if ring[(i_left + 3) % len(ring), 0] > ring[(i_left - 3) % len(ring), 0] else -1
+    lm_len = rng.uniform(7, 14)
+    bif_dir = ring[i_left] - left
+    bif_dir /= np.linalg.norm(bif_dir)
+    bif = left + bif_dir * lm_len
+    lm_r = rng.uniform(2.0, 2.5)
+    arteries = [Artery("LM", _resample(np.array([left, bif]), smooth=1),
+                       np.full(0, 0.0))]
+    arteries[0].radii = np.full(len(arteries[0].points), lm_r)
+
+    def surface_path(control: np.ndarray, r0: float, r1: float, keep_start: bool) -> tuple[np.ndarray, np.ndarray]:
+        pts = _resample(control, smooth=9)
+        radii = np.linspace(r0, r1, len(pts))
+        moved = project_to_surface(anatomy, pts, radii + 0.4)
+        if keep_start:
+            # Blend from the fixed origin onto the surface over the first 10 mm.
+            w = np.clip(np.arange(len(pts)) / 10.0, 0, 1)[:, None]
+            moved = (1 - w) * pts + w * moved
+        return _resample(moved, smooth=5), radii
+
+    lad_ctrl = np.concatenate([[bif], iv])
+    lcx_ctrl = np.concatenate([[bif], _ring_walk(ring, i_left, step_left, rng.uniform(55, 85))])
+    rca_ctrl = np.concatenate([[right, right + (right - anatomy.aortic_root) * 0.3],
+                               _ring_walk(ring, i_right, -step_left, rng.uniform(100, 140))])
+    for name, ctrl, r0, r1 in (
+        ("LAD", lad_ctrl, rng.uniform(1.6, 1.9), rng.uniform(0.85, 1.0)),
+        ("LCX", lcx_ctrl, rng.uniform(1.5, 1.8), rng.uniform(0.9, 1.05)),
+        ("RCA", rca_ctrl, rng.uniform(1.7, 2.0), rng.uniform(0.9, 1.05)),
+    ):
+        pts, _ = surface_path(ctrl, r0, r1, keep_start=True)
+        arteries.append(Artery(name, pts, np.linspace(r0, r1, len(pts))))
+    return arteries
+
+
+def _segments(artery: Artery, step: int = 4) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
+    idx = list(range(0, len(artery.points) - 1, step)) + [len(artery.points) - 1]
+    return [
+        (artery.points[i], artery.points[j], float(artery.radii[i]), float(artery.radii[j]))
+        for i, j in zip(idx[:-1], idx[1:], strict=True)
+        if j > i
+    ]
+
+
+def render_coronaries(volume: np.ndarray, grid: Grid, anatomy: Anatomy, arteries: list[Artery]) -> None:
+    """Paint a fat cuff around each artery (slice centres), then its lumen with z partial volume."""
+    fat = epicardial_fat_hu(anatomy)
+    segments = [seg for artery in arteries for seg in _segments(artery)]
+    for a, b, ra, rb in segments:
+        cuff = max(ra, rb) + 3.0
+        lo, hi = np.minimum(a, b) - cuff - 1, np.maximum(a, b) + cuff + 1
+        paint(volume, grid, grid.box(lo, hi), capsule_distance(a, b, ra + 2.8, rb + 2.8), fat)
+    for a, b, ra, rb in segments:
+        r = max(ra, rb) + 1.0
+        box = grid.box(np.minimum(a, b) - r, np.maximum(a, b) + r, z_extra_mm=grid.thickness_mm / 2)
+        if box is None:
+            continue
+        occ = occupancy(grid, box, capsule_distance(a, b, ra, rb), n_z=4)
+        region = volume[box]
+        region += occ * (BLOOD_HU - region)

@@ -1,0 +1,518 @@
+"""One synthetic calcium-scoring CT case: anatomy, coronaries, calcium, imaging, ground truth.
+
+:func:`generate_case` is pure and deterministic: the same seed and
+configuration give the same arrays. The ground truth is taken from the
+rendered image (voxels >= 130 HU in the components reached from each true
+calcification), so lesions lost to partial volume or noise are absent from
+the reference, as they would be for a reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from cacscore import labels
+from cacscore.errors import InvalidInputError
+from cacscore.io.volume import CTVolume
+from cacscore.phantom.anatomy import Anatomy, render_anatomy, sample_anatomy
+from cacscore.phantom.calcium import (
+    DISTRACTOR_KINDS,
+    CalciumObject,
+    estimate_agatston,
+    pick_artery,
+    sample_distractors,
+    sample_lesion,
+    too_close,
+)
+from cacscore.phantom.coronary import Artery, build_coronary_tree, render_coronaries
+from cacscore.phantom.imaging import (
+    SCANNERS,
+    blur_inplane,
+    metal_streaks,
+    reconstruction_circle,
+    white_noise_sd_for,
+)
+from cacscore.phantom.render import Box, Grid
+from cacscore.scoring import ScoreResult, risk_category, score_calcium
+
+#: Version of the generator written into every case; bump when the same seed gives other images.
+GENERATOR_VERSION = "1.0"
+CATEGORIES = ("A", "B", "C", "D", "E")
+#: Target Agatston ranges drawn (log-uniform) for each category when a category is asked for.
+TARGET_RANGES: dict[str, tuple[float, float]] = {
+    "A": (0.0, 0.0),
+    "B": (1.5, 9.0),
+    "C": (14.0, 90.0),
+    "D": (115.0, 380.0),
+    "E": (430.0, 1600.0),
+}
+_CATEGORY_BOUNDS = {"A": (0.0, 0.0), "B": (0.0, 10.0), "C": (10.0, 100.0), "D": (100.0, 400.0),
+                    "E": (400.0, np.inf)}
+_THRESHOLD_HU = 130
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Settings of the phantom generator (defaults: a realistic 512 x 512 calcium-scoring series).
+
+    Parameters
+    ----------
+    matrix : int
+        Rows and columns of every slice.
+    pixel_spacing_mm : tuple of 2 float
+        Range of the in-plane pixel size, mm (FOV = matrix x pixel size).
+    slice_options : tuple of (thickness_mm, increment_mm, weight)
+        Reconstructions to draw from; increment < thickness is an
+        overlapping reconstruction.
+    n_slices : tuple of 2 int
+        Fewest and most slices.
+    blur_fwhm_mm : tuple of 2 float
+        Range of the in-plane reconstruction blur, FWHM mm.
+    noise_sd_hu : tuple of 2 float
+        Image noise range, HU; a case's noise rises with its body size.
+    zero_fraction : float
+        Probability of a patient without coronary calcium (natural mode).
+    mean_lesions : float
+        Mean lesion count of calcified patients (natural mode; heavy tailed).
+    distractor_probabilities : dict of str to float
+        Probability of each distractor kind per patient.
+    manufacturers : tuple of str
+        Vendors to draw from (keys of :data:`cacscore.phantom.imaging.SCANNERS`).
+    """
+
+    matrix: int = 512
+    pixel_spacing_mm: tuple[float, float] = (0.35, 0.5)
+    slice_options: tuple[tuple[float, float, float], ...] = ((2.5, 2.5, 0.4), (3.0, 3.0, 0.4), (3.0, 1.5, 0.2))
+    n_slices: tuple[int, int] = (40, 70)
+    blur_fwhm_mm: tuple[float, float] = (0.6, 1.0)
+    noise_sd_hu: tuple[float, float] = (12.0, 35.0)
+    zero_fraction: float = 0.35
+    mean_lesions: float = 5.0
+    distractor_probabilities: dict[str, float] = field(default_factory=lambda: {
+        "aortic_valve": 0.35, "aortic_root": 0.3, "mitral_annulus": 0.3, "aortic_wall": 0.4, "sternal_wire": 0.07,
+    })
+    manufacturers: tuple[str, ...] = tuple(SCANNERS)
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.matrix <= 1024:
+            raise InvalidInputError(f"matrix must be 32-1024 pixels, got {self.matrix}")
+        lo, hi = self.pixel_spacing_mm
+        if not 0 < lo <= hi:
+            raise InvalidInputError(f"pixel_spacing_mm must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+        if not self.slice_options or any(t <= 0 or inc <= 0 or w < 0 for t, inc, w in self.slice_options):
+            raise InvalidInputError(f"slice_options needs (thickness, increment, weight) > 0, got {self.slice_options}")
+        if not 1 <= self.n_slices[0] <= self.n_slices[1]:
+            raise InvalidInputError(f"n_slices must be (low, high) with 1 <= low <= high, got {self.n_slices}")
+        unknown = set(self.distractor_probabilities) - set(DISTRACTOR_KINDS)
+        if unknown:
+            raise InvalidInputError(f"unknown distractor kinds {sorted(unknown)}; use {list(DISTRACTOR_KINDS)}")
+        bad = [m for m in self.manufacturers if m not in SCANNERS]
+        if bad or not self.manufacturers:
+            raise InvalidInputError(f"manufacturers must be among {list(SCANNERS)}, got {list(self.manufacturers)}")
+
+    @classmethod
+    def reduced(cls) -> PhantomConfig:
+        """A small, fast configuration for tests: 128 x 128 pixels of 1.5-1.9 mm, 16-24 slices."""
+        return cls(matrix=128, pixel_spacing_mm=(1.5, 1.9), n_slices=(16, 24))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; :meth:`from_dict` inverts it."""
+        out = asdict(self)
+        out["pixel_spacing_mm"] = list(self.pixel_spacing_mm)
+        out["slice_options"] = [list(o) for o in self.slice_options]
+        out["n_slices"] = list(self.n_slices)
+        out["blur_fwhm_mm"] = list(self.blur_fwhm_mm)
+        out["noise_sd_hu"] = list(self.noise_sd_hu)
+        out["manufacturers"] = list(self.manufacturers)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PhantomConfig:
+        """Rebuild a configuration written by :meth:`to_dict`."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidInputError(f"unknown phantom configuration keys {sorted(unknown)}")
+        kw: dict[str, Any] = dict(data)
+        for key in ("pixel_spacing_mm", "n_slices", "blur_fwhm_mm", "noise_sd_hu", "manufacturers"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
+        if "slice_options" in kw:
+            kw["slice_options"] = tuple(tuple(o) for o in kw["slice_options"])
+        return cls(**kw)
+
+
+@dataclass
+class PhantomCase:
+    """One generated case.
+
+    Attributes
+    ----------
+    volume : CTVolume
+        The rendered series: int16 HU ``(Z, Y, X)``, geometry, 120 kVp, slice thickness, vendor.
+    label : (Z, Y, X) ndarray of uint8
+        Reference mask in the project's codes (2 LM, 3 LAD, 4 LCX, 5 RCA).
+    points : list of (x_mm, y_mm, z_mm, artery)
+        One LPS position per calcification that survived rendering (its peak voxel).
+    truth : dict
+        Ideal lesions (all, with ``survived``), distractors and the case's drawn parameters.
+    reference : ScoreResult
+        Scores of the rendered image with ``label``.
+    distractor_mask : (Z, Y, X) ndarray of bool
+        Voxels covered by a distractor object (for checks; not written to disk).
+    seed : int
+        The seed the case was generated from.
+    """
+
+    volume: CTVolume
+    label: np.ndarray
+    points: list[tuple[float, float, float, str]]
+    truth: dict[str, Any]
+    reference: ScoreResult
+    distractor_mask: np.ndarray
+    seed: int
+
+    @property
+    def distractor_kinds(self) -> list[str]:
+        """Distractor kinds present, in :data:`DISTRACTOR_KINDS` order."""
+        present = {d["type"] for d in self.truth["distractors"]}
+        return [k for k in DISTRACTOR_KINDS if k in present]
+
+
+@dataclass
+class _Rendered:
+    """A lesion drawn into the image: its box, supersampled occupancy and blurred HU contribution."""
+
+    obj: CalciumObject
+    box: Box
+    occ: np.ndarray
+    contribution: np.ndarray
+
+
+def _uid(seed: int, kind: str) -> str:
+    from pydicom.uid import generate_uid
+
+    return str(generate_uid(entropy_srcs=[f"cacscore-phantom-{GENERATOR_VERSION}", str(seed), kind]))
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidInputError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _grid(rng: np.random.Generator, config: PhantomConfig, anatomy: Anatomy) -> Grid:
+    px = round(float(rng.uniform(*config.pixel_spacing_mm)), 4)
+    weights = np.array([w for _, _, w in config.slice_options], dtype=float)
+    choice = config.slice_options[int(rng.choice(len(weights), p=weights / weights.sum()))]
+    thickness, increment = float(choice[0]), float(choice[1])
+    top = anatomy.top_z_mm + rng.uniform(0, 10)
+    bottom = anatomy.apex_z_mm - rng.uniform(0, 12)
+    n = int(np.clip(round((top - bottom) / increment) + 1, *config.n_slices))
+    z0 = round((top - (n - 1) * increment) * 4) / 4
+    center = anatomy.heart_center[:2] + rng.uniform(-10, 10, 2)
+    half = (config.matrix - 1) / 2 * px
+    return Grid((n, config.matrix, config.matrix), (increment, px, px),
+                (round(center[0] - half, 3), round(center[1] - half, 3), z0), thickness)
+
+
+def _draw_lesion(rng: np.random.Generator, arteries: list[Artery], avoid: list[CalciumObject],
+                 **kwargs: float) -> CalciumObject | None:
+    for _ in range(8):
+        lesion = sample_lesion(rng, pick_artery(rng, arteries), **kwargs)  # type: ignore[arg-type]
+        if not too_close(lesion, avoid, gap_mm=2.5):
+            return lesion
+    return None
+
+
+def _natural_lesions(rng: np.random.Generator, config: PhantomConfig, arteries: list[Artery],
+                     distractors: list[CalciumObject]) -> list[CalciumObject]:
+    """Zero-inflated, heavy-tailed lesion count (negative binomial) for an untargeted case."""
+    if rng.random() < config.zero_fraction:
+        return []
+    count = 1 + int(rng.negative_binomial(0.7, 0.7 / (0.7 + max(config.mean_lesions - 1, 0.1))))
+    lesions: list[CalciumObject] = []
+    for _ in range(min(count, 60)):
+        lesion = _draw_lesion(rng, arteries, distractors + lesions)
+        if lesion is not None:
+            lesions.append(lesion)
+    return lesions
+
+
+def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery],
+                 avoid: list[CalciumObject]) -> list[CalciumObject]:
+    """Lesions whose estimated Agatston adds up to about ``target``."""
+    lesions: list[CalciumObject] = []
+    need = target
+    while need > 0.3 and len(lesions) < 60:
+        # Of a few candidates, keep the one whose estimate fits the remaining need best.
+        best: CalciumObject | None = None
+        for _ in range(6):
+            size = float(np.clip(rng.lognormal(np.log(max(1.0, min(2.0 * need ** (1 / 3), 8.0))), 0.35), 0.6, 10))
+            cand = _draw_lesion(rng, arteries, avoid + lesions, size_mm=size)
+            if cand is None:
+                continue
+            if best is None or abs(estimate_agatston(cand) - need) < abs(estimate_agatston(best) - need):
+                best = cand
+        if best is None:
+            break
+        lesions.append(best)
+        need -= estimate_agatston(best)
+    return lesions
+
+
+def _render_lesion(obj: CalciumObject, grid: Grid, base: np.ndarray, sigma_px: float) -> _Rendered | None:
+    margin = 3.0 * sigma_px * grid.spacing[2] + 1.5
+    found = obj.occupancy(grid, margin)
+    if found is None:
+        return None
+    box, occ = found
+    delta = occ * (np.float32(obj.density_hu) - base[box])
+    contribution = blur_inplane(delta, (sigma_px, sigma_px)) if sigma_px > 0 else delta
+    return _Rendered(obj, box, occ, contribution)
+
+
+def _compose(background: np.ndarray, rendered: list[_Rendered], outside: np.ndarray, outside_hu: int) -> np.ndarray:
+    image = background.copy()
+    for r in rendered:
+        image[r.box] += r.contribution
+    hu = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
+    hu[:, outside] = outside_hu
+    return hu
+
+
+def _reference_label(
+    hu: np.ndarray, rendered: list[_Rendered], forbidden: np.ndarray, grow_px: int
+) -> tuple[np.ndarray, list[tuple[int, int, int] | None]]:
+    """Label the >= 130 HU components reached from each lesion; return the label and each lesion's peak voxel."""
+    label = np.zeros(hu.shape, dtype=np.uint8)
+    peaks: list[tuple[int, int, int] | None] = []
+    structure = np.ones((3, 3, 3), dtype=bool)
+    grow = np.zeros((3, 2 * grow_px + 1, 2 * grow_px + 1), dtype=bool)
+    grow[1] = True
+    grow[0, grow_px, grow_px] = grow[2, grow_px, grow_px] = True
+    for r in rendered:
+        support = ndimage.binary_dilation(r.occ > 0.01, structure=grow)
+        bright = (hu[r.box] >= _THRESHOLD_HU) & support & ~forbidden[r.box]
+        comps, n = ndimage.label(bright, structure=structure)
+        if n == 0:
+            peaks.append(None)
+            continue
+        touched = np.unique(comps[(r.occ > 0.0) & bright])
+        keep = np.isin(comps, touched[touched > 0])
+        if not keep.any():
+            peaks.append(None)
+            continue
+        code = labels.ARTERY_CODES[r.obj.artery or "unspecified"]
+        label[r.box][keep] = code
+        values = np.where(keep, hu[r.box], np.iinfo(np.int16).min)
+        local = np.unravel_index(int(np.argmax(values)), values.shape)
+        peaks.append(tuple(int(local[k] + r.box[k].start) for k in range(3)))  # type: ignore[misc]
+    return label, peaks
+
+
+def _in_category(score: float, category: str) -> bool:
+    lo, hi = _CATEGORY_BOUNDS[category]
+    if category == "A":
+        return score == 0.0
+    return lo < score <= hi
+
+
+def generate_case(
+    seed: int,
+    *,
+    config: PhantomConfig | None = None,
+    target_category: str | None = None,
+) -> PhantomCase:
+    """Generate one synthetic non-contrast ECG-gated calcium-scoring CT with its ground truth.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed; the same seed and configuration give identical arrays.
+    config : PhantomConfig, optional
+        Generator settings; default :class:`PhantomConfig()` (512 x 512, realistic).
+    target_category : {"A", "B", "C", "D", "E"}, optional
+        Risk category the reference Agatston score must fall into: lesions
+        are drawn, rendered, scored and added or removed until it does (a
+        few rounds; ``truth["target_met"]`` says if it did). None draws a
+        natural, zero-inflated lesion count.
+
+    Returns
+    -------
+    PhantomCase
+        Image, reference label, points, truth and reference score.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``seed`` is negative or not an integer, or ``target_category`` is not A-E.
+    """
+    seed = _check_seed(seed)
+    config = config if config is not None else PhantomConfig()
+    if target_category is not None and target_category not in CATEGORIES:
+        raise InvalidInputError(f"target_category must be one of {list(CATEGORIES)} or None, got {target_category!r}")
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
+    rng_anat, rng_grid, rng_cor, rng_calc, rng_noise, rng_les = streams
+    size = float(rng_anat.beta(2.0, 2.0))
+    anatomy = sample_anatomy(rng_anat, size=size)
+    grid = _grid(rng_grid, config, anatomy)
+    base = render_anatomy(grid, anatomy, rng_anat)
+    arteries = build_coronary_tree(anatomy, rng_cor)
+    render_coronaries(base, grid, anatomy, arteries)
+
+    distractors = sample_distractors(rng_calc, anatomy, arteries, config.distractor_probabilities)
+    forbidden = np.zeros(grid.shape, dtype=bool)
+    wire_slices: list[tuple[int, tuple[float, float]]] = []
+    grow = np.ones((1, 5, 5), dtype=bool)  # the blur's reach: bloomed distractor voxels are never labelled
+    for obj in distractors:
+        found = obj.occupancy(grid, 2.0)
+        if found is None:
+            continue
+        box, occ = found
+        region = base[box]
+        region += occ * (np.float32(obj.density_hu) - region)
+        forbidden[box] |= ndimage.binary_dilation(occ > 0.0, structure=grow)
+        if obj.kind == "sternal_wire":
+            zz = np.nonzero(occ.max(axis=(1, 2)) > 0.05)[0]
+            yx = np.argwhere(occ.max(axis=0) > 0).mean(axis=0)
+            wire_slices += [(int(z + box[0].start), (yx[0] + box[1].start, yx[1] + box[2].start)) for z in zz]
+
+    scanner = config.manufacturers[int(rng_noise.integers(len(config.manufacturers)))]
+    fwhm = float(rng_noise.uniform(*config.blur_fwhm_mm))
+    sigma_px = fwhm / 2.3548 / grid.spacing[2]
+    noise_lo, noise_hi = config.noise_sd_hu
+    noise_sd = float(np.clip(noise_lo + (noise_hi - noise_lo) * (0.15 + 0.75 * size) + rng_noise.normal(0, 2.5),
+                             noise_lo, noise_hi))
+    noisy = rng_noise.standard_normal(grid.shape, dtype=np.float32)
+    noisy *= np.float32(white_noise_sd_for(noise_sd, (sigma_px, sigma_px)))
+    noisy += base
+    background = blur_inplane(noisy, (sigma_px, sigma_px))
+    del noisy
+    for z, (cy, cx) in wire_slices:
+        background[z] += metal_streaks(rng_noise, grid.shape[1:], (cy, cx), grid.spacing[2], 350.0)
+    outside = ~reconstruction_circle(grid.shape[1:])
+    outside_hu = int(SCANNERS[scanner]["outside_hu"])
+
+    if target_category is None:
+        lesions = _natural_lesions(rng_les, config, arteries, distractors)
+        goal = None
+    else:
+        lo, hi = TARGET_RANGES[target_category]
+        goal = 0.0 if hi == 0 else float(np.exp(rng_les.uniform(np.log(lo), np.log(hi))))
+        lesions = _lesions_for(rng_les, goal, arteries, distractors)
+        if target_category == "A" and rng_les.random() < 0.3:
+            # A faint speck that partial volume hides: category A with a true (unscorable) lesion.
+            faint = _draw_lesion(rng_les, arteries, distractors, size_mm=float(rng_les.uniform(0.5, 1.0)),
+                                 density_hu=float(rng_les.uniform(150, 220)))
+            lesions += [faint] if faint is not None else []
+
+    rendered_cache: dict[int, _Rendered | None] = {}
+
+    def render(objs: list[CalciumObject]) -> list[_Rendered]:
+        out = []
+        for obj in objs:
+            if id(obj) not in rendered_cache:
+                rendered_cache[id(obj)] = _render_lesion(obj, grid, base, sigma_px)
+            r = rendered_cache[id(obj)]
+            if r is not None:
+                out.append(r)
+        return out
+
+    spacing = grid.spacing
+    affine = _affine(grid)
+    target_met = True
+    for attempt in range(14):
+        rendered = render(lesions)
+        hu = _compose(background, rendered, outside, outside_hu)
+        label, peaks = _reference_label(hu, rendered, forbidden, grow_px=max(1, int(np.ceil(2 * sigma_px))))
+        reference = score_calcium(hu, spacing, label, kvp=120.0, affine=affine)
+        if target_category is None or _in_category(reference.agatston, target_category):
+            break
+        target_met = False
+        if attempt == 13:
+            break
+        score = reference.agatston
+        goal = goal or 0.0
+        lo_b, hi_b = _CATEGORY_BOUNDS[target_category]
+        if score <= lo_b and target_category != "A":
+            lesions = lesions + _lesions_for(rng_les, max(goal - score, 1.0), arteries, distractors + lesions)
+        else:
+            survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
+            excess = score - (goal if target_category != "A" else 0.0)
+            if target_category == "A" or len(survivors) <= 1:
+                drop = survivors[0] if survivors else (lesions[0] if lesions else None)
+            else:
+                drop = min(survivors, key=lambda o: abs(estimate_agatston(o) - excess))
+            lesions = [o for o in lesions if o is not drop]
+            if target_category != "A" and not lesions:
+                lesions = _lesions_for(rng_les, goal, arteries, distractors)
+    if target_category is not None:
+        target_met = _in_category(reference.agatston, target_category)
+
+    volume = CTVolume(
+        hu=hu,
+        spacing=spacing,
+        origin=grid.origin,
+        slice_thickness_mm=grid.thickness_mm,
+        kvp=120.0,
+        study_uid=_uid(seed, "study"),
+        series_uid=_uid(seed, "series"),
+        modality="CT",
+        manufacturer=scanner,
+        patient_id=f"PHANTOM-{seed}",
+        series_description=f"CaSc {grid.thickness_mm:g} mm {SCANNERS[scanner]['kernel']}",
+    )
+    points: list[tuple[float, float, float, str]] = []
+    lesion_truth = []
+    for r, peak in zip(rendered, peaks, strict=True):
+        item = r.obj.to_dict()
+        item["survived"] = peak is not None
+        if peak is not None:
+            xyz = volume.index_to_patient(np.array(peak))[0]
+            item["point_mm"] = [round(float(v), 3) for v in xyz]
+            points.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), str(r.obj.artery)))
+        lesion_truth.append(item)
+    truth = {
+        "schema": "cacscore.phantom-truth/1",
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "target_category": target_category,
+        "target_agatston": goal,
+        "target_met": target_met,
+        "lesions": lesion_truth,
+        "distractors": [d.to_dict() for d in distractors],
+        "bone": ["vertebrae", "ribs", "sternum"]
+        + (["calcified costal cartilage"] if anatomy.cartilage_calcified else []),
+        "imaging": {
+            "manufacturer": scanner,
+            "blur_fwhm_mm": round(fwhm, 3),
+            "noise_sd_hu": round(noise_sd, 2),
+            "slice_thickness_mm": grid.thickness_mm,
+            "slice_increment_mm": grid.spacing[0],
+            "pixel_spacing_mm": grid.spacing[2],
+            "kvp": 120.0,
+        },
+        "anatomy": {
+            "body_size": round(size, 3),
+            "body_radii_mm": [round(float(v), 1) for v in anatomy.body_radii],
+            "heart_center_mm": [round(float(v), 2) for v in anatomy.heart_center],
+            "rotation_deg": round(float(np.rad2deg(anatomy.angle)), 2),
+            "arteries": {a.name: {"length_mm": round(float(a.arclength[-1]), 1),
+                                  "proximal_radius_mm": round(float(a.radii[0]), 2)} for a in arteries},
+        },
+    }
+    return PhantomCase(volume=volume, label=label, points=points, truth=truth, reference=reference,
+                       distractor_mask=forbidden, seed=seed)
+
+
+def _affine(grid: Grid) -> np.ndarray:
+    dz, dy, dx = grid.spacing
+    m = np.eye(4)
+    m[0, 2], m[1, 1], m[2, 0] = dx, dy, dz
+    m[:3, 3] = grid.origin
+    return m
