@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from cacscore.io import CTVolume
 from cacscore.labels import ARTERY_NAMES
@@ -24,7 +25,7 @@ N_KEY_IMAGES = 3
 #: Window of the key images, HU (mediastinal, calcium stays white).
 KEY_WINDOW_HU = (800.0, 200.0)
 #: Side of the square crop around the counted calcium of a key image, mm (at least).
-KEY_FIELD_MM = 110.0
+KEY_FIELD_MM = 90.0
 
 
 @dataclass
@@ -78,8 +79,22 @@ def key_image(hu: np.ndarray, labels: np.ndarray, spacing_yx: tuple[float, float
     padded = np.zeros((bottom - top, right - left, 3), np.float32)
     src = rgb[max(top, 0) : min(bottom, hu.shape[0]), max(left, 0) : min(right, hu.shape[1])]
     padded[max(-top, 0) : max(-top, 0) + src.shape[0], max(-left, 0) : max(-left, 0) + src.shape[1]] = src
-    image = Image.fromarray(padded.clip(0, 255).astype(np.uint8), "RGB")
-    return image.resize((size_px, size_px), Image.Resampling.LANCZOS)
+    image = Image.fromarray(padded.clip(0, 255).astype(np.uint8), "RGB").resize(
+        (size_px, size_px), Image.Resampling.LANCZOS
+    )
+    # Ring each lesion so that small ones are found at a glance.
+    draw = ImageDraw.Draw(image)
+    zoom_y, zoom_x = size_px / (bottom - top), size_px / (right - left)
+    regions, n = ndimage.label(labels > 0)
+    for index, found in enumerate(ndimage.find_objects(regions), start=1):
+        if found is None:
+            continue
+        code = int(np.bincount(labels[found][regions[found] == index]).argmax())
+        y0, y1 = (found[0].start - top) * zoom_y, (found[0].stop - top) * zoom_y
+        x0, x1 = (found[1].start - left) * zoom_x, (found[1].stop - left) * zoom_x
+        pad = 7
+        draw.ellipse((x0 - pad, y0 - pad, x1 + pad, y1 + pad), outline=_rgb(ARTERY_COLOURS[ARTERY_NAMES[code]]), width=2)
+    return image
 
 
 def build_pdf(content: ReportContent) -> bytes:
@@ -178,7 +193,7 @@ def build_pdf(content: ReportContent) -> bytes:
     conventions = result.conventions
     story.append(Paragraph(
         f"{auto_text} (automatic Agatston {_fmt(auto_score, '{:.1f}')}); reviewed lesion by lesion "
-        f"({n_edits} audit entries; reviewers: {reviewers}). Scores computed by {_escape(review['software'])} on the "
+        f"({n_edits} audit {'entry' if n_edits == 1 else 'entries'}; reviewers: {reviewers}). Scores computed by {_escape(review['software'])} on the "
         f"reviewed label mask: threshold {conventions.get('threshold_hu', 130):g} HU, 2-D components of at least "
         f"{conventions.get('min_area_mm2', 1.0):g} mm², density weights 1-4, slice increment "
         f"{conventions.get('slice_increment_mm', spacing[0]):g} mm; mass "

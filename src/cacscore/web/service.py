@@ -254,7 +254,8 @@ def lesion_table(
 
     ``agatston``, ``volume_mm3`` and ``mass_mg`` are the candidate's share of
     ``result`` (sums of the scoring lesions inside it). ``key_slice`` is the
-    slice where it has most voxels (where the viewer jumps to).
+    slice where it has most voxels (where the viewer jumps to) and
+    ``center_yx`` its centre (row, column) on that slice.
     """
     owner = _lesion_owners(candidates, lesion_map, result)
     shares: dict[int, list[float]] = {}
@@ -271,6 +272,8 @@ def lesion_table(
     for lesion in (int(v) for v in touched if v != 0):
         box, inside = candidates.voxels(lesion)
         per_slice = inside.sum(axis=(1, 2))
+        key = int(np.argmax(per_slice))
+        rows_, cols_ = np.nonzero(inside[key])
         now = lesion_label(mask, candidates, lesion)
         auto = lesion_label(auto_mask, candidates, lesion)
         agatston, volume, mass = shares.get(lesion, [0.0, 0.0, 0.0])
@@ -285,7 +288,8 @@ def lesion_table(
                 "mass_mg": mass,
                 "peak_hu": peaks.get(lesion),
                 "slices": [box[0].start, box[0].stop - 1],
-                "key_slice": box[0].start + int(np.argmax(per_slice)),
+                "key_slice": box[0].start + key,
+                "center_yx": [round(box[1].start + float(rows_.mean()), 1), round(box[2].start + float(cols_.mean()), 1)],
                 "n_voxels": int(inside.sum()),
             }
         )

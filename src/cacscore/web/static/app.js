@@ -1,0 +1,735 @@
+// cacscore review: study list and a small canvas viewer for lesion-by-lesion review.
+// Everything is computed by the server (cacscore.scoring); this page only draws and sends edits.
+"use strict";
+
+const PRESETS = { calcium: { w: 1500, l: 300 }, soft: { w: 400, l: 40 } };
+const KEY_ARTERIES = { "1": "LM", "2": "LAD", "3": "LCX", "4": "RCA" };
+const ARTERY_ORDER = ["LM", "LAD", "LCX", "RCA", "unspecified"];
+const LABEL_NAMES = { 0: "none", 1: "unspecified", 2: "LM", 3: "LAD", 4: "LCX", 5: "RCA" };
+const OUTLINE = [255, 120, 200];
+
+// ------------------------------------------------------------------ API
+
+const params = new URLSearchParams(location.search);
+if (params.get("token")) sessionStorage.setItem("cacscore.token", params.get("token"));
+const TOKEN = sessionStorage.getItem("cacscore.token") || "";
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (TOKEN) headers["X-Cacscore-Token"] = TOKEN;
+  if (options.json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(options.json);
+  }
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    if (typeof detail !== "string") detail = detail.map((d) => d.msg).join("; ");
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+function withToken(path) {
+  return TOKEN ? `${path}?token=${encodeURIComponent(TOKEN)}` : path;
+}
+
+// ------------------------------------------------------------------ helpers
+
+const $ = (id) => document.getElementById(id);
+const fmt = (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+let toastTimer = null;
+
+function toast(message, kind = "error") {
+  const box = $("toast");
+  box.textContent = message;
+  box.className = `toast ${kind}`;
+  box.hidden = false;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => { box.hidden = true; }, kind === "error" ? 6000 : 3000);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function hexToRgb(hex) {
+  const v = parseInt(hex.slice(1), 16);
+  return [(v >> 16) & 255, (v >> 8) & 255, v & 255];
+}
+
+function statusBadge(status) {
+  return el("span", { class: `badge ${status.replace(" ", "-")}` }, status);
+}
+
+function categoryChip(category) {
+  return category ? el("span", { class: `cat cat-${category}` }, category) : "–";
+}
+
+// ------------------------------------------------------------------ reviewer name
+
+const reviewerInput = $("reviewer");
+reviewerInput.value = localStorage.getItem("cacscore.reviewer") || "";
+reviewerInput.addEventListener("input", () => {
+  localStorage.setItem("cacscore.reviewer", reviewerInput.value.trim());
+  reviewerInput.classList.remove("missing");
+});
+
+function reviewer() {
+  const name = reviewerInput.value.trim();
+  if (!name) {
+    reviewerInput.classList.add("missing");
+    reviewerInput.focus();
+    throw new Error("Enter your name as reviewer (top right) before editing.");
+  }
+  return name;
+}
+
+// ------------------------------------------------------------------ study list
+
+async function showList() {
+  $("review-view").hidden = true;
+  $("list-view").hidden = false;
+  $("crumbs").textContent = "";
+  viewer.study = null;
+  document.title = "cacscore review";
+  const body = $("studies").querySelector("tbody");
+  try {
+    const studies = await (await api("/api/studies")).json();
+    body.replaceChildren(...studies.map((s) => el("tr", { "data-id": s.id, onclick: () => { location.hash = `#/study/${s.id}`; } },
+      el("td", {}, el("a", { href: `#/study/${s.id}` }, s.name)),
+      el("td", {}, s.source === "uploads" ? "upload" : "data folder"),
+      el("td", { class: "num" }, fmt(s.auto_agatston)),
+      el("td", { class: "num" }, fmt(s.agatston)),
+      el("td", {}, categoryChip(s.risk_category)),
+      el("td", {}, statusBadge(s.status)),
+      el("td", {}, s.signed_by ? `${s.signed_by}, ${s.signed_at.slice(0, 10)}` : ""))));
+    $("empty-hint").hidden = studies.length > 0;
+  } catch (error) {
+    toast(`Cannot list studies: ${error.message}`);
+  }
+}
+
+$("upload-file").addEventListener("change", async (event) => {
+  const file = event.target.files[0];
+  if (!file) return;
+  const line = $("upload-status");
+  line.className = "status-line";
+  line.textContent = `Uploading ${file.name} (${(file.size / 1048576).toFixed(1)} MB)…`;
+  const form = new FormData();
+  form.append("file", file);
+  try {
+    const study = await (await api("/api/studies", { method: "POST", body: form })).json();
+    line.textContent = `${file.name} added as study ${study.id}.`;
+    showList();
+  } catch (error) {
+    line.className = "status-line error";
+    line.textContent = `Upload refused: ${error.message}`;
+  }
+  event.target.value = "";
+});
+
+$("rescan").addEventListener("click", async () => {
+  try {
+    const { added } = await (await api("/api/studies/rescan", { method: "POST" })).json();
+    $("upload-status").className = "status-line";
+    $("upload-status").textContent = added ? `${added} new scan(s) found.` : "No new scans.";
+    showList();
+  } catch (error) { toast(error.message); }
+});
+
+// ------------------------------------------------------------------ viewer state
+
+const viewer = {
+  study: null,      // study info from GET /api/studies/{id}
+  state: null,      // review state (version, score, lesions, edits)
+  z: 0,
+  zoom: 1,
+  panX: 0,
+  panY: 0,
+  win: { ...PRESETS.calcium },
+  slices: new Map(),   // z -> Int16Array
+  overlays: new Map(), // z -> {version, ids: Int32Array, labels: Uint8Array}
+  pending: new Map(),  // request key -> promise
+  hoverId: 0,
+  selectedId: 0,
+  lesionById: new Map(),
+  colours: {},
+  showCandidates: true,
+  showLesions: true,
+  busy: false,
+};
+
+const canvas = $("canvas");
+const ctx = canvas.getContext("2d");
+const offscreen = document.createElement("canvas");
+const offctx = offscreen.getContext("2d");
+
+function rows() { return viewer.study.shape[1]; }
+function cols() { return viewer.study.shape[2]; }
+function nSlices() { return viewer.study.shape[0]; }
+
+async function openStudy(id) {
+  $("list-view").hidden = true;
+  $("review-view").hidden = false;
+  $("loading").hidden = false;
+  $("loading").textContent = "Loading and analysing study…";
+  hidePopup();
+  viewer.slices.clear();
+  viewer.overlays.clear();
+  viewer.pending.clear();
+  viewer.selectedId = 0;
+  viewer.hoverId = 0;
+  try {
+    const study = await (await api(`/api/studies/${id}`)).json();
+    viewer.study = study;
+    viewer.colours = Object.fromEntries(Object.entries(study.arteries).map(([k, v]) => [k, hexToRgb(v)]));
+    offscreen.width = cols();
+    offscreen.height = rows();
+    renderStudyInfo();
+    setState(study.state);
+    const start = study.state.lesions.length
+      ? [...study.state.lesions].sort((a, b) => b.agatston - a.agatston)[0].key_slice
+      : Math.floor(nSlices() / 2);
+    $("slice-slider").max = nSlices() - 1;
+    resetView();
+    await goToSlice(start);
+    $("loading").hidden = true;
+    canvas.focus();
+    prefetch();
+  } catch (error) {
+    $("loading").textContent = `Cannot open study: ${error.message}`;
+  }
+}
+
+function renderStudyInfo() {
+  const s = viewer.study;
+  document.title = `${s.name} · cacscore review`;
+  $("crumbs").replaceChildren(el("a", { href: "#/" }, "Studies"), " / ", s.name);
+  $("study-name").textContent = s.name;
+  const spacing = s.spacing_mm;
+  const ids = [
+    ["Patient ID", s.patient_id || "–"],
+    ["Study UID", s.study_uid || "–"],
+    ["Series UID", s.series_uid || "–"],
+    ["Grid", `${s.shape[0]} × ${s.shape[1]} × ${s.shape[2]}, ${fmt(spacing[1], 2)} × ${fmt(spacing[2], 2)} mm, increment ${fmt(spacing[0], 2)} mm`],
+    ["Thickness / kVp", `${s.slice_thickness_mm ? fmt(s.slice_thickness_mm, 1) + " mm" : "–"} / ${s.kvp ?? "–"}`],
+  ];
+  $("study-ids").replaceChildren(...ids.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+  $("study-warnings").hidden = !s.warnings.length;
+  $("study-warnings").textContent = s.warnings.join(" · ");
+  $("legend").replaceChildren(
+    ...["LM", "LAD", "LCX", "RCA"].map((a) => el("span", {}, el("span", { class: "chip", style: `background:${s.arteries[a]}` }), a)),
+    el("span", {}, el("span", { class: "chip outline" }), "candidate ≥130 HU"));
+  $("export-json").href = withToken(`/api/studies/${s.id}/report.json`);
+  $("export-json").setAttribute("download", `study-${s.id}-report.json`);
+  $("export-mask").href = withToken(`/api/studies/${s.id}/mask.nii.gz`);
+  $("export-pdf").href = withToken(`/api/studies/${s.id}/report.pdf`);
+}
+
+function setState(state) {
+  const previous = viewer.state;
+  viewer.state = state;
+  viewer.lesionById = new Map(state.lesions.map((row) => [row.id, row]));
+  if (previous && previous.version !== state.version) {
+    // Labels changed: drop cached overlays (candidate ids stay the same but arrive with them).
+    viewer.overlays.clear();
+  }
+  renderScores();
+  renderLesions();
+  renderEdits();
+  renderTicks();
+  const signed = state.status === "signed";
+  $("study-status").replaceWith(Object.assign(statusBadge(state.status), { id: "study-status" }));
+  $("undo").disabled = !state.can_undo || signed;
+  $("sign").disabled = signed;
+  $("sign").textContent = signed ? `Signed by ${state.signed_by}` : "Sign…";
+}
+
+function renderScores() {
+  const { score, interpretation } = viewer.state;
+  const total = $("total-agatston");
+  total.textContent = fmt(score.agatston);
+  total.dataset.value = String(score.agatston);
+  $("risk-category").replaceChildren(categoryChip(score.risk_category));
+  $("cac-drs").textContent = score.cac_drs;
+  $("interpretation").textContent = `${interpretation.risk_category} ${interpretation.cac_drs}`;
+  const body = $("scores").querySelector("tbody");
+  const rowsOut = ARTERY_ORDER
+    .filter((name) => name !== "unspecified" || score.arteries[name].agatston > 0 || score.arteries[name].n_lesions > 0)
+    .map((name) => {
+      const a = score.arteries[name];
+      return el("tr", { "data-artery": name },
+        el("td", {}, el("span", { class: "swatch", style: `background:${viewer.study.arteries[name]}` }), name),
+        el("td", { class: "num" }, a.n_lesions), el("td", { class: "num", "data-value": a.agatston }, fmt(a.agatston)),
+        el("td", { class: "num" }, fmt(a.volume_mm3)), el("td", { class: "num" }, fmt(a.mass_mg)));
+    });
+  const nLesions = ARTERY_ORDER.reduce((sum, name) => sum + score.arteries[name].n_lesions, 0);
+  rowsOut.push(el("tr", { class: "total-row" }, el("td", {}, "Total"), el("td", { class: "num" }, nLesions),
+    el("td", { class: "num" }, fmt(score.agatston)), el("td", { class: "num" }, fmt(score.volume_mm3)),
+    el("td", { class: "num" }, fmt(score.mass_mg))));
+  body.replaceChildren(...rowsOut);
+  const s = viewer.study;
+  const auto = s.method === "model" ? `model ${s.model_version}` : "no model: candidates only";
+  $("auto-note").textContent = `Automatic (${auto}): Agatston ${fmt(viewer.state.auto_agatston)}. Totals are recomputed by cacscore.scoring after every edit.`;
+}
+
+function renderLesions() {
+  const list = $("lesions");
+  const rowsIn = [...viewer.state.lesions].sort((a, b) => (b.artery ? 1 : 0) - (a.artery ? 1 : 0) || b.agatston - a.agatston);
+  $("lesion-count").textContent = `(${rowsIn.filter((r) => r.artery).length} counted)`;
+  list.replaceChildren(...rowsIn.map((row) => {
+    const colour = row.artery ? viewer.study.arteries[row.artery] : "transparent";
+    const conf = row.confidence === null || row.confidence === undefined ? "" : ` · conf ${fmt(row.confidence, 2)}`;
+    let changed = "";
+    if (!row.artery) changed = " · removed";
+    else if (!row.auto_artery) changed = " · added";
+    else if (row.artery !== row.auto_artery) changed = ` · was ${row.auto_artery}`;
+    return el("li", {
+      class: `${row.artery ? "" : "removed"} ${row.id === viewer.selectedId ? "selected" : ""}`,
+      "data-lesion": row.id,
+      title: "Show this lesion",
+      onclick: () => selectLesion(row.id, true),
+    },
+    el("span", { class: "swatch", style: `background:${colour}; border:1px solid ${row.artery ? colour : "#667"}` }),
+    el("strong", {}, row.artery || row.auto_artery),
+    el("span", { class: "meta" }, `#${row.id} · slices ${row.slices[0] + 1}–${row.slices[1] + 1}${conf}${changed}`),
+    el("span", { class: "num" }, fmt(row.agatston)));
+  }));
+}
+
+function renderEdits() {
+  const edits = viewer.state.edits;
+  $("edit-count").textContent = `(${edits.length})`;
+  const undone = new Set(edits.filter((e) => e.action === "undo").map((e) => e.undoes));
+  $("edits").replaceChildren(...edits.map((e) => el("li", { class: undone.has(e.id) ? "undone" : "" },
+    `${e.time.slice(0, 16).replace("T", " ")} · ${e.reviewer}: ${e.action} lesion #${e.lesion} `
+    + `(${LABEL_NAMES[e.before]} → ${LABEL_NAMES[e.after]})`)));
+}
+
+function renderTicks() {
+  const n = nSlices();
+  const seen = new Map();
+  for (const row of viewer.state.lesions) {
+    if (row.artery) seen.set(row.key_slice, viewer.study.arteries[row.artery]);
+  }
+  $("ticks").replaceChildren(...[...seen].map(([z, colour]) =>
+    el("span", { style: `left:${n > 1 ? (100 * z) / (n - 1) : 50}%; background:${colour}` })));
+}
+
+// ------------------------------------------------------------------ pixel data
+
+function fetchSlice(z) {
+  if (viewer.slices.has(z)) return Promise.resolve(viewer.slices.get(z));
+  const key = `s${z}`;
+  if (!viewer.pending.has(key)) {
+    const id = viewer.study.id;
+    viewer.pending.set(key, api(`/api/studies/${id}/slices/${z}`).then((r) => r.arrayBuffer()).then((buffer) => {
+      viewer.pending.delete(key);
+      if (!viewer.study || viewer.study.id !== id) return null;
+      const data = new Int16Array(buffer);
+      viewer.slices.set(z, data);
+      return data;
+    }));
+  }
+  return viewer.pending.get(key);
+}
+
+function fetchOverlay(z) {
+  const version = viewer.state.version;
+  const cached = viewer.overlays.get(z);
+  if (cached && cached.version === version) return Promise.resolve(cached);
+  const key = `o${z}v${version}`;
+  if (!viewer.pending.has(key)) {
+    const id = viewer.study.id;
+    viewer.pending.set(key, api(`/api/studies/${id}/overlays/${z}`).then((r) => r.arrayBuffer()).then((buffer) => {
+      viewer.pending.delete(key);
+      if (!viewer.study || viewer.study.id !== id) return null;
+      const n = rows() * cols();
+      const overlay = { version, ids: new Int32Array(buffer, 0, n), labels: new Uint8Array(buffer, 4 * n, n) };
+      if (version === viewer.state.version) viewer.overlays.set(z, overlay);
+      return overlay;
+    }));
+  }
+  return viewer.pending.get(key);
+}
+
+async function prefetch() {
+  // Neighbours first, so that scrolling from the opening slice never waits.
+  const start = viewer.z;
+  const id = viewer.study && viewer.study.id;
+  for (let d = 1; d < nSlices(); d++) {
+    for (const z of [start + d, start - d]) {
+      if (!viewer.study || viewer.study.id !== id) return;
+      if (z >= 0 && z < nSlices()) {
+        try { await Promise.all([fetchSlice(z), fetchOverlay(z)]); } catch (_) { return; }
+      }
+    }
+  }
+}
+
+async function goToSlice(z) {
+  z = Math.max(0, Math.min(nSlices() - 1, z));
+  viewer.z = z;
+  $("slice-slider").value = z;
+  updateHud();
+  const [slice, overlay] = await Promise.all([fetchSlice(z), fetchOverlay(z)]);
+  if (viewer.z === z && slice && overlay) draw();
+}
+
+// ------------------------------------------------------------------ drawing
+
+function composeSlice() {
+  const z = viewer.z;
+  const hu = viewer.slices.get(z);
+  const overlay = viewer.overlays.get(z);
+  if (!hu || !overlay) return false;
+  const w = cols(), h = rows();
+  const image = offctx.createImageData(w, h);
+  const px = image.data;
+  const low = viewer.win.l - viewer.win.w / 2;
+  const scale = 255 / Math.max(1, viewer.win.w);
+  const { ids, labels } = overlay;
+  const colourOf = [null, viewer.colours.unspecified, viewer.colours.LM, viewer.colours.LAD, viewer.colours.LCX, viewer.colours.RCA];
+  const selected = viewer.selectedId, hover = viewer.hoverId;
+  for (let i = 0, y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++, i++) {
+      let g = (hu[i] - low) * scale;
+      g = g < 0 ? 0 : g > 255 ? 255 : g;
+      let r = g, gg = g, b = g;
+      const id = ids[i];
+      if (id) {
+        const edge = (x === 0 || ids[i - 1] !== id) || (x === w - 1 || ids[i + 1] !== id)
+          || (y === 0 || ids[i - w] !== id) || (y === h - 1 || ids[i + w] !== id);
+        const label = labels[i];
+        if (label && viewer.showLesions) {
+          const c = colourOf[label];
+          const a = edge ? 0.9 : 0.6;
+          r = r * (1 - a) + c[0] * a; gg = gg * (1 - a) + c[1] * a; b = b * (1 - a) + c[2] * a;
+        } else if (edge && viewer.showCandidates) {
+          const a = id === hover ? 0.95 : 0.55;
+          r = r * (1 - a) + OUTLINE[0] * a; gg = gg * (1 - a) + OUTLINE[1] * a; b = b * (1 - a) + OUTLINE[2] * a;
+        }
+        if (edge && (id === selected || (id === hover && label))) { r = 255; gg = 255; b = 255; }
+      }
+      const o = 4 * i;
+      px[o] = r; px[o + 1] = gg; px[o + 2] = b; px[o + 3] = 255;
+    }
+  }
+  offctx.putImageData(image, 0, 0);
+  return true;
+}
+
+function pixelAspect() {
+  // Physical aspect: one row step is dy mm, one column step dx mm.
+  const [, dy, dx] = viewer.study.spacing_mm;
+  return dy / dx;
+}
+
+function baseScale() {
+  const wrap = $("canvas-wrap");
+  return Math.min(wrap.clientWidth / cols(), wrap.clientHeight / (rows() * pixelAspect()));
+}
+
+function resetView() {
+  viewer.zoom = 1;
+  viewer.panX = 0;
+  viewer.panY = 0;
+  draw();
+}
+
+function transform() {
+  const wrap = $("canvas-wrap");
+  const sx = baseScale() * viewer.zoom;
+  const sy = sx * pixelAspect();
+  const ox = (wrap.clientWidth - cols() * sx) / 2 + viewer.panX;
+  const oy = (wrap.clientHeight - rows() * sy) / 2 + viewer.panY;
+  return { sx, sy, ox, oy };
+}
+
+function draw() {
+  if (!viewer.study) return;
+  const wrap = $("canvas-wrap");
+  const ratio = window.devicePixelRatio || 1;
+  const width = Math.round(wrap.clientWidth * ratio), height = Math.round(wrap.clientHeight * ratio);
+  if (canvas.width !== width || canvas.height !== height) { canvas.width = width; canvas.height = height; }
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.fillStyle = "#000";
+  ctx.fillRect(0, 0, wrap.clientWidth, wrap.clientHeight);
+  if (!composeSlice()) return;
+  const { sx, sy, ox, oy } = transform();
+  ctx.imageSmoothingEnabled = viewer.zoom < 1.5;
+  ctx.drawImage(offscreen, ox, oy, cols() * sx, rows() * sy);
+  updateHud();
+}
+
+function updateHud() {
+  if (!viewer.study) return;
+  $("hud-slice").textContent = `Slice ${viewer.z + 1} / ${nSlices()}`;
+  $("hud-window").textContent = `W ${Math.round(viewer.win.w)} / L ${Math.round(viewer.win.l)} · zoom ${viewer.zoom.toFixed(1)}×`;
+  for (const button of document.querySelectorAll("[data-preset]")) {
+    const p = PRESETS[button.dataset.preset];
+    button.classList.toggle("active", p.w === viewer.win.w && p.l === viewer.win.l);
+  }
+}
+
+// ------------------------------------------------------------------ interaction
+
+function voxelAt(clientX, clientY) {
+  const rect = canvas.getBoundingClientRect();
+  const { sx, sy, ox, oy } = transform();
+  const x = Math.floor((clientX - rect.left - ox) / sx);
+  const y = Math.floor((clientY - rect.top - oy) / sy);
+  if (x < 0 || y < 0 || x >= cols() || y >= rows()) return null;
+  return { x, y, i: y * cols() + x };
+}
+
+function candidateAt(clientX, clientY) {
+  const voxel = voxelAt(clientX, clientY);
+  const overlay = viewer.overlays.get(viewer.z);
+  if (!voxel || !overlay) return { voxel, id: 0 };
+  return { voxel, id: overlay.ids[voxel.i] };
+}
+
+function describe(id) {
+  const row = viewer.lesionById.get(id);
+  if (row && row.artery) {
+    const conf = row.confidence === null || row.confidence === undefined ? "" : ` · confidence ${fmt(row.confidence, 2)}`;
+    return `<b>${row.artery}</b> lesion #${id} · Agatston ${fmt(row.agatston)} · ${fmt(row.volume_mm3)} mm³${conf}`;
+  }
+  const was = row && row.auto_artery ? ` (automatic: ${row.auto_artery}, removed)` : "";
+  return `Candidate #${id}, not counted${was} · click to add`;
+}
+
+let drag = null;
+
+canvas.addEventListener("mousedown", (event) => {
+  if (!viewer.study) return;
+  drag = { x: event.clientX, y: event.clientY, button: event.button, moved: false, panX: viewer.panX, panY: viewer.panY,
+    win: { ...viewer.win } };
+  event.preventDefault();
+});
+
+window.addEventListener("mousemove", (event) => {
+  if (!viewer.study || $("review-view").hidden) return;
+  if (drag) {
+    const dx = event.clientX - drag.x, dy = event.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) > 3) drag.moved = true;
+    if (!drag.moved) return;
+    if (drag.button === 2) {
+      viewer.win = { w: Math.max(1, drag.win.w + dx * 4), l: drag.win.l + dy * 2 };
+    } else {
+      viewer.panX = drag.panX + dx;
+      viewer.panY = drag.panY + dy;
+      canvas.classList.add("grabbing");
+    }
+    hideTooltip();
+    draw();
+    return;
+  }
+  if (event.target !== canvas) return;
+  const { voxel, id } = candidateAt(event.clientX, event.clientY);
+  const hu = voxel && viewer.slices.get(viewer.z) ? viewer.slices.get(viewer.z)[voxel.i] : null;
+  $("hud-cursor").textContent = voxel ? `x ${voxel.x} y ${voxel.y} · ${hu} HU` : "";
+  if (id !== viewer.hoverId) {
+    viewer.hoverId = id;
+    canvas.classList.toggle("pointer", id > 0);
+    draw();
+  }
+  if (id) showTooltip(event, describe(id)); else hideTooltip();
+});
+
+window.addEventListener("mouseup", (event) => {
+  if (!drag) return;
+  const wasClick = !drag.moved && drag.button === 0 && event.target === canvas;
+  drag = null;
+  canvas.classList.remove("grabbing");
+  if (wasClick) {
+    const { id } = candidateAt(event.clientX, event.clientY);
+    if (id) selectLesion(id, false, event); else { viewer.selectedId = 0; hidePopup(); renderLesions(); draw(); }
+  }
+});
+
+canvas.addEventListener("contextmenu", (event) => event.preventDefault());
+canvas.addEventListener("mouseleave", () => { hideTooltip(); $("hud-cursor").textContent = ""; });
+
+canvas.addEventListener("wheel", (event) => {
+  if (!viewer.study) return;
+  event.preventDefault();
+  hidePopup();
+  if (event.ctrlKey || event.metaKey) {
+    zoomAt(event.deltaY < 0 ? 1.2 : 1 / 1.2, event.clientX, event.clientY);
+  } else {
+    goToSlice(viewer.z + (event.deltaY > 0 ? 1 : -1));
+  }
+}, { passive: false });
+
+function zoomAt(factor, clientX, clientY) {
+  const rect = canvas.getBoundingClientRect();
+  const before = transform();
+  const px = clientX === undefined ? rect.width / 2 : clientX - rect.left;
+  const py = clientY === undefined ? rect.height / 2 : clientY - rect.top;
+  const ix = (px - before.ox) / before.sx, iy = (py - before.oy) / before.sy;
+  viewer.zoom = Math.max(0.5, Math.min(16, viewer.zoom * factor));
+  const after = transform();
+  viewer.panX += px - (after.ox + ix * after.sx);
+  viewer.panY += py - (after.oy + iy * after.sy);
+  draw();
+}
+
+function showTooltip(event, html) {
+  const tip = $("tooltip");
+  const rect = $("canvas-wrap").getBoundingClientRect();
+  tip.innerHTML = html;
+  tip.hidden = false;
+  tip.style.left = `${Math.min(event.clientX - rect.left + 14, rect.width - tip.offsetWidth - 6)}px`;
+  tip.style.top = `${event.clientY - rect.top + 14}px`;
+}
+
+function hideTooltip() { $("tooltip").hidden = true; }
+
+async function selectLesion(id, jump, event) {
+  viewer.selectedId = id;
+  const row = viewer.lesionById.get(id);
+  if (jump && row) {
+    if (viewer.z < row.slices[0] || viewer.z > row.slices[1]) await goToSlice(row.key_slice);
+    event = lesionOnScreen(row);
+  }
+  renderLesions();
+  draw();
+  showPopup(id, event);
+}
+
+function lesionOnScreen(row) {
+  // Bring the lesion into view (when zoomed in) and return its screen position for the menu.
+  const wrap = $("canvas-wrap").getBoundingClientRect();
+  let { sx, sy, ox, oy } = transform();
+  let x = ox + (row.center_yx[1] + 0.5) * sx, y = oy + (row.center_yx[0] + 0.5) * sy;
+  if (x < 40 || y < 40 || x > wrap.width - 40 || y > wrap.height - 40) {
+    viewer.panX += wrap.width / 2 - x;
+    viewer.panY += wrap.height / 2 - y;
+    ({ sx, sy, ox, oy } = transform());
+    x = ox + (row.center_yx[1] + 0.5) * sx;
+    y = oy + (row.center_yx[0] + 0.5) * sy;
+  }
+  return { clientX: wrap.left + x + 6, clientY: wrap.top + y + 6 };
+}
+
+function showPopup(id, event) {
+  const popup = $("popup");
+  const row = viewer.lesionById.get(id);
+  const current = row ? row.artery : null;
+  const signed = viewer.state.status === "signed";
+  const title = el("div", { class: "title" });
+  title.innerHTML = describe(id);
+  const buttons = el("div", { class: "buttons" },
+    ...["LM", "LAD", "LCX", "RCA"].map((artery, k) => el("button", {
+      type: "button", class: current === artery ? "current" : "", title: `Count in ${artery} (key ${k + 1})`,
+      style: `background:${viewer.study.arteries[artery]}33; border-color:${viewer.study.arteries[artery]}`,
+      "data-artery": artery, disabled: signed || current === artery ? "" : null,
+      onclick: () => applyEdit(id, artery),
+    }, artery)),
+    el("button", { type: "button", class: "remove", title: "Do not count (key 0 / Delete)", "data-artery": "none",
+      disabled: signed || !current ? "" : null, onclick: () => applyEdit(id, null) }, "Remove"));
+  popup.replaceChildren(title, buttons);
+  if (signed) popup.append(el("div", { class: "title" }, "Signed: read-only"));
+  popup.hidden = false;
+  const rect = $("canvas-wrap").getBoundingClientRect();
+  let left = rect.width - popup.offsetWidth - 12, top = 40;
+  if (event) {
+    left = Math.min(event.clientX - rect.left + 16, rect.width - popup.offsetWidth - 8);
+    top = Math.min(event.clientY - rect.top + 16, rect.height - popup.offsetHeight - 8);
+  }
+  popup.style.left = `${Math.max(8, left)}px`;
+  popup.style.top = `${Math.max(8, top)}px`;
+}
+
+function hidePopup() { $("popup").hidden = true; }
+
+async function change(path, body) {
+  if (viewer.busy) return;
+  viewer.busy = true;
+  try {
+    const response = await api(`/api/studies/${viewer.study.id}/${path}`, {
+      method: "POST", json: Object.assign({ version: viewer.state.version, reviewer: reviewer() }, body),
+    });
+    setState(await response.json());
+    await goToSlice(viewer.z);
+  } catch (error) {
+    if (error.status === 409 && /changed by someone else/.test(error.message)) {
+      toast("This study was changed by someone else; showing the latest version.", "info");
+      setState(await (await api(`/api/studies/${viewer.study.id}/state`)).json());
+      await goToSlice(viewer.z);
+    } else {
+      toast(error.message);
+    }
+  } finally {
+    viewer.busy = false;
+  }
+}
+
+async function applyEdit(id, artery) {
+  await change("edits", { lesion: id, artery });
+  if (viewer.selectedId === id && !$("popup").hidden) showPopup(id, null);
+}
+
+$("undo").addEventListener("click", () => { hidePopup(); change("undo", {}); });
+$("sign").addEventListener("click", () => {
+  let name;
+  try { name = reviewer(); } catch (error) { toast(error.message); return; }
+  $("sign-text").textContent = `Sign as ${name}: Agatston ${fmt(viewer.state.score.agatston)}, category `
+    + `${viewer.state.score.risk_category}, CAC-DRS ${viewer.state.score.cac_drs}. The study becomes read-only.`;
+  $("sign-dialog").showModal();
+});
+$("sign-dialog").addEventListener("close", () => {
+  if ($("sign-dialog").returnValue === "sign") { hidePopup(); change("sign", {}); }
+});
+
+for (const button of document.querySelectorAll("[data-preset]")) {
+  button.addEventListener("click", () => { viewer.win = { ...PRESETS[button.dataset.preset] }; draw(); });
+}
+$("show-candidates").addEventListener("change", (e) => { viewer.showCandidates = e.target.checked; draw(); });
+$("show-lesions").addEventListener("change", (e) => { viewer.showLesions = e.target.checked; draw(); });
+$("zoom-in").addEventListener("click", () => zoomAt(1.25));
+$("zoom-out").addEventListener("click", () => zoomAt(0.8));
+$("reset-view").addEventListener("click", resetView);
+$("slice-slider").addEventListener("input", (e) => goToSlice(Number(e.target.value)));
+$("slice-up").addEventListener("click", () => goToSlice(viewer.z + 1));
+$("slice-down").addEventListener("click", () => goToSlice(viewer.z - 1));
+window.addEventListener("resize", draw);
+
+document.addEventListener("keydown", (event) => {
+  if (!viewer.study || $("review-view").hidden || event.target.tagName === "INPUT" || $("sign-dialog").open) return;
+  const key = event.key;
+  if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") { event.preventDefault(); $("undo").click(); return; }
+  if (key === "ArrowUp" || key === "PageUp") { event.preventDefault(); goToSlice(viewer.z + 1); }
+  else if (key === "ArrowDown" || key === "PageDown") { event.preventDefault(); goToSlice(viewer.z - 1); }
+  else if (key === "Escape") { viewer.selectedId = 0; hidePopup(); renderLesions(); draw(); }
+  else if (key === "r" || key === "R") resetView();
+  else if (key === "c" || key === "C") { viewer.win = { ...PRESETS.calcium }; draw(); }
+  else if (key === "s" || key === "S") { viewer.win = { ...PRESETS.soft }; draw(); }
+  else if (key === "+" || key === "=") zoomAt(1.25);
+  else if (key === "-") zoomAt(0.8);
+  else if (viewer.selectedId && KEY_ARTERIES[key]) applyEdit(viewer.selectedId, KEY_ARTERIES[key]);
+  else if (viewer.selectedId && (key === "0" || key === "Delete" || key === "Backspace")) applyEdit(viewer.selectedId, null);
+});
+
+// ------------------------------------------------------------------ routing
+
+function route() {
+  const match = location.hash.match(/^#\/study\/(\d+)$/);
+  if (match) openStudy(Number(match[1])); else showList();
+}
+window.addEventListener("hashchange", route);
+route();

@@ -1,0 +1,172 @@
+"""End to end in headless Chromium: open a phantom study, check the score, remove a lesion, reload, export, sign.
+
+The 'automatic' result is the phantom's reference label (a scorer override),
+so the score shown must equal ``cacscore score IMAGE --mask LABEL --json``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cacscore.cli.main import app as cli_app
+from cacscore.web.dependencies import Settings, get_scorer
+from cacscore.web.main import create_app
+from cacscore.web.service import AutoResult
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+#: Phantom case with lesions in LAD, LCX and RCA plus aortic-wall calcium and a sternal wire.
+SEED, CATEGORY = 10, "D"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed at /usr/bin/chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Server:
+    """uvicorn serving ``app`` on a free loopback port in a background thread."""
+
+    def __init__(self, app: object) -> None:
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    """A phantom cohort folder with one DICOM case; returns (data folder, case folder, reference label)."""
+    from cacscore.phantom import generate_case
+    from cacscore.phantom.cohort import write_case
+
+    data = tmp_path_factory.mktemp("cohort")
+    case = generate_case(SEED, target_category=CATEGORY)
+    folder = write_case(case, data / "case_0000", fmt="dicom")
+    return data, folder, case.label
+
+
+def _score_json(image: Path, mask: Path) -> dict:
+    result = CliRunner().invoke(cli_app, ["score", str(image), "--mask", str(mask), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_review_in_the_browser(phantom: tuple[Path, Path, np.ndarray], tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    data, case_folder, label = phantom
+    settings = Settings(data_dir=data, db_url=f"sqlite:///{tmp_path / 'review.db'}", upload_dir=tmp_path / "uploads")
+    app = create_app(settings)
+
+    def reference_scorer(volume: object) -> AutoResult:
+        confidence = np.where(label > 0, 0.87, 0.0).astype(np.float32)
+        return AutoResult(mask=label, method="model", model_version="phantom reference", confidence=confidence)
+
+    app.dependency_overrides[get_scorer] = lambda: reference_scorer
+    expected = _score_json(case_folder / "image", case_folder / "label.nii.gz")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with _Server(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 900}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{base}/#/")
+            page.fill("#reviewer", "Dr Review")
+            page.click("text=case_0000")
+            total = page.locator("#total-agatston")
+            expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
+
+            # The score shown is the score cacscore computes for this volume and mask.
+            shown = float(total.get_attribute("data-value") or "nan")
+            assert shown == expected["agatston"]
+            assert page.locator("#cac-drs").inner_text() == expected["cac_drs"]
+            for artery, values in expected["arteries"].items():
+                cell = page.locator(f'#scores tr[data-artery="{artery}"] td[data-value]')
+                if cell.count():
+                    assert float(cell.get_attribute("data-value") or "nan") == values["agatston"]
+
+            # Remove the highest-scoring lesion: the total drops by exactly its share.
+            state = page.evaluate("() => viewer.state")
+            lesion = max(state["lesions"], key=lambda row: row["agatston"])
+            page.click(f'ul.lesions li[data-lesion="{lesion["id"]}"]')
+            expect(page.locator("#popup")).to_be_visible()
+            page.click('#popup button[data-artery="none"]')
+            expect(total).not_to_have_attribute("data-value", str(shown))
+            after = float(total.get_attribute("data-value") or "nan")
+            assert after == pytest.approx(shown - lesion["agatston"], abs=1e-9)
+            assert after < shown
+
+            # Reload: the edit persisted.
+            page.reload()
+            expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
+            assert float(total.get_attribute("data-value") or "nan") == after
+            expect(page.locator(f'ul.lesions li[data-lesion="{lesion["id"]}"]')).to_have_class(re.compile("removed"))
+
+            # The exported edited mask scores, with cacscore score, to what the page shows.
+            study_id = page.evaluate("() => viewer.study.id")
+            mask_path = tmp_path / "edited.nii.gz"
+            mask_path.write_bytes(page.request.get(f"{base}/api/studies/{study_id}/mask.nii.gz").body())
+            assert _score_json(case_folder / "image", mask_path)["agatston"] == after
+
+            # The PDF downloads and opens as a one-page PDF.
+            with page.expect_download() as download:
+                page.click("#export-pdf")
+            pdf = Path(download.value.path()).read_bytes()
+            assert pdf.startswith(b"%PDF-")
+            assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 1
+
+            # Show a counted lesion with its menu for the screenshot.
+            second = max((row for row in state["lesions"] if row["id"] != lesion["id"]), key=lambda r: r["agatston"])
+            page.click(f'ul.lesions li[data-lesion="{second["id"]}"]')
+            page.keyboard.press("+")
+            page.keyboard.press("+")
+            page.click(f'ul.lesions li[data-lesion="{second["id"]}"]')
+            expect(page.locator("#popup")).to_be_visible()
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(ARTIFACTS / "review.png"))
+
+            # Sign: the study becomes read-only.
+            page.click("#sign")
+            page.click("#sign-confirm")
+            expect(page.locator("#study-status")).to_have_text("signed")
+            expect(page.locator("#undo")).to_be_disabled()
+            assert errors == []
+        finally:
+            browser.close()
