@@ -135,3 +135,13 @@ def test_released_contour_fills_the_pixels_osirix_measured() -> None:
     mask, _ = rasterize_rois(volume, [roi])
     rows, cols = np.nonzero(mask[0])
     assert sorted(zip(rows.tolist(), cols.tolist())) == [(220, 232), (220, 233), (220, 234), (221, 233), (221, 234)]
+
+
+def test_point_mm_and_point_px_disagreeing_is_reported(volume: CTVolume) -> None:
+    corners = _square(8.5, 8.5, 15.5, 15.5)
+    zyx = np.array([[4, y, x] for x, y in corners])
+    shifted = np.array(corners) + [3.0, 0.0]  # Point_px 3 columns to the right of Point_mm
+    roi = CocaRoi(image_index=4, name="LAD", artery=LAD, points_px=shifted, points_mm=volume.index_to_patient(zyx))
+    mask, warnings = rasterize_rois(volume, [roi])
+    assert warnings == ["ROI at ImageIndex 4: Point_mm and Point_px differ by 3.0 pixels; placed by Point_mm"]
+    assert int((mask[4] == LAD).sum()) == 16

@@ -54,6 +54,8 @@ PATIENTS, XML = "patient", "calcium_xml"
 THRESHOLD_HU = 130.0
 #: Largest distance (in slices) between a polygon's z and a slice centre to place it on that slice.
 SLICE_TOLERANCE = 0.25
+#: Largest gap (pixels) between the Point_mm and Point_px polygons of a plain axial series.
+PIXEL_TOLERANCE = 1.0
 _EXPECTED = f"{PATIENTS}/<PID>/<series>/*.dcm and {XML}/<PID>.xml (directly or under {GATED}/)"
 
 
@@ -212,13 +214,21 @@ def _fill_polygon(rows_cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _place(roi: CocaRoi, volume: CTVolume) -> tuple[int, np.ndarray, str | None]:
-    """Slice index and (N, 2) row/column polygon of a ROI, and a warning when the fallback was used."""
+    """Slice index and (N, 2) row/column polygon of a ROI, and a warning (fallback used, or mm/px disagree)."""
     n_slices = volume.shape[0]
     if roi.points_mm is not None:
         zyx = volume.patient_to_index(roi.points_mm)
         z = float(np.median(zyx[:, 0]))
         k = int(np.rint(z))
         if abs(z - k) <= SLICE_TOLERANCE and 0 <= k < n_slices:
+            # In a plain axial series the two polygons coincide; a gap means the XML and the
+            # series disagree on geometry, which the user should hear about.
+            gap = float(np.abs(zyx[:, 1:] - roi.points_px[:, ::-1]).max())
+            if np.allclose(volume.direction, np.eye(3)) and gap > PIXEL_TOLERANCE:
+                return k, zyx[:, 1:], (
+                    f"ROI at ImageIndex {roi.image_index}: Point_mm and Point_px differ by {gap:.1f} pixels; "
+                    "placed by Point_mm"
+                )
             return k, zyx[:, 1:], None
     note = (
         f"ROI at ImageIndex {roi.image_index} placed by ImageIndex and Point_px "
@@ -246,7 +256,8 @@ def rasterize_rois(
     mask : (Z, Y, X) ndarray of uint8
         Project label codes.
     warnings : list of str
-        ROIs placed by the fallback, or skipped because their slice is outside the volume.
+        ROIs placed by the fallback, whose Point_mm and Point_px disagree, or
+        skipped because their slice is outside the volume.
     """
     n_slices, rows, cols = volume.shape
     mask = np.zeros((n_slices, rows, cols), dtype=np.uint8)
