@@ -1,0 +1,102 @@
+"""``cacscore train``: train a segmentation ensemble on a dataset folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cacscore.cli.common import err_console, user_errors
+from cacscore.errors import InvalidInputError
+
+
+def _patch(text: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InvalidInputError(f"--patch must be three integers z,y,x (e.g. 64,96,96), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset folder (phantom cohort, generic, nnU-Net, orCaScore, COCA)."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write (plan.json + member_<k>.safetensors)."),
+    members: int = typer.Option(5, "--members", help="Ensemble members."),
+    head: str = typer.Option("arteries", "--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium)."),
+    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs per member."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    val_cases: int = typer.Option(20, "--val-cases", help="Validation cases choosing each member's best epoch."),
+    patch: str = typer.Option("64,96,96", "--patch", help="Patch size z,y,x in low-resolution voxels."),
+    batch: int = typer.Option(2, "--batch", help="Patches per step."),
+    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Steps per epoch (default: one pass)."),
+    loss: str = typer.Option("dice_ce", "--loss", help="dice (the paper) or dice_ce (Dice + cross-entropy)."),
+    lr: float = typer.Option(2e-3, "--lr", help="Initial Adam learning rate."),
+    folds: bool = typer.Option(False, "--folds", help="Member k also leaves out the k-th fold of the training cases."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+    workers: int = typer.Option(0, "--workers", help="Processes for preprocessing (0: none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and the members."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time limit for training all members."),
+    filters: str = typer.Option("16,32,64,128", "--filters", help="Filters per level."),
+    name: str = typer.Option("cacscore-resunet", "--name", help="Model name written to plan.json."),
+    model_version: str = typer.Option("0", "--model-version", help="Model version written to plan.json."),
+    fp32: bool = typer.Option(False, "--fp32", help="Train in float32 (default: bfloat16 autocast)."),
+) -> None:
+    """Train the 3-D residual U-Net ensemble (Gogin et al. 2021) and write a model folder."""
+    with user_errors():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from cacscore.train import TrainConfig, train_model
+
+        try:
+            filter_values = tuple(int(v) for v in filters.split(","))
+        except ValueError:
+            raise InvalidInputError(f"--filters must be integers separated by commas, got {filters!r}") from None
+        config = TrainConfig(
+            data=data, out=out, members=members, head=head, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            batch=batch, patch=_patch(patch), lr=lr, loss=loss, val_cases=val_cases, folds=folds,
+            filters=filter_values, seed=seed, device=device, amp=not fp32, workers=workers,
+            max_minutes=max_minutes, name=name, model_version=model_version,
+        )
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console, transient=False,
+        )
+        tasks: dict[str, Any] = {}
+        state = {"member": 0, "members": members}
+
+        def report(kind: str, *args: Any) -> None:
+            if kind == "prepare":
+                done, total = args
+                if "prepare" not in tasks:
+                    tasks["prepare"] = progress.add_task("preprocessing", total=total, info="")
+                progress.update(tasks["prepare"], completed=done)
+            elif kind == "member":
+                state["member"], state["members"] = args
+                tasks["member"] = progress.add_task(f"member {args[0] + 1}/{args[1]}", total=None, info="")
+            elif kind == "step":
+                step, total, value = args
+                progress.update(tasks["member"], total=total, completed=step, info=f"loss {value:.3f}")
+            elif kind == "epoch":
+                epoch, total_epochs, mean_loss, dice, best = args
+                progress.console.print(
+                    f"member {state['member'] + 1}/{state['members']} epoch {epoch}/{total_epochs}: "
+                    f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}"
+                )
+            elif kind == "done":
+                k, best_epoch, dice = args
+                progress.update(tasks["member"], info=f"best epoch {best_epoch}, validation Dice {dice:.4f}")
+
+        with progress:
+            plan = train_model(config, resume=resume, report=report)
+        err_console.print(f"model written to {out} ({len(plan.members)} members, head {plan.head})")
+        for member in plan.members:
+            typer.echo(f"member {member['member']}: best epoch {member['best_epoch']}, "
+                       f"validation Dice {member['val_dice']:.4f}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``cacscore train`` to ``app``."""
+    app.command("train")(train)

@@ -1,0 +1,305 @@
+"""Ensemble inference: five members, majority vote per voxel, back to the original grid.
+
+As in Gogin et al. 2021: each member segments the low-resolution volume, a
+voxel is calcium when more than half of the members say so, the mask is
+mapped back onto the original grid and intersected with HU >= 130. Beyond
+the paper, the ``arteries`` head labels each voxel with the artery of the
+largest summed probability, each 3-D lesion takes the majority artery of
+its voxels, and each lesion reports ``confidence``: the fraction of members
+whose own mask overlaps it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from cacscore.errors import InvalidInputError, ModelFolderError, PlanMismatchError
+from cacscore.io.volume import CTVolume
+from cacscore.model.network import ResUNet3d
+from cacscore.model.plan import Plan, default_model_dir
+from cacscore.preprocess import (
+    Grid,
+    preprocess_volume,
+    restrict_to_calcium,
+    scaled_threshold,
+    target_spacing_mm,
+    upsample_labels,
+)
+from cacscore.scoring import ScoreResult, score_volume
+
+_FULL_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def save_member(net: torch.nn.Module, path: str | Path, *, half: bool = True) -> Path:
+    """Write a network's weights as safetensors (floating tensors as float16 when ``half``)."""
+    from safetensors.torch import save_file
+
+    state = {
+        key: (value.detach().to("cpu").half() if half and value.is_floating_point() else value.detach().to("cpu"))
+        .contiguous()
+        for key, value in net.state_dict().items()
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp))
+    tmp.chmod(0o644)  # safetensors writes 0600; a model folder is meant to be shared
+    tmp.replace(path)
+    return path
+
+
+def load_member(path: str | Path, init_args: dict[str, Any]) -> ResUNet3d:
+    """Rebuild one member from its init arguments and safetensors weights (float32, eval mode).
+
+    Raises
+    ------
+    ModelFolderError
+        If the file is missing or unreadable.
+    PlanMismatchError
+        If the weights do not fit the network described by the plan.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: member weights are missing")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelFolderError(f"{path}: cannot read weights ({exc})") from None
+    net = ResUNet3d(**init_args)
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or extra or wrong:
+        raise PlanMismatchError(
+            f"{path}: weights do not match the plan's network (missing {missing[:3]}, unexpected {extra[:3]}, "
+            f"wrong shape {wrong[:3]})"
+        )
+    net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return net.eval()
+
+
+@dataclass
+class EnsemblePrediction:
+    """The ensemble's segmentation of one volume.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) ndarray of uint8
+        Project label codes on the original grid, only where HU >= threshold.
+    member_masks : (M, Z', Y', X') ndarray of bool
+        Each member's calcium mask on the low-resolution grid.
+    votes : (Z', Y', X') ndarray of uint8
+        Number of members voting calcium per low-resolution voxel.
+    grid : Grid
+        The low-resolution grid and its mapping to the original grid.
+    """
+
+    labels: np.ndarray
+    member_masks: np.ndarray
+    votes: np.ndarray
+    grid: Grid
+
+    @property
+    def n_members(self) -> int:
+        """Number of members."""
+        return int(self.member_masks.shape[0])
+
+    def lesion_confidence(self, lesion_map: np.ndarray) -> dict[int, float]:
+        """Fraction of members whose own mask overlaps each lesion of ``lesion_map``.
+
+        Parameters
+        ----------
+        lesion_map : (Z, Y, X) ndarray of int
+            0 outside lesions, lesion id inside, on the original grid.
+
+        Returns
+        -------
+        dict of int to float
+            Lesion id -> confidence in [0, 1].
+        """
+        lesion_map = np.asarray(lesion_map)
+        if lesion_map.shape != self.grid.source_shape:
+            raise InvalidInputError(
+                f"lesion map shape {lesion_map.shape} does not match the volume {self.grid.source_shape}"
+            )
+        z, y, x = np.nonzero(lesion_map)
+        if z.size == 0:
+            return {}
+        ids = lesion_map[z, y, x].astype(np.int64)
+        zi, yi, xi = self.grid.source_to_low()
+        hits = self.member_masks[:, zi[z], yi[y], xi[x]]  # (M, n_voxels)
+        n_ids = int(ids.max()) + 1
+        found = np.stack([np.bincount(ids, weights=h, minlength=n_ids) > 0 for h in hits])
+        present = np.unique(ids)
+        return {int(i): float(found[:, i].mean()) for i in present}
+
+
+class Ensemble:
+    """A loaded model: the plan and its member networks.
+
+    Use :func:`load_ensemble` to build one from a model folder.
+    """
+
+    def __init__(self, plan: Plan, members: list[ResUNet3d], folder: Path | None = None,
+                 precision: str | None = None) -> None:
+        if not members:
+            raise ModelFolderError("an ensemble needs at least one member")
+        self.plan = plan
+        self.members = members
+        self.folder = folder
+        self.precision = precision or plan.precision
+        if self.precision not in ("fp32", "bf16"):
+            raise InvalidInputError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+
+    def info(self) -> dict[str, Any]:
+        """The report's ``model`` block: name, version, members, head."""
+        return {
+            "name": self.plan.name,
+            "version": self.plan.model_version,
+            "members": len(self.members),
+            "head": self.plan.head,
+            "path": None if self.folder is None else str(self.folder),
+        }
+
+    @contextlib.contextmanager
+    def _precision(self) -> Iterator[None]:
+        if self.precision == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    def member_probabilities(self, image: np.ndarray) -> Iterator[np.ndarray]:
+        """Softmax probabilities ``(C, Z', Y', X')`` of each member for a preprocessed image."""
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        with torch.inference_mode(), self._precision():
+            for net in self.members:
+                yield torch.softmax(net(x).float(), dim=1)[0].numpy()
+
+    def preprocess(self, volume: CTVolume) -> tuple[np.ndarray, Grid]:
+        """The network input of ``volume`` and its grid, by the plan's settings."""
+        target = target_spacing_mm(volume.spacing[0], self.plan.target_spacings_mm)
+        return preprocess_volume(volume.hu, volume.spacing, target_mm=target, clip_hu=self.plan.clip_hu,
+                                 enhance=self.plan.enhance)
+
+    def predict(self, volume: CTVolume) -> EnsemblePrediction:
+        """Segment ``volume``: majority vote, artery labels, back on the original grid, HU >= threshold.
+
+        Parameters
+        ----------
+        volume : CTVolume
+            The CT.
+
+        Returns
+        -------
+        EnsemblePrediction
+        """
+        image, grid = self.preprocess(volume)
+        return self.combine(list(self.member_probabilities(image)), image, grid, volume.hu)
+
+    def combine(self, probabilities: list[np.ndarray], image: np.ndarray, grid: Grid,
+                hu: np.ndarray) -> EnsemblePrediction:
+        """Majority vote of member probabilities ``(C, Z', Y', X')`` and mapping onto ``hu``'s grid.
+
+        Only low-resolution voxels at or above the scaled threshold can be
+        calcium (the others hold no source voxel >= the threshold), so each
+        member's mask is restricted to them; the networks are trained on
+        those voxels alone (see :mod:`cacscore.train.loop`).
+        """
+        codes = np.asarray(self.plan.class_codes, dtype=np.uint8)
+        candidates = image >= scaled_threshold(self.plan.threshold_hu, self.plan.clip_hu)
+        member_masks = np.stack([(p.argmax(axis=0) != 0) & candidates for p in probabilities])
+        votes = member_masks.sum(axis=0).astype(np.uint8)
+        majority = 2 * votes.astype(np.int32) > len(probabilities)
+        total = np.sum(probabilities, axis=0)
+        best = total[1:].argmax(axis=0) + 1
+        low = np.where(majority, codes[best], 0).astype(np.uint8)
+        labels = restrict_to_calcium(upsample_labels(low, grid), hu, self.plan.threshold_hu)
+        return EnsemblePrediction(majority_artery_per_lesion(labels), member_masks, votes, grid)
+
+
+def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
+    """Give every 26-connected lesion of a label mask the most frequent code of its voxels.
+
+    Ties go to the lower code. The input is not modified.
+
+    Examples
+    --------
+    >>> majority_artery_per_lesion(np.array([[[3, 3, 4, 0, 5]]], np.uint8)).tolist()
+    [[[3, 3, 3, 0, 5]]]
+    """
+    labels = np.asarray(labels)
+    nonzero = np.flatnonzero(labels)
+    if nonzero.size == 0:
+        return labels.copy()
+    components, n = ndimage.label(labels != 0, structure=_FULL_26)
+    comp = components.ravel()[nonzero].astype(np.int64)
+    code = labels.ravel()[nonzero].astype(np.int64)
+    slots = int(code.max()) + 1
+    counts = np.bincount(comp * slots + code, minlength=(n + 1) * slots).reshape(n + 1, slots)
+    winner = counts.argmax(axis=1).astype(labels.dtype)
+    out = np.zeros_like(labels)
+    out.ravel()[nonzero] = winner[comp]
+    return out
+
+
+def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None = None) -> Ensemble:
+    """Rebuild an ensemble from a model folder (``plan.json`` + ``member_<k>.safetensors``).
+
+    Parameters
+    ----------
+    model_dir : str or Path, optional
+        The folder; default ``$CACSCORE_MODEL_DIR`` or the model shipped in the package.
+    precision : {"fp32", "bf16"}, optional
+        CPU inference precision; default the plan's.
+
+    Raises
+    ------
+    ModelFolderError
+        If the folder, its plan or a member file is missing or unreadable.
+    PlanMismatchError
+        If the plan's version or the weights do not match this code.
+    """
+    folder = Path(model_dir) if model_dir is not None else default_model_dir()
+    plan = Plan.load(folder)
+    init_args = plan.init_args
+    missing = [m["file"] for m in plan.members if not (folder / m["file"]).is_file()]
+    if missing:
+        raise ModelFolderError(f"{folder}: member weights {missing} listed in plan.json are missing")
+    members = [load_member(folder / m["file"], init_args) for m in plan.members]
+    return Ensemble(plan, members, folder, precision)
+
+
+def score_with_model(volume: CTVolume, ensemble: Ensemble, *,
+                     prediction: EnsemblePrediction | None = None, **score_options: Any) -> ScoreResult:
+    """Score a volume with the ensemble's mask; lesions carry the ensemble's ``confidence``.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        The CT.
+    ensemble : Ensemble
+        The model.
+    prediction : EnsemblePrediction, optional
+        A prediction already made for ``volume`` (avoids running the model twice).
+    **score_options
+        Passed to :func:`cacscore.scoring.score_volume` (kVp thresholds, area rule...).
+
+    Returns
+    -------
+    ScoreResult
+    """
+    prediction = prediction if prediction is not None else ensemble.predict(volume)
+    result, lesion_map = score_volume(volume, prediction.labels, return_lesion_map=True, **score_options)
+    return result.with_confidences(prediction.lesion_confidence(lesion_map))

@@ -1,0 +1,472 @@
+"""Training of the ensemble: one member after the other, checkpoint every epoch, resumable.
+
+Each member is a :class:`cacscore.model.network.ResUNet3d` trained from
+scratch with Adam on random patches (2/3 centred on calcium) of the
+preprocessed training cases; after every epoch it segments the whole
+low-resolution validation volumes, and the epoch with the best mean
+calcium-class Dice becomes the member's weights (as the paper chooses its
+best epoch on 20 validation cases). Members differ by seed, hence by
+initialisation and data order (and by fold with ``folds``).
+
+The loss is computed on the *candidate* voxels only: labelled voxels and
+voxels whose scaled value is at least the scaled 130 HU threshold minus a
+margin (:data:`CANDIDATE_MARGIN`). The enhancement guarantees that every
+other low-resolution voxel holds no source voxel >= 130 HU, so the final
+intersection with HU >= 130 removes whatever is predicted there; restricting
+the loss to candidates turns a task where calcium is 1 voxel in 10,000 into
+a balanced one (calcium vs bone, valves, aortic wall, noise) and makes the
+networks learn in minutes instead of stalling at "all background".
+
+The learning rate follows a polynomial decay, ``lr * (1 - progress) ** 0.9``,
+where progress is the larger of the epoch fraction and, with a time limit,
+the fraction of the member's time share used; a member stops when progress
+reaches 1, so a time-limited run still ends with a low learning rate.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cacscore import __version__
+from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
+from cacscore.model.ensemble import save_member
+from cacscore.model.network import HEAD_CLASSES, ResUNet3d, count_parameters, segmentation_loss
+from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
+from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, TARGET_SPACINGS_MM, scaled_threshold
+from cacscore.train.data import (
+    IGNORE,
+    Augmentation,
+    CachedCase,
+    PatchSampler,
+    load_cached,
+    prepare_cases,
+    split_cases,
+)
+
+#: Margin below the scaled threshold still counted as candidate (intensity augmentation moves values).
+CANDIDATE_MARGIN = 0.03
+
+#: Called with a progress event: ("prepare", done, total), ("member", k, n), ("step", step, total_steps, loss),
+#: ("epoch", epoch, epochs, loss, val_dice, best), ("done", k, best_epoch, best_dice).
+Reporter = Callable[..., None]
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (stored in ``plan.json``).
+
+    Parameters
+    ----------
+    data : Path
+        Dataset root, any layout :func:`cacscore.datasets.list_cases` reads.
+    out : Path
+        Model folder to write.
+    members : int
+        Ensemble size.
+    head : {"arteries", "binary"}
+        Output head.
+    epochs : int
+        Maximum epochs per member.
+    steps_per_epoch : int or None
+        Optimiser steps per epoch; default one pass over the training cases.
+    batch : int
+        Patches per step.
+    patch : tuple of 3 int
+        Patch size in low-resolution voxels (z, y, x).
+    lr : float
+        Initial Adam learning rate.
+    loss : {"dice", "dice_ce"}
+        Dice (the paper) or Dice + cross-entropy.
+    val_cases : int
+        Validation cases (capped at a fifth of the data).
+    folds : bool
+        Member k also leaves out the k-th of ``members`` folds of the training cases.
+    filters : tuple of int
+        Filters per level.
+    seed : int
+        Base seed (split and member k uses ``seed + k``).
+    device : {"auto", "cpu", "cuda"}
+    amp : bool
+        bfloat16 autocast (CPU and CUDA).
+    workers : int
+        Processes for preprocessing (0: in this process).
+    max_minutes : float or None
+        Time limit for training all members (preprocessing excluded); None: no limit.
+    calcium_fraction : float
+        Fraction of patches centred on a calcium voxel.
+    half_weights : bool
+        Store member weights as float16.
+    name, model_version : str
+        Model identity written to the plan.
+    """
+
+    data: Path
+    out: Path
+    members: int = 5
+    head: str = "arteries"
+    epochs: int = 40
+    steps_per_epoch: int | None = None
+    batch: int = 2
+    patch: tuple[int, int, int] = (64, 96, 96)
+    lr: float = 2e-3
+    loss: str = "dice_ce"
+    val_cases: int = 20
+    folds: bool = False
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    max_minutes: float | None = None
+    calcium_fraction: float = 2 / 3
+    half_weights: bool = True
+    name: str = "cacscore-resunet"
+    model_version: str = "0"
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+    def check(self) -> None:
+        """Validate the settings.
+
+        Raises
+        ------
+        InvalidInputError
+            Naming the first bad setting.
+        """
+        if self.head not in HEAD_CLASSES:
+            raise InvalidInputError(f"head must be one of {sorted(HEAD_CLASSES)}, got {self.head!r}")
+        if self.loss not in ("dice", "dice_ce"):
+            raise InvalidInputError(f"loss must be 'dice' or 'dice_ce', got {self.loss!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        for name in ("members", "epochs", "batch"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise InvalidInputError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch!r}")
+        if len(self.patch) != 3 or min(self.patch) < 1:
+            raise InvalidInputError(f"patch must be three positive sizes (z, y, x), got {self.patch!r}")
+        divisor = 2 ** (len(self.filters) - 1)
+        if any(p % divisor for p in self.patch):
+            raise InvalidInputError(f"patch sizes must be multiples of {divisor} (network levels), got {self.patch}")
+        if not self.lr > 0:
+            raise InvalidInputError(f"lr must be > 0, got {self.lr!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InvalidInputError(f"max_minutes must be > 0, got {self.max_minutes!r}")
+
+    def training_dict(self) -> dict[str, Any]:
+        """The plan's ``training`` block."""
+        return {
+            "members": self.members, "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
+            "batch": self.batch, "patch_zyx": list(self.patch), "optimizer": "Adam", "lr": self.lr,
+            "lr_schedule": "poly 0.9 over max(epoch, time) progress", "loss": self.loss,
+            "val_cases": self.val_cases, "folds": self.folds, "seed": self.seed, "amp_bf16": self.amp,
+            "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
+            "augmentation": self.augmentation.to_dict(), "selection": "best epoch by validation Dice",
+            "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU.
+
+    Raises
+    ------
+    InvalidInputError
+        If CUDA is asked for but not available.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda: no CUDA device is available (use --device cpu)")
+    return torch.device(name)
+
+
+def preprocessing_dict() -> dict[str, Any]:
+    """The plan's ``preprocessing`` block (see :mod:`cacscore.preprocess`)."""
+    return {
+        "target_spacings_mm": list(TARGET_SPACINGS_MM),
+        "target_spacing_rule": "the choice nearest the slice increment, ties to the finer",
+        "clip_hu": list(CLIP_HU),
+        "scale": "linear to [0, 1]",
+        "enhancement": {"enabled": True, "kind": "footprint max where footprint max >= threshold",
+                        "threshold_hu": ENHANCE_THRESHOLD_HU},
+        "label_downsampling": "any source voxel labelled; most frequent non-zero code",
+        "upsampling": "nearest footprint",
+        "threshold_hu": ENHANCE_THRESHOLD_HU,
+    }
+
+
+@contextmanager
+def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    with torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext():
+        yield
+
+
+def validation_dice(net: torch.nn.Module, cases: list[CachedCase], n_classes: int, device: torch.device,
+                    amp: bool, level: float = 0.0) -> float:
+    """Mean Dice over the calcium classes, pooled over whole low-resolution validation volumes.
+
+    Predictions count only where the image is >= ``level`` (the scaled
+    threshold, as at inference). Classes absent from both reference and
+    prediction are left out; 1.0 when all are.
+    """
+    net.eval()
+    inter = np.zeros(n_classes)
+    total = np.zeros(n_classes)
+    with torch.inference_mode(), _autocast(device, amp):
+        for case in cases:
+            x = torch.from_numpy(case.image)[None, None].to(device)
+            pred = net(x).float().argmax(dim=1)[0].cpu().numpy()
+            pred[case.image < level] = 0
+            valid = case.target != IGNORE
+            for c in range(1, n_classes):
+                p = (pred == c) & valid
+                g = case.target == c
+                inter[c] += np.count_nonzero(p & g)
+                total[c] += np.count_nonzero(p) + np.count_nonzero(g)
+    present = total[1:] > 0
+    if not present.any():
+        return 1.0
+    return float(np.mean(2 * inter[1:][present] / total[1:][present]))
+
+
+def _existing_plan(out: Path) -> dict[str, Any] | None:
+    path = out / "plan.json"
+    if not path.is_file():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{path}: cannot read the plan of the run to resume ({exc})") from None
+    return data
+
+
+def _new_plan(config: TrainConfig, n_cases: int, train_ids: list[str], val_ids: list[str],
+              data_info: dict[str, Any], n_params: int) -> Plan:
+    n_classes = HEAD_CLASSES[config.head]
+    return Plan({
+        "plan_version": PLAN_VERSION,
+        "name": config.name,
+        "model_version": config.model_version,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": __version__,
+        "head": config.head,
+        "class_codes": HEAD_CLASS_CODES[config.head],
+        "class_names": ["background", "LM", "LAD", "LCX", "RCA"] if config.head == "arteries"
+        else ["background", "calcium"],
+        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": n_classes,
+                                                        "filters": list(config.filters)},
+                    "n_parameters": n_params},
+        "preprocessing": preprocessing_dict(),
+        "training": {**config.training_dict(), "train_case_ids": train_ids, "val_case_ids": val_ids},
+        "data": {**data_info, "n_cases": n_cases, "n_train": len(train_ids), "n_val": len(val_ids)},
+        "inference": {"precision": "fp32", "candidates": "scaled image >= scaled threshold_hu"},
+        "members": [],
+    })
+
+
+def _data_info(root: Path, layout: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": str(root), "layout": layout}
+    generation = root / "generation.json"
+    if generation.is_file():
+        try:
+            settings = json.loads(generation.read_text(encoding="utf-8"))
+            info["generation"] = settings
+            info["generator_version"] = settings.get("generator_version")
+        except (OSError, json.JSONDecodeError):
+            info["generation"] = None
+    return info
+
+
+def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter | None = None) -> Plan:
+    """Train an ensemble and write the model folder (``plan.json``, ``member_<k>.safetensors``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Settings. With ``resume``, the settings stored in the existing plan win
+        (except device, workers and the time limit).
+    resume : bool
+        Continue an interrupted run in ``config.out``: finished members are
+        kept, the current member continues from its last checkpoint.
+    report : callable, optional
+        Progress callback (see :data:`Reporter`).
+
+    Returns
+    -------
+    Plan
+        The final plan.
+
+    Raises
+    ------
+    CacScoreError
+        Bad settings, unreadable data, or an existing model in ``config.out``
+        without ``resume``.
+    """
+    from cacscore.datasets import detect_layout, list_cases
+
+    emit: Reporter = report or (lambda *args: None)
+    config.check()
+    out = Path(config.out)
+    existing = _existing_plan(out)
+    if existing is not None and not resume:
+        raise CacScoreError(f"{out}: already holds a model (plan.json); use --resume to continue it or another --out")
+    if resume and existing is not None:
+        stored = existing["training"]
+        config.members, config.epochs, config.batch = stored["members"], stored["epochs"], stored["batch"]
+        config.steps_per_epoch, config.lr, config.loss = stored["steps_per_epoch"], stored["lr"], stored["loss"]
+        config.patch = tuple(stored["patch_zyx"])  # type: ignore[assignment]
+        config.seed, config.folds = stored["seed"], stored["folds"]
+        config.calcium_fraction = stored["calcium_fraction"]
+        config.augmentation = Augmentation(**stored["augmentation"])
+        config.head = existing["head"]
+        config.filters = tuple(existing["network"]["init_args"]["filters"])
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    else:
+        torch.backends.cudnn.benchmark = True
+
+    root = Path(config.data)
+    refs = list_cases(root)
+    ids = [r.case_id for r in refs]
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError(f"{root}: case ids are not unique")
+    out.mkdir(parents=True, exist_ok=True)
+    if existing is not None and resume:
+        plan = Plan(existing)
+        train_ids = list(plan.data["training"]["train_case_ids"])
+        val_ids = list(plan.data["training"]["val_case_ids"])
+        missing = sorted(set(train_ids + val_ids) - set(ids))
+        if missing:
+            raise InvalidInputError(f"{root}: cases {missing[:5]} of the run to resume are missing")
+    else:
+        train_ids, val_ids = split_cases(ids, config.val_cases, config.seed)
+        n_params = count_parameters(ResUNet3d(1, HEAD_CLASSES[config.head], config.filters))
+        plan = _new_plan(config, len(ids), train_ids, val_ids, _data_info(root, detect_layout(root)), n_params)
+        plan.save(out)
+
+    by_id = {r.case_id: r for r in refs}
+    wanted = [by_id[i] for i in train_ids + val_ids]
+    emit("prepare", 0, len(wanted))
+    done = [0]
+
+    def advance() -> None:
+        done[0] += 1
+        emit("prepare", done[0], len(wanted))
+
+    paths = prepare_cases(wanted, out / "cache", plan.data["preprocessing"], workers=config.workers,
+                          advance=advance)
+    cached = {p.stem: load_cached(p, plan.class_codes) for p in paths}
+    train_cases = [cached[i] for i in train_ids]
+    val_cases = [cached[i] for i in val_ids]
+
+    start = time.monotonic()
+    finished = {m["member"] for m in plan.members}
+    for k in range(config.members):
+        if k in finished and (out / f"member_{k}.safetensors").is_file():
+            continue
+        cases_k = train_cases
+        if config.folds:
+            cases_k = [c for j, c in enumerate(train_cases) if j % config.members != k] or train_cases
+        budget_s = None
+        if config.max_minutes is not None:
+            remaining = config.max_minutes * 60 - (time.monotonic() - start)
+            budget_s = max(remaining / (config.members - len(finished)), 1.0)
+        entry = _train_member(config, k, cases_k, val_cases, len(plan.class_codes), device, out, budget_s, emit)
+        plan.data["members"] = [m for m in plan.members if m["member"] != k] + [entry]
+        plan.data["members"].sort(key=lambda m: m["member"])
+        plan.save(out)
+        finished.add(k)
+    return plan
+
+
+def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_cases: list[CachedCase],
+                  n_classes: int, device: torch.device, out: Path, budget_s: float | None,
+                  emit: Reporter) -> dict[str, Any]:
+    seed = config.seed + 1000 * (k + 1)
+    torch.manual_seed(seed)
+    net = ResUNet3d(1, n_classes, config.filters).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
+    steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch))
+    ckpt_dir = out / f"member_{k}"
+    ckpt_path = ckpt_dir / "checkpoint.pt"
+    state: dict[str, Any] = {"epoch": 0, "best_dice": -1.0, "best_epoch": 0, "best_state": None,
+                             "history": [], "elapsed_s": 0.0}
+    if ckpt_path.is_file():
+        saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {key: saved[key] for key in state}
+    sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction)
+    level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
+    emit("member", k, config.members)
+    t0 = time.monotonic() - float(state["elapsed_s"])
+    epoch = int(state["epoch"])
+    while epoch < config.epochs:
+        progress = epoch / config.epochs
+        if budget_s is not None:
+            progress = max(progress, (time.monotonic() - t0) / budget_s)
+        if progress >= 1 and epoch > 0:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * (1 - min(progress, 0.99)) ** 0.9
+        rng = np.random.default_rng([seed, epoch])
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed * 7919 + epoch)
+        net.train()
+        losses = []
+        for step in range(steps):
+            images, targets = sampler.batch(rng, config.batch)
+            images, targets = config.augmentation(images, targets, generator)
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last_3d)
+            valid = (targets != IGNORE) & ((targets > 0) | (images[:, 0] >= level - CANDIDATE_MARGIN))
+            with _autocast(device, config.amp):
+                logits = net(images)
+            loss = segmentation_loss(logits.float(), torch.where(valid, targets, 0), config.loss, valid=valid)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            emit("step", step + 1, steps, losses[-1])
+        epoch += 1
+        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level)
+        best = dice > float(state["best_dice"])
+        if best:
+            state["best_dice"], state["best_epoch"] = dice, epoch
+            state["best_state"] = {key: v.detach().to("cpu").clone() for key, v in net.state_dict().items()}
+        mean_loss = float(np.mean(losses))
+        state["history"].append({"epoch": epoch, "loss": mean_loss, "val_dice": dice})
+        state["epoch"] = epoch
+        state["elapsed_s"] = time.monotonic() - t0
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_dir / "checkpoint.pt.tmp"
+        torch.save({**state, "model": net.state_dict(), "optimizer": optimizer.state_dict()}, tmp)
+        os.replace(tmp, ckpt_path)
+        emit("epoch", epoch, config.epochs, mean_loss, dice, best)
+    final = ResUNet3d(1, n_classes, config.filters)
+    final.load_state_dict(state["best_state"] if state["best_state"] is not None else net.state_dict())
+    save_member(final, out / f"member_{k}.safetensors", half=config.half_weights)
+    entry = {"member": k, "file": f"member_{k}.safetensors", "seed": seed, "best_epoch": int(state["best_epoch"]),
+             "val_dice": round(float(state["best_dice"]), 4), "epochs_run": epoch,
+             "train_seconds": round(float(state["elapsed_s"]), 1), "history": state["history"]}
+    emit("done", k, entry["best_epoch"], entry["val_dice"])
+    return entry
+
+
+__all__ = ["TrainConfig", "resolve_device", "train_model", "validation_dice"]
