@@ -531,7 +531,8 @@ def mask_from_points(
         if is_outside:
             attached.append(None)
             continue
-        voxel = tuple(int(v) for v in np.rint(index))
+        # Clipped because a point exactly on the outer face rounds half to even, one voxel past the edge.
+        voxel = tuple(int(v) for v in np.clip(np.rint(index), 0, np.asarray(components.shape) - 1))
         if components[voxel] > 0:
             attached.append((int(components[voxel]), 0.0))
             continue

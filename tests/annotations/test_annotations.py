@@ -238,3 +238,11 @@ def test_parse_artery(value: object, code: int) -> None:
 def test_parse_artery_rejects(value: object) -> None:
     with pytest.raises(InvalidInputError, match="artery"):
         parse_artery(value)
+
+
+def test_point_on_the_outer_face_of_the_volume() -> None:
+    volume = make_volume()
+    hu = volume.hu.copy()
+    hu[9, 47, 47] = 400
+    _, report = mask_from_points(volume.with_hu(hu), [AnnotationPoint((9.5, 47.5, 47.5), "voxel")])
+    assert status_of(report) == ["ok"]  # the corner voxel it touches, not an index error

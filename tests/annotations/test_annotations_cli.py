@@ -62,3 +62,14 @@ def test_to_mask_bad_points_is_one_line_error(tmp_path: Path) -> None:
     assert "error:" in result.output and "no coordinate columns" in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_to_mask_uses_category_stated_in_json(tmp_path: Path) -> None:
+    volume_path, _ = _inputs(tmp_path)
+    points = tmp_path / "points.json"
+    points.write_text(json.dumps({"risk_category": "C", "points": [{"i": 11, "j": 11, "k": 2, "artery": "LCX"}]}))
+    out = tmp_path / "mask.mha"
+    result = CliRunner().invoke(app, ["annotations", "to-mask", str(volume_path), str(points), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "annotated category: C (agrees)" in result.output
+    assert int((read_mask(out, read_volume(volume_path)) == 4).sum()) == 16
