@@ -25,7 +25,7 @@ DISTRACTOR_KINDS = ("aortic_valve", "aortic_root", "mitral_annulus", "aortic_wal
 ARTERY_WEIGHTS = {"LM": 0.08, "LAD": 0.45, "LCX": 0.2, "RCA": 0.27}
 
 
-@dataclass
+@dataclass(eq=False)
 class CalciumObject:
     """One calcified (or metal) object made of a few ellipsoids with a single true density.
 

@@ -244,15 +244,16 @@ def _natural_lesions(rng: np.random.Generator, config: PhantomConfig, arteries: 
 
 
 def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery],
-                 avoid: list[CalciumObject]) -> list[CalciumObject]:
-    """Lesions whose estimated Agatston adds up to about ``target``."""
+                 avoid: list[CalciumObject], *, min_size_mm: float = 0.6) -> list[CalciumObject]:
+    """Lesions whose estimated Agatston adds up to about ``target``, each at least ``min_size_mm`` long."""
     lesions: list[CalciumObject] = []
     need = target
     while need > 0.3 and len(lesions) < 60:
         # Of a few candidates, keep the one whose estimate fits the remaining need best.
         best: CalciumObject | None = None
+        typical = max(1.5, min(2.0 * need ** (1 / 3), 8.0))
         for _ in range(6):
-            size = float(np.clip(rng.lognormal(np.log(max(1.0, min(2.0 * need ** (1 / 3), 8.0))), 0.35), 0.6, 10))
+            size = float(np.clip(rng.lognormal(np.log(typical), 0.35), min_size_mm, 10.0))
             cand = _draw_lesion(rng, arteries, avoid + lesions, size_mm=size)
             if cand is None:
                 continue
@@ -377,7 +378,7 @@ def generate_case(
         region = base[box]
         region += occ * (np.float32(obj.density_hu) - region)
         forbidden[box] |= ndimage.binary_dilation(occ > 0.0, structure=grow)
-        if obj.kind == "sternal_wire":
+        if obj.kind == "sternal_wire" and occ.max() > 0.05:
             zz = np.nonzero(occ.max(axis=(1, 2)) > 0.05)[0]
             yx = np.argwhere(occ.max(axis=0) > 0).mean(axis=0)
             wire_slices += [(int(z + box[0].start), (yx[0] + box[1].start, yx[1] + box[2].start)) for z in zz]
@@ -440,7 +441,11 @@ def generate_case(
         goal = goal or 0.0
         lo_b, hi_b = _CATEGORY_BOUNDS[target_category]
         if score <= lo_b and target_category != "A":
-            lesions = lesions + _lesions_for(rng_les, max(goal - score, 1.0), arteries, distractors + lesions)
+            # Too little survived partial volume: keep at most two lost lesions, add larger ones.
+            lost = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is None]
+            lesions = [o for o in lesions if all(o is not x for x in lost[2:])]
+            lesions += _lesions_for(rng_les, max(goal - score, 1.0), arteries, distractors + lesions,
+                                    min_size_mm=min(2.0 + 0.6 * attempt, 6.0))
         else:
             survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
             excess = score - (goal if target_category != "A" else 0.0)
@@ -512,7 +517,7 @@ def generate_case(
 
 def _affine(grid: Grid) -> np.ndarray:
     dz, dy, dx = grid.spacing
-    m = np.eye(4)
-    m[0, 2], m[1, 1], m[2, 0] = dx, dy, dz
+    m = np.zeros((4, 4))
+    m[0, 2], m[1, 1], m[2, 0], m[3, 3] = dx, dy, dz, 1.0
     m[:3, 3] = grid.origin
     return m

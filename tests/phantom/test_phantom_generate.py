@@ -1,0 +1,150 @@
+"""generate_case: determinism, ground truth from the rendered image, distractors, bone, categories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cacscore import labels
+from cacscore.errors import InvalidInputError
+from cacscore.phantom import CATEGORIES, PhantomCase, PhantomConfig, generate_case
+from cacscore.scoring import ScoreResult, score_calcium
+
+REDUCED = PhantomConfig.reduced()
+ALL_DISTRACTORS = PhantomConfig(
+    matrix=128, pixel_spacing_mm=(1.5, 1.9), n_slices=(16, 24),
+    distractor_probabilities={"aortic_valve": 1.0, "aortic_root": 1.0, "mitral_annulus": 1.0,
+                              "aortic_wall": 1.0, "sternal_wire": 1.0},
+)
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[str, PhantomCase]:
+    """One reduced case per risk category, all distractor kinds present."""
+    return {c: generate_case(100 + i, config=ALL_DISTRACTORS, target_category=c) for i, c in enumerate(CATEGORIES)}
+
+
+@pytest.fixture(scope="module")
+def full_case() -> PhantomCase:
+    """One realistic, full-size case."""
+    return generate_case(4, target_category="D")
+
+
+def test_same_seed_same_arrays_other_seed_other_arrays() -> None:
+    a = generate_case(7, config=REDUCED, target_category="C")
+    b = generate_case(7, config=REDUCED, target_category="C")
+    c = generate_case(8, config=REDUCED, target_category="C")
+    np.testing.assert_array_equal(a.volume.hu, b.volume.hu)
+    np.testing.assert_array_equal(a.label, b.label)
+    assert a.points == b.points
+    assert json.dumps(a.truth) == json.dumps(b.truth)
+    assert a.volume.series_uid == b.volume.series_uid
+    assert a.volume.hu.shape != c.volume.hu.shape or not np.array_equal(a.volume.hu, c.volume.hu)
+    assert a.volume.series_uid != c.volume.series_uid
+
+
+def test_category_targets_are_met(cases: dict[str, PhantomCase]) -> None:
+    for category, case in cases.items():
+        assert case.truth["target_met"] is True
+        assert case.reference.risk_category == category
+    assert cases["A"].reference.agatston == 0.0
+    assert cases["E"].reference.agatston > 400.0
+
+
+def test_reference_equals_scoring_of_rendered_image(cases: dict[str, PhantomCase]) -> None:
+    for case in cases.values():
+        again = score_calcium(case.volume.hu, case.volume.spacing, case.label, kvp=120.0, affine=case.volume.affine)
+        assert again.to_dict() == case.reference.to_dict()
+        assert ScoreResult.from_json(case.reference.to_json()).agatston == case.reference.agatston
+
+
+def test_label_only_on_bright_voxels_with_artery_codes(cases: dict[str, PhantomCase]) -> None:
+    for case in cases.values():
+        assert case.label.dtype == np.uint8 and case.label.shape == case.volume.shape
+        assert set(np.unique(case.label)) <= {0, labels.LM, labels.LAD, labels.LCX, labels.RCA}
+        assert np.all(case.volume.hu[case.label > 0] >= 130)
+    assert cases["E"].label.any()
+
+
+def test_every_point_lies_in_a_component_of_its_artery(cases: dict[str, PhantomCase]) -> None:
+    n_points = 0
+    for case in cases.values():
+        for x, y, z, artery in case.points:
+            zyx = np.rint(case.volume.patient_to_index(np.array([x, y, z]))[0]).astype(int)
+            lo = np.maximum(zyx - 1, 0)
+            hi = zyx + 2
+            around = case.label[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            assert (around == labels.ARTERY_CODES[artery]).any(), (case.seed, artery, zyx)
+            n_points += 1
+        survived = [lesion for lesion in case.truth["lesions"] if lesion["survived"]]
+        assert len(survived) == len(case.points)
+    assert n_points >= 5
+
+
+def test_distractors_present_and_never_labelled(cases: dict[str, PhantomCase]) -> None:
+    kinds: set[str] = set()
+    for case in cases.values():
+        kinds.update(case.distractor_kinds)
+        assert not (case.distractor_mask & (case.label > 0)).any()
+        # Distractors are bright: a threshold alone would score them.
+        assert (case.volume.hu[case.distractor_mask] >= 130).sum() > 0
+    assert {"aortic_valve", "aortic_root", "mitral_annulus", "aortic_wall"} <= kinds
+
+
+def test_bone_above_threshold_outside_the_label(full_case: PhantomCase) -> None:
+    bright_unlabelled = (full_case.volume.hu >= 130) & (full_case.label == 0) & ~full_case.distractor_mask
+    voxel_mm3 = float(np.prod(full_case.volume.spacing))
+    # Vertebrae, sternum and ribs: many cm^3 of bone, far more than any coronary calcium.
+    assert bright_unlabelled.sum() * voxel_mm3 > 20_000
+    assert (full_case.volume.hu >= 600).sum() > 0  # cortical bone
+
+
+def test_full_size_case_is_a_realistic_calcium_scoring_series(full_case: PhantomCase) -> None:
+    v = full_case.volume
+    assert v.hu.dtype == np.int16 and v.shape[1:] == (512, 512)
+    assert 40 <= v.shape[0] <= 70
+    assert 0.35 <= v.spacing[1] == v.spacing[2] <= 0.5
+    assert v.slice_thickness_mm in (2.5, 3.0) and v.spacing[0] in (1.5, 2.5, 3.0)
+    assert v.kvp == 120.0 and v.manufacturer in ("GE MEDICAL SYSTEMS", "SIEMENS", "Philips", "CANON_MEC")
+    assert 12 <= full_case.truth["imaging"]["noise_sd_hu"] <= 35
+    # Fat, soft tissue and lung are all present in realistic proportions.
+    hu = v.hu[:, 100:412, 100:412]
+    assert ((hu > -130) & (hu < -60)).mean() > 0.02
+    assert ((hu > 20) & (hu < 70)).mean() > 0.15
+    assert (hu < -700).mean() > 0.05
+
+
+def test_truth_is_json_and_lists_all_lesions(cases: dict[str, PhantomCase]) -> None:
+    truth = json.loads(json.dumps(cases["D"].truth))
+    assert truth["schema"] == "cacscore.phantom-truth/1"
+    for lesion in truth["lesions"]:
+        assert lesion["type"] == "coronary" and lesion["artery"] in ("LM", "LAD", "LCX", "RCA")
+        assert 150 <= lesion["density_hu"] <= 1200 and 0.5 <= lesion["size_mm"] <= 10
+    assert all(d["type"] != "coronary" for d in truth["distractors"])
+
+
+def test_config_round_trip_and_validation() -> None:
+    config = PhantomConfig.reduced()
+    assert PhantomConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(InvalidInputError, match="matrix must be 32-1024"):
+        PhantomConfig(matrix=8)
+    with pytest.raises(InvalidInputError, match="pixel_spacing_mm"):
+        PhantomConfig(pixel_spacing_mm=(0.5, 0.3))
+    with pytest.raises(InvalidInputError, match="unknown distractor kinds"):
+        PhantomConfig(distractor_probabilities={"pacemaker": 1.0})
+    with pytest.raises(InvalidInputError, match="unknown phantom configuration keys"):
+        PhantomConfig.from_dict({"colour": "red"})
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True])
+def test_bad_seed_is_refused(seed: object) -> None:
+    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer"):
+        generate_case(seed, config=REDUCED)  # type: ignore[arg-type]
+
+
+def test_bad_category_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="target_category must be one of"):
+        generate_case(1, config=REDUCED, target_category="F")
