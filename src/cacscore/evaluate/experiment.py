@@ -41,6 +41,7 @@ import numpy as np
 
 from cacscore.errors import InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
+from cacscore.evaluate.report import atomic_write
 from cacscore.evaluate.runner import CaseEvaluation, CaseFailure, CaseRefLike, evaluate_case
 
 #: Names of the three nested training sets, as in the paper.
@@ -139,9 +140,7 @@ EventFn = Callable[..., None]
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 def write_subset_manifest(folder: Path, cases: Sequence[Any]) -> Path:
@@ -499,15 +498,15 @@ TRAIN_COHORT_SEED = 1000
 TEST_COHORT_SEED = 2000
 
 
-def make_cohort(folder: Path, n: int, seed: int, *, balance: bool) -> list[Any]:
-    """Generate (or complete) a NIfTI phantom cohort and list its cases.
+def make_cohort(folder: Path, n: int, seed: int, *, balance: bool, progress: bool = False) -> list[Any]:
+    """Generate (or complete) a NIfTI phantom cohort on all CPU cores and list its cases.
 
     Resumable: the generator keeps complete cases already in ``folder``.
     """
     from cacscore.datasets import list_cases
-    from cacscore.phantom import generate_cohort
+    from cacscore.phantom.cohort import generate_cohort
 
-    generate_cohort(folder, n=n, seed=seed, balance=balance, fmt="nifti")
+    generate_cohort(folder, n, seed, fmt="nifti", balance=balance, workers=os.cpu_count() or 1, progress=progress)
     return list_cases(folder)[:n]
 
 
@@ -527,11 +526,11 @@ def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str
         raise InvalidInputError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
     spec = SCALES[scale]
     out.mkdir(parents=True, exist_ok=True)
+    train_cases = make_cohort(out / "data" / "train", spec.n_val + spec.train_sizes[-1], TRAIN_COHORT_SEED,
+                              balance=False, progress=progress)
+    test_cases = make_cohort(out / "data" / "test", spec.n_test, TEST_COHORT_SEED, balance=True, progress=progress)
     with Progress(console=err_console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("generating phantom cohorts", total=None)
-        train_cases = make_cohort(out / "data" / "train", spec.n_val + spec.train_sizes[-1], TRAIN_COHORT_SEED,
-                                  balance=False)
-        test_cases = make_cohort(out / "data" / "test", spec.n_test, TEST_COHORT_SEED, balance=True)
+        task = bar.add_task("training", total=None)
 
         def on_event(kind: str, *args: Any) -> None:
             if kind == "train":

@@ -70,13 +70,27 @@ def _rect(i: int) -> Any:
 
 
 def _log_ticks(ax: Any, axis: str, top: float) -> None:
-    ticks = [t for t in (0, 1, 10, 100, 400, 1000, 3000, 10000) if t <= max(top, 10)]
+    """Ticks at readable scores on a log(1 + x) axis; 400 (the D/E bound) only where it does not crowd 1000."""
+    ticks = [0.0, 1.0, 10.0, 100.0]
+    if top <= 3000:
+        ticks.append(400.0)
+    power = 1000.0
+    while power <= top * 1.05:
+        ticks.append(power)
+        power *= 10
+    labels = [_short_number(t) for t in ticks]
     positions = np.log1p(ticks)
-    labels = [str(t) for t in ticks]
     if axis == "x":
         ax.set_xticks(positions, labels)
     else:
         ax.set_yticks(positions, labels)
+
+
+def _short_number(value: float) -> str:
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= size * 10:
+            return f"{value / size:g}{suffix}"
+    return f"{value:g}"
 
 
 def plot_scatter(path: Path, evaluations: Sequence[CaseEvaluation], metrics: dict[str, Any]) -> Path:
@@ -128,10 +142,12 @@ def _bland_altman_panel(
     if diff.size:
         bias = float(diff.mean())
         sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
-        ax.axhline(bias, color="#d7191c", linewidth=1.2, label=f"bias (mean difference) {bias:+.2f}")
-        ax.axhline(bias + 1.96 * sd, color="#d7191c", linestyle="--", linewidth=1,
-                   label=f"95 % limits of agreement {bias - 1.96 * sd:+.2f} to {bias + 1.96 * sd:+.2f}")
-        ax.axhline(bias - 1.96 * sd, color="#d7191c", linestyle="--", linewidth=1)
+        low, high = bias - 1.96 * sd, bias + 1.96 * sd
+        digits = 0 if max(abs(low), abs(high)) >= 100 else 2
+        ax.axhline(bias, color="#d7191c", linewidth=1.2, label=f"bias (mean difference) {bias:+.{digits}f}")
+        ax.axhline(high, color="#d7191c", linestyle="--", linewidth=1,
+                   label=f"95 % limits of agreement {low:+.{digits}f} to {high:+.{digits}f}")
+        ax.axhline(low, color="#d7191c", linestyle="--", linewidth=1)
     ax.set_xlabel(f"mean of reference and prediction {unit}", fontsize=10)
     ax.set_ylabel(f"prediction - reference {unit}", fontsize=10)
     ax.set_title(title, fontsize=11)

@@ -143,7 +143,8 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (no half-written file on interrupt)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -155,7 +156,7 @@ def write_report(
     """Write every file of :data:`REPORT_FILES` into ``out`` (which must exist) and return their paths."""
     from cacscore.evaluate.plots import write_plots
 
-    _atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    _atomic_write(out / "cases.csv", cases_csv(evaluations))
-    _atomic_write(out / "report.md", report_markdown(metrics, title))
+    atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write(out / "cases.csv", cases_csv(evaluations))
+    atomic_write(out / "report.md", report_markdown(metrics, title))
     return [out / "metrics.json", out / "cases.csv", out / "report.md", *write_plots(out, metrics, evaluations)]
