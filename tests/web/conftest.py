@@ -31,7 +31,9 @@ def synthetic_volume() -> CTVolume:
     hu[2:5, 30:33, 12:15] = 250
     hu[3, 20:22, 30:32] = 180
     hu[:, 40:44, 20:28] = 700
-    return CTVolume(hu=hu, spacing=SPACING, kvp=120.0, slice_thickness_mm=3.0, study_uid="1.2.3", series_uid="1.2.3.4")
+    return CTVolume(
+        hu=hu, spacing=SPACING, kvp=120.0, slice_thickness_mm=3.0, study_uid="1.2.3", series_uid="1.2.3.4"
+    )
 
 
 def automatic_mask() -> np.ndarray:
@@ -59,8 +61,12 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, db_url=f"sqlite:///{tmp_path / 'state' / 'review.db'}",
-                    upload_dir=tmp_path / "state" / "uploads", max_upload_mb=1.0)
+    return Settings(
+        data_dir=data_dir,
+        db_url=f"sqlite:///{tmp_path / 'state' / 'review.db'}",
+        upload_dir=tmp_path / "state" / "uploads",
+        max_upload_mb=1.0,
+    )
 
 
 @pytest.fixture

@@ -48,7 +48,8 @@ def blob(mask: np.ndarray, lesion: int, code: int) -> np.ndarray:
 
 def edit(client: TestClient, version: int, lesion: int, artery: str | None, reviewer: str = "Dr Test"):
     return client.post(
-        "/api/studies/1/edits", json={"version": version, "reviewer": reviewer, "lesion": lesion, "artery": artery}
+        "/api/studies/1/edits",
+        json={"version": version, "reviewer": reviewer, "lesion": lesion, "artery": artery},
     )
 
 
@@ -144,8 +145,14 @@ def test_remove_drops_the_score_by_the_lesion_share(client: TestClient) -> None:
     row = next(row for row in state["lesions"] if row["id"] == BLOB_A)
     assert (row["artery"], row["auto_artery"], row["agatston"]) == (None, "LAD", 0.0)
     assert state["edits"][0] | {"time": None} == {
-        "id": 1, "reviewer": "Dr Test", "time": None, "action": "remove", "lesion": BLOB_A,
-        "before": LAD, "after": 0, "undoes": None,
+        "id": 1,
+        "reviewer": "Dr Test",
+        "time": None,
+        "action": "remove",
+        "lesion": BLOB_A,
+        "before": LAD,
+        "after": 0,
+        "undoes": None,
     }
 
 
@@ -160,14 +167,22 @@ def test_add_reassign_and_undo_always_equal_scoring(client: TestClient) -> None:
     state = edit(client, 1, BLOB_A, "LM").json()
     assert state["score"] == expected_score(mask2)
     assert (state["edits"][-1]["action"], state["edits"][-1]["before"], state["edits"][-1]["after"]) == (
-        "reassign", LAD, LM,
+        "reassign",
+        LAD,
+        LM,
     )
     assert state["score"]["cac_drs"].endswith("/N3")
     state = client.post("/api/studies/1/undo", json={"version": 2, "reviewer": "Dr Test"}).json()
     assert state["score"] == expected_score(mask1)
     assert state["edits"][-1] | {"time": None} == {
-        "id": 3, "reviewer": "Dr Test", "time": None, "action": "undo", "lesion": BLOB_A,
-        "before": LM, "after": LAD, "undoes": 2,
+        "id": 3,
+        "reviewer": "Dr Test",
+        "time": None,
+        "action": "undo",
+        "lesion": BLOB_A,
+        "before": LM,
+        "after": LAD,
+        "undoes": 2,
     }
     state = client.post("/api/studies/1/undo", json={"version": 3, "reviewer": "Dr Test"}).json()
     assert state["score"] == expected_score(mask0)
@@ -237,7 +252,12 @@ def test_signed_study_is_read_only(client: TestClient) -> None:
     client.get("/api/studies/1")
     edit(client, 0, BLOB_C, "LCX")
     signed = client.post("/api/studies/1/sign", json={"version": 1, "reviewer": "Dr Test"}).json()
-    assert (signed["status"], signed["signed_by"], signed["version"], signed["can_undo"]) == ("signed", "Dr Test", 2, False)
+    assert (signed["status"], signed["signed_by"], signed["version"], signed["can_undo"]) == (
+        "signed",
+        "Dr Test",
+        2,
+        False,
+    )
     for response in (
         edit(client, 2, BLOB_A, None),
         client.post("/api/studies/1/undo", json={"version": 2, "reviewer": "Dr Test"}),
@@ -293,8 +313,11 @@ def test_report_json_matches_scoring_and_holds_the_review(client: TestClient) ->
     assert report["agatston"] == expected["agatston"] and report["arteries"] == expected["arteries"]
     assert report["input"]["path"] == "case_a"
     review = report["review"]
-    assert review["automatic"] == {"method": "model", "model_version": "test-model 1",
-                                   "agatston": pytest.approx(expected_score(automatic_mask())["agatston"])}
+    assert review["automatic"] == {
+        "method": "model",
+        "model_version": "test-model 1",
+        "agatston": pytest.approx(expected_score(automatic_mask())["agatston"]),
+    }
     assert [e["action"] for e in review["edits"]] == ["reassign"] and review["reviewers"] == ["Dr Test"]
 
 
@@ -356,7 +379,12 @@ def _zip(members: dict[str, bytes]) -> bytes:
 @pytest.mark.parametrize(
     ("name", "content", "status", "message"),
     [
-        ("notes.txt", b"hello, this is not a scan", 422, "notes.txt: not a zip of a DICOM series or a NIfTI file"),
+        (
+            "notes.txt",
+            b"hello, this is not a scan",
+            422,
+            "notes.txt: not a zip of a DICOM series or a NIfTI file",
+        ),
         ("fake.zip", b"PK\x03\x04 but not really a zip", 422, "fake.zip: not a zip of a DICOM series"),
         ("docs.zip", _zip({"a.txt": b"text", "b/c.txt": b"more"}), 422, "docs.zip: no readable CT volume"),
         ("evil.zip", _zip({"../../escape.dcm": b"x"}), 422, "has an unsafe path"),
@@ -372,7 +400,9 @@ def test_bad_uploads_are_refused_with_clear_errors(
     assert response.status_code == status
     assert message in response.json()["detail"]
     assert client.get("/api/studies").json()[-1]["source"] == "data"
-    leftovers = [p for p in settings.upload_dir.rglob("*") if p.is_file()] if settings.upload_dir.exists() else []
+    leftovers = (
+        [p for p in settings.upload_dir.rglob("*") if p.is_file()] if settings.upload_dir.exists() else []
+    )
     assert leftovers == []
 
 
@@ -441,7 +471,9 @@ def test_binding_beyond_loopback_without_token_is_refused(settings: Settings) ->
 
     with pytest.raises(InvalidInputError, match="--host 0.0.0.0 exposes the server .* --token"):
         create_app(replace(settings, host="0.0.0.0"))
-    result = CliRunner().invoke(cli_app, ["serve", "--host", "0.0.0.0", "--port", "8765"], env={"CACSCORE_TOKEN": ""})
+    result = CliRunner().invoke(
+        cli_app, ["serve", "--host", "0.0.0.0", "--port", "8765"], env={"CACSCORE_TOKEN": ""}
+    )
     assert result.exit_code == 1
     assert "error: --host 0.0.0.0 exposes the server" in result.output
 

@@ -1,4 +1,4 @@
-"""End to end in headless Chromium: open a phantom study, check the score, remove a lesion, reload, export, sign.
+"""End to end in headless Chromium: open a phantom study, check its score, remove a lesion, reload, sign.
 
 The 'automatic' result is the phantom's reference label (a scorer override),
 so the score shown must equal ``cacscore score IMAGE --mask LABEL --json``.
@@ -11,7 +11,6 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,13 @@ from cacscore.web.service import AutoResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 #: Phantom case with lesions in LAD, LCX and RCA plus aortic-wall calcium and a sternal wire.
@@ -51,7 +55,9 @@ class _Server:
         import uvicorn
 
         self.port = _free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -90,12 +96,16 @@ def test_review_in_the_browser(phantom: tuple[Path, Path, np.ndarray], tmp_path:
     from playwright.sync_api import expect, sync_playwright
 
     data, case_folder, label = phantom
-    settings = Settings(data_dir=data, db_url=f"sqlite:///{tmp_path / 'review.db'}", upload_dir=tmp_path / "uploads")
+    settings = Settings(
+        data_dir=data, db_url=f"sqlite:///{tmp_path / 'review.db'}", upload_dir=tmp_path / "uploads"
+    )
     app = create_app(settings)
 
     def reference_scorer(volume: object) -> AutoResult:
         confidence = np.where(label > 0, 0.87, 0.0).astype(np.float32)
-        return AutoResult(mask=label, method="model", model_version="phantom reference", confidence=confidence)
+        return AutoResult(
+            mask=label, method="model", model_version="phantom reference", confidence=confidence
+        )
 
     app.dependency_overrides[get_scorer] = lambda: reference_scorer
     expected = _score_json(case_folder / "image", case_folder / "label.nii.gz")
@@ -137,7 +147,9 @@ def test_review_in_the_browser(phantom: tuple[Path, Path, np.ndarray], tmp_path:
             page.reload()
             expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
             assert float(total.get_attribute("data-value") or "nan") == after
-            expect(page.locator(f'ul.lesions li[data-lesion="{lesion["id"]}"]')).to_have_class(re.compile("removed"))
+            expect(page.locator(f'ul.lesions li[data-lesion="{lesion["id"]}"]')).to_have_class(
+                re.compile("removed")
+            )
 
             # The exported edited mask scores, with cacscore score, to what the page shows.
             study_id = page.evaluate("() => viewer.study.id")
@@ -153,7 +165,9 @@ def test_review_in_the_browser(phantom: tuple[Path, Path, np.ndarray], tmp_path:
             assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 1
 
             # Show a counted lesion with its menu for the screenshot.
-            second = max((row for row in state["lesions"] if row["id"] != lesion["id"]), key=lambda r: r["agatston"])
+            second = max(
+                (row for row in state["lesions"] if row["id"] != lesion["id"]), key=lambda r: r["agatston"]
+            )
             page.click(f'ul.lesions li[data-lesion="{second["id"]}"]')
             page.keyboard.press("+")
             page.keyboard.press("+")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -11,17 +12,36 @@ from cacscore.cli.common import err_console, user_errors
 
 
 def serve(
-    data: Path | None = typer.Option(None, "--data", help="Folder of scans to review (DICOM series, NIfTI, MetaImage, cohorts)."),
-    db: str | None = typer.Option(
-        None, "--db", help="Database URL (default: SQLite file cacscore-review/review.db; PostgreSQL: postgresql+psycopg://...)."
-    ),
-    uploads: Path | None = typer.Option(None, "--uploads", help="Folder for uploaded studies (default: cacscore-review/uploads)."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; anything but loopback needs --token."),
-    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-    token: str | None = typer.Option(
-        None, "--token", envvar="CACSCORE_TOKEN", help="Access token required on every API request (open the page as /?token=...)."
-    ),
-    max_upload_mb: float = typer.Option(512.0, "--max-upload-mb", help="Largest accepted upload, MB."),
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Folder of scans to review (DICOM series, NIfTI, MetaImage, cohorts)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Database URL; default SQLite cacscore-review/review.db (or postgresql+psycopg://...).",
+        ),
+    ] = None,
+    uploads: Annotated[
+        Path | None,
+        typer.Option("--uploads", help="Folder for uploaded studies; default cacscore-review/uploads."),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind; anything but loopback needs --token.")
+    ] = ("127.0.0.1"),
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CACSCORE_TOKEN",
+            help="Access token for every API request (open /?token=TOKEN).",
+        ),
+    ] = None,
+    max_upload_mb: Annotated[
+        float, typer.Option("--max-upload-mb", help="Largest accepted upload, MB.")
+    ] = 512.0,
 ) -> None:
     """Serve the review app: open studies, correct lesions, sign, export JSON/NIfTI/PDF."""
     with user_errors():
@@ -38,13 +58,15 @@ def serve(
             token=token or None,
             host=host,
             max_upload_mb=max_upload_mb,
+            analyse_in_background=True,
         )
         app = create_app(settings)
+        logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
         shown = "localhost" if host in ("127.0.0.1", "::1") else host
         suffix = "/?token=<your token>" if token else "/"
         err_console.print(f"review app on http://{shown}:{port}{suffix}  (Ctrl+C stops it)")
-        # Access logs show request paths only (study ids, never names); keep them.
-        uvicorn.run(app, host=host, port=port, log_level=os.environ.get("CACSCORE_LOG_LEVEL", "info"))
+        # The viewer fetches every slice separately; per-request access lines would drown the useful ones.
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
 
 
 def register(app: typer.Typer) -> None:

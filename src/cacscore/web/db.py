@@ -81,17 +81,21 @@ class Study(Base):
     current_category: Mapped[str | None] = mapped_column(String(8), nullable=True)
     signed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Why the scan could not be read or analysed (shown in the list; cleared when it opens).
+    error: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     edits: Mapped[list[Edit]] = relationship(back_populates="study", order_by="Edit.id", cascade="all")
 
     @property
     def status(self) -> str:
-        """``"signed"``, ``"in review"`` (edited, not signed), ``"analysed"`` or ``"new"``."""
+        """``"signed"``, ``"in review"`` (edited), ``"analysed"``, ``"unreadable"`` or ``"new"``."""
         if self.signed_at is not None:
             return "signed"
         if self.edits:
             return "in review"
-        return "analysed" if self.analysed_at is not None else "new"
+        if self.analysed_at is not None:
+            return "analysed"
+        return "unreadable" if self.error else "new"
 
 
 class Edit(Base):

@@ -54,6 +54,8 @@ class Settings:
         Largest accepted upload, MB (also the limit on a zip's unpacked size x 4).
     cache_size : int
         Studies kept in memory (volume, candidates, scores).
+    analyse_in_background : bool
+        Analyse new studies in a background thread once the list is first shown.
     """
 
     data_dir: Path | None = None
@@ -63,6 +65,7 @@ class Settings:
     host: str = "127.0.0.1"
     max_upload_mb: float = 512.0
     cache_size: int = 4
+    analyse_in_background: bool = False
 
     def check(self) -> Settings:
         """Validate: token present when binding beyond loopback, data folder exists, limits positive.
@@ -124,7 +127,9 @@ class ModelScorer:
         lookup = np.zeros(int(lesion_map.max()) + 1, dtype=np.float32)
         for lesion, value in confidences.items():
             lookup[lesion] = value
-        return AutoResult(mask=mask, method="model", model_version=self.version, confidence=lookup[lesion_map])
+        return AutoResult(
+            mask=mask, method="model", model_version=self.version, confidence=lookup[lesion_map]
+        )
 
 
 @lru_cache
@@ -151,6 +156,7 @@ def _store_for(settings: Settings, scorer: Scorer) -> ReviewStore:
         scorer=scorer,
         max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
         cache_size=settings.cache_size,
+        background=settings.analyse_in_background,
     )
 
 

@@ -22,7 +22,9 @@ from cacscore.errors import CacScoreError, InvalidInputError, VolumeReadError
 from cacscore.io.image import image_suffix
 
 #: Names of files and folders that hold masks or annotations, not scans.
-_NOT_SCANS = re.compile(r"(^|[_\-. ])(label|labels|mask|masks|seg|segmentation|reference|points)([_\-. ]|$)", re.I)
+_NOT_SCANS = re.compile(
+    r"(^|[_\-. ])(label|labels|mask|masks|seg|segmentation|reference|points)([_\-. ]|$)", re.IGNORECASE
+)
 #: Most files a zip upload may hold.
 MAX_ZIP_MEMBERS = 20000
 #: A zip may unpack to at most this many times the upload size limit.
@@ -242,7 +244,9 @@ def _extract_zip(path: Path, folder: Path, display: str, limit_bytes: int) -> No
             parts = PurePosixPath(member.filename.replace("\\", "/"))
             is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
             if parts.is_absolute() or ".." in parts.parts or ":" in member.filename or is_link:
-                raise InvalidInputError(f"{display}: zip member {member.filename!r} has an unsafe path; refused")
+                raise InvalidInputError(
+                    f"{display}: zip member {member.filename!r} has an unsafe path; refused"
+                )
             if member.is_dir():
                 continue
             target = folder.joinpath(*parts.parts)

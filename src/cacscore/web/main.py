@@ -40,7 +40,9 @@ async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the review app; ``settings`` (checked) replace the environment's."""
-    app = FastAPI(title="cacscore review", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app = FastAPI(
+        title="cacscore review", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+    )
     if settings is not None:
         checked = settings.check()
         app.dependency_overrides[get_settings] = lambda: checked

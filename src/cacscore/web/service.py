@@ -93,6 +93,8 @@ class Scorer(Protocol):
 
     def __call__(self, volume: CTVolume) -> AutoResult: ...
 
+    def __hash__(self) -> int: ...  # stores are cached per scorer
+
 
 def candidates_only(volume: CTVolume) -> AutoResult:
     """The scorer used without a model: an empty mask, every candidate left for the reviewer."""
@@ -227,7 +229,9 @@ def rescore(volume: CTVolume, mask: np.ndarray) -> tuple[ScoreResult, np.ndarray
     return score_volume(volume, mask, return_lesion_map=True)
 
 
-def candidate_confidence(candidates: Candidates, auto: np.ndarray, confidence: np.ndarray | None) -> dict[int, float]:
+def candidate_confidence(
+    candidates: Candidates, auto: np.ndarray, confidence: np.ndarray | None
+) -> dict[int, float]:
     """Maximum model confidence over the automatically labelled voxels of each candidate."""
     if confidence is None:
         return {}
@@ -289,11 +293,34 @@ def lesion_table(
                 "peak_hu": peaks.get(lesion),
                 "slices": [box[0].start, box[0].stop - 1],
                 "key_slice": box[0].start + key,
-                "center_yx": [round(box[1].start + float(rows_.mean()), 1), round(box[2].start + float(cols_.mean()), 1)],
+                "center_yx": [
+                    round(box[1].start + float(rows_.mean()), 1),
+                    round(box[2].start + float(cols_.mean()), 1),
+                ],
                 "n_voxels": int(inside.sum()),
             }
         )
     return rows
+
+
+#: Largest candidate listed for review, mm^3: bigger ones are bone or valve, never one coronary lesion.
+MAX_LISTED_VOLUME_MM3 = 3000.0
+#: Most candidates listed (the image still shows and accepts every one).
+MAX_LISTED_CANDIDATES = 500
+
+
+def candidate_table(volume: CTVolume, candidates: Candidates) -> list[dict[str, Any]]:
+    """Each candidate as if it were counted: its Agatston share, volume, peak HU and where to find it.
+
+    Candidates above :data:`MAX_LISTED_VOLUME_MM3` are left out and at most
+    :data:`MAX_LISTED_CANDIDATES` are returned, highest Agatston share first.
+    """
+    everything = (candidates.labels > 0).astype(np.uint8)
+    result, lesion_map = rescore(volume, everything)
+    rows = lesion_table(candidates, everything, np.zeros_like(everything), result, lesion_map, {})
+    keys = ("id", "agatston", "volume_mm3", "peak_hu", "slices", "key_slice", "center_yx")
+    listed = [{key: row[key] for key in keys} for row in rows if row["volume_mm3"] <= MAX_LISTED_VOLUME_MM3]
+    return sorted(listed, key=lambda row: (-row["agatston"], row["id"]))[:MAX_LISTED_CANDIDATES]
 
 
 def _lesion_owners(candidates: Candidates, lesion_map: np.ndarray, result: ScoreResult) -> dict[int, int]:
@@ -305,7 +332,9 @@ def _lesion_owners(candidates: Candidates, lesion_map: np.ndarray, result: Score
         owners = {int(a): int(b) for a, b in pairs}
     missing = [item.id for item in result.lesions if item.id not in owners]
     if missing:
-        raise InvalidInputError(f"scoring lesions {missing} lie outside every candidate; candidates are stale")
+        raise InvalidInputError(
+            f"scoring lesions {missing} lie outside every candidate; candidates are stale"
+        )
     return owners
 
 
@@ -335,4 +364,3 @@ def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     low = level - width / 2.0
     scaled = (hu.astype(np.float32) - low) * (255.0 / max(width, 1.0))
     return np.clip(scaled, 0, 255).astype(np.uint8)
-

@@ -37,6 +37,7 @@ from cacscore.web.service import (
     active_edits,
     artery_code,
     candidate_confidence,
+    candidate_table,
     classify_edit,
     find_candidates,
     interpretation,
@@ -80,6 +81,7 @@ class LoadedStudy:
     candidates: Candidates
     auto_mask: np.ndarray
     confidence: dict[int, float]
+    candidate_rows: list[dict[str, Any]] = field(default_factory=list)
     reviewed: Reviewed | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,6 +103,9 @@ class ReviewStore:
         Largest upload accepted.
     cache_size : int
         Studies kept in memory.
+    background : bool
+        Analyse new studies in a background thread after the first listing,
+        so that the list shows automatic scores without opening each study.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class ReviewStore:
         scorer: Scorer,
         max_upload_bytes: int,
         cache_size: int = 4,
+        background: bool = False,
     ) -> None:
         if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
             Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +131,8 @@ class ReviewStore:
         self._load_locks: dict[int, threading.Lock] = {}
         self._lock = threading.Lock()
         self._synced = False
+        self.background = background
+        self._worker: threading.Thread | None = None
 
     # ----------------------------------------------------------------- studies
 
@@ -147,7 +155,37 @@ class ReviewStore:
         self._ensure_synced()
         with self.db.sessions() as session:
             studies = session.scalars(select(Study).order_by(Study.id)).all()
-            return [self._summary(study) for study in studies]
+            summaries = [self._summary(study) for study in studies]
+        if self.background and any(row["status"] == "new" for row in summaries):
+            self._start_worker()
+        return summaries
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                return
+            self._worker = threading.Thread(target=self.analyse_pending, name="cacscore-analyse", daemon=True)
+            self._worker.start()
+
+    def analyse_pending(self) -> int:
+        """Analyse every study not analysed yet (one at a time); return how many were analysed."""
+        with self.db.sessions() as session:
+            pending = list(
+                session.scalars(
+                    select(Study.id)
+                    .where(Study.analysed_at.is_(None), Study.error.is_(None))
+                    .order_by(Study.id)
+                )
+            )
+        done = 0
+        for study_id in pending:
+            with self.db.sessions() as session:
+                try:
+                    self._load(session, self._get(session, study_id))
+                    done += 1
+                except CacScoreError:
+                    continue  # recorded on the study by _load
+        return done
 
     def upload(self, filename: str | None, chunks: Iterable[bytes]) -> dict[str, Any]:
         """Store an uploaded zip of a DICOM series or NIfTI file as a new study, after reading it once.
@@ -209,32 +247,59 @@ class ReviewStore:
                 if study.id in self._loaded:
                     return self._loaded[study.id]
             started = time.perf_counter()
-            volume = read_study_volume(str(self._path(study)))
-            candidates = find_candidates(volume)
-            if study.auto_mask is None:
-                loaded = self._analyse(session, study, volume, candidates)
-            else:
-                auto_mask = unpack_mask(study.auto_mask)
-                if auto_mask.shape != volume.shape:
-                    raise InvalidInputError(
-                        f"study {study.id}: the scan's shape {volume.shape} differs from the analysed "
-                        f"{auto_mask.shape}; the file changed after review began"
-                    )
-                confidence = {int(k): float(v) for k, v in (study.auto_confidence or {}).items()}
-                loaded = LoadedStudy(volume, candidates, auto_mask, confidence)
-            log.info("study %d loaded: %d candidates (%.1f s)", study.id, candidates.n, time.perf_counter() - started)
+            try:
+                loaded = self._read(session, study)
+            except CacScoreError as exc:
+                study.error = str(exc)[:1024]
+                session.commit()
+                # The message may name files; the log names the study id and the kind of problem only.
+                log.warning("study %d could not be opened (%s)", study.id, type(exc).__name__)
+                raise
+            candidates = loaded.candidates
+            log.info(
+                "study %d loaded: %d candidates (%.1f s)",
+                study.id,
+                candidates.n,
+                time.perf_counter() - started,
+            )
             with self._lock:
                 self._loaded[study.id] = loaded
                 while len(self._loaded) > self.cache_size:
                     self._loaded.popitem(last=False)
             return loaded
 
-    def _analyse(self, session: Session, study: Study, volume: CTVolume, candidates: Candidates) -> LoadedStudy:
+    def _read(self, session: Session, study: Study) -> LoadedStudy:
+        """Read the scan, find its candidates, and analyse it unless its automatic result is stored."""
+        volume = read_study_volume(str(self._path(study)))
+        candidates = find_candidates(volume)
+        rows = candidate_table(volume, candidates)
+        if study.auto_mask is None:
+            loaded = self._analyse(session, study, volume, candidates)
+        else:
+            auto_mask = unpack_mask(study.auto_mask)
+            if auto_mask.shape != volume.shape:
+                raise InvalidInputError(
+                    f"study {study.id}: the scan's shape {volume.shape} differs from the analysed "
+                    f"{auto_mask.shape}; the file changed after review began"
+                )
+            confidence = {int(k): float(v) for k, v in (study.auto_confidence or {}).items()}
+            loaded = LoadedStudy(volume, candidates, auto_mask, confidence)
+        if study.error is not None:
+            study.error = None
+            session.commit()
+        loaded.candidate_rows = rows
+        return loaded
+
+    def _analyse(
+        self, session: Session, study: Study, volume: CTVolume, candidates: Candidates
+    ) -> LoadedStudy:
         """Run the automatic scorer once and keep its result unchanged in the database."""
         auto = self.scorer(volume)
         mask = np.asarray(auto.mask)
         if mask.shape != volume.shape:
-            raise InvalidInputError(f"automatic mask shape {mask.shape} does not match the scan {volume.shape}")
+            raise InvalidInputError(
+                f"automatic mask shape {mask.shape} does not match the scan {volume.shape}"
+            )
         mask = mask.astype(np.uint8)
         confidence = candidate_confidence(candidates, mask, auto.confidence)
         result, _ = rescore(volume, mask)
@@ -258,7 +323,9 @@ class ReviewStore:
                 return loaded.reviewed
             mask = replay(loaded.auto_mask, loaded.candidates, _records(study.edits))
             result, lesion_map = rescore(loaded.volume, mask)
-            lesions = lesion_table(loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence)
+            lesions = lesion_table(
+                loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence
+            )
             loaded.reviewed = Reviewed(study.version, mask, result, lesions)
             return loaded.reviewed
 
@@ -285,6 +352,7 @@ class ReviewStore:
                 "patient_id": volume.patient_id,
                 "warnings": list(volume.warnings),
                 "n_candidates": loaded.candidates.n,
+                "candidates": loaded.candidate_rows,
                 "arteries": ARTERY_COLOURS,
                 "state": self._state(study, reviewed),
             }
@@ -304,7 +372,7 @@ class ReviewStore:
     def overlay_bytes(self, study_id: int, z: int) -> bytes:
         """Slice ``z`` of the candidate ids (little-endian int32) followed by the edited labels (uint8)."""
         with self.db.sessions() as session:
-            study, loaded, reviewed = self._open(session, study_id)
+            _, loaded, reviewed = self._open(session, study_id)
             z = self._check_slice(loaded, z)
             return loaded.candidates.labels[z].astype("<i4").tobytes() + reviewed.mask[z].tobytes()
 
@@ -317,7 +385,9 @@ class ReviewStore:
 
     # ----------------------------------------------------------------- review
 
-    def edit(self, study_id: int, *, version: int, reviewer: str, lesion: int, artery: str | None) -> dict[str, Any]:
+    def edit(
+        self, study_id: int, *, version: int, reviewer: str, lesion: int, artery: str | None
+    ) -> dict[str, Any]:
         """Count candidate ``lesion`` in ``artery`` (None: do not count it); return the new state.
 
         Raises
@@ -336,7 +406,11 @@ class ReviewStore:
                     f"lesion {lesion} is already {ARTERY_NAMES.get(code, 'not counted')}; nothing to change"
                 )
             edit = Edit(
-                reviewer=_reviewer(reviewer), action=classify_edit(before, code), lesion=lesion, before=before, after=code
+                reviewer=_reviewer(reviewer),
+                action=classify_edit(before, code),
+                lesion=lesion,
+                before=before,
+                after=code,
             )
             return self._commit_change(session, study, loaded, version, edit)
 
@@ -349,8 +423,12 @@ class ReviewStore:
                 raise ConflictError(f"study {study_id} has no edit to undo")
             last = active[-1]
             edit = Edit(
-                reviewer=_reviewer(reviewer), action="undo", lesion=last.lesion,
-                before=last.after, after=_before_of(study.edits, last.id), undoes=last.id,
+                reviewer=_reviewer(reviewer),
+                action="undo",
+                lesion=last.lesion,
+                before=last.after,
+                after=_before_of(study.edits, last.id),
+                undoes=last.id,
             )
             return self._commit_change(session, study, loaded, version, edit)
 
@@ -368,7 +446,9 @@ class ReviewStore:
             log.info("study %d signed", study.id)
             return self._state(study, self._reviewed(study, loaded))
 
-    def _open_for_change(self, session: Session, study_id: int, version: int) -> tuple[Study, LoadedStudy, Reviewed]:
+    def _open_for_change(
+        self, session: Session, study_id: int, version: int
+    ) -> tuple[Study, LoadedStudy, Reviewed]:
         study = self._get(session, study_id)
         if study.signed_at is not None:
             raise StudySignedError(f"study {study_id} is signed and read-only")
@@ -400,7 +480,10 @@ class ReviewStore:
         with self.db.sessions() as session:
             study, loaded, reviewed = self._open(session, study_id)
             return score_report(
-                loaded.volume, reviewed.result, input_path=study.name, extra={"review": self._review_block(study)}
+                loaded.volume,
+                reviewed.result,
+                input_path=study.name,
+                extra={"review": self._review_block(study)},
             )
 
     def mask_nifti(self, study_id: int) -> bytes:
@@ -445,6 +528,7 @@ class ReviewStore:
             "signed_by": study.signed_by,
             "signed_at": iso(study.signed_at),
             "n_edits": len(study.edits),
+            "error": study.error,
         }
 
     def _state(self, study: Study, reviewed: Reviewed) -> dict[str, Any]:

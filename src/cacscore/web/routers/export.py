@@ -35,5 +35,7 @@ def mask_nifti(study_id: int, store: StoreDep) -> Response:
 def report_pdf(study_id: int, store: StoreDep) -> Response:
     """One-page PDF report."""
     return Response(
-        store.report_pdf(study_id), media_type="application/pdf", headers=_attachment(f"study-{study_id}-report.pdf")
+        store.report_pdf(study_id),
+        media_type="application/pdf",
+        headers=_attachment(f"study-{study_id}-report.pdf"),
     )

@@ -74,5 +74,7 @@ def get_slice(study_id: int, z: int, store: StoreDep) -> Response:
 def get_overlay(study_id: int, z: int, store: StoreDep) -> Response:
     """Candidate ids of slice ``z`` (int32) followed by its edited labels (uint8)."""
     return Response(
-        store.overlay_bytes(study_id, z), media_type="application/octet-stream", headers={"Cache-Control": "no-store"}
+        store.overlay_bytes(study_id, z),
+        media_type="application/octet-stream",
+        headers={"Cache-Control": "no-store"},
     )

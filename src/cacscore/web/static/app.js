@@ -98,6 +98,8 @@ function reviewer() {
 
 // ------------------------------------------------------------------ study list
 
+let listTimer = null;
+
 async function showList() {
   $("review-view").hidden = true;
   $("list-view").hidden = false;
@@ -113,9 +115,12 @@ async function showList() {
       el("td", { class: "num" }, fmt(s.auto_agatston)),
       el("td", { class: "num" }, fmt(s.agatston)),
       el("td", {}, categoryChip(s.risk_category)),
-      el("td", {}, statusBadge(s.status)),
+      el("td", { title: s.error || "" }, statusBadge(s.status)),
       el("td", {}, s.signed_by ? `${s.signed_by}, ${s.signed_at.slice(0, 10)}` : ""))));
     $("empty-hint").hidden = studies.length > 0;
+    // New studies are analysed in the background; refresh the list until they are done.
+    clearTimeout(listTimer);
+    if (studies.some((s) => s.status === "new")) listTimer = setTimeout(() => { if (!$("list-view").hidden) showList(); }, 4000);
   } catch (error) {
     toast(`Cannot list studies: ${error.message}`);
   }
@@ -165,6 +170,7 @@ const viewer = {
   hoverId: 0,
   selectedId: 0,
   lesionById: new Map(),
+  candidateById: new Map(),
   colours: {},
   showCandidates: true,
   showLesions: true,
@@ -194,6 +200,7 @@ async function openStudy(id) {
   try {
     const study = await (await api(`/api/studies/${id}`)).json();
     viewer.study = study;
+    viewer.candidateById = new Map(study.candidates.map((row) => [row.id, row]));
     viewer.colours = Object.fromEntries(Object.entries(study.arteries).map(([k, v]) => [k, hexToRgb(v)]));
     offscreen.width = cols();
     offscreen.height = rows();
@@ -248,6 +255,7 @@ function setState(state) {
   }
   renderScores();
   renderLesions();
+  renderCandidates();
   renderEdits();
   renderTicks();
   const signed = state.status === "signed";
@@ -307,6 +315,22 @@ function renderLesions() {
     el("span", { class: "meta" }, `#${row.id} · slices ${row.slices[0] + 1}–${row.slices[1] + 1}${conf}${changed}`),
     el("span", { class: "num" }, fmt(row.agatston)));
   }));
+}
+
+function renderCandidates() {
+  const rowsIn = viewer.study.candidates.filter((row) => {
+    const lesion = viewer.lesionById.get(row.id);
+    return !(lesion && lesion.artery);
+  });
+  $("candidate-count").textContent = `(${rowsIn.length}${viewer.study.candidates.length >= 500 ? "+" : ""})`;
+  $("candidates").replaceChildren(...rowsIn.map((row) => el("li", {
+    class: row.id === viewer.selectedId ? "selected" : "", "data-candidate": row.id, title: "Show this candidate",
+    onclick: () => selectLesion(row.id, true),
+  },
+  el("span", { class: "swatch", style: "border:1.5px solid #ff78c8" }),
+  el("strong", {}, `#${row.id}`),
+  el("span", { class: "meta" }, `slices ${row.slices[0] + 1}–${row.slices[1] + 1} · ${fmt(row.volume_mm3)} mm³ · peak ${Math.round(row.peak_hu)} HU`),
+  el("span", { class: "num", title: "Agatston it would add" }, `+${fmt(row.agatston)}`))));
 }
 
 function renderEdits() {
@@ -509,7 +533,9 @@ function describe(id) {
     return `<b>${row.artery}</b> lesion #${id} · Agatston ${fmt(row.agatston)} · ${fmt(row.volume_mm3)} mm³${conf}`;
   }
   const was = row && row.auto_artery ? ` (automatic: ${row.auto_artery}, removed)` : "";
-  return `Candidate #${id}, not counted${was} · click to add`;
+  const candidate = viewer.candidateById.get(id);
+  const adds = candidate ? ` · would add ${fmt(candidate.agatston)}` : "";
+  return `Candidate #${id}, not counted${was}${adds} · click to add`;
 }
 
 let drag = null;
@@ -601,12 +627,13 @@ function hideTooltip() { $("tooltip").hidden = true; }
 
 async function selectLesion(id, jump, event) {
   viewer.selectedId = id;
-  const row = viewer.lesionById.get(id);
+  const row = viewer.lesionById.get(id) || viewer.candidateById.get(id);
   if (jump && row) {
     if (viewer.z < row.slices[0] || viewer.z > row.slices[1]) await goToSlice(row.key_slice);
     event = lesionOnScreen(row);
   }
   renderLesions();
+  renderCandidates();
   draw();
   showPopup(id, event);
 }
