@@ -131,7 +131,7 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
 
     body_lr = rng.uniform(135, 160) + 40 * size
     fat_mm = rng.uniform(4, 12) + 28 * size * rng.uniform(0.5, 1.0)
-    wall_mm = fat_mm + rng.uniform(12, 18)
+    wall_mm = fat_mm + rng.uniform(9, 15)
     anterior_gap = rng.uniform(3, 12)
 
     # Heart: long axis from base to apex points left, anterior and down.
@@ -145,14 +145,14 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     frame_local = np.stack([a_local, e2, e3], axis=1)
     frame = rotation @ frame_local
     s = rng.uniform(0.9, 1.1) * (1.0 + 0.06 * size)
-    length = rng.uniform(74, 86) * s
-    r_lv = rng.uniform(22, 26) * s
+    length = rng.uniform(80, 92) * s
+    r_lv = rng.uniform(25, 28.5) * s
     base = -a_local * length * 0.45
     parts_local = [
         (base + a_local * length * 0.5 - e2 * 5, np.array([length * 0.55, r_lv, r_lv])),
         (base + a_local * length * 0.40 + e2 * r_lv * 0.72, np.array([length * 0.45, r_lv * 0.62, r_lv * 1.05])),
         (base - a_local * 20 + e2 * 2 + np.array([0, 4, 4]),
-         np.array([rng.uniform(21, 26) * s, rng.uniform(33, 39) * s, rng.uniform(25, 30) * s])),
+         np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s])),
     ]
     lv, rv, atria = (Ellipsoid(lps(c), frame, r) for c, r in parts_local)
     local_bounds = [Ellipsoid(c, frame_local, r).bounds() for c, r in parts_local]
@@ -165,7 +165,7 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     front_skin = heart_front_y - anterior_gap - wall_mm
     back_skin = spine_y + rng.uniform(70, 82) + 10 * size
     body_radii = np.array([body_lr, (back_skin - front_skin) / 2])
-    body_center_local = np.array([-rng.uniform(14, 30), (back_skin + front_skin) / 2, 0.0])
+    body_center_local = np.array([-rng.uniform(25, 42), (back_skin + front_skin) / 2, 0.0])
 
     aorta_radius = rng.uniform(13, 17)
     root_local = base - a_local * 6 + e2 * 12 + np.array([0.0, 0.0, 8.0])
@@ -269,11 +269,12 @@ def render_anatomy(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> np
     paint(vol, grid, grid.box(lo, hi), spleen.distance(), rng.uniform(38, 50),
           where=_cavity_box(cavity2d, grid.box(lo, hi)))
 
-    _paint_mediastinum(vol, grid, anatomy, rng)
+    heart = _HeartFields.compute(grid, anatomy)
+    _paint_mediastinum(vol, grid, anatomy, heart, rng)
     _paint_ribs(vol, grid, anatomy, lx, ly, rng)
     _paint_spine(vol, grid, anatomy, rng)
     _paint_sternum(vol, grid, anatomy, rng)
-    _paint_heart(vol, grid, anatomy)
+    _paint_heart(vol, grid, anatomy, heart)
     _paint_great_vessels(vol, grid, anatomy)
     _paint_lung_vessels(vol, grid, anatomy, rng)
     return vol
@@ -317,19 +318,37 @@ def _paint_capsule(vol: np.ndarray, grid: Grid, a: np.ndarray, b: np.ndarray, r_
     paint(vol, grid, grid.box(lo, hi), capsule_distance(a, b, r_a, r_b), value)
 
 
-def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> None:
-    """Fat between the lungs: a band from sternum to spine plus paracardial fat around the heart."""
-    sx, sy = anatomy.sternum_center
-    px, py = anatomy.spine_center
-    mid = np.array([(sx + px) / 2, (sy + py) / 2])
-    half_len = np.hypot(px - sx, py - sy) / 2
-    _paint_column(vol, grid, mid, np.array([rng.uniform(9, 15), half_len]), FAT_HU, anatomy.angle)
+@dataclass
+class _HeartFields:
+    """Hard- and soft-union heart distances (mm) in one box, shared by the fat and heart painters."""
+
+    box: tuple[slice, slice, slice] | None
+    hard: np.ndarray
+    soft: np.ndarray
+
+    @classmethod
+    def compute(cls, grid: Grid, anatomy: Anatomy) -> _HeartFields:
+        margin = anatomy.epicardial_fat_mm + anatomy.paracardial_fat_mm + 2.0
+        lo, hi = anatomy.heart_bounds(margin)
+        box = grid.box(lo, hi)
+        if box is None:
+            empty = np.zeros((0, 0, 0), np.float32)
+            return cls(None, empty, empty)
+        hard, soft = anatomy.heart_distance(*grid.centres(box))
+        return cls(box, hard, soft)
+
+
+def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields,
+                       rng: np.random.Generator) -> None:
+    """Fat between the lungs: behind the sternum, in front of the spine, and paracardial fat around the heart."""
+    rot2 = anatomy.rotation[:2, :2]
+    behind_sternum = anatomy.sternum_center + rot2 @ np.array([6.0, 14.0])
+    _paint_column(vol, grid, behind_sternum, np.array([rng.uniform(10, 16), 14.0]), FAT_HU, anatomy.angle)
+    before_spine = anatomy.spine_center + rot2 @ np.array([8.0, -anatomy.spine_radii[1] - 14.0])
+    _paint_column(vol, grid, before_spine, np.array([rng.uniform(22, 28), 18.0]), FAT_HU, anatomy.angle)
     margin = anatomy.epicardial_fat_mm + anatomy.paracardial_fat_mm
-    lo, hi = anatomy.heart_bounds(margin + 2)
-    box3 = grid.box(lo, hi)
+    box3, soft = heart.box, heart.soft
     if box3 is not None:
-        x, y, z = grid.centres(box3)
-        _, soft = anatomy.heart_distance(x, y, z)
         occ = np.clip(0.5 - (soft - margin) / grid.spacing[2], 0.0, 1.0)
         region = vol[box3]
         region += occ * (FAT_HU - region)
@@ -430,23 +449,19 @@ def _paint_sternum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.random
     _paint_column(vol, grid, anatomy.sternum_center, radii - 1.4, rng.uniform(150, 260), anatomy.angle)
 
 
-def _paint_heart(vol: np.ndarray, grid: Grid, anatomy: Anatomy) -> None:
+def _paint_heart(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields) -> None:
     """Epicardial fat (thicker in the grooves), the pericardium and the heart (blood = myocardium)."""
     t0 = anatomy.epicardial_fat_mm
-    lo, hi = anatomy.heart_bounds(t0 + 2.0)
-    box = grid.box(lo, hi)
-    if box is None:
+    if heart.box is None:
         return
-    x, y, z = grid.centres(box)
-    hard, soft = anatomy.heart_distance(x, y, z)
     px = grid.spacing[2]
-    region = vol[box]
-    peri = np.clip(0.5 - (soft - t0 - 0.8) / px, 0.0, 1.0)
+    region = vol[heart.box]
+    peri = np.clip(0.5 - (heart.soft - t0 - 0.8) / px, 0.0, 1.0)
     region += peri * (10.0 - region)
-    fat = np.clip(0.5 - (soft - t0) / px, 0.0, 1.0)
+    fat = np.clip(0.5 - (heart.soft - t0) / px, 0.0, 1.0)
     region += fat * (epicardial_fat_hu(anatomy) - region)
-    heart = np.clip(0.5 - hard / px, 0.0, 1.0)
-    region += heart * (anatomy.heart_hu - region)
+    tissue = np.clip(0.5 - heart.hard / px, 0.0, 1.0)
+    region += tissue * (anatomy.heart_hu - region)
 
 
 def epicardial_fat_hu(anatomy: Anatomy) -> float:
@@ -492,20 +507,18 @@ def _paint_lung_vessels(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.r
     root = anatomy.aortic_root
     segments: list[tuple[np.ndarray, np.ndarray, float, float]] = []
     for side in (-1.0, 1.0):
-        hilum = root + rot @ np.array([side * 55.0, 30.0, rng.uniform(-5, 10)])
-        stack = [(hilum, rot @ np.array([side, f, d]), 5.0, 0)
+        hilum = root + rot @ np.array([side * 40.0, 32.0, rng.uniform(-5, 10)])
+        stack = [(hilum, rot @ np.array([side, f, d]), 4.0, 0)
                  for d in (0.9, 0.3, -0.3, -0.9) for f in (-0.6, 0.7)]
         while stack:
             start, direction, radius, depth = stack.pop()
             direction = direction / np.linalg.norm(direction)
-            length = rng.uniform(14, 26) * (1.0 - 0.1 * depth)
-            end = start + direction * length
-            r_end = radius * 0.78
+            end = start + direction * rng.uniform(12, 22) * (1.0 - 0.08 * depth)
+            r_end = radius * 0.8
             segments.append((start, end, radius, r_end))
-            if depth < 5 and r_end > 0.6:
-                for _ in range(2):
-                    jitter = rng.normal(0.0, 0.45, 3)
-                    stack.append((end, direction + jitter, r_end, depth + 1))
+            if depth < 6 and r_end > 0.7:
+                for _ in range(2 if depth > 1 else 3):
+                    stack.append((end, direction + rng.normal(0.0, 0.5, 3), r_end, depth + 1))
     for a, b, ra, rb in segments:
         lo = np.minimum(a, b) - ra - 1.0
         hi = np.maximum(a, b) + ra + 1.0

@@ -112,7 +112,7 @@ def sample_lesion(
     if density_hu is None:
         density_hu = float(np.clip(rng.lognormal(np.log(260 + 45 * size_mm), 0.45), 150, 1200))
     i = int(np.clip(np.searchsorted(s_all, s), 0, len(s_all) - 1))
-    tangents = artery.tangents()
+    tangents = artery.tangents
     n_parts = 1 if size_mm < 3 else int(rng.integers(2, 4))
     normal_angle = rng.uniform(0, 2 * np.pi)
     parts = []

@@ -10,6 +10,7 @@ leaves the right sinus and follows the right AV groove.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,7 @@ class Artery:
         steps = np.linalg.norm(np.diff(self.points, axis=0), axis=1)
         return np.concatenate([[0.0], np.cumsum(steps)])
 
+    @functools.cached_property
     def tangents(self) -> np.ndarray:
         """Unit tangent at every point, ``(N, 3)``."""
         t = np.gradient(self.points, axis=0)
@@ -158,10 +160,8 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
     bif_dir = ring[i_left] - left
     bif_dir /= np.linalg.norm(bif_dir)
     bif = left + bif_dir * lm_len
-    lm_r = rng.uniform(2.0, 2.5)
-    arteries = [Artery("LM", _resample(np.array([left, bif]), smooth=1),
-                       np.full(0, 0.0))]
-    arteries[0].radii = np.full(len(arteries[0].points), lm_r)
+    lm_points = _resample(np.array([left, bif]), smooth=1)
+    arteries = [Artery("LM", lm_points, np.full(len(lm_points), rng.uniform(2.0, 2.5)))]
 
     def surface_path(control: np.ndarray, r0: float, r1: float, keep_start: bool) -> tuple[np.ndarray, np.ndarray]:
         pts = _resample(control, smooth=9)

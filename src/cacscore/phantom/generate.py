@@ -9,6 +9,7 @@ the reference, as they would be for a reader.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -166,6 +167,8 @@ class PhantomCase:
         Voxels covered by a distractor object (for checks; not written to disk).
     seed : int
         The seed the case was generated from.
+    timings_s : dict of str to float
+        Wall time of each generation stage, s (for benchmarks; not part of the truth).
     """
 
     volume: CTVolume
@@ -175,6 +178,7 @@ class PhantomCase:
     reference: ScoreResult
     distractor_mask: np.ndarray
     seed: int
+    timings_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def distractor_kinds(self) -> list[str]:
@@ -359,12 +363,15 @@ def generate_case(
         raise InvalidInputError(f"target_category must be one of {list(CATEGORIES)} or None, got {target_category!r}")
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_anat, rng_grid, rng_cor, rng_calc, rng_noise, rng_les = streams
+    clock = _StageClock()
     size = float(rng_anat.beta(2.0, 2.0))
     anatomy = sample_anatomy(rng_anat, size=size)
     grid = _grid(rng_grid, config, anatomy)
     base = render_anatomy(grid, anatomy, rng_anat)
+    clock.lap("anatomy")
     arteries = build_coronary_tree(anatomy, rng_cor)
     render_coronaries(base, grid, anatomy, arteries)
+    clock.lap("coronaries")
 
     distractors = sample_distractors(rng_calc, anatomy, arteries, config.distractor_probabilities)
     forbidden = np.zeros(grid.shape, dtype=bool)
@@ -383,6 +390,7 @@ def generate_case(
             yx = np.argwhere(occ.max(axis=0) > 0).mean(axis=0)
             wire_slices += [(int(z + box[0].start), (yx[0] + box[1].start, yx[1] + box[2].start)) for z in zz]
 
+    clock.lap("distractors")
     scanner = config.manufacturers[int(rng_noise.integers(len(config.manufacturers)))]
     fwhm = float(rng_noise.uniform(*config.blur_fwhm_mm))
     sigma_px = fwhm / 2.3548 / grid.spacing[2]
@@ -399,6 +407,7 @@ def generate_case(
     outside = ~reconstruction_circle(grid.shape[1:])
     outside_hu = int(SCANNERS[scanner]["outside_hu"])
 
+    clock.lap("blur and noise")
     if target_category is None:
         lesions = _natural_lesions(rng_les, config, arteries, distractors)
         goal = None
@@ -459,6 +468,7 @@ def generate_case(
     if target_category is not None:
         target_met = _in_category(reference.agatston, target_category)
 
+    clock.lap("calcium, truth and scoring")
     volume = CTVolume(
         hu=hu,
         spacing=spacing,
@@ -512,7 +522,20 @@ def generate_case(
         },
     }
     return PhantomCase(volume=volume, label=label, points=points, truth=truth, reference=reference,
-                       distractor_mask=forbidden, seed=seed)
+                       distractor_mask=forbidden, seed=seed, timings_s=clock.laps)
+
+
+class _StageClock:
+    """Wall time per generation stage (``laps``, s)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def _affine(grid: Grid) -> np.ndarray:
