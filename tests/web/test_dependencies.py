@@ -1,0 +1,138 @@
+"""Settings, the automatic scorer (model or candidates only), background analysis and unreadable studies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from cacscore.errors import InvalidInputError, ModelFolderError
+from cacscore.scoring import score_volume
+from cacscore.web import dependencies
+from cacscore.web.dependencies import ModelScorer, Settings, get_scorer, get_store
+from cacscore.web.main import create_app
+from cacscore.web.service import candidates_only
+
+from .conftest import automatic_mask, known_scorer, synthetic_volume
+
+
+@dataclass
+class _Plan:
+    name: str = "tiny"
+    model_version: str = "3"
+
+
+@dataclass
+class _Prediction:
+    labels: np.ndarray
+
+    def lesion_confidence(self, lesion_map: np.ndarray) -> dict[int, float]:
+        return {int(i): 0.5 + 0.1 * int(i) for i in np.unique(lesion_map) if i}
+
+
+class _Ensemble:
+    plan = _Plan()
+
+    def predict(self, volume: object) -> _Prediction:
+        return _Prediction(automatic_mask())
+
+
+def test_model_scorer_paints_each_lesion_confidence_over_its_voxels() -> None:
+    volume = synthetic_volume()
+    auto = ModelScorer(_Ensemble())(volume)  # type: ignore[arg-type]
+    assert (auto.method, auto.model_version) == ("model", "tiny 3")
+    assert np.array_equal(auto.mask, automatic_mask())
+    _, lesion_map = score_volume(volume, automatic_mask(), return_lesion_map=True)
+    assert auto.confidence is not None
+    for lesion in (1, 2):
+        assert np.all(auto.confidence[lesion_map == lesion] == np.float32(0.5 + 0.1 * lesion))
+    assert np.all(auto.confidence[lesion_map == 0] == 0)
+
+
+def test_without_a_model_folder_the_scorer_is_candidates_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(*args: object, **kwargs: object) -> None:
+        raise ModelFolderError("model folder: plan.json is missing")
+
+    monkeypatch.setattr("cacscore.model.load_ensemble", missing)
+    get_scorer.cache_clear()
+    try:
+        assert get_scorer() is candidates_only
+    finally:
+        get_scorer.cache_clear()
+    assert candidates_only(synthetic_volume()).mask.sum() == 0
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CACSCORE_DATA", str(tmp_path))
+    monkeypatch.setenv("CACSCORE_DB", "sqlite:///x.db")
+    monkeypatch.setenv("CACSCORE_TOKEN", "abc")
+    settings = Settings.from_env()
+    assert (settings.data_dir, settings.db_url, settings.token) == (tmp_path, "sqlite:///x.db", "abc")
+    monkeypatch.delenv("CACSCORE_DATA")
+    assert Settings.from_env().data_dir is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_upload_mb": 0}, "--max-upload-mb must be > 0"),
+        ({"cache_size": 0}, "cache size must be >= 1"),
+        ({"host": "192.168.1.5"}, "--host 192.168.1.5 exposes the server"),
+    ],
+)
+def test_bad_settings_are_refused(settings: Settings, change: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        replace(settings, **change).check()
+    assert replace(settings, host="192.168.1.5", token="t").check().token == "t"
+
+
+def test_background_analysis_fills_in_the_automatic_scores(settings: Settings, data_dir: Path) -> None:
+    from cacscore.io import write_volume
+
+    (data_dir / "case_b").mkdir()
+    write_volume(synthetic_volume(), data_dir / "case_b" / "image.nii.gz")
+    (data_dir / "case_c").mkdir()
+    (data_dir / "case_c" / "image.nii.gz").write_bytes(b"not an image")
+    settings = replace(settings, analyse_in_background=True)
+    app = create_app(settings)
+    app.dependency_overrides[get_scorer] = lambda: known_scorer
+    with TestClient(app) as client:
+        assert [s["status"] for s in client.get("/api/studies").json()] == ["new", "new", "new"]
+        store = get_store(settings, known_scorer)
+        assert store._worker is not None
+        store._worker.join(timeout=60)
+        studies = client.get("/api/studies").json()
+    expected = score_volume(synthetic_volume(), automatic_mask()).agatston
+    assert [(s["name"], s["status"], s["auto_agatston"]) for s in studies] == [
+        ("case_a", "analysed", pytest.approx(expected)),
+        ("case_b", "analysed", pytest.approx(expected)),
+        ("case_c", "unreadable", None),
+    ]
+    assert "cannot read image file" in studies[2]["error"]
+
+
+def test_an_unreadable_study_answers_422_and_is_marked(client: TestClient, data_dir: Path) -> None:
+    (data_dir / "case_a" / "image.nii.gz").write_bytes(b"broken")
+    response = client.get("/api/studies/1")
+    assert response.status_code == 422
+    assert "cannot read image file" in response.json()["detail"]
+    assert client.get("/api/studies").json()[0]["status"] == "unreadable"
+
+
+def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
+    app = create_app(settings)
+    app.dependency_overrides[get_scorer] = lambda: (
+        lambda volume: replace(known_scorer(volume), mask=np.zeros((2, 2, 2), np.uint8))
+    )
+    with TestClient(app) as client:
+        response = client.get("/api/studies/1")
+    assert response.status_code == 422
+    assert "automatic mask shape (2, 2, 2) does not match the scan (6, 48, 48)" in response.json()["detail"]
+
+
+def test_store_is_shared_per_settings_and_scorer(settings: Settings) -> None:
+    assert dependencies.get_store(settings, known_scorer) is get_store(settings, known_scorer)
+    assert get_store(settings, candidates_only) is not get_store(settings, known_scorer)
