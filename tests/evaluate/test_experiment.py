@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cacscore.datasets import list_cases
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.evaluate.experiment import (
     SCALES,
     MemberPredictions,
@@ -110,6 +110,21 @@ def test_failing_test_case_is_reported(cohort: Path, tmp_path: Path) -> None:
     assert table["sets"][0]["n_evaluated"] == 4
     assert table["sets"][0]["failures"] == [{"case_id": "case_4", "reason": "RuntimeError: out of memory"}]
     assert "case_4: RuntimeError: out of memory" in (tmp_path / "t" / "table.md").read_text()
+
+
+def test_set_where_every_case_fails_is_an_error_and_not_saved(cohort: Path, tmp_path: Path) -> None:
+    cases = list_cases(cohort)
+
+    def broken(model_dir: Path) -> Any:
+        def predict(case: Any) -> MemberPredictions:
+            raise TypeError("combine() changed")
+
+        return predict
+
+    with pytest.raises(CacScoreError, match="J1: every test case failed; first: case_0: TypeError: combine"):
+        run_table1(tmp_path, train_cases=cases, test_cases=cases, scale=SCALE, train_fn=FakeTrainer(),
+                   predict_fn=broken)
+    assert not (tmp_path / "results" / "set_0.json").exists()
 
 
 def test_too_few_training_cases(cohort: Path, tmp_path: Path) -> None:

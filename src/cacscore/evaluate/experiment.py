@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
 from cacscore.evaluate.report import atomic_write
 from cacscore.evaluate.runner import CaseEvaluation, CaseFailure, CaseRefLike, evaluate_case
@@ -222,6 +222,11 @@ def run_set(
                 member_evals[k].append(e)
             ensemble_evals.append(ensemble_case)
         on_event("case", index, done, len(test_cases))
+    if not ensemble_evals:
+        # Saving this would make a resumed run keep a set without any result.
+        raise CacScoreError(
+            f"training set {SET_NAMES[index]}: every test case failed; first: {failures[0].case_id}: {failures[0].reason}"
+        )
     members = [model_scores(evals) for evals in member_evals]
     return {
         "set": SET_NAMES[index],
@@ -473,6 +478,7 @@ def train_with_cacscore(request: TrainRequest) -> None:
         data=request.data_dir, out=request.model_dir, members=request.n_members, epochs=s.epochs,
         steps_per_epoch=s.steps_per_epoch, batch=s.batch, patch=s.patch, val_cases=len(request.val_ids),
         seed=request.seed, device=request.device, name=f"table1-{s.name}-{request.data_dir.name}",
+        workers=os.cpu_count() or 1,
     )
     train_model(config, resume=(request.model_dir / "plan.json").is_file())
 
@@ -487,8 +493,8 @@ def predict_with_cacscore(model_dir: Path) -> Callable[[Any], MemberPredictions]
         image, grid = ensemble.preprocess(case.volume)
         probabilities = list(ensemble.member_probabilities(image))
         hu = case.volume.hu
-        members = [ensemble.combine([p], grid, hu).labels for p in probabilities]
-        return MemberPredictions(members, ensemble.combine(probabilities, grid, hu).labels)
+        members = [ensemble.combine([p], image=image, grid=grid, hu=hu).labels for p in probabilities]
+        return MemberPredictions(members, ensemble.combine(probabilities, image=image, grid=grid, hu=hu).labels)
 
     return predict
 
