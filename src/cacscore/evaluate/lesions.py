@@ -180,7 +180,18 @@ def _check_label(label: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
         raise InvalidInputError(f"{name} must hold integer label codes, got dtype {array.dtype}")
     if array.size and (int(array.min()) < 0 or int(array.max()) > max(_CODES)):
         raise InvalidInputError(f"{name} holds label codes {int(array.min())}..{int(array.max())}; allowed 0-5")
-    return array.astype(np.int64)
+    return array
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """Slices of the smallest box holding every True voxel (an empty box when there is none)."""
+    if not mask.any():
+        return tuple(slice(0, 0) for _ in range(mask.ndim))
+    bounds = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        bounds.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(bounds)
 
 
 def _lesions(label: np.ndarray, calcium: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +247,9 @@ def lesion_detection(
     ref = _check_label(ref_label, hu.shape, "ref_label")
     pred = _check_label(pred_label, hu.shape, "pred_label")
     voxel_mm3 = float(np.prod(normalize_spacing(spacing)))
+    # Lesions only exist where a mask is non-zero: work inside that bounding box (masks are sparse).
+    box = _bounding_box((ref != 0) | (pred != 0))
+    hu, ref, pred = hu[box], ref[box].astype(np.int64), pred[box].astype(np.int64)
     calcium = hu >= LESION_THRESHOLD_HU
     ref = np.where(calcium, ref, 0)
     pred = np.where(calcium, pred, 0)
