@@ -334,8 +334,24 @@ class _HeartFields:
         if box is None:
             empty = np.zeros((0, 0, 0), np.float32)
             return cls(None, empty, empty)
-        hard, soft = anatomy.heart_distance(*grid.centres(box))
-        return cls(box, hard, soft)
+        # Distances are smooth: evaluate on every other row and column, interpolate linearly.
+        x, y, z = grid.centres(box)
+        hard, soft = anatomy.heart_distance(x[..., ::2], y[:, ::2], z)
+        shape = (y.shape[1], x.shape[2])
+        return cls(box, _upsample2(hard, shape), _upsample2(soft, shape))
+
+
+def _upsample2(coarse: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
+    """Linear 2x upsampling along axes 1 and 2 of a field sampled at even indices, cropped to ``shape_yx``."""
+    out = coarse
+    for axis, n in ((1, shape_yx[0]), (2, shape_yx[1])):
+        a = np.moveaxis(out, axis, 0)
+        fine = np.empty((2 * a.shape[0],) + a.shape[1:], dtype=np.float32)
+        fine[0::2] = a
+        fine[1:-1:2] = 0.5 * (a[:-1] + a[1:])
+        fine[-1] = 2 * a[-1] - (a[-2] if a.shape[0] > 1 else a[-1])
+        out = np.moveaxis(fine[:n], 0, axis)
+    return np.ascontiguousarray(out)
 
 
 def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields,
@@ -456,8 +472,8 @@ def _paint_heart(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFie
         return
     px = grid.spacing[2]
     region = vol[heart.box]
-    peri = np.clip(0.5 - (heart.soft - t0 - 0.8) / px, 0.0, 1.0)
-    region += peri * (10.0 - region)
+    peri = np.clip(0.5 - (heart.soft - t0 - 0.5) / px, 0.0, 1.0)
+    region += peri * (0.0 - region)
     fat = np.clip(0.5 - (heart.soft - t0) / px, 0.0, 1.0)
     region += fat * (epicardial_fat_hu(anatomy) - region)
     tissue = np.clip(0.5 - heart.hard / px, 0.0, 1.0)
@@ -470,21 +486,19 @@ def epicardial_fat_hu(anatomy: Anatomy) -> float:
 
 
 def _great_vessels(anatomy: Anatomy) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
-    """Capsules (start, end, radius, radius) of the ascending aorta, pulmonary arteries and caval veins."""
+    """Capsules (start, end, radius, radius) of the ascending aorta, pulmonary arteries and superior vena cava."""
     rot = anatomy.rotation
     root = anatomy.aortic_root
     r = anatomy.aorta_radius_mm
     pa0 = root + rot @ np.array([22.0, -22.0, 2.0])
     pa1 = pa0 + rot @ np.array([4.0, 26.0, 40.0])
     svc = root + rot @ np.array([-32.0, 8.0, 0.0])
-    ivc = root + rot @ np.array([-26.0, 22.0, -75.0])
     return [
         (root, root + anatomy.aorta_axis * 150.0, r, r),
         (pa0, pa1, 13.0, 13.0),
         (pa1, pa1 + rot @ np.array([36.0, 28.0, -6.0]), 11.0, 9.0),
         (pa1, pa1 + rot @ np.array([-55.0, 18.0, -8.0]), 11.0, 9.0),
         (svc, svc + np.array([0, 0, 150.0]), 10.0, 10.0),
-        (ivc, ivc - np.array([0, 0, 150.0]), 12.0, 12.0),
     ]
 
 
@@ -516,7 +530,7 @@ def _paint_lung_vessels(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.r
             end = start + direction * rng.uniform(12, 22) * (1.0 - 0.08 * depth)
             r_end = radius * 0.8
             segments.append((start, end, radius, r_end))
-            if depth < 6 and r_end > 0.7:
+            if depth < 5 and r_end > 0.7:
                 for _ in range(2 if depth > 1 else 3):
                     stack.append((end, direction + rng.normal(0.0, 0.5, 3), r_end, depth + 1))
     for a, b, ra, rb in segments:
