@@ -38,11 +38,15 @@ class FakeTrainer:
         (request.model_dir / "fake.json").write_text(json.dumps({"n_train": len(request.train_ids)}))
 
 
+PREDICTED: list[str] = []
+
+
 def fake_predict(model_dir: Path) -> Any:
     """Member k misses every calcification of case i when (i + k) % (n_train + 1) == 0: more data, fewer misses."""
     n_train = json.loads((model_dir / "fake.json").read_text())["n_train"]
 
     def predict(case: Any) -> MemberPredictions:
+        PREDICTED.append(case.case_id)
         i = int(case.case_id.split("_")[-1])
         members = [np.zeros_like(case.label) if (i + k) % (n_train + 1) == 0 else case.label for k in range(3)]
         votes = sum((m > 0).astype(int) for m in members)
@@ -75,7 +79,7 @@ def test_table1_with_fake_trainer(cohort: Path, tmp_path: Path) -> None:
     last = table["sets"][2]
     assert last["ensemble"]["accuracy"] == 1.0 and last["ensemble"]["harrell_c"] == 1.0
     assert last["ensemble"]["paper_c_index"] == 1.0  # one case per category: no reference ties
-    assert ("set_done", 2) in events and ("case", 0, 5, 5) in events
+    assert events[:4] == [("train", 0), ("train", 1), ("train", 2), ("test", 5)] and events[-1] == ("case", 5, 5)
     md = (out / "table.md").read_text()
     assert "| 1 model trained on J1 (n = 1) (average performance) |" in md
     assert "| Ensemble of 3 models trained on J1 + J2 + AD | 1.000 | 1.000 | 1.000 |" in md
@@ -83,13 +87,23 @@ def test_table1_with_fake_trainer(cohort: Path, tmp_path: Path) -> None:
     assert (out / "figure3.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((out / "table.json").read_text())["schema"] == "cacscore.table1/1"
 
-    # Resumable: finished sets are kept; only a missing set is trained again.
-    (out / "results" / "set_1.json").unlink()
-    again = FakeTrainer()
-    table2 = run_table1(out, train_cases=cases, test_cases=cases, scale=SCALE, train_fn=again,
+    # Resumable: tested cases are kept; only a missing case is predicted again (by each of the 3 sets).
+    (out / "results" / "cases" / "case_2.json").unlink()
+    PREDICTED.clear()
+    table2 = run_table1(out, train_cases=cases, test_cases=cases, scale=SCALE, train_fn=FakeTrainer(),
                         predict_fn=fake_predict)
-    assert [c.train_ids for c in again.calls] == [("case_1", "case_2")]
+    assert PREDICTED == ["case_2"] * 3
     assert table2["sets"] == table["sets"]
+
+
+def test_parallel_workers_give_the_same_table(cohort: Path, tmp_path: Path) -> None:
+    cases = list_cases(cohort)
+    serial = run_table1(tmp_path / "a", train_cases=cases, test_cases=cases, scale=SCALE, train_fn=FakeTrainer(),
+                        predict_fn=fake_predict)
+    parallel = run_table1(tmp_path / "b", train_cases=cases, test_cases=cases, scale=SCALE,
+                          train_fn=FakeTrainer(), predict_fn=fake_predict, workers=2)
+    for a, b in zip(serial["sets"], parallel["sets"], strict=True):
+        assert a["members"] == b["members"] and a["ensemble"] == b["ensemble"]
 
 
 def test_failing_test_case_is_reported(cohort: Path, tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ five members per training set):
 2. Three nested training sets: the validation cases plus the first
    ``train_sizes[i]`` training cases of the cohort, so each set contains the
    previous one.
-3. For each set, ``n_members`` members are trained (by ``train_fn``), every
-   member and the majority-vote ensemble predict the test cohort (by
-   ``predict_fn``), and both C-indices and the category accuracy are computed.
+3. For each set, ``n_members`` members are trained (by ``train_fn``); then
+   every member and the majority-vote ensemble of every set predict each
+   test case (by ``predict_fn``; a case is read once), and both C-indices
+   and the category accuracy are computed.
 4. ``table.md``/``table.json``: per set, single-model mean and SD (ddof = 1)
    over the members, and the ensemble's values; ``figure3.png``: C-index vs
    accuracy of every model, as the paper's Figure 3.
@@ -19,15 +20,16 @@ five members per training set):
 Training and prediction are injected (``train_fn``, ``predict_fn``) so that
 tests can run the protocol with a cheap fake; :func:`run_table1_cli` wires the
 real ones (:mod:`cacscore.train`, :mod:`cacscore.model`) and the phantom
-generator. Everything is resumable: each set's results are written to
-``results/set_<i>.json`` when the set is finished and kept on the next run;
-training resumes its finished members.
+generator. Everything is resumable: the cohort generator keeps finished
+cases, ``train_fn`` keeps finished members, and each tested case is written
+to ``results/cases/<case_id>.json`` and not predicted again.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import math
 import os
@@ -42,7 +44,7 @@ import numpy as np
 from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
 from cacscore.evaluate.report import atomic_write
-from cacscore.evaluate.runner import CaseEvaluation, CaseFailure, CaseRefLike, evaluate_case
+from cacscore.evaluate.runner import CaseEvaluation, CaseRefLike, evaluate_case
 
 #: Names of the three nested training sets, as in the paper.
 SET_NAMES: tuple[str, ...] = ("J1", "J1 + J2", "J1 + J2 + AD")
@@ -134,7 +136,7 @@ class MemberPredictions:
 TrainFn = Callable[[TrainRequest], None]
 #: model_dir -> (loaded case -> MemberPredictions)
 PredictFn = Callable[[Path], Callable[[Any], MemberPredictions]]
-#: Progress events: ("set", i, name), ("train", i), ("case", i, done, total), ("set_done", i).
+#: Progress events: ("train", set index), ("test", n cases), ("case", done, total).
 EventFn = Callable[..., None]
 
 
@@ -188,45 +190,99 @@ def _mean_sd(values: Sequence[float | None]) -> dict[str, float | None]:
     }
 
 
-def run_set(
-    index: int,
-    request: TrainRequest,
-    test_cases: Sequence[CaseRefLike],
-    *,
-    train_fn: TrainFn,
-    predict_fn: PredictFn,
-    on_event: EventFn,
-) -> dict[str, Any]:
-    """Train one set's members, evaluate every member and the ensemble on the test cases."""
-    on_event("train", index)
-    train_fn(request)
-    predictor = predict_fn(request.model_dir)
-    member_evals: list[list[CaseEvaluation]] = [[] for _ in range(request.n_members)]
-    ensemble_evals: list[CaseEvaluation] = []
-    failures: list[CaseFailure] = []
-    for done, ref in enumerate(test_cases, start=1):
-        try:
-            case = ref.load()
-            if case.label is None:
-                raise ValueError("case has no reference label mask")
+#: Per-process state of the test workers: one predictor per training set.
+_WORKER_PREDICTORS: list[Callable[[Any], MemberPredictions]] = []
+
+
+def _init_worker(predict_fn: PredictFn, model_dirs: list[Path], torch_threads: int) -> None:
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    _WORKER_PREDICTORS[:] = [predict_fn(d) for d in model_dirs]
+
+
+def _test_case(ref: Any, n_members: int) -> dict[str, Any]:
+    """Every set's members and ensemble on one test case (uses the predictors of :func:`_init_worker`).
+
+    Returns ``{"case_id", "sets": [{"members": [CaseEvaluation dict...], "ensemble": dict}, ...]}``
+    or ``{"case_id", "failure": reason}``.
+    """
+    try:
+        case = ref.load()
+        if case.label is None:
+            raise ValueError("case has no reference label mask")
+        sets = []
+        for predictor in _WORKER_PREDICTORS:
             predictions = predictor(case)
-            if len(predictions.members) != request.n_members:
-                raise ValueError(f"{len(predictions.members)} member predictions, expected {request.n_members}")
-            member_case = [evaluate_case(ref.case_id, case.volume, case.label, m) for m in predictions.members]
-            ensemble_case = evaluate_case(ref.case_id, case.volume, case.label, predictions.ensemble)
-        # A failing test case is reported in the results (and excluded for every model alike), not fatal.
-        except Exception as exc:  # noqa: BLE001
-            failures.append(CaseFailure(ref.case_id, f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+            if len(predictions.members) != n_members:
+                raise ValueError(f"{len(predictions.members)} member predictions, expected {n_members}")
+            sets.append({
+                "members": [evaluate_case(ref.case_id, case.volume, case.label, m).to_dict()
+                            for m in predictions.members],
+                "ensemble": evaluate_case(ref.case_id, case.volume, case.label, predictions.ensemble).to_dict(),
+            })
+        return {"case_id": ref.case_id, "sets": sets}
+    # A failing test case is reported in the table (and excluded for every model alike), not fatal.
+    except Exception as exc:  # noqa: BLE001
+        return {"case_id": ref.case_id, "failure": f"{type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+
+def _test_all(
+    out: Path,
+    test_cases: Sequence[CaseRefLike],
+    model_dirs: list[Path],
+    n_members: int,
+    predict_fn: PredictFn,
+    workers: int,
+    emit: EventFn,
+) -> list[dict[str, Any]]:
+    """Test every case on every set's models; finished cases are kept in ``results/cases/`` for resuming."""
+    case_dir = out / "results" / "cases"
+    done: dict[str, dict[str, Any]] = {}
+    todo = []
+    for ref in test_cases:
+        path = case_dir / f"{ref.case_id}.json"
+        if path.is_file():
+            done[ref.case_id] = json.loads(path.read_text(encoding="utf-8"))
         else:
-            for k, e in enumerate(member_case):
-                member_evals[k].append(e)
-            ensemble_evals.append(ensemble_case)
-        on_event("case", index, done, len(test_cases))
-    if not ensemble_evals:
+            todo.append(ref)
+
+    def keep(record: dict[str, Any]) -> None:
+        if "failure" not in record:
+            _write_json(case_dir / f"{record['case_id']}.json", record)
+        done[record["case_id"]] = record
+        emit("case", len(done), len(test_cases))
+
+    if todo and workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: CUDA and forked PyTorch do not mix; each worker loads the models once.
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(predict_fn, model_dirs, threads)) as pool:
+            for record in pool.map(_test_case, todo, [n_members] * len(todo)):
+                keep(record)
+    elif todo:
+        _init_worker(predict_fn, model_dirs, 0)
+        for ref in todo:
+            keep(_test_case(ref, n_members))
+    return [done[ref.case_id] for ref in test_cases]
+
+
+def _set_result(index: int, request: TrainRequest, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One set's row: member and ensemble scores over the test cases that did not fail."""
+    failures = [{"case_id": r["case_id"], "reason": r["failure"]} for r in records if "failure" in r]
+    good = [r["sets"][index] for r in records if "failure" not in r]
+    if not good:
         # Saving this would make a resumed run keep a set without any result.
         raise CacScoreError(
-            f"training set {SET_NAMES[index]}: every test case failed; first: {failures[0].case_id}: {failures[0].reason}"
+            f"training set {SET_NAMES[index]}: every test case failed; first: {failures[0]['case_id']}: "
+            f"{failures[0]['reason']}"
         )
+    member_evals = [[CaseEvaluation.from_dict(g["members"][k]) for g in good] for k in range(request.n_members)]
+    ensemble_evals = [CaseEvaluation.from_dict(g["ensemble"]) for g in good]
     members = [model_scores(evals) for evals in member_evals]
     return {
         "set": SET_NAMES[index],
@@ -236,9 +292,9 @@ def run_set(
         "train_ids": list(request.train_ids),
         "val_ids": list(request.val_ids),
         "model_dir": str(request.model_dir),
-        "n_test": len(test_cases),
-        "n_evaluated": len(ensemble_evals),
-        "failures": [f.to_dict() for f in failures],
+        "n_test": len(records),
+        "n_evaluated": len(good),
+        "failures": failures,
         "members": members,
         "single": {key: _mean_sd([m[key] for m in members]) for key in ("harrell_c", "paper_c_index", "accuracy")},
         "ensemble": model_scores(ensemble_evals),
@@ -256,10 +312,14 @@ def run_table1(
     predict_fn: PredictFn,
     device: str = "auto",
     seed: int = 0,
+    workers: int = 1,
     on_event: EventFn | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment in ``out`` and write ``table.json``, ``table.md`` and ``figure3.png``.
+
+    All sets are trained first; then each test case is read once and
+    predicted by every member and ensemble of every set.
 
     Parameters
     ----------
@@ -272,11 +332,14 @@ def run_table1(
         Test cohort (balanced over A-E in the paper).
     scale : Table1Scale
     train_fn, predict_fn : callables
-        See :class:`TrainRequest` and :class:`MemberPredictions`.
+        See :class:`TrainRequest` and :class:`MemberPredictions`. With
+        ``workers`` > 1, ``predict_fn`` and the cases must be picklable.
     device : str
         Passed to ``train_fn``.
     seed : int
         Base seed of the members (set ``i`` uses ``seed + 100 * i``).
+    workers : int
+        Processes testing cases in parallel (1: in this process).
     on_event : callable, optional
         Progress events.
     provenance : dict, optional
@@ -291,6 +354,8 @@ def run_table1(
     ------
     InvalidInputError
         Too few training cases for the scale, or an empty test cohort.
+    CacScoreError
+        Every test case failed for a set.
     """
     emit: EventFn = on_event or (lambda *args: None)
     need = scale.n_val + scale.train_sizes[-1]
@@ -305,14 +370,8 @@ def run_table1(
         raise InvalidInputError("the test cohort is empty")
     val = list(train_cases[: scale.n_val])
     pool = list(train_cases[scale.n_val: need])
-    results = []
+    requests = []
     for i, size in enumerate(scale.train_sizes):
-        result_path = out / "results" / f"set_{i}.json"
-        emit("set", i, SET_NAMES[i])
-        if result_path.is_file():
-            results.append(json.loads(result_path.read_text(encoding="utf-8")))
-            emit("set_done", i)
-            continue
         subset = pool[:size]
         data_dir = out / "sets" / f"set_{i}"
         write_subset_manifest(data_dir, val + subset)
@@ -326,10 +385,16 @@ def run_table1(
             scale=scale,
             device=device,
         )
-        result = run_set(i, request, test_cases, train_fn=train_fn, predict_fn=predict_fn, on_event=emit)
-        _write_json(result_path, result)
+        emit("train", i)
+        train_fn(request)
+        requests.append(request)
+    emit("test", len(test_cases))
+    records = _test_all(out, test_cases, [r.model_dir for r in requests], scale.n_members, predict_fn, workers, emit)
+    results = []
+    for i, request in enumerate(requests):
+        result = _set_result(i, request, records)
+        _write_json(out / "results" / f"set_{i}.json", result)
         results.append(result)
-        emit("set_done", i)
     table = {
         "schema": TABLE_SCHEMA,
         "scale": scale.to_dict(),
@@ -483,18 +548,36 @@ def train_with_cacscore(request: TrainRequest) -> None:
     train_model(config, resume=(request.model_dir / "plan.json").is_file())
 
 
-def predict_with_cacscore(model_dir: Path) -> Callable[[Any], MemberPredictions]:
-    """The real ``predict_fn``: one forward pass per member, each member alone and the majority vote."""
+def predict_with_cacscore(model_dir: Path, device: str = "cpu") -> Callable[[Any], MemberPredictions]:
+    """The real ``predict_fn``: one forward pass per member, each member alone and the majority vote.
+
+    ``device`` ``"cuda"`` (or ``"auto"`` with a GPU) runs the members there;
+    the ensemble's own inference (:meth:`cacscore.model.Ensemble.member_probabilities`)
+    is CPU-only, and 15 members x the test cohort is the experiment's slowest part.
+    """
+    import torch
+
     from cacscore.model import load_ensemble
+    from cacscore.train import resolve_device
 
     ensemble = load_ensemble(model_dir)
+    target = resolve_device(device)
+    nets = [net.to(target).eval() for net in ensemble.members]
+
+    def probabilities(image: np.ndarray) -> list[np.ndarray]:
+        if target.type == "cpu":
+            return list(ensemble.member_probabilities(image))
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(target)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            return [torch.softmax(net(x).float(), dim=1)[0].cpu().numpy() for net in nets]
 
     def predict(case: Any) -> MemberPredictions:
         image, grid = ensemble.preprocess(case.volume)
-        probabilities = list(ensemble.member_probabilities(image))
+        member_probabilities = probabilities(image)
         hu = case.volume.hu
-        members = [ensemble.combine([p], image=image, grid=grid, hu=hu).labels for p in probabilities]
-        return MemberPredictions(members, ensemble.combine(probabilities, image=image, grid=grid, hu=hu).labels)
+        members = [ensemble.combine([p], image=image, grid=grid, hu=hu).labels for p in member_probabilities]
+        ensemble_labels = ensemble.combine(member_probabilities, image=image, grid=grid, hu=hu).labels
+        return MemberPredictions(members, ensemble_labels)
 
     return predict
 
@@ -540,10 +623,11 @@ def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str
 
         def on_event(kind: str, *args: Any) -> None:
             if kind == "train":
-                bar.update(task, description=f"training {SET_NAMES[args[0]]}: {spec.n_members} members",
-                           total=None, completed=0)
+                bar.update(task, description=f"training {SET_NAMES[args[0]]}: {spec.n_members} members")
+            elif kind == "test":
+                bar.update(task, description="testing every model", completed=0, total=args[0])
             elif kind == "case":
-                bar.update(task, description=f"testing {SET_NAMES[args[0]]}", completed=args[1], total=args[2])
+                bar.update(task, completed=args[0])
 
         provenance = {
             "hardware": hardware_description(),
@@ -551,5 +635,6 @@ def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str
             "test_cohort": {"path": "data/test", "seed": TEST_COHORT_SEED, "balance": True},
         }
         run_table1(out, train_cases=train_cases, test_cases=test_cases, scale=spec, train_fn=train_with_cacscore,
-                   predict_fn=predict_with_cacscore, device=device, on_event=on_event, provenance=provenance)
+                   predict_fn=functools.partial(predict_with_cacscore, device=device), device=device,
+                   workers=os.cpu_count() or 1, on_event=on_event, provenance=provenance)
     return (out / "table.md").read_text(encoding="utf-8")
