@@ -24,6 +24,8 @@ def _patch(text: str) -> tuple[int, int, int]:
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset folder (phantom cohort, generic, nnU-Net, orCaScore, COCA)."),
     out: Path = typer.Option(..., "--out", help="Model folder to write (plan.json + member_<k>.safetensors)."),
+    val_data: Path | None = typer.Option(None, "--val-data",
+                                         help="Separate validation dataset (default: --val-cases cases of --data)."),
     members: int = typer.Option(5, "--members", help="Ensemble members."),
     head: str = typer.Option("arteries", "--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium)."),
     epochs: int = typer.Option(40, "--epochs", help="Maximum epochs per member."),
@@ -42,6 +44,7 @@ def train(
     filters: str = typer.Option("16,32,64,128", "--filters", help="Filters per level."),
     name: str = typer.Option("cacscore-resunet", "--name", help="Model name written to plan.json."),
     model_version: str = typer.Option("0", "--model-version", help="Model version written to plan.json."),
+    cache: Path | None = typer.Option(None, "--cache", help="Folder of preprocessed cases (default: OUT/cache)."),
     fp32: bool = typer.Option(False, "--fp32", help="Train in float32 (default: bfloat16 autocast)."),
 ) -> None:
     """Train the 3-D residual U-Net ensemble (Gogin et al. 2021) and write a model folder."""
@@ -55,10 +58,10 @@ def train(
         except ValueError:
             raise InvalidInputError(f"--filters must be integers separated by commas, got {filters!r}") from None
         config = TrainConfig(
-            data=data, out=out, members=members, head=head, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            data=data, out=out, val_data=val_data, members=members, head=head, epochs=epochs, steps_per_epoch=steps_per_epoch,
             batch=batch, patch=_patch(patch), lr=lr, loss=loss, val_cases=val_cases, folds=folds,
             filters=filter_values, seed=seed, device=device, amp=not fp32, workers=workers,
-            max_minutes=max_minutes, name=name, model_version=model_version,
+            max_minutes=max_minutes, cache_dir=cache, name=name, model_version=model_version,
         )
         progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -80,10 +83,10 @@ def train(
                 step, total, value = args
                 progress.update(tasks["member"], total=total, completed=step, info=f"loss {value:.3f}")
             elif kind == "epoch":
-                epoch, total_epochs, mean_loss, dice, best = args
+                epoch, total_epochs, mean_loss, dice, best, seconds = args
                 progress.console.print(
                     f"member {state['member'] + 1}/{state['members']} epoch {epoch}/{total_epochs}: "
-                    f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}"
+                    f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}, {seconds:.1f} s"
                 )
             elif kind == "done":
                 k, best_epoch, dice = args

@@ -32,7 +32,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from cacscore import __version__
+from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
 from cacscore.model.ensemble import save_member
 from cacscore.model.network import HEAD_CLASSES, ResUNet3d, count_parameters, segmentation_loss
@@ -59,7 +60,7 @@ from cacscore.train.data import (
 CANDIDATE_MARGIN = 0.03
 
 #: Called with a progress event: ("prepare", done, total), ("member", k, n), ("step", step, total_steps, loss),
-#: ("epoch", epoch, epochs, loss, val_dice, best), ("done", k, best_epoch, best_dice).
+#: ("epoch", epoch, epochs, loss, val_dice, best, seconds), ("done", k, best_epoch, best_dice).
 Reporter = Callable[..., None]
 
 
@@ -71,6 +72,8 @@ class TrainConfig:
     ----------
     data : Path
         Dataset root, any layout :func:`cacscore.datasets.list_cases` reads.
+    val_data : Path or None
+        A separate validation dataset; all of ``data`` is then used for training.
     out : Path
         Model folder to write.
     members : int
@@ -108,12 +111,15 @@ class TrainConfig:
         Fraction of patches centred on a calcium voxel.
     half_weights : bool
         Store member weights as float16.
+    cache_dir : Path or None
+        Where preprocessed cases are cached; default ``out/cache``.
     name, model_version : str
         Model identity written to the plan.
     """
 
     data: Path
     out: Path
+    val_data: Path | None = None
     members: int = 5
     head: str = "arteries"
     epochs: int = 40
@@ -134,6 +140,7 @@ class TrainConfig:
     half_weights: bool = True
     name: str = "cacscore-resunet"
     model_version: str = "0"
+    cache_dir: Path | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def check(self) -> None:
@@ -333,6 +340,9 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         config.augmentation = Augmentation(**stored["augmentation"])
         config.head = existing["head"]
         config.filters = tuple(existing["network"]["init_args"]["filters"])
+        stored_val = existing.get("data", {}).get("val_data")
+        if config.val_data is None and stored_val:
+            config.val_data = Path(stored_val["path"])
     device = resolve_device(config.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -341,24 +351,33 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
 
     root = Path(config.data)
     refs = list_cases(root)
+    val_refs: list[CaseRef] = []
+    if config.val_data is not None:
+        # Prefixed so that case ids of two cohorts (both case_0000...) do not meet in the cache.
+        val_refs = [replace(r, case_id=f"val-{r.case_id}") for r in list_cases(config.val_data)]
     ids = [r.case_id for r in refs]
-    if len(set(ids)) != len(ids):
-        raise InvalidInputError(f"{root}: case ids are not unique")
     out.mkdir(parents=True, exist_ok=True)
     if existing is not None and resume:
         plan = Plan(existing)
         train_ids = list(plan.data["training"]["train_case_ids"])
         val_ids = list(plan.data["training"]["val_case_ids"])
-        missing = sorted(set(train_ids + val_ids) - set(ids))
+        missing = sorted(set(train_ids + val_ids) - set(ids) - {r.case_id for r in val_refs})
         if missing:
             raise InvalidInputError(f"{root}: cases {missing[:5]} of the run to resume are missing")
+    elif val_refs:
+        train_ids, val_ids = ids, [r.case_id for r in val_refs]
     else:
         train_ids, val_ids = split_cases(ids, config.val_cases, config.seed)
+    if existing is None or not resume:
         n_params = count_parameters(ResUNet3d(1, HEAD_CLASSES[config.head], config.filters))
-        plan = _new_plan(config, len(ids), train_ids, val_ids, _data_info(root, detect_layout(root)), n_params)
+        info = _data_info(root, detect_layout(root))
+        if config.val_data is not None:
+            info["val_data"] = {**_data_info(Path(config.val_data), detect_layout(config.val_data)),
+                                "n_cases": len(val_refs)}
+        plan = _new_plan(config, len(ids), train_ids, val_ids, info, n_params)
         plan.save(out)
 
-    by_id = {r.case_id: r for r in refs}
+    by_id = {r.case_id: r for r in [*refs, *val_refs]}
     wanted = [by_id[i] for i in train_ids + val_ids]
     emit("prepare", 0, len(wanted))
     done = [0]
@@ -367,7 +386,7 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         done[0] += 1
         emit("prepare", done[0], len(wanted))
 
-    paths = prepare_cases(wanted, out / "cache", plan.data["preprocessing"], workers=config.workers,
+    paths = prepare_cases(wanted, Path(config.cache_dir) if config.cache_dir is not None else out / "cache", plan.data["preprocessing"], workers=config.workers,
                           advance=advance)
     cached = {p.stem: load_cached(p, plan.class_codes) for p in paths}
     train_cases = [cached[i] for i in train_ids]
@@ -425,6 +444,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
             break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1 - min(progress, 0.99)) ** 0.9
+        epoch_start = time.monotonic()
         rng = np.random.default_rng([seed, epoch])
         generator = torch.Generator(device=device)
         generator.manual_seed(seed * 7919 + epoch)
@@ -458,7 +478,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         tmp = ckpt_dir / "checkpoint.pt.tmp"
         torch.save({**state, "model": net.state_dict(), "optimizer": optimizer.state_dict()}, tmp)
         os.replace(tmp, ckpt_path)
-        emit("epoch", epoch, config.epochs, mean_loss, dice, best)
+        emit("epoch", epoch, config.epochs, mean_loss, dice, best, time.monotonic() - epoch_start)
     final = ResUNet3d(1, n_classes, config.filters)
     final.load_state_dict(state["best_state"] if state["best_state"] is not None else net.state_dict())
     save_member(final, out / f"member_{k}.safetensors", half=config.half_weights)

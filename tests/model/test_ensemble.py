@@ -1,0 +1,149 @@
+"""Tests of ensemble voting, confidence, the model folder checks and weight round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cacscore.errors import ModelFolderError, PlanMismatchError
+from cacscore.model import (
+    PLAN_VERSION,
+    Ensemble,
+    Plan,
+    ResUNet3d,
+    load_ensemble,
+    majority_artery_per_lesion,
+    save_member,
+)
+from cacscore.preprocess import make_grid, normalize_hu
+from cacscore.train.loop import preprocessing_dict
+
+FILTERS = [2, 4]
+
+
+def _plan(members: int = 3) -> Plan:
+    return Plan({
+        "plan_version": PLAN_VERSION, "name": "test", "model_version": "t", "head": "arteries",
+        "class_codes": [0, 2, 3, 4, 5],
+        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS}},
+        "preprocessing": preprocessing_dict(),
+        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
+    })
+
+
+def _probs(cls: np.ndarray) -> np.ndarray:
+    """One-hot probabilities (5, *shape) of a class-index array."""
+    return np.moveaxis(np.eye(5)[cls], -1, 0)
+
+
+def _hand_made() -> tuple[Ensemble, list[np.ndarray], np.ndarray, np.ndarray, object]:
+    grid = make_grid((2, 6, 9), (3.0, 1.0, 1.0), target_mm=3.0)  # low-res (2, 2, 3), 3x3 footprints
+    hu = np.full((2, 6, 9), 300, np.int16)
+    hu[0, 0, 0] = 100  # below 130 HU: never labelled
+    member_classes = [np.zeros(grid.shape, int) for _ in range(3)]
+    member_classes[0][0, 0, 0] = member_classes[1][0, 0, 0] = 2  # LAD by 2 of 3
+    member_classes[2][1, 1, 0] = 4  # RCA by 1 of 3
+    member_classes[0][1, 0, 2] = member_classes[1][1, 0, 2] = 1  # LM by 2 ...
+    member_classes[2][1, 0, 2] = 3  # ... and LCX by the third: calcium by 3 of 3
+    image = normalize_hu(np.full(grid.shape, 300.0))
+    ensemble = Ensemble(_plan(), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    return ensemble, [_probs(c) for c in member_classes], image, hu, grid
+
+
+def test_majority_vote_two_of_three_and_artery_of_summed_probabilities() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
+    assert pred.labels.shape == (2, 6, 9)
+    assert pred.votes.tolist() == [[[2, 0, 0], [0, 0, 0]], [[0, 0, 3], [1, 0, 0]]]
+    lad = np.zeros((2, 6, 9), bool)
+    lad[0, :3, :3] = True
+    lad[0, 0, 0] = False  # 100 HU
+    assert np.array_equal(pred.labels == 3, lad)
+    assert np.all(pred.labels[1, :3, 6:] == 2)  # LM: 2 of the 3 artery votes
+    assert np.all(pred.labels[1, 3:, :3] == 0)  # RCA by one member only
+    assert set(np.unique(pred.labels)) == {0, 2, 3}
+
+
+def test_confidence_is_the_fraction_of_members_overlapping_each_lesion() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
+    lesions = np.zeros((2, 6, 9), int)
+    lesions[0, 1, 1] = 1  # inside the LAD footprint: members 0 and 1
+    lesions[1, 1, 7] = 2  # LM footprint: all three
+    lesions[1, 4, 1] = 3  # RCA footprint: member 2 only
+    lesions[1, 5, 2] = 3
+    lesions[0, 4, 4] = 4  # nobody
+    conf = pred.lesion_confidence(lesions)
+    assert conf == pytest.approx({1: 2 / 3, 2: 1.0, 3: 1 / 3, 4: 0.0})
+
+
+def test_candidates_below_threshold_are_not_member_calcium() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    image = image.copy()
+    image[0, 0, 0] = normalize_hu(np.array([129.0]))[0]
+    pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
+    assert not pred.member_masks[:, 0, 0, 0].any()
+    assert pred.votes[0, 0, 0] == 0
+
+
+def test_majority_artery_per_lesion() -> None:
+    labels = np.zeros((1, 3, 6), np.uint8)
+    labels[0, 0, :3] = [3, 3, 4]
+    labels[0, 2, 4:] = [5, 2]  # tie: lower code wins
+    out = majority_artery_per_lesion(labels)
+    assert out[0, 0, :3].tolist() == [3, 3, 3]
+    assert out[0, 2, 4:].tolist() == [2, 2]
+
+
+def _write_model(folder: Path, members: int = 2) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = _plan(members)
+    plan.save(folder)
+    torch.manual_seed(0)
+    for k in range(members):
+        save_member(ResUNet3d(1, 5, FILTERS), folder / f"member_{k}.safetensors")
+
+
+def test_load_ensemble_rebuilds_members_from_the_folder(tmp_path: Path) -> None:
+    _write_model(tmp_path / "m")
+    ensemble = load_ensemble(tmp_path / "m")
+    assert len(ensemble.members) == 2
+    assert ensemble.info()["members"] == 2 and ensemble.info()["head"] == "arteries"
+    assert oct((tmp_path / "m" / "member_0.safetensors").stat().st_mode & 0o777) == "0o644"
+
+
+def test_load_ensemble_uses_the_environment_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_model(tmp_path / "env")
+    monkeypatch.setenv("CACSCORE_MODEL_DIR", str(tmp_path / "env"))
+    assert load_ensemble().folder == tmp_path / "env"
+
+
+def test_model_folder_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ModelFolderError, match="model folder not found"):
+        load_ensemble(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFolderError, match="plan.json is missing"):
+        load_ensemble(tmp_path / "empty")
+    _write_model(tmp_path / "m")
+    (tmp_path / "m" / "member_1.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match=r"member_1.safetensors"):
+        load_ensemble(tmp_path / "m")
+
+
+def test_plan_version_and_weight_mismatches_raise(tmp_path: Path) -> None:
+    _write_model(tmp_path / "m")
+    path = tmp_path / "m" / "plan.json"
+    data = json.loads(path.read_text())
+    data["plan_version"] = PLAN_VERSION + 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanMismatchError, match="plan_version"):
+        load_ensemble(tmp_path / "m")
+    data["plan_version"] = PLAN_VERSION
+    data["network"]["init_args"]["filters"] = [3, 6]
+    path.write_text(json.dumps(data))
+    with pytest.raises(PlanMismatchError, match="do not match the plan"):
+        load_ensemble(tmp_path / "m")
