@@ -148,3 +148,15 @@ def test_bad_seed_is_refused(seed: object) -> None:
 def test_bad_category_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="target_category must be one of"):
         generate_case(1, config=REDUCED, target_category="F")
+
+
+def test_coronary_tree_has_realistic_lengths_and_calibres(cases: dict[str, PhantomCase]) -> None:
+    limits = {"LM": (5, 16), "LAD": (80, 160), "LCX": (40, 110), "RCA": (80, 170)}
+    for case in cases.values():
+        arteries = case.truth["anatomy"]["arteries"]
+        assert set(arteries) == set(limits)
+        for name, (low, high) in limits.items():
+            assert low <= arteries[name]["length_mm"] <= high, (case.seed, name, arteries[name])
+        # LM 4-5 mm wide, the others start at 3-4 mm.
+        assert 2.0 <= arteries["LM"]["proximal_radius_mm"] <= 2.5
+        assert all(1.5 <= arteries[n]["proximal_radius_mm"] <= 2.0 for n in ("LAD", "LCX", "RCA"))

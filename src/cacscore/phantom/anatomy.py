@@ -149,8 +149,9 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     r_lv = rng.uniform(25, 28.5) * s
     base = -a_local * length * 0.45
     parts_local = [
-        (base + a_local * length * 0.5 - e2 * 5, np.array([length * 0.55, r_lv, r_lv])),
-        (base + a_local * length * 0.40 + e2 * r_lv * 0.72, np.array([length * 0.45, r_lv * 0.62, r_lv * 1.05])),
+        # Ventricles widest at the base, narrowing to the apex; their tops hide in the atria.
+        (base + a_local * length * 0.3 - e2 * 5, np.array([length * 0.75, r_lv, r_lv])),
+        (base + a_local * length * 0.3 + e2 * r_lv * 0.72, np.array([length * 0.62, r_lv * 0.62, r_lv * 1.05])),
         (base - a_local * 20 + e2 * 2 + np.array([0, 4, 4]),
          np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s])),
     ]

@@ -48,16 +48,25 @@ def _heart_frame(anatomy: Anatomy) -> np.ndarray:
 
 
 def _surface_radius(anatomy: Anatomy, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Distance (mm) from each origin along each unit direction to the heart's outer surface (bisection)."""
-    lo = np.zeros(len(origins))
-    hi = np.full(len(origins), 90.0)
-    for _ in range(22):
+    """Distance (mm) from each origin along each unit direction to the heart's outermost surface.
+
+    Marches inwards from 90 mm in 1 mm steps to the first point inside the heart (so an origin in a
+    fat cleft still finds the outer surface), then bisects. A ray that misses the heart gives 0.
+    """
+    steps = np.arange(90.0, -0.5, -1.0)
+    p = origins[:, None, :] + directions[:, None, :] * steps[None, :, None]
+    hard, _ = anatomy.heart_distance(p[..., 0], p[..., 1], p[..., 2])
+    inside = hard < 0
+    first = np.argmax(inside, axis=1)
+    hit = inside[np.arange(len(origins)), first]
+    lo = np.where(hit, steps[first], 0.0)
+    hi = np.where(hit, lo + 1.0, 0.0)
+    for _ in range(8):
         mid = (lo + hi) / 2
-        p = origins + directions * mid[:, None]
-        hard, _ = anatomy.heart_distance(p[:, 0], p[:, 1], p[:, 2])
-        inside = hard < 0
-        lo = np.where(inside, mid, lo)
-        hi = np.where(inside, hi, mid)
+        q = origins + directions * mid[:, None]
+        d, _ = anatomy.heart_distance(q[:, 0], q[:, 1], q[:, 2])
+        lo = np.where(d < 0, mid, lo)
+        hi = np.where(d < 0, hi, mid)
     return (lo + hi) / 2
 
 
@@ -90,9 +99,20 @@ def _iv_groove(anatomy: Anatomy) -> np.ndarray:
     gap = np.abs(lv.distance()(p[:, 0], p[:, 1], p[:, 2]) - rv.distance()(p[:, 0], p[:, 1], p[:, 2]))
     gap = gap.reshape(len(ts), len(theta))
     y = p[:, 1].reshape(len(ts), len(theta))
-    # Two junctions per ring (anterior and posterior groove): keep the anterior half.
-    gap = np.where(y < np.median(y, axis=1, keepdims=True), gap, np.inf)
-    angles = np.unwrap(theta[np.argmin(gap, axis=1)])
+    # Two junctions per ring (anterior and posterior groove): start on the anterior half, then follow
+    # the groove within +-15 degrees per step so that the path cannot jump between grooves.
+    # The junction is clearest mid-ventricle: start there, track towards base and apex.
+    mid = len(ts) // 3
+    index = np.zeros(len(ts), dtype=int)
+    index[mid] = int(np.argmin(np.where(y[mid] < np.median(y[mid]), gap[mid], np.inf)))
+    window = 5  # samples of 3 degrees
+    for step in (1, -1):
+        k = mid + step
+        while 0 <= k < len(ts):
+            candidates = (index[k - step] + np.arange(-window, window + 1)) % len(theta)
+            index[k] = int(candidates[np.argmin(gap[k][candidates])])
+            k += step
+    angles = np.unwrap(theta[index])
     angles = np.convolve(np.pad(angles, 3, mode="edge"), np.ones(7) / 7, mode="valid")
     dirs = _ring_directions(frame, angles)
     origins = anatomy.heart_base + ts[:, None] * frame[:, 0]
