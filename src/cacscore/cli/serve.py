@@ -47,6 +47,7 @@ def serve(
     with user_errors():
         import uvicorn
 
+        from cacscore.web.db import open_database
         from cacscore.web.dependencies import Settings
         from cacscore.web.main import create_app
 
@@ -61,6 +62,8 @@ def serve(
             analyse_in_background=True,
         )
         app = create_app(settings)
+        # Fail now, with a one-line message, rather than on the first request.
+        open_database(settings.db_url).engine.dispose()
         logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
         shown = "localhost" if host in ("127.0.0.1", "::1") else host
         suffix = "/?token=<your token>" if token else "/"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,21 +145,42 @@ class Database:
 def open_database(url: str) -> Database:
     """Connect to ``url`` and create the tables that are missing.
 
+    The folder of an SQLite file is created.
+
     Raises
     ------
     InvalidInputError
-        If the URL cannot be parsed or its driver is not installed.
+        If the URL cannot be parsed, its driver is not installed or the
+        database cannot be reached (the message hides any password).
     """
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        folder = Path(url.removeprefix("sqlite:///")).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InvalidInputError(
+                f"--db {url}: cannot create the folder {folder}: {exc.strerror}"
+            ) from None
     try:
         connect_args = {"check_same_thread": False} if url.startswith("sqlite") else {}
         engine = create_engine(url, connect_args=connect_args)
-    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+    except ImportError as exc:
+        raise InvalidInputError(
+            f"--db {_redacted(url)}: the database driver is not installed ({exc}); for PostgreSQL "
+            "install the psycopg package"
+        ) from None
+    except (ArgumentError, NoSuchModuleError) as exc:
         raise InvalidInputError(f"--db {_redacted(url)}: cannot open database URL: {exc}") from None
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
+    try:
+        Base.metadata.create_all(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise InvalidInputError(f"--db {_redacted(url)}: cannot use the database: {reason}") from None
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
 
 

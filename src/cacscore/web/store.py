@@ -119,8 +119,6 @@ class ReviewStore:
         cache_size: int = 4,
         background: bool = False,
     ) -> None:
-        if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
-            Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.db = open_database(db_url)
         self.data_dir = data_dir
         self.upload_dir = upload_dir

@@ -40,6 +40,7 @@ function withToken(path) {
 // ------------------------------------------------------------------ helpers
 
 const $ = (id) => document.getElementById(id);
+const sliceRange = ([a, b]) => (a === b ? `slice ${a + 1}` : `slices ${a + 1}–${b + 1}`);
 const fmt = (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 let toastTimer = null;
 
@@ -312,7 +313,7 @@ function renderLesions() {
     },
     el("span", { class: "swatch", style: `background:${colour}; border:1px solid ${row.artery ? colour : "#667"}` }),
     el("strong", {}, row.artery || row.auto_artery),
-    el("span", { class: "meta" }, `#${row.id} · slices ${row.slices[0] + 1}–${row.slices[1] + 1}${conf}${changed}`),
+    el("span", { class: "meta" }, `#${row.id} · ${sliceRange(row.slices)}${conf}${changed}`),
     el("span", { class: "num" }, fmt(row.agatston)));
   }));
 }
@@ -329,7 +330,7 @@ function renderCandidates() {
   },
   el("span", { class: "swatch", style: "border:1.5px solid #ff78c8" }),
   el("strong", {}, `#${row.id}`),
-  el("span", { class: "meta" }, `slices ${row.slices[0] + 1}–${row.slices[1] + 1} · ${fmt(row.volume_mm3)} mm³ · peak ${Math.round(row.peak_hu)} HU`),
+  el("span", { class: "meta" }, `${sliceRange(row.slices)} · ${fmt(row.volume_mm3)} mm³ · peak ${Math.round(row.peak_hu)} HU`),
   el("span", { class: "num", title: "Agatston it would add" }, `+${fmt(row.agatston)}`))));
 }
 
