@@ -92,6 +92,47 @@ def score_with_mask(
     return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}}
 
 
+def score_with_model_path(
+    input_path: Path,
+    model_dir: Path | None,
+    options: ScoringOptions,
+    *,
+    series: str | None = None,
+) -> tuple[CTVolume, ScoreResult, dict[str, Any], Any]:
+    """Read a volume and score it with the ensemble's mask (the branch where ``--mask`` is absent).
+
+    Returns
+    -------
+    volume : CTVolume
+    result : ScoreResult
+        Lesions carry the ensemble's ``confidence``.
+    extra : dict
+        ``{"model": {"name", "version", "members", "head", "path"}}``.
+    labels : (Z, Y, X) ndarray of uint8
+        The predicted label mask on the volume's grid.
+
+    Raises
+    ------
+    VolumeReadError
+        If the volume cannot be read.
+    ModelFolderError
+        If the model folder is missing or incomplete (PlanMismatchError if it does not fit this code).
+    """
+    import os
+
+    import torch
+
+    from cacscore.io import read_volume
+    from cacscore.model import load_ensemble, score_with_model
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    ensemble = load_ensemble(model_dir)
+    volume = read_volume(input_path, series_uid=series)
+    prediction = ensemble.predict(volume)
+    result = score_with_model(volume, ensemble, prediction=prediction, **options.as_kwargs())
+    return volume, result, {"model": ensemble.info()}, prediction.labels
+
+
 def emit_report(
     report: dict[str, Any],
     *,
@@ -160,6 +201,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 def _score_command(
     input: Annotated[Path, typer.Argument(help="CT volume: DICOM folder, NIfTI, MetaImage or NRRD file.")],
     mask: Annotated[Path | None, typer.Option("--mask", help="Calcium label mask on the grid of INPUT.")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model folder used without --mask (default: $CACSCORE_MODEL_DIR or the shipped model)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cacscore.score/1 JSON report.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for score.json and lesions.csv.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite results already in --out.")] = False,
@@ -185,23 +230,38 @@ def _score_command(
         float, typer.Option("--mass-calibration", help="Mass calibration, mg/(HU·mL); 1.0 = uncalibrated.")
     ] = 1.0,
 ) -> None:
-    """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask."""
+    """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask, or with the model without --mask."""
     with user_errors():
         from cacscore.scoring import score_report
 
         options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
+        if mask is not None and model is not None:
+            raise InvalidInputError("give either --mask (score that mask) or --model (segment with a model), not both")
+        products = SCORE_PRODUCTS if mask is not None else [*SCORE_PRODUCTS, *_model_products()]
         if out is not None:
             # Refuse early, before any reading, rather than after minutes of work.
-            prepare_output_dir(out, SCORE_PRODUCTS, force=force)
+            prepare_output_dir(out, products, force=force)
+        labels = None
         if mask is None:
-            raise InvalidInputError("--mask is required: give a calcium label mask on the grid of INPUT")
-        volume, result, extra = score_with_mask(
-            input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value)
-        )
+            volume, result, extra, labels = score_with_model_path(input, model, options, series=series)
+        else:
+            volume, result, extra = score_with_mask(
+                input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value)
+            )
         for message in result.warnings:
             warnings.warn(message, CacScoreWarning, stacklevel=1)
         report = score_report(volume, result, input, extra=extra)
         emit_report(report, as_json=as_json, out=out, force=True)
+        if labels is not None and out is not None:
+            from cacscore.model.products import write_model_products
+
+            write_model_products(out, volume, labels, title=f"{input.name}: {report['agatston']:.1f} Agatston")
+
+
+def _model_products() -> list[str]:
+    from cacscore.model.products import MODEL_PRODUCTS
+
+    return MODEL_PRODUCTS
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from cacscore.datasets.base import CaseRef
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.preprocess import downsample_labels, preprocess_volume, target_spacing_mm
 
 #: Class index used for voxels that must not count in the loss (calcium of unknown artery).
@@ -79,7 +80,10 @@ def prepare_case(ref: CaseRef, cache_dir: Path, preprocessing: dict[str, Any]) -
     path = cache_dir / f"{ref.case_id}.npz"
     if path.is_file():
         return path
-    case = ref.load()
+    with warnings.catch_warnings():
+        # Read warnings (overlapping reconstruction, kVp...) matter when scoring, not for training input.
+        warnings.simplefilter("ignore", CacScoreWarning)
+        case = ref.load()
     if case.label is None:
         raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}) has no reference labels to train on")
     volume = case.volume
