@@ -45,3 +45,4 @@ from cacscore.cli import evaluate as _evaluate; _evaluate.register(app)  # noqa:
 from cacscore.cli import train as _train; _train.register(app)  # noqa: E402, E702
 from cacscore.cli import serve as _serve; _serve.register(app)  # noqa: E402, E702
 from cacscore.cli import phantom as _phantom; _phantom.register(app)  # noqa: E402, E702
+from cacscore.cli import demo as _demo; _demo.register(app)  # noqa: E402, E702

@@ -1,0 +1,85 @@
+"""``cacscore demo``: generate a phantom scan, score it with the shipped model, compare with its reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cacscore.cli.common import prepare_output_dir, user_errors
+
+#: Files the demo writes (besides the model products).
+DEMO_PRODUCTS = ["score.json", "lesions.csv", "reference.json", "image.nii.gz"]
+#: Tries to find a seed whose phantom has calcium in at least two arteries.
+_SEED_TRIES = 8
+
+
+def _several_arteries_case(seed: int) -> Any:
+    """The first phantom from ``seed`` on (category D) with calcium in >= 2 arteries."""
+    from cacscore.phantom import generate_case
+
+    case = None
+    for offset in range(_SEED_TRIES):
+        case = generate_case(seed + offset, target_category="D")
+        if sum(1 for name, a in case.reference.arteries.items() if name != "unspecified" and a.agatston > 0) >= 2:
+            break
+    return case
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's files.")] = Path("demo-output"),
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Phantom seed.")] = 7,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in --out.")] = False,
+    model: Annotated[Path | None, typer.Option("--model", help="Model folder (default: the shipped model).")] = None,
+) -> None:
+    """Generate a phantom CT, score it with the model and print the result next to the phantom's reference."""
+    with user_errors():
+        from rich.console import Console
+        from rich.table import Table
+
+        from cacscore.cli.score import ScoringOptions, emit_report
+        from cacscore.io import write_volume
+        from cacscore.model import load_ensemble, score_with_model
+        from cacscore.model.products import MODEL_PRODUCTS, write_model_products
+        from cacscore.scoring import score_report
+
+        prepare_output_dir(out, [*DEMO_PRODUCTS, *MODEL_PRODUCTS], force=force)
+        console = Console(highlight=False)
+        ensemble = load_ensemble(model)
+        console.print(f"generating a phantom calcium-scoring CT (seed {seed}) ...")
+        case = _several_arteries_case(seed)
+        volume = case.volume
+        image_path = write_volume(volume, out / "image.nii.gz")
+        volume.source = str(image_path)
+        reference = score_report(volume, case.reference, image_path, extra={"phantom": {"seed": case.seed}})
+        (out / "reference.json").write_text(json.dumps(reference, indent=2) + "\n", encoding="utf-8")
+
+        console.print(f"scoring it with {ensemble.plan.name} v{ensemble.plan.model_version} "
+                      f"({len(ensemble.members)} members) ...")
+        prediction = ensemble.predict(volume)
+        result = score_with_model(volume, ensemble, prediction=prediction, **ScoringOptions().as_kwargs())
+        report = score_report(volume, result, image_path, extra={"model": ensemble.info()})
+        emit_report(report, as_json=False, out=out, force=True, console=console)
+        write_model_products(out, volume, prediction.labels,
+                             title=f"phantom seed {case.seed}: model {report['agatston']:.1f} vs "
+                                   f"reference {reference['agatston']:.1f} Agatston")
+
+        table = Table(title="Model vs phantom reference (Agatston)")
+        for column in ("", "model", "reference"):
+            table.add_column(column, justify="left" if not column else "right")
+        for name in ("LM", "LAD", "LCX", "RCA"):
+            table.add_row(name, f"{report['arteries'][name]['agatston']:.1f}",
+                          f"{reference['arteries'][name]['agatston']:.1f}")
+        table.add_row("[bold]total[/]", f"[bold]{report['agatston']:.1f}[/]", f"[bold]{reference['agatston']:.1f}[/]")
+        table.add_row("risk category", report["risk_category"], reference["risk_category"])
+        table.add_row("lesions", str(len(report["lesions"])), str(len(reference["lesions"])))
+        console.print(table)
+        console.print(f"files in {out}: image.nii.gz, score.json, lesions.csv, prediction.nii.gz, montage.png, "
+                      "reference.json")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``cacscore demo`` to ``app``."""
+    app.command("demo")(demo)
