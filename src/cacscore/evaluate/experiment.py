@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from cacscore.errors import CacScoreError, InvalidInputError
+from cacscore.errors import CacScoreError, CacScoreWarning, InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
 from cacscore.evaluate.report import atomic_write
 from cacscore.evaluate.runner import CaseEvaluation, CaseRefLike, evaluate_case
@@ -199,6 +200,9 @@ _WORKER_PREDICTORS: list[Callable[[Any], MemberPredictions]] = []
 
 def _init_worker(predict_fn: PredictFn, model_dirs: list[Path], torch_threads: int) -> None:
     if torch_threads:
+        # Reading-quality warnings (e.g. overlapping reconstruction) cannot reach the parent's
+        # warning printer from a worker process; the cohort is ours and its warnings are known.
+        warnings.simplefilter("ignore", CacScoreWarning)
         import torch
 
         torch.set_num_threads(torch_threads)
