@@ -1,0 +1,61 @@
+"""``cacscore score`` with the model and ``cacscore demo``, on phantoms, with the shipped model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cacscore.cli.main import app
+from cacscore.io import read_mask, read_volume, write_volume
+from cacscore.phantom import generate_case
+
+
+@pytest.fixture(scope="module")
+def phantom_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    case = generate_case(3, target_category="D")
+    return write_volume(case.volume, tmp_path_factory.mktemp("phantom") / "image.nii.gz")
+
+
+def test_score_with_the_shipped_model_reports_model_and_confidence(phantom_image: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["score", str(phantom_image), "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["schema"] == "cacscore.score/1"
+    assert report["model"]["members"] == 5 and report["model"]["head"] == "arteries"
+    assert report["lesions"], "the shipped model finds calcium in a category D phantom"
+    assert all(0.5 < lesion["confidence"] <= 1.0 for lesion in report["lesions"])
+    for name in ("score.json", "lesions.csv", "prediction.nii.gz", "montage.png"):
+        assert (out / name).is_file()
+    volume = read_volume(phantom_image)
+    labels = read_mask(out / "prediction.nii.gz", volume)
+    assert np.all(volume.hu[labels > 0] >= 130)
+    assert (out / "montage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mask_and_model_together_are_refused(phantom_image: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["score", str(phantom_image), "--mask", str(phantom_image),
+                                      "--model", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "either --mask" in result.output
+
+
+def test_missing_model_folder_is_a_one_line_error(phantom_image: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["score", str(phantom_image), "--model", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "model folder not found" in result.output and "Traceback" not in result.output
+
+
+def test_demo_runs_with_the_shipped_model(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "Model vs phantom reference" in result.output
+    for name in ("image.nii.gz", "score.json", "lesions.csv", "prediction.nii.gz", "montage.png", "reference.json"):
+        assert (out / name).is_file()
+    again = CliRunner().invoke(app, ["demo", "--out", str(out)])
+    assert again.exit_code == 1 and "--force" in again.output

@@ -1,0 +1,125 @@
+"""Training a tiny model on a tiny phantom cohort: files, resume, reload, inference end to end, commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cacscore.cli.main import app
+from cacscore.errors import CacScoreError, InvalidInputError
+from cacscore.io import read_volume
+from cacscore.model import load_ensemble, score_with_model
+from cacscore.phantom import PhantomConfig, generate_cohort
+from cacscore.train import TrainConfig, train_model
+from cacscore.train.data import split_cases
+
+TINY = {"members": 2, "epochs": 2, "steps_per_epoch": 2, "batch": 2, "patch": (8, 16, 16), "filters": (4, 8),
+        "val_cases": 1}
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cohort")
+    generate_cohort(root, 5, 5, fmt="nifti", balance=True, progress=False,
+                    config=PhantomConfig(matrix=96, n_slices=(20, 24)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_model(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "tiny"
+    train_model(TrainConfig(data=cohort, out=out, **TINY))  # type: ignore[arg-type]
+    return out
+
+
+def test_training_writes_plan_and_safetensors(tiny_model: Path) -> None:
+    plan = json.loads((tiny_model / "plan.json").read_text())
+    assert [m["file"] for m in plan["members"]] == ["member_0.safetensors", "member_1.safetensors"]
+    assert all(1 <= m["best_epoch"] <= 2 and 0 <= m["val_dice"] <= 1 for m in plan["members"])
+    assert plan["network"]["init_args"] == {"in_channels": 1, "n_classes": 5, "filters": [4, 8]}
+    assert len(plan["training"]["val_case_ids"]) == 1 and len(plan["training"]["train_case_ids"]) == 4
+    assert plan["data"]["layout"] == "phantom" and plan["data"]["generator_version"] is not None
+    assert plan["preprocessing"]["clip_hu"] == [-300.0, 800.0]
+    assert (tiny_model / "member_1.safetensors").stat().st_size > 0
+
+
+def test_load_ensemble_rebuilds_the_trained_model(tiny_model: Path) -> None:
+    ensemble = load_ensemble(tiny_model)
+    assert len(ensemble.members) == 2 and ensemble.members[0].init_args["filters"] == [4, 8]
+
+
+def test_inference_gives_labels_on_the_original_grid_only_above_130_hu(tiny_model: Path, cohort: Path) -> None:
+    volume = read_volume(cohort / "case_0002" / "image.nii.gz")
+    ensemble = load_ensemble(tiny_model)
+    prediction = ensemble.predict(volume)
+    assert prediction.labels.shape == volume.shape and prediction.labels.dtype == np.uint8
+    assert np.all(volume.hu[prediction.labels > 0] >= 130)
+    assert set(np.unique(prediction.labels)) <= {0, 2, 3, 4, 5}
+    result = score_with_model(volume, ensemble, prediction=prediction)
+    assert all(lesion.confidence is not None and 0.5 < lesion.confidence <= 1 for lesion in result.lesions)
+
+
+def test_existing_model_needs_resume(tiny_model: Path, cohort: Path) -> None:
+    with pytest.raises(CacScoreError, match="use --resume"):
+        train_model(TrainConfig(data=cohort, out=tiny_model, **TINY))  # type: ignore[arg-type]
+
+
+def test_resume_keeps_finished_members_and_continues_the_current_one(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    events: list[tuple[Any, ...]] = []
+
+    def interrupt_member_1(kind: str, *args: Any) -> None:
+        events.append((kind, *args))
+        if kind == "epoch" and events[-1] and any(e[:2] == ("member", 1) for e in events):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(TrainConfig(data=cohort, out=out, **TINY), report=interrupt_member_1)  # type: ignore[arg-type]
+    assert (out / "member_0.safetensors").is_file() and not (out / "member_1.safetensors").exists()
+    first = (out / "member_0.safetensors").stat().st_mtime_ns
+    resumed: list[tuple[Any, ...]] = []
+    plan = train_model(TrainConfig(data=cohort, out=out, **TINY), resume=True,  # type: ignore[arg-type]
+                       report=lambda kind, *args: resumed.append((kind, *args)))
+    assert ("member", 0, 2) not in resumed
+    assert [e[1] for e in resumed if e[0] == "epoch"] == [2]  # member 1 continues at its second epoch
+    assert (out / "member_0.safetensors").stat().st_mtime_ns == first
+    assert [m["member"] for m in plan.members] == [0, 1]
+
+
+def test_split_is_fixed_by_seed_and_capped() -> None:
+    ids = [f"c{i}" for i in range(30)]
+    train, val = split_cases(ids, 20, seed=3)
+    assert len(val) == 6 and len(train) == 24 and not set(train) & set(val)
+    assert split_cases(ids, 20, seed=3) == (train, val)
+    with pytest.raises(InvalidInputError, match="at least 2 cases"):
+        split_cases(["only"], 1, seed=0)
+
+
+def test_bad_settings_are_named(cohort: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="multiples of 2"):
+        train_model(TrainConfig(data=cohort, out=tmp_path / "x", **{**TINY, "patch": (7, 16, 16)}))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="head must be"):
+        train_model(TrainConfig(data=cohort, out=tmp_path / "x", head="coronary"))
+
+
+def test_train_command(cohort: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, [
+        "train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--members", "1", "--epochs", "1",
+        "--steps-per-epoch", "1", "--batch", "1", "--patch", "8,16,16", "--filters", "4,8", "--val-cases", "1",
+        "--head", "binary", "--loss", "dice",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "member 0: best epoch 1" in result.output
+    plan = json.loads((tmp_path / "m" / "plan.json").read_text())
+    assert plan["head"] == "binary" and plan["class_codes"] == [0, 1]
+
+
+def test_train_command_bad_patch_is_one_line(cohort: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--patch", "8,16"])
+    assert result.exit_code == 1
+    assert "--patch must be three integers" in result.output
