@@ -152,15 +152,16 @@ class Ensemble:
     """
 
     def __init__(self, plan: Plan, members: list[ResUNet3d], folder: Path | None = None,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None, device: str = "cpu") -> None:
         if not members:
             raise ModelFolderError("an ensemble needs at least one member")
         self.plan = plan
-        self.members = members
         self.folder = folder
         self.precision = precision or plan.precision
         if self.precision not in ("fp32", "bf16"):
             raise InvalidInputError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        self.device = torch.device(device)
+        self.members = [m.to(self.device) for m in members]
 
     def info(self) -> dict[str, Any]:
         """The report's ``model`` block: name, version, members, head."""
@@ -175,17 +176,17 @@ class Ensemble:
     @contextlib.contextmanager
     def _precision(self) -> Iterator[None]:
         if self.precision == "bf16":
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 yield
         else:
             yield
 
     def member_probabilities(self, image: np.ndarray) -> Iterator[np.ndarray]:
         """Softmax probabilities ``(C, Z', Y', X')`` of each member for a preprocessed image."""
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
         with torch.inference_mode(), self._precision():
             for net in self.members:
-                yield torch.softmax(net(x).float(), dim=1)[0].numpy()
+                yield torch.softmax(net(x).float(), dim=1)[0].cpu().numpy()
 
     def preprocess(self, volume: CTVolume) -> tuple[np.ndarray, Grid]:
         """The network input of ``volume`` and its grid, by the plan's settings."""
@@ -254,7 +255,8 @@ def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None = None) -> Ensemble:
+def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None = None,
+                  device: str = "cpu") -> Ensemble:
     """Rebuild an ensemble from a model folder (``plan.json`` + ``member_<k>.safetensors``).
 
     Parameters
@@ -262,7 +264,9 @@ def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None 
     model_dir : str or Path, optional
         The folder; default ``$CACSCORE_MODEL_DIR`` or the model shipped in the package.
     precision : {"fp32", "bf16"}, optional
-        CPU inference precision; default the plan's.
+        Inference precision; default the plan's.
+    device : str
+        Torch device for the forward passes (``"cpu"`` or ``"cuda"``).
 
     Raises
     ------
@@ -278,7 +282,7 @@ def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None 
     if missing:
         raise ModelFolderError(f"{folder}: member weights {missing} listed in plan.json are missing")
     members = [load_member(folder / m["file"], init_args) for m in plan.members]
-    return Ensemble(plan, members, folder, precision)
+    return Ensemble(plan, members, folder, precision, device)
 
 
 def score_with_model(volume: CTVolume, ensemble: Ensemble, *,

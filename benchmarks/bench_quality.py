@@ -1,0 +1,165 @@
+"""Quality of a model on a newly generated, balanced phantom cohort (targets of issue 5).
+
+Prints, for the model (and the naive threshold baseline):
+
+- risk category accuracy (target >= 0.95) and Harrell's C (target >= 0.98),
+  with :mod:`cacscore.evaluate.metrics`;
+- lesion-level F1 as in orCaScore (target >= 0.90), with
+  :func:`cacscore.evaluate.lesions.lesion_detection`;
+- the % of cases where mitral annulus or aortic valve calcium was counted as
+  coronary (target <= 2 %): a predicted calcium voxel inside one of the
+  case's ``truth.json`` distractor ellipsoids (1.5 mm margin);
+- with ``--compare-precision``: whether bf16 autocast gives the same masks and
+  scores as fp32 (CPU inference takes bf16 only where it does).
+
+Usage::
+
+    python benchmarks/bench_quality.py --n 100 --seed 77001 [--model DIR] [--workers 2] [--device cpu]
+        [--compare-precision] [--cohort runs/quality-77001] [--json out.json]
+
+The seed must never have been used to train the model (training cohorts:
+2021/2022, see benchmarks/train_default_model.sh). The cohort folder is
+kept, and generation resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DISTRACTORS_CHECKED = ("mitral_annulus", "aortic_valve")
+MARGIN_MM = 1.5
+
+
+def distractor_hit(volume: Any, labels: np.ndarray, distractors: list[dict[str, Any]]) -> bool:
+    """True when a predicted calcium voxel lies inside an aortic valve / mitral annulus distractor."""
+    zyx = np.argwhere(labels > 0)
+    if zyx.size == 0:
+        return False
+    xyz = volume.index_to_patient(zyx)
+    for d in distractors:
+        if d["type"] not in DISTRACTORS_CHECKED:
+            continue
+        for part in d.get("parts") or [{"center_mm": d["position_mm"], "axes": np.eye(3).tolist(),
+                                        "radii_mm": [d["size_mm"] / 2] * 3}]:
+            local = (xyz - np.asarray(part["center_mm"])) @ np.asarray(part["axes"]).T
+            scaled = local / (np.asarray(part["radii_mm"]) + MARGIN_MM)
+            if np.any((scaled**2).sum(axis=1) <= 1):
+                return True
+    return False
+
+
+def summarise(name: str, evaluations: list[Any], hits: list[bool]) -> dict[str, Any]:
+    from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c
+
+    ref = [e.ref_category for e in evaluations]
+    pred = [e.pred_category for e in evaluations]
+    lesions = aggregate_lesions(e.lesions for e in evaluations).metrics()["overall"]
+    return {
+        "method": name,
+        "n": len(evaluations),
+        "category_accuracy": category_accuracy(ref, pred),
+        "harrell_c": harrell_c(ref, pred),
+        "lesion_f1": lesions["f1"],
+        "lesion_sensitivity": lesions["sensitivity"],
+        "lesion_ppv": lesions["ppv"],
+        "fp_per_scan": lesions["fp_per_scan"],
+        "valve_or_annulus_counted_pct": 100.0 * float(np.mean(hits)) if hits else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=77001)
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--cohort", type=Path, default=None, help="cohort folder (default runs/quality-SEED)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compare-precision", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
+    args = parser.parse_args()
+
+    import torch
+
+    from cacscore.datasets import list_cases
+    from cacscore.evaluate.runner import evaluate_case, threshold_baseline
+    from cacscore.model import load_ensemble, score_with_model
+    from cacscore.phantom import generate_cohort
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    cohort = args.cohort or Path("runs") / f"quality-{args.seed}"
+    t0 = time.perf_counter()
+    generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
+    print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
+    ensemble = load_ensemble(args.model, precision="fp32", device=args.device)
+    other = load_ensemble(args.model, precision="bf16", device=args.device) if args.compare_precision else None
+    print(f"model: {ensemble.info()}")
+
+    model_evals, model_hits, base_evals, base_hits = [], [], [], []
+    same_masks = same_categories = 0
+    max_agatston_diff = 0.0
+    seconds = []
+    refs = list_cases(cohort)
+    for i, ref in enumerate(refs):
+        import warnings
+
+        from cacscore.errors import CacScoreWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CacScoreWarning)
+            case = ref.load()
+        truth = json.loads((Path(ref.image_path).parent / "truth.json").read_text())
+        start = time.perf_counter()
+        prediction = ensemble.predict(case.volume)
+        seconds.append(time.perf_counter() - start)
+        evaluation = evaluate_case(case.case_id, case.volume, case.label, prediction.labels)
+        model_evals.append(evaluation)
+        model_hits.append(distractor_hit(case.volume, prediction.labels, truth["distractors"]))
+        if other is not None:
+            low = other.predict(case.volume)
+            same_masks += int(np.array_equal(low.labels, prediction.labels))
+            a = score_with_model(case.volume, ensemble, prediction=prediction)
+            b = score_with_model(case.volume, other, prediction=low)
+            same_categories += int(a.risk_category == b.risk_category)
+            max_agatston_diff = max(max_agatston_diff, abs(a.agatston - b.agatston))
+        if not args.no_baseline:
+            base = threshold_baseline(case)
+            base_evals.append(evaluate_case(case.case_id, case.volume, case.label, base))
+            base_hits.append(distractor_hit(case.volume, base, truth["distractors"]))
+        print(f"[{i + 1}/{len(refs)}] {case.case_id}: reference {evaluation.ref_agatston:.1f} "
+              f"({evaluation.ref_category}), model {evaluation.pred_agatston:.1f} ({evaluation.pred_category})"
+              f"{'  valve/annulus counted' if model_hits[-1] else ''}", flush=True)
+
+    rows = [summarise("model (5-member ensemble)", model_evals, model_hits)]
+    if base_evals:
+        rows.append(summarise("baseline: every voxel >= 130 HU", base_evals, base_hits))
+    print()
+    print(f"{'method':36s} {'n':>4s} {'accuracy':>9s} {'Harrell C':>10s} {'lesion F1':>10s} "
+          f"{'sens':>6s} {'PPV':>6s} {'FP/scan':>8s} {'valve/MAC %':>12s}")
+    for r in rows:
+        print(f"{r['method']:36s} {r['n']:4d} {r['category_accuracy']:9.3f} {r['harrell_c']:10.3f} "
+              f"{r['lesion_f1']:10.3f} {r['lesion_sensitivity']:6.3f} {r['lesion_ppv']:6.3f} "
+              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f}")
+    print("targets: accuracy >= 0.95, Harrell C >= 0.98, lesion F1 >= 0.90, valve/MAC <= 2 %")
+    print(f"inference (read excluded) on {args.device}: {np.mean(seconds):.2f} s per case (mean)")
+    result: dict[str, Any] = {"seed": args.seed, "n": args.n, "model": ensemble.info(), "rows": rows,
+                              "seconds_per_case": float(np.mean(seconds))}
+    if other is not None:
+        print(f"bf16 vs fp32: identical masks in {same_masks}/{len(refs)} cases, identical categories in "
+              f"{same_categories}/{len(refs)}, largest Agatston difference {max_agatston_diff:.2f}")
+        result["bf16_vs_fp32"] = {"same_masks": same_masks, "same_categories": same_categories,
+                                  "max_agatston_diff": max_agatston_diff, "n": len(refs)}
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
