@@ -161,7 +161,9 @@ class Ensemble:
         if self.precision not in ("fp32", "bf16"):
             raise InvalidInputError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         self.device = torch.device(device)
-        self.members = [m.to(self.device) for m in members]
+        # bf16 convolutions are only fast in the channels-last layout (measured ~10x on AVX512-BF16 CPUs).
+        self.memory_format = torch.channels_last_3d if self.precision == "bf16" else torch.contiguous_format
+        self.members = [m.to(self.device).to(memory_format=self.memory_format) for m in members]
 
     def info(self) -> dict[str, Any]:
         """The report's ``model`` block: name, version, members, head."""
@@ -184,6 +186,7 @@ class Ensemble:
     def member_probabilities(self, image: np.ndarray) -> Iterator[np.ndarray]:
         """Softmax probabilities ``(C, Z', Y', X')`` of each member for a preprocessed image."""
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(self.device)
+        x = x.contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), self._precision():
             for net in self.members:
                 yield torch.softmax(net(x).float(), dim=1)[0].cpu().numpy()
