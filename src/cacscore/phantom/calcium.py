@@ -108,7 +108,7 @@ def sample_lesion(
     s_all = artery.arclength
     s = float(rng.beta(1.2, 2.6) * s_all[-1])
     if size_mm is None:
-        size_mm = float(np.clip(rng.lognormal(np.log(2.5), 0.6), 0.5, 10.0))
+        size_mm = float(np.clip(rng.lognormal(np.log(2.6), 0.6), 0.5, 10.0))
     if density_hu is None:
         density_hu = float(np.clip(rng.lognormal(np.log(260 + 45 * size_mm), 0.45), 150, 1200))
     i = int(np.clip(np.searchsorted(s_all, s), 0, len(s_all) - 1))

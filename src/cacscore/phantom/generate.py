@@ -54,6 +54,8 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
 _CATEGORY_BOUNDS = {"A": (0.0, 0.0), "B": (0.0, 10.0), "C": (10.0, 100.0), "D": (100.0, 400.0),
                     "E": (400.0, np.inf)}
 _THRESHOLD_HU = 130
+#: Rounds of render -> score -> add/drop lesions before giving up on a target category.
+_MAX_ROUNDS = 14
 
 
 @dataclass(frozen=True)
@@ -214,8 +216,8 @@ def _grid(rng: np.random.Generator, config: PhantomConfig, anatomy: Anatomy) -> 
     weights = np.array([w for _, _, w in config.slice_options], dtype=float)
     choice = config.slice_options[int(rng.choice(len(weights), p=weights / weights.sum()))]
     thickness, increment = float(choice[0]), float(choice[1])
-    top = anatomy.top_z_mm + rng.uniform(0, 10)
-    bottom = anatomy.apex_z_mm - rng.uniform(0, 12)
+    top = anatomy.top_z_mm + rng.uniform(5, 20)
+    bottom = anatomy.apex_z_mm - rng.uniform(5, 25)
     n = int(np.clip(round((top - bottom) / increment) + 1, *config.n_slices))
     z0 = round((top - (n - 1) * increment) * 4) / 4
     center = anatomy.heart_center[:2] + rng.uniform(-10, 10, 2)
@@ -224,32 +226,40 @@ def _grid(rng: np.random.Generator, config: PhantomConfig, anatomy: Anatomy) -> 
                 (round(center[0] - half, 3), round(center[1] - half, 3), z0), thickness)
 
 
-def _draw_lesion(rng: np.random.Generator, arteries: list[Artery], avoid: list[CalciumObject],
-                 **kwargs: float) -> CalciumObject | None:
-    for _ in range(8):
+def _draw_lesion(rng: np.random.Generator, arteries: list[Artery], lesions: list[CalciumObject],
+                 distractors: list[CalciumObject], **kwargs: float) -> CalciumObject | None:
+    """A lesion clear of the distractors (3 mm, so labels never touch them) and of the other lesions."""
+    for _ in range(16):
         lesion = sample_lesion(rng, pick_artery(rng, arteries), **kwargs)  # type: ignore[arg-type]
-        if not too_close(lesion, avoid, gap_mm=2.5):
+        if not too_close(lesion, distractors, gap_mm=3.0) and not too_close(lesion, lesions, gap_mm=0.5):
             return lesion
     return None
 
 
 def _natural_lesions(rng: np.random.Generator, config: PhantomConfig, arteries: list[Artery],
                      distractors: list[CalciumObject]) -> list[CalciumObject]:
-    """Zero-inflated, heavy-tailed lesion count (negative binomial) for an untargeted case."""
+    """Zero-inflated, heavy-tailed lesions for an untargeted case.
+
+    A patient-level burden (log-normal) scales both the lesion count (1 + negative binomial with
+    mean ``config.mean_lesions - 1`` at burden 1) and the lesion size, as plaque burden does.
+    """
     if rng.random() < config.zero_fraction:
         return []
-    count = 1 + int(rng.negative_binomial(0.7, 0.7 / (0.7 + max(config.mean_lesions - 1, 0.1))))
+    burden = float(rng.lognormal(0.0, 0.8))
+    mean = max((config.mean_lesions - 1) * burden, 0.1)
+    count = 1 + int(rng.negative_binomial(0.6, 0.6 / (0.6 + mean)))
     lesions: list[CalciumObject] = []
     for _ in range(min(count, 60)):
-        lesion = _draw_lesion(rng, arteries, distractors + lesions)
+        size = float(np.clip(rng.lognormal(np.log(2.6 * burden**0.4), 0.6), 0.5, 10.0))
+        lesion = _draw_lesion(rng, arteries, lesions, distractors, size_mm=size)
         if lesion is not None:
             lesions.append(lesion)
     return lesions
 
 
-def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery],
-                 avoid: list[CalciumObject], *, min_size_mm: float = 0.6) -> list[CalciumObject]:
-    """Lesions whose estimated Agatston adds up to about ``target``, each at least ``min_size_mm`` long."""
+def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery], distractors: list[CalciumObject],
+                 existing: list[CalciumObject], *, min_size_mm: float = 0.6) -> list[CalciumObject]:
+    """New lesions, besides ``existing``, whose estimated Agatston adds up to about ``target``."""
     lesions: list[CalciumObject] = []
     need = target
     while need > 0.3 and len(lesions) < 60:
@@ -258,7 +268,7 @@ def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery]
         typical = max(1.5, min(2.0 * need ** (1 / 3), 8.0))
         for _ in range(6):
             size = float(np.clip(rng.lognormal(np.log(typical), 0.35), min_size_mm, 10.0))
-            cand = _draw_lesion(rng, arteries, avoid + lesions, size_mm=size)
+            cand = _draw_lesion(rng, arteries, existing + lesions, distractors, size_mm=size)
             if cand is None:
                 continue
             if best is None or abs(estimate_agatston(cand) - need) < abs(estimate_agatston(best) - need):
@@ -308,7 +318,8 @@ def _reference_label(
             peaks.append(None)
             continue
         touched = np.unique(comps[(r.occ > 0.0) & bright])
-        keep = np.isin(comps, touched[touched > 0])
+        # A voxel already claimed by a neighbouring lesion keeps its artery (and that lesion its point).
+        keep = np.isin(comps, touched[touched > 0]) & (label[r.box] == 0)
         if not keep.any():
             peaks.append(None)
             continue
@@ -318,6 +329,36 @@ def _reference_label(
         local = np.unravel_index(int(np.argmax(values)), values.shape)
         peaks.append(tuple(int(local[k] + r.box[k].start) for k in range(3)))  # type: ignore[misc]
     return label, peaks
+
+
+def _adjust(
+    rng: np.random.Generator,
+    lesions: list[CalciumObject],
+    rendered: list[_Rendered],
+    peaks: list[tuple[int, int, int] | None],
+    score: float,
+    category: str,
+    goal: float,
+    arteries: list[Artery],
+    distractors: list[CalciumObject],
+    attempt: int,
+) -> list[CalciumObject]:
+    """One round of moving the reference score towards ``category``: add lesions, or drop one."""
+    if score <= _CATEGORY_BOUNDS[category][0] and category != "A":
+        # Too little survived partial volume: keep at most two lost lesions, add larger ones.
+        lost = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is None]
+        kept = [o for o in lesions if all(o is not x for x in lost[2:])]
+        return kept + _lesions_for(rng, max(goal - score, 1.0), arteries, distractors, kept,
+                                   min_size_mm=min(2.0 + 0.6 * attempt, 6.0))
+    survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
+    if category == "A" or len(survivors) <= 1:
+        drop = survivors[0] if survivors else (lesions[0] if lesions else None)
+    else:
+        drop = min(survivors, key=lambda o: abs(estimate_agatston(o) - (score - goal)))
+    kept = [o for o in lesions if o is not drop]
+    if category != "A" and not kept:
+        return _lesions_for(rng, goal, arteries, distractors, [])
+    return kept
 
 
 def _in_category(score: float, category: str) -> bool:
@@ -408,65 +449,41 @@ def generate_case(
     outside_hu = int(SCANNERS[scanner]["outside_hu"])
 
     clock.lap("blur and noise")
+    goal: float | None = None  # target Agatston score
     if target_category is None:
         lesions = _natural_lesions(rng_les, config, arteries, distractors)
-        goal = None
     else:
         lo, hi = TARGET_RANGES[target_category]
         goal = 0.0 if hi == 0 else float(np.exp(rng_les.uniform(np.log(lo), np.log(hi))))
-        lesions = _lesions_for(rng_les, goal, arteries, distractors)
+        lesions = _lesions_for(rng_les, goal, arteries, distractors, [])
         if target_category == "A" and rng_les.random() < 0.3:
             # A faint speck that partial volume hides: category A with a true (unscorable) lesion.
-            faint = _draw_lesion(rng_les, arteries, distractors, size_mm=float(rng_les.uniform(0.5, 1.0)),
+            faint = _draw_lesion(rng_les, arteries, lesions, distractors, size_mm=float(rng_les.uniform(0.5, 1.0)),
                                  density_hu=float(rng_les.uniform(150, 220)))
             lesions += [faint] if faint is not None else []
 
-    rendered_cache: dict[int, _Rendered | None] = {}
+    # Keyed by the object itself (identity hash), which also keeps dropped lesions alive so ids never clash.
+    rendered_cache: dict[CalciumObject, _Rendered | None] = {}
 
     def render(objs: list[CalciumObject]) -> list[_Rendered]:
-        out = []
         for obj in objs:
-            if id(obj) not in rendered_cache:
-                rendered_cache[id(obj)] = _render_lesion(obj, grid, base, sigma_px)
-            r = rendered_cache[id(obj)]
-            if r is not None:
-                out.append(r)
-        return out
+            if obj not in rendered_cache:
+                rendered_cache[obj] = _render_lesion(obj, grid, base, sigma_px)
+        return [r for r in (rendered_cache[o] for o in objs) if r is not None]
 
     spacing = grid.spacing
     affine = _affine(grid)
-    target_met = True
-    for attempt in range(14):
+    for attempt in range(_MAX_ROUNDS):
         rendered = render(lesions)
         hu = _compose(background, rendered, outside, outside_hu)
         label, peaks = _reference_label(hu, rendered, forbidden, grow_px=max(1, int(np.ceil(2 * sigma_px))))
         reference = score_calcium(hu, spacing, label, kvp=120.0, affine=affine)
-        if target_category is None or _in_category(reference.agatston, target_category):
+        if target_category is None or goal is None or _in_category(reference.agatston, target_category):
             break
-        target_met = False
-        if attempt == 13:
-            break
-        score = reference.agatston
-        goal = goal or 0.0
-        lo_b, hi_b = _CATEGORY_BOUNDS[target_category]
-        if score <= lo_b and target_category != "A":
-            # Too little survived partial volume: keep at most two lost lesions, add larger ones.
-            lost = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is None]
-            lesions = [o for o in lesions if all(o is not x for x in lost[2:])]
-            lesions += _lesions_for(rng_les, max(goal - score, 1.0), arteries, distractors + lesions,
-                                    min_size_mm=min(2.0 + 0.6 * attempt, 6.0))
-        else:
-            survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
-            excess = score - (goal if target_category != "A" else 0.0)
-            if target_category == "A" or len(survivors) <= 1:
-                drop = survivors[0] if survivors else (lesions[0] if lesions else None)
-            else:
-                drop = min(survivors, key=lambda o: abs(estimate_agatston(o) - excess))
-            lesions = [o for o in lesions if o is not drop]
-            if target_category != "A" and not lesions:
-                lesions = _lesions_for(rng_les, goal, arteries, distractors)
-    if target_category is not None:
-        target_met = _in_category(reference.agatston, target_category)
+        if attempt < _MAX_ROUNDS - 1:
+            lesions = _adjust(rng_les, lesions, rendered, peaks, reference.agatston, target_category, goal,
+                              arteries, distractors, attempt)
+    target_met = target_category is None or _in_category(reference.agatston, target_category)
 
     clock.lap("calcium, truth and scoring")
     volume = CTVolume(

@@ -27,7 +27,7 @@ SCANNERS: dict[str, dict[str, Any]] = {
 
 
 def blur_inplane(volume: np.ndarray, sigma_px: tuple[float, float]) -> np.ndarray:
-    """Separable Gaussian blur along y and x (axes 1 and 2), float32, in place where possible."""
+    """Separable Gaussian blur along y and x (axes 1 and 2), float32."""
     out = ndimage.gaussian_filter1d(volume, sigma_px[0], axis=1, mode="nearest", output=np.float32)
     return ndimage.gaussian_filter1d(out, sigma_px[1], axis=2, mode="nearest", output=np.float32)
 
