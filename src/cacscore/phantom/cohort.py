@@ -71,6 +71,29 @@ def points_csv(points: list[tuple[float, float, float, str]]) -> str:
     return buf.getvalue()
 
 
+def dicom_tags(case: PhantomCase) -> dict[str, Any]:
+    """Vendor-specific DICOM attributes of a case (model, kernel, FOV, exposure, padding)."""
+    volume = case.volume
+    scanner = SCANNERS[str(volume.manufacturer)]
+    models = scanner["models"]
+    tube_ma = 60 + (case.seed % 241)  # deterministic, 60-300 mA
+    tags: dict[str, Any] = {
+        "ManufacturerModelName": models[case.seed % len(models)],
+        "ConvolutionKernel": scanner["kernel"],
+        "PatientName": f"Phantom^{case.seed}",
+        "ScanOptions": "CARDIAC",
+        "ReconstructionDiameter": round(volume.shape[2] * volume.spacing[2], 2),
+        "XRayTubeCurrent": tube_ma,
+        "Exposure": round(tube_ma * 0.28),
+        "CTDIvol": round(0.012 * tube_ma * 3.0, 2),
+        "ContrastBolusAgent": "",
+    }
+    # Padding below air is unambiguous; a -1024 padding would also mask real air voxels.
+    if int(scanner["outside_hu"]) < -1024:
+        tags["PixelPaddingValue"] = int(scanner["outside_hu"]) + 1024
+    return tags
+
+
 def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> Path:
     """Write one generated case into ``folder`` (image, label, points, truth, then reference.json).
 
@@ -89,20 +112,8 @@ def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> 
     image_name, label_name = FORMATS[fmt]
     volume = case.volume
     if fmt == "dicom":
-        scanner = SCANNERS[str(volume.manufacturer)]
-        models = scanner["models"]
-        write_dicom_series(
-            volume,
-            folder / image_name,
-            manufacturer=volume.manufacturer,
-            uid_seed=f"cacscore-phantom-{case.seed}",
-            extra_tags={
-                "ManufacturerModelName": models[case.seed % len(models)],
-                "ConvolutionKernel": scanner["kernel"],
-                "PatientName": f"Phantom^{case.seed}",
-                "PixelPaddingValue": int(scanner["outside_hu"]) + 1024,
-            },
-        )
+        write_dicom_series(volume, folder / image_name, manufacturer=volume.manufacturer,
+                           uid_seed=f"cacscore-phantom-{case.seed}", extra_tags=dicom_tags(case))
     else:
         write_volume(volume, folder / image_name)
     write_mask(case.label, volume, folder / label_name)
