@@ -47,15 +47,17 @@ def heart_box(hu: np.ndarray) -> tuple[slice, slice, slice]:
     soft = (smooth > 0) & (smooth < 110)
     soft = ndimage.binary_opening(soft, structure=np.ones((1, 7, 7), bool))
     comps, n = ndimage.label(soft)
-    cz, cy, cx = nz // 2, ny // 2, nx // 2
+    cy, cx = ny // 2, nx // 2
+    central = (slice(0, nz), slice(ny // 5, ny - ny // 5), slice(nx // 5, nx - nx // 5))
     if n == 0:
-        return (slice(0, nz), slice(ny // 5, ny - ny // 5), slice(nx // 5, nx - nx // 5))
+        return central
     sizes = ndimage.sum_labels(np.ones_like(comps), comps, index=np.arange(1, n + 1))
     centres = np.array(ndimage.center_of_mass(soft, comps, index=np.arange(1, n + 1)))
     dist = np.hypot(centres[:, 1] - cy, centres[:, 2] - cx)
     best = int(np.argmin(dist - 0.002 * sizes)) + 1
     found = ndimage.find_objects((comps == best).astype(np.int32))[0]
-    assert found is not None
+    if found is None:
+        return central
     zs, ys, xs = found
     # The component may run into the chest wall or liver: keep the central 80 % of the FOV at most.
     y0, y1 = max(ys.start, ny // 10), min(ys.stop, ny - ny // 10)
@@ -63,7 +65,9 @@ def heart_box(hu: np.ndarray) -> tuple[slice, slice, slice]:
     return (zs, slice(y0, y1), slice(x0, x1))
 
 
-def baseline_scores(hu: np.ndarray, spacing: tuple[float, float, float], max_area_mm2: float) -> dict[str, float]:
+def baseline_scores(
+    hu: np.ndarray, spacing: tuple[float, float, float], max_area_mm2: float
+) -> dict[str, float]:
     """Agatston score of each baseline on one volume."""
     box = heart_box(hu)
     in_box = np.zeros(hu.shape, dtype=bool)
@@ -78,7 +82,9 @@ def baseline_scores(hu: np.ndarray, spacing: tuple[float, float, float], max_are
     return {name: score_calcium(hu, spacing, m.astype(np.uint8)).agatston for name, m in masks.items()}
 
 
-def _large_components(bright: np.ndarray, spacing: tuple[float, float, float], max_area_mm2: float) -> np.ndarray:
+def _large_components(
+    bright: np.ndarray, spacing: tuple[float, float, float], max_area_mm2: float
+) -> np.ndarray:
     """2-D 8-connected components per slice larger than ``max_area_mm2``."""
     structure = np.zeros((3, 3, 3), dtype=bool)
     structure[1] = True
@@ -97,8 +103,11 @@ def _generated(args: tuple[int, int, float]) -> tuple[str, float, dict[str, floa
 
     seed, index, max_area = args
     case = generate_case(case_seed(seed, index), target_category=case_target(index, True))
-    return (case.reference.risk_category, case.reference.agatston,
-            baseline_scores(case.volume.hu, case.volume.spacing, max_area))
+    return (
+        case.reference.risk_category,
+        case.reference.agatston,
+        baseline_scores(case.volume.hu, case.volume.spacing, max_area),
+    )
 
 
 def _from_disk(args: tuple[str, str, str, float]) -> tuple[str, float, dict[str, float]]:
@@ -110,7 +119,9 @@ def _from_disk(args: tuple[str, str, str, float]) -> tuple[str, float, dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, help="cohort folder written by `cacscore phantom` (reads cases.csv)")
+    parser.add_argument(
+        "--data", type=Path, help="cohort folder written by `cacscore phantom` (reads cases.csv)"
+    )
     parser.add_argument("--n", type=int, default=50, help="cases to generate when --data is not given")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--workers", type=int, default=2)
@@ -127,8 +138,10 @@ def main() -> None:
             results = list(pool.map(_generated, [(args.seed, i, args.max_area) for i in range(args.n)]))
     elapsed = time.perf_counter() - start
     truth = [r[0] for r in results]
-    print(f"{len(results)} cases ({elapsed:.0f} s); reference categories: "
-          + ", ".join(f"{c} {truth.count(c)}" for c in "ABCDE"))
+    print(
+        f"{len(results)} cases ({elapsed:.0f} s); reference categories: "
+        + ", ".join(f"{c} {truth.count(c)}" for c in "ABCDE")
+    )
     print(f"{'method':34s} {'accuracy':>8s}   confusion (rows: reference A-E, columns: predicted A-E)")
     print(f"{'reference':34s} {1.0:8.2f}")
     for name in BASELINES:

@@ -43,11 +43,21 @@ def test_cohort_layout_manifest_and_reference(tmp_path: Path) -> None:
     manifest = _rows(out)
     assert list(manifest[0]) == MANIFEST_COLUMNS
     generation = json.loads((out / "generation.json").read_text())
-    assert (generation["n"], generation["seed"], generation["format"], generation["balance"]) == (3, 5, "nifti", True)
+    assert (generation["n"], generation["seed"], generation["format"], generation["balance"]) == (
+        3,
+        5,
+        "nifti",
+        True,
+    )
     for row in manifest:
         folder = out / row["case_id"]
         assert sorted(p.name for p in folder.iterdir()) == [
-            "image.nii.gz", "label.nii.gz", "points.csv", "reference.json", "truth.json"]
+            "image.nii.gz",
+            "label.nii.gz",
+            "points.csv",
+            "reference.json",
+            "truth.json",
+        ]
         assert int(row["seed"]) == case_seed(5, int(row["case_id"][-4:]))
         volume = _read(out / row["image"])
         label = read_mask(out / row["label"], volume)
@@ -142,8 +152,26 @@ def test_preview_png(tmp_path: Path) -> None:
 def test_phantom_command_writes_cohort_and_preview(tmp_path: Path) -> None:
     out = tmp_path / "cohort"
     png = tmp_path / "preview.png"
-    result = CliRunner().invoke(app, ["phantom", "--n", "2", "--seed", "3", "--out", str(out), "--format", "mha",
-                                      "--matrix", "96", "--balance", "--no-progress", "--preview", str(png)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "phantom",
+            "--n",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--format",
+            "mha",
+            "--matrix",
+            "96",
+            "--balance",
+            "--no-progress",
+            "--preview",
+            str(png),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "2 cases in" in result.output
     assert [r["risk_category"] for r in _rows(out)] == ["A", "B"]
@@ -153,8 +181,9 @@ def test_phantom_command_writes_cohort_and_preview(tmp_path: Path) -> None:
 
 def test_phantom_command_previews_one_case_and_reports_errors(tmp_path: Path) -> None:
     png = tmp_path / "one.png"
-    result = CliRunner().invoke(app, ["phantom", "--seed", "4", "--matrix", "96", "--category", "C",
-                                      "--preview", str(png)])
+    result = CliRunner().invoke(
+        app, ["phantom", "--seed", "4", "--matrix", "96", "--category", "C", "--preview", str(png)]
+    )
     assert result.exit_code == 0, result.output
     assert png.read_bytes()[:8] == PNG_SIGNATURE
     result = CliRunner().invoke(app, ["phantom", "--n", "1"])

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from cacscore import labels
 from cacscore.errors import InvalidInputError
@@ -15,16 +14,25 @@ from cacscore.scoring import ScoreResult, score_calcium
 
 REDUCED = PhantomConfig.reduced()
 ALL_DISTRACTORS = PhantomConfig(
-    matrix=128, pixel_spacing_mm=(1.5, 1.9), n_slices=(16, 24),
-    distractor_probabilities={"aortic_valve": 1.0, "aortic_root": 1.0, "mitral_annulus": 1.0,
-                              "aortic_wall": 1.0, "sternal_wire": 1.0},
+    matrix=128,
+    pixel_spacing_mm=(1.5, 1.9),
+    n_slices=(16, 24),
+    distractor_probabilities={
+        "aortic_valve": 1.0,
+        "aortic_root": 1.0,
+        "mitral_annulus": 1.0,
+        "aortic_wall": 1.0,
+        "sternal_wire": 1.0,
+    },
 )
 
 
 @pytest.fixture(scope="module")
 def cases() -> dict[str, PhantomCase]:
     """One reduced case per risk category, all distractor kinds present."""
-    return {c: generate_case(100 + i, config=ALL_DISTRACTORS, target_category=c) for i, c in enumerate(CATEGORIES)}
+    return {
+        c: generate_case(100 + i, config=ALL_DISTRACTORS, target_category=c) for i, c in enumerate(CATEGORIES)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +64,9 @@ def test_category_targets_are_met(cases: dict[str, PhantomCase]) -> None:
 
 def test_reference_equals_scoring_of_rendered_image(cases: dict[str, PhantomCase]) -> None:
     for case in cases.values():
-        again = score_calcium(case.volume.hu, case.volume.spacing, case.label, kvp=120.0, affine=case.volume.affine)
+        again = score_calcium(
+            case.volume.hu, case.volume.spacing, case.label, kvp=120.0, affine=case.volume.affine
+        )
         assert again.to_dict() == case.reference.to_dict()
         assert ScoreResult.from_json(case.reference.to_json()).agatston == case.reference.agatston
 
@@ -76,7 +86,7 @@ def test_every_point_lies_in_a_component_of_its_artery(cases: dict[str, PhantomC
             zyx = np.rint(case.volume.patient_to_index(np.array([x, y, z]))[0]).astype(int)
             lo = np.maximum(zyx - 1, 0)
             hi = zyx + 2
-            around = case.label[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+            around = case.label[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
             assert (around == labels.ARTERY_CODES[artery]).any(), (case.seed, artery, zyx)
             n_points += 1
         survived = [lesion for lesion in case.truth["lesions"] if lesion["survived"]]

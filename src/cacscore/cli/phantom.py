@@ -39,51 +39,78 @@ def register(app: typer.Typer) -> None:
 
 def phantom(
     n: Annotated[int, typer.Option("--n", min=0, help="Number of cases to write.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Cohort seed; case i's seed derives from (seed, i).")] = 0,
-    out: Annotated[Path | None, typer.Option("--out", help="Cohort folder (resumable: complete cases are kept).")]
-    = None,
-    fmt: Annotated[ImageFormat, typer.Option("--format", help="Image format of each case.")] = ImageFormat.dicom,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Cohort seed; case i's seed derives from (seed, i).")
+    ] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Cohort folder (resumable: complete cases are kept).")
+    ] = None,
+    fmt: Annotated[
+        ImageFormat, typer.Option("--format", help="Image format of each case.")
+    ] = ImageFormat.dicom,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Processes generating in parallel.")] = 1,
-    balance: Annotated[bool, typer.Option("--balance", help="Risk categories A-E round robin (about 20 % each).")]
-    = False,
-    preview: Annotated[Path | None, typer.Option(
-        "--preview", help="Write a PNG montage: of case 0 of the cohort with --out, else of one case (seed --seed).",
-    )] = None,
-    category: Annotated[Category | None, typer.Option(
-        "--category", help="Risk category of the single previewed case (without --out).")] = None,
-    matrix: Annotated[int, typer.Option("--matrix", min=32, max=1024,
-                                        help="Pixels per row; the field of view stays 180-256 mm.")] = 512,
+    balance: Annotated[
+        bool, typer.Option("--balance", help="Risk categories A-E round robin (about 20 % each).")
+    ] = False,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview",
+            help="Write a PNG montage: of case 0 of the cohort with --out, else of one case (seed --seed).",
+        ),
+    ] = None,
+    category: Annotated[
+        Category | None,
+        typer.Option("--category", help="Risk category of the single previewed case (without --out)."),
+    ] = None,
+    matrix: Annotated[
+        int,
+        typer.Option(
+            "--matrix", min=32, max=1024, help="Pixels per row; the field of view stays 180-256 mm."
+        ),
+    ] = 512,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic non-contrast ECG-gated calcium-scoring CTs with reference labels and scores.
 
-    Each case folder holds the image, label.nii.gz (2 LM, 3 LAD, 4 LCX, 5 RCA), points.csv,
-    reference.json (cacscore.score/1) and truth.json; cases.csv lists the complete cases.
-    Ctrl-C keeps the finished cases; run the same command again to complete the cohort.
+    Each case folder holds the image, label.nii.gz (2 LM, 3 LAD, 4 LCX, 5 RCA), points.csv, reference.json (cacscore.score/1) and truth.json; cases.csv lists the complete cases. Ctrl-C keeps the finished cases: run the same command again to complete the cohort. See docs/phantom.md.
     """
     with user_errors():
         from cacscore.errors import InvalidInputError
         from cacscore.phantom.generate import PhantomConfig
 
-        config = PhantomConfig(matrix=matrix,
-                               pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
+        config = PhantomConfig(matrix=matrix, pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
         if out is None and preview is None:
             raise InvalidInputError("give --out DIR to write a cohort, or --preview CASE.png to see one case")
         if out is not None:
             from cacscore.phantom.cohort import generate_cohort
 
-            rows = generate_cohort(out, n, seed, fmt=fmt.value, balance=balance, workers=workers,
-                                   progress=progress, config=config)
+            rows = generate_cohort(
+                out,
+                n,
+                seed,
+                fmt=fmt.value,
+                balance=balance,
+                workers=workers,
+                progress=progress,
+                config=config,
+            )
             counts = {c: sum(1 for r in rows if r["risk_category"] == c) for c in "ABCDE"}
-            err_console.print(f"{len(rows)} cases in {out} (categories: "
-                              + ", ".join(f"{c} {k}" for c, k in counts.items()) + ")")
+            err_console.print(
+                f"{len(rows)} cases in {out} (categories: "
+                + ", ".join(f"{c} {k}" for c, k in counts.items())
+                + ")"
+            )
         if preview is not None:
-            _write_preview(preview, out, seed, config, None if category is None else category.value, fmt.value)
+            _write_preview(
+                preview, out, seed, config, None if category is None else category.value, fmt.value
+            )
             err_console.print(f"preview written to {preview}")
 
 
-def _write_preview(path: Path, out: Path | None, seed: int, config: PhantomConfig, category: str | None,
-                   fmt: str) -> None:
+def _write_preview(
+    path: Path, out: Path | None, seed: int, config: PhantomConfig, category: str | None, fmt: str
+) -> None:
     from cacscore.phantom.preview import render_preview
 
     if out is not None:
@@ -101,12 +128,16 @@ def _write_preview(path: Path, out: Path | None, seed: int, config: PhantomConfi
         label = read_mask(folder / label_name, volume)
         truth = json.loads((folder / "truth.json").read_text())
         reference = json.loads((folder / "reference.json").read_text())
-        title = f"{out.name}/{case_id(0)}: Agatston {reference['agatston']:.1f} ({reference['risk_category']})"
+        title = (
+            f"{out.name}/{case_id(0)}: Agatston {reference['agatston']:.1f} ({reference['risk_category']})"
+        )
         render_preview(volume, label, path, distractors=truth["distractors"], title=title)
         return
     from cacscore.phantom.generate import generate_case
 
     case = generate_case(seed, config=config, target_category=category)
-    title = (f"phantom seed {seed}: Agatston {case.reference.agatston:.1f} ({case.reference.risk_category}), "
-             f"{case.volume.manufacturer}, {case.volume.slice_thickness_mm:g} mm / {case.volume.spacing[0]:g} mm")
+    title = (
+        f"phantom seed {seed}: Agatston {case.reference.agatston:.1f} ({case.reference.risk_category}), "
+        f"{case.volume.manufacturer}, {case.volume.slice_thickness_mm:g} mm / {case.volume.spacing[0]:g} mm"
+    )
     render_preview(case.volume, case.label, path, distractors=case.truth["distractors"], title=title)

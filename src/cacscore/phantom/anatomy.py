@@ -151,9 +151,14 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     parts_local = [
         # Ventricles widest at the base, narrowing to the apex; their tops hide in the atria.
         (base + a_local * length * 0.3 - e2 * 5, np.array([length * 0.75, r_lv, r_lv])),
-        (base + a_local * length * 0.3 + e2 * r_lv * 0.72, np.array([length * 0.62, r_lv * 0.62, r_lv * 1.05])),
-        (base - a_local * 20 + e2 * 2 + np.array([0, 4, 4]),
-         np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s])),
+        (
+            base + a_local * length * 0.3 + e2 * r_lv * 0.72,
+            np.array([length * 0.62, r_lv * 0.62, r_lv * 1.05]),
+        ),
+        (
+            base - a_local * 20 + e2 * 2 + np.array([0, 4, 4]),
+            np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s]),
+        ),
     ]
     lv, rv, atria = (Ellipsoid(lps(c), frame, r) for c, r in parts_local)
     local_bounds = [Ellipsoid(c, frame_local, r).bounds() for c, r in parts_local]
@@ -174,12 +179,15 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     root = lps(root_local)
     sinus_center = root + aorta_axis * 6
     left_ostium = sinus_center + lps_dir(np.array([0.9, 0.25, 0.0])) * (aorta_radius + 1.5)
-    right_ostium = sinus_center + aorta_axis * 3 + lps_dir(np.array([-0.35, -0.95, 0.0])) * (aorta_radius + 1.5)
+    right_ostium = (
+        sinus_center + aorta_axis * 3 + lps_dir(np.array([-0.35, -0.95, 0.0])) * (aorta_radius + 1.5)
+    )
 
     spine_local = np.array([body_center_local[0] + rng.uniform(-4, 4), spine_y, 0.0])
     desc_local = spine_local + np.array([rng.uniform(20, 30), -rng.uniform(14, 22), 0.0])
-    sternum_local = np.array([body_center_local[0] + rng.uniform(-4, 4),
-                              body_center_local[1] - body_radii[1] + fat_mm + 9.0, 0.0])
+    sternum_local = np.array(
+        [body_center_local[0] + rng.uniform(-4, 4), body_center_local[1] - body_radii[1] + fat_mm + 9.0, 0.0]
+    )
 
     return Anatomy(
         rotation=rotation,
@@ -229,7 +237,11 @@ def _smooth_profile(rng: np.random.Generator, n: int, scale: float) -> np.ndarra
     t = np.linspace(0, 1, n, dtype=np.float32)
     out = np.zeros(n, dtype=np.float32)
     for k in range(1, 5):
-        out += rng.normal() / k * np.cos(2 * np.pi * k * t * scale + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+        out += (
+            rng.normal()
+            / k
+            * np.cos(2 * np.pi * k * t * scale + rng.uniform(0, 2 * np.pi)).astype(np.float32)
+        )
     return out
 
 
@@ -241,7 +253,11 @@ def render_anatomy(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> np
     bx, by = anatomy.body_center
     rad = anatomy.body_radii
     ang = anatomy.angle
-    for radii, value in ((rad, 20.0), (rad - 2.0, FAT_HU + rng.uniform(-8, 8)), (rad - anatomy.fat_mm, MUSCLE_HU)):
+    for radii, value in (
+        (rad, 20.0),
+        (rad - 2.0, FAT_HU + rng.uniform(-8, 8)),
+        (rad - anatomy.fat_mm, MUSCLE_HU),
+    ):
         paint(vol, grid, full, ellipse_distance(anatomy.body_center, ang, radii), value, z_invariant=True)
     lx, ly = _local_xy(anatomy, grid)
     cav_rad, cav_shift = _cavity(anatomy)
@@ -259,16 +275,34 @@ def render_anatomy(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> np
 
     # Liver under the right hemidiaphragm, spleen/stomach under the left; they rise into the lowest slices.
     dome = anatomy.apex_z_mm - rng.uniform(-5, 15)
-    liver = Ellipsoid(np.array([bx - 0.35 * rad[0], by + 5.0, dome - 95.0]), np.eye(3),
-                      np.array([0.75 * rad[0], 0.8 * rad[1], 100.0]))
+    liver = Ellipsoid(
+        np.array([bx - 0.35 * rad[0], by + 5.0, dome - 95.0]),
+        np.eye(3),
+        np.array([0.75 * rad[0], 0.8 * rad[1], 100.0]),
+    )
     lo, hi = liver.bounds(2.0)
-    paint(vol, grid, grid.box(lo, hi), liver.distance(), rng.uniform(55, 68),
-          where=_cavity_box(cavity2d, grid.box(lo, hi)))
-    spleen = Ellipsoid(np.array([bx + 0.45 * rad[0], by + 20.0, dome - 80.0]), np.eye(3),
-                       np.array([0.45 * rad[0], 0.6 * rad[1], 75.0]))
+    paint(
+        vol,
+        grid,
+        grid.box(lo, hi),
+        liver.distance(),
+        rng.uniform(55, 68),
+        where=_cavity_box(cavity2d, grid.box(lo, hi)),
+    )
+    spleen = Ellipsoid(
+        np.array([bx + 0.45 * rad[0], by + 20.0, dome - 80.0]),
+        np.eye(3),
+        np.array([0.45 * rad[0], 0.6 * rad[1], 75.0]),
+    )
     lo, hi = spleen.bounds(2.0)
-    paint(vol, grid, grid.box(lo, hi), spleen.distance(), rng.uniform(38, 50),
-          where=_cavity_box(cavity2d, grid.box(lo, hi)))
+    paint(
+        vol,
+        grid,
+        grid.box(lo, hi),
+        spleen.distance(),
+        rng.uniform(38, 50),
+        where=_cavity_box(cavity2d, grid.box(lo, hi)),
+    )
 
     heart = _HeartFields.compute(grid, anatomy)
     _paint_mediastinum(vol, grid, anatomy, heart, rng)
@@ -288,7 +322,8 @@ def _cavity(anatomy: Anatomy) -> tuple[np.ndarray, float]:
     """
     rad = anatomy.body_radii
     return np.array([rad[0] - anatomy.wall_mm - 6.0, rad[1] - anatomy.wall_mm * 0.5 - 22.0]), (
-        anatomy.wall_mm * 0.5 - 22.0)
+        anatomy.wall_mm * 0.5 - 22.0
+    )
 
 
 def _cavity_box(cavity2d: np.ndarray, box: tuple[slice, slice, slice] | None) -> np.ndarray | None:
@@ -297,8 +332,9 @@ def _cavity_box(cavity2d: np.ndarray, box: tuple[slice, slice, slice] | None) ->
     return cavity2d[box[1], box[2]][None, :, :]
 
 
-def _column(grid: Grid, xy: np.ndarray, radii: np.ndarray, angle: float = 0.0) -> tuple[
-        tuple[slice, slice, slice] | None, DistanceFn]:
+def _column(
+    grid: Grid, xy: np.ndarray, radii: np.ndarray, angle: float = 0.0
+) -> tuple[tuple[slice, slice, slice] | None, DistanceFn]:
     """Box and distance of a vertical elliptic column through every slice."""
     r = float(max(radii)) + 2.0
     lo = np.array([xy[0] - r, xy[1] - r, -1e9])
@@ -306,14 +342,16 @@ def _column(grid: Grid, xy: np.ndarray, radii: np.ndarray, angle: float = 0.0) -
     return grid.box(lo, hi), ellipse_distance(xy, angle, np.asarray(radii))
 
 
-def _paint_column(vol: np.ndarray, grid: Grid, xy: np.ndarray, radii: np.ndarray, value: float,
-                  angle: float = 0.0) -> None:
+def _paint_column(
+    vol: np.ndarray, grid: Grid, xy: np.ndarray, radii: np.ndarray, value: float, angle: float = 0.0
+) -> None:
     box, dist = _column(grid, xy, radii, angle)
     paint(vol, grid, box, dist, value, z_invariant=True)
 
 
-def _paint_capsule(vol: np.ndarray, grid: Grid, a: np.ndarray, b: np.ndarray, r_a: float, r_b: float,
-                   value: float) -> None:
+def _paint_capsule(
+    vol: np.ndarray, grid: Grid, a: np.ndarray, b: np.ndarray, r_a: float, r_b: float, value: float
+) -> None:
     lo = np.minimum(a, b) - max(r_a, r_b) - 1.0
     hi = np.maximum(a, b) + max(r_a, r_b) + 1.0
     paint(vol, grid, grid.box(lo, hi), capsule_distance(a, b, r_a, r_b), value)
@@ -355,8 +393,9 @@ def _upsample2(coarse: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields,
-                       rng: np.random.Generator) -> None:
+def _paint_mediastinum(
+    vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields, rng: np.random.Generator
+) -> None:
     """Fat between the lungs: behind the sternum, in front of the spine, and paracardial fat around the heart."""
     rot2 = anatomy.rotation[:2, :2]
     behind_sternum = anatomy.sternum_center + rot2 @ np.array([6.0, 14.0])
@@ -378,8 +417,12 @@ def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _He
     _paint_column(vol, grid, oes, np.array([8.0, 6.0]), 38.0)
     if rng.random() < 0.5:
         _paint_column(vol, grid, oes, np.array([2.5, 1.8]), AIR_HU)
-    carina = np.array([*(anatomy.spine_center + anatomy.rotation[:2, :2] @ np.array([-4.0, -30.0])),
-                       anatomy.top_z_mm + rng.uniform(5, 25)])
+    carina = np.array(
+        [
+            *(anatomy.spine_center + anatomy.rotation[:2, :2] @ np.array([-4.0, -30.0])),
+            anatomy.top_z_mm + rng.uniform(5, 25),
+        ]
+    )
     _paint_capsule(vol, grid, carina + np.array([0, 0, 60.0]), carina, 9.0, 9.0, AIR_HU)
     rot = anatomy.rotation
     for target, radius in (((48.0, 10.0, -30.0), 6.5), ((-38.0, 8.0, -18.0), 7.0)):
@@ -387,8 +430,9 @@ def _paint_mediastinum(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _He
         _paint_capsule(vol, grid, carina, end, radius, radius * 0.7, AIR_HU)
 
 
-def _paint_ribs(vol: np.ndarray, grid: Grid, anatomy: Anatomy, lx: np.ndarray, ly: np.ndarray,
-                rng: np.random.Generator) -> None:
+def _paint_ribs(
+    vol: np.ndarray, grid: Grid, anatomy: Anatomy, lx: np.ndarray, ly: np.ndarray, rng: np.random.Generator
+) -> None:
     """Ribs: oblique bands in the chest wall, seen as short oval segments on each axial slice.
 
     A rib at angle ``theta`` (around the body) lies at height ``z_k + g(theta)``;
@@ -433,8 +477,14 @@ def _paint_spine(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.random.G
     cortical = rng.uniform(700, 1000)
     cancellous = rng.uniform(200, 300)
     for side in (-1.0, 1.0):
-        _paint_column(vol, grid, c + rot2 @ np.array([side * 32.0, r[1] + 30.0]), np.array([22.0, 24.0]),
-                      MUSCLE_HU + 5, ang)
+        _paint_column(
+            vol,
+            grid,
+            c + rot2 @ np.array([side * 32.0, r[1] + 30.0]),
+            np.array([22.0, 24.0]),
+            MUSCLE_HU + 5,
+            ang,
+        )
     _paint_column(vol, grid, c, r + 3.0, FAT_HU + 20, ang)
     canal = c + rot2 @ np.array([0.0, r[1] + 11.0])
     arch_parts = [
@@ -523,8 +573,9 @@ def _paint_lung_vessels(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.r
     segments: list[tuple[np.ndarray, np.ndarray, float, float]] = []
     for side in (-1.0, 1.0):
         hilum = root + rot @ np.array([side * 40.0, 32.0, rng.uniform(-5, 10)])
-        stack = [(hilum, rot @ np.array([side, f, d]), 4.0, 0)
-                 for d in (0.9, 0.3, -0.3, -0.9) for f in (-0.6, 0.7)]
+        stack = [
+            (hilum, rot @ np.array([side, f, d]), 4.0, 0) for d in (0.9, 0.3, -0.3, -0.9) for f in (-0.6, 0.7)
+        ]
         while stack:
             start, direction, radius, depth = stack.pop()
             direction = direction / np.linalg.norm(direction)

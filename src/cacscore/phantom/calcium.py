@@ -10,6 +10,7 @@ and sternal wires (> 2000 HU, with streaks).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,9 +77,11 @@ class CalciumObject:
             "volume_mm3": round(self.volume_mm3(), 3),
             "arclength_mm": None if self.arclength_mm is None else round(float(self.arclength_mm), 2),
             "parts": [
-                {"center_mm": [round(float(v), 3) for v in p.center],
-                 "axes": [[round(float(v), 5) for v in row] for row in p.axes],
-                 "radii_mm": [round(float(v), 3) for v in p.radii]}
+                {
+                    "center_mm": [round(float(v), 3) for v in p.center],
+                    "axes": [[round(float(v), 5) for v in row] for row in p.axes],
+                    "radii_mm": [round(float(v), 3) for v in p.radii],
+                }
                 for p in self.parts
             ],
         }
@@ -133,8 +136,15 @@ def sample_lesion(
         center = artery.points[j] + normal * r * rng.uniform(0.7, 1.0)
         parts.append(Ellipsoid(center, np.stack([tangents[j], normal, binormal], axis=1), radii))
     position = np.mean([p.center for p in parts], axis=0)
-    return CalciumObject("coronary", parts, density_hu, artery=artery.name, arclength_mm=s,
-                         size_mm=size_mm, position_mm=position)
+    return CalciumObject(
+        "coronary",
+        parts,
+        density_hu,
+        artery=artery.name,
+        arclength_mm=s,
+        size_mm=size_mm,
+        position_mm=position,
+    )
 
 
 def pick_artery(rng: np.random.Generator, arteries: list[Artery]) -> Artery:
@@ -165,11 +175,16 @@ def sample_distractors(
         for _ in range(int(rng.integers(1, 5))):
             ang = rng.uniform(0, 2 * np.pi)
             rad = r_ao * rng.uniform(0.45, 0.95)
-            c = anatomy.aortic_root + up * rng.uniform(-2, 3) + rad * (
-                np.cos(ang) * frame[:, 1] + np.sin(ang) * frame[:, 2])
+            c = (
+                anatomy.aortic_root
+                + up * rng.uniform(-2, 3)
+                + rad * (np.cos(ang) * frame[:, 1] + np.sin(ang) * frame[:, 2])
+            )
             size = rng.uniform(2, 7)
             parts = [_nodule(c, np.array([size / 2, size / 3, size / 4]), rng)]
-            out.append(CalciumObject("aortic_valve", parts, rng.uniform(300, 1100), size_mm=size, position_mm=c))
+            out.append(
+                CalciumObject("aortic_valve", parts, rng.uniform(300, 1100), size_mm=size, position_mm=c)
+            )
     if rng.random() < probabilities.get("aortic_root", 0.0):
         # Wall plaques on the sinuses / ascending aorta, some right next to an ostium.
         for _ in range(int(rng.integers(1, 4))):
@@ -184,7 +199,9 @@ def sample_distractors(
             size = rng.uniform(2, 8)
             axes = np.stack([np.cross(up, direction), direction, up], axis=1)
             parts = [Ellipsoid(c, axes, np.array([size / 2, rng.uniform(0.5, 1.2), size / 3]))]
-            out.append(CalciumObject("aortic_root", parts, rng.uniform(200, 900), size_mm=size, position_mm=c))
+            out.append(
+                CalciumObject("aortic_root", parts, rng.uniform(200, 900), size_mm=size, position_mm=c)
+            )
     if rng.random() < probabilities.get("mitral_annulus", 0.0):
         out.append(_mitral_annulus(rng, anatomy, arteries))
     if rng.random() < probabilities.get("aortic_wall", 0.0):
@@ -197,7 +214,9 @@ def sample_distractors(
             size = rng.uniform(2, 9)
             axes = np.stack([np.cross([0, 0, 1.0], direction), direction, [0, 0, 1.0]], axis=1)
             parts = [Ellipsoid(c, axes, np.array([size / 2, rng.uniform(0.5, 1.3), size / 2.5]))]
-            out.append(CalciumObject("aortic_wall", parts, rng.uniform(200, 1000), size_mm=size, position_mm=c))
+            out.append(
+                CalciumObject("aortic_wall", parts, rng.uniform(200, 1000), size_mm=size, position_mm=c)
+            )
     if rng.random() < probabilities.get("sternal_wire", 0.0):
         out.extend(_sternal_wires(rng, anatomy))
     return out
@@ -213,7 +232,7 @@ def _mitral_annulus(rng: np.random.Generator, anatomy: Anatomy, arteries: list[A
     inner = project_to_surface(anatomy, path, np.full(len(path), -depth))
     thick = rng.uniform(1.0, 2.5)
     parts = []
-    for a, b in zip(inner[:-1], inner[1:], strict=True):
+    for a, b in itertools.pairwise(inner):
         seg = b - a
         length = float(np.linalg.norm(seg))
         if length < 1e-3:
@@ -223,8 +242,9 @@ def _mitral_annulus(rng: np.random.Generator, anatomy: Anatomy, arteries: list[A
     if not parts:
         parts = [_nodule(inner[0], np.array([3.0, 2.0, 2.0]), rng)]
     size = float(np.linalg.norm(inner[-1] - inner[0])) + 2 * thick
-    return CalciumObject("mitral_annulus", parts, rng.uniform(350, 1100), size_mm=size,
-                         position_mm=inner[len(inner) // 2])
+    return CalciumObject(
+        "mitral_annulus", parts, rng.uniform(350, 1100), size_mm=size, position_mm=inner[len(inner) // 2]
+    )
 
 
 def _sternal_wires(rng: np.random.Generator, anatomy: Anatomy) -> list[CalciumObject]:
@@ -242,8 +262,15 @@ def _sternal_wires(rng: np.random.Generator, anatomy: Anatomy) -> list[CalciumOb
             tangent = rot2 @ np.array([-21.0 * np.sin(ang), 9.5 * np.cos(ang)])
             axes = orthonormal_frame(np.array([tangent[0], tangent[1], 0.0]))
             parts.append(Ellipsoid(center, axes, np.array([3.6, 0.5, 0.5])))
-        out.append(CalciumObject("sternal_wire", parts, rng.uniform(2500, 3000), size_mm=42.0,
-                                 position_mm=np.array([c[0], c[1], z])))
+        out.append(
+            CalciumObject(
+                "sternal_wire",
+                parts,
+                rng.uniform(2500, 3000),
+                size_mm=42.0,
+                position_mm=np.array([c[0], c[1], z]),
+            )
+        )
     return out
 
 

@@ -34,9 +34,25 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 #: Columns of ``cases.csv``, in order.
 MANIFEST_COLUMNS = [
-    "case_id", "seed", "format", "image", "label", "points", "reference", "truth", "n_slices",
-    "slice_increment_mm", "slice_thickness_mm", "pixel_spacing_mm", "agatston", "risk_category", "n_lesions",
-    "distractors", "generator_version", "target_category", "manufacturer",
+    "case_id",
+    "seed",
+    "format",
+    "image",
+    "label",
+    "points",
+    "reference",
+    "truth",
+    "n_slices",
+    "slice_increment_mm",
+    "slice_thickness_mm",
+    "pixel_spacing_mm",
+    "agatston",
+    "risk_category",
+    "n_lesions",
+    "distractors",
+    "generator_version",
+    "target_category",
+    "manufacturer",
 ]
 
 
@@ -112,16 +128,24 @@ def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> 
     image_name, label_name = FORMATS[fmt]
     volume = case.volume
     if fmt == "dicom":
-        write_dicom_series(volume, folder / image_name, manufacturer=volume.manufacturer,
-                           uid_seed=f"cacscore-phantom-{case.seed}", extra_tags=dicom_tags(case))
+        write_dicom_series(
+            volume,
+            folder / image_name,
+            manufacturer=volume.manufacturer,
+            uid_seed=f"cacscore-phantom-{case.seed}",
+            extra_tags=dicom_tags(case),
+        )
     else:
         write_volume(volume, folder / image_name)
     write_mask(case.label, volume, folder / label_name)
     (folder / "points.csv").write_text(points_csv(case.points))
     _write_json_atomic(folder / "truth.json", case.truth)
-    report = score_report(volume, case.reference, input_path=image_name,
-                          extra={"generator": {"name": "cacscore.phantom", "version": GENERATOR_VERSION,
-                                               "seed": case.seed}})
+    report = score_report(
+        volume,
+        case.reference,
+        input_path=image_name,
+        extra={"generator": {"name": "cacscore.phantom", "version": GENERATOR_VERSION, "seed": case.seed}},
+    )
     _write_json_atomic(folder / "reference.json", report)
     return folder
 
@@ -158,14 +182,18 @@ def manifest_row(out: Path, index: int, fmt: str) -> dict[str, Any]:
     }
 
 
-def _generate_and_write(out: str, index: int, seed: int, fmt: str, balance: bool,
-                        config: dict[str, Any]) -> int:
+def _generate_and_write(
+    out: str, index: int, seed: int, fmt: str, balance: bool, config: dict[str, Any]
+) -> int:
     """Worker body: generate case ``index`` and write it (top level so that processes can run it)."""
     folder = Path(out) / case_id(index)
     if folder.exists():
         shutil.rmtree(folder)  # an incomplete case from an interrupted run
-    case = generate_case(case_seed(seed, index), config=PhantomConfig.from_dict(config),
-                         target_category=case_target(index, balance))
+    case = generate_case(
+        case_seed(seed, index),
+        config=PhantomConfig.from_dict(config),
+        target_category=case_target(index, balance),
+    )
     write_case(case, folder, fmt=fmt)
     return index
 
@@ -259,8 +287,14 @@ def generate_cohort(
     if out.exists() and not out.is_dir():
         raise CacScoreError(f"{out}: output path exists and is not a folder")
     config = config if config is not None else PhantomConfig()
-    settings = {"n": n, "seed": seed, "format": fmt, "balance": balance, "generator_version": GENERATOR_VERSION,
-                "config": config.to_dict()}
+    settings = {
+        "n": n,
+        "seed": seed,
+        "format": fmt,
+        "balance": balance,
+        "generator_version": GENERATOR_VERSION,
+        "config": config.to_dict(),
+    }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     _write_json_atomic(out / "generation.json", settings)
@@ -276,8 +310,9 @@ def generate_cohort(
     return rows
 
 
-def _run(out: str, todo: list[int], seed: int, fmt: str, balance: bool, config: dict[str, Any],
-         workers: int) -> Iterator[int]:
+def _run(
+    out: str, todo: list[int], seed: int, fmt: str, balance: bool, config: dict[str, Any], workers: int
+) -> Iterator[int]:
     if workers == 1 or len(todo) <= 1:
         for index in todo:
             yield _generate_and_write(out, index, seed, fmt, balance, config)

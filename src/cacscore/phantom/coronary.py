@@ -11,6 +11,7 @@ leaves the right sinus and follows the right AV groove.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,7 +184,9 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
     lm_points = _resample(np.array([left, bif]), smooth=1)
     arteries = [Artery("LM", lm_points, np.full(len(lm_points), rng.uniform(2.0, 2.5)))]
 
-    def surface_path(control: np.ndarray, r0: float, r1: float, keep_start: bool) -> tuple[np.ndarray, np.ndarray]:
+    def surface_path(
+        control: np.ndarray, r0: float, r1: float, keep_start: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         pts = _resample(control, smooth=9)
         radii = np.linspace(r0, r1, len(pts))
         moved = project_to_surface(anatomy, pts, radii + 0.4)
@@ -195,8 +198,12 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
 
     lad_ctrl = np.concatenate([[bif], iv])
     lcx_ctrl = np.concatenate([[bif], _ring_walk(ring, i_left, step_left, rng.uniform(55, 85))])
-    rca_ctrl = np.concatenate([[right, right + (right - anatomy.aortic_root) * 0.3],
-                               _ring_walk(ring, i_right, -step_left, rng.uniform(100, 140))])
+    rca_ctrl = np.concatenate(
+        [
+            [right, right + (right - anatomy.aortic_root) * 0.3],
+            _ring_walk(ring, i_right, -step_left, rng.uniform(100, 140)),
+        ]
+    )
     for name, ctrl, r0, r1 in (
         ("LAD", lad_ctrl, rng.uniform(1.6, 1.9), rng.uniform(0.85, 1.0)),
         ("LCX", lcx_ctrl, rng.uniform(1.5, 1.8), rng.uniform(0.9, 1.05)),
@@ -211,7 +218,7 @@ def _segments(artery: Artery, step: int = 4) -> list[tuple[np.ndarray, np.ndarra
     idx = list(range(0, len(artery.points) - 1, step)) + [len(artery.points) - 1]
     return [
         (artery.points[i], artery.points[j], float(artery.radii[i]), float(artery.radii[j]))
-        for i, j in zip(idx[:-1], idx[1:], strict=True)
+        for i, j in itertools.pairwise(idx)
         if j > i
     ]
 

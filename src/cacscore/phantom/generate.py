@@ -38,7 +38,7 @@ from cacscore.phantom.imaging import (
     white_noise_sd_for,
 )
 from cacscore.phantom.render import Box, Grid
-from cacscore.scoring import ScoreResult, risk_category, score_calcium
+from cacscore.scoring import ScoreResult, score_calcium
 
 #: Version of the generator written into every case; bump when the same seed gives other images.
 GENERATOR_VERSION = "1.0"
@@ -51,8 +51,13 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
     "D": (115.0, 380.0),
     "E": (430.0, 1600.0),
 }
-_CATEGORY_BOUNDS = {"A": (0.0, 0.0), "B": (0.0, 10.0), "C": (10.0, 100.0), "D": (100.0, 400.0),
-                    "E": (400.0, np.inf)}
+_CATEGORY_BOUNDS = {
+    "A": (0.0, 0.0),
+    "B": (0.0, 10.0),
+    "C": (10.0, 100.0),
+    "D": (100.0, 400.0),
+    "E": (400.0, np.inf),
+}
 _THRESHOLD_HU = 130
 #: Rounds of render -> score -> add/drop lesions before giving up on a target category.
 _MAX_ROUNDS = 14
@@ -89,15 +94,25 @@ class PhantomConfig:
 
     matrix: int = 512
     pixel_spacing_mm: tuple[float, float] = (0.35, 0.5)
-    slice_options: tuple[tuple[float, float, float], ...] = ((2.5, 2.5, 0.4), (3.0, 3.0, 0.4), (3.0, 1.5, 0.2))
+    slice_options: tuple[tuple[float, float, float], ...] = (
+        (2.5, 2.5, 0.4),
+        (3.0, 3.0, 0.4),
+        (3.0, 1.5, 0.2),
+    )
     n_slices: tuple[int, int] = (40, 70)
     blur_fwhm_mm: tuple[float, float] = (0.6, 1.0)
     noise_sd_hu: tuple[float, float] = (12.0, 35.0)
     zero_fraction: float = 0.35
     mean_lesions: float = 5.0
-    distractor_probabilities: dict[str, float] = field(default_factory=lambda: {
-        "aortic_valve": 0.35, "aortic_root": 0.3, "mitral_annulus": 0.3, "aortic_wall": 0.4, "sternal_wire": 0.07,
-    })
+    distractor_probabilities: dict[str, float] = field(
+        default_factory=lambda: {
+            "aortic_valve": 0.35,
+            "aortic_root": 0.3,
+            "mitral_annulus": 0.3,
+            "aortic_wall": 0.4,
+            "sternal_wire": 0.07,
+        }
+    )
     manufacturers: tuple[str, ...] = tuple(SCANNERS)
 
     def __post_init__(self) -> None:
@@ -105,17 +120,27 @@ class PhantomConfig:
             raise InvalidInputError(f"matrix must be 32-1024 pixels, got {self.matrix}")
         lo, hi = self.pixel_spacing_mm
         if not 0 < lo <= hi:
-            raise InvalidInputError(f"pixel_spacing_mm must be (low, high) with 0 < low <= high, got {(lo, hi)}")
+            raise InvalidInputError(
+                f"pixel_spacing_mm must be (low, high) with 0 < low <= high, got {(lo, hi)}"
+            )
         if not self.slice_options or any(t <= 0 or inc <= 0 or w < 0 for t, inc, w in self.slice_options):
-            raise InvalidInputError(f"slice_options needs (thickness, increment, weight) > 0, got {self.slice_options}")
+            raise InvalidInputError(
+                f"slice_options needs (thickness, increment, weight) > 0, got {self.slice_options}"
+            )
         if not 1 <= self.n_slices[0] <= self.n_slices[1]:
-            raise InvalidInputError(f"n_slices must be (low, high) with 1 <= low <= high, got {self.n_slices}")
+            raise InvalidInputError(
+                f"n_slices must be (low, high) with 1 <= low <= high, got {self.n_slices}"
+            )
         unknown = set(self.distractor_probabilities) - set(DISTRACTOR_KINDS)
         if unknown:
-            raise InvalidInputError(f"unknown distractor kinds {sorted(unknown)}; use {list(DISTRACTOR_KINDS)}")
+            raise InvalidInputError(
+                f"unknown distractor kinds {sorted(unknown)}; use {list(DISTRACTOR_KINDS)}"
+            )
         bad = [m for m in self.manufacturers if m not in SCANNERS]
         if bad or not self.manufacturers:
-            raise InvalidInputError(f"manufacturers must be among {list(SCANNERS)}, got {list(self.manufacturers)}")
+            raise InvalidInputError(
+                f"manufacturers must be among {list(SCANNERS)}, got {list(self.manufacturers)}"
+            )
 
     @classmethod
     def reduced(cls) -> PhantomConfig:
@@ -222,12 +247,21 @@ def _grid(rng: np.random.Generator, config: PhantomConfig, anatomy: Anatomy) -> 
     z0 = round((top - (n - 1) * increment) * 4) / 4
     center = anatomy.heart_center[:2] + rng.uniform(-10, 10, 2)
     half = (config.matrix - 1) / 2 * px
-    return Grid((n, config.matrix, config.matrix), (increment, px, px),
-                (round(center[0] - half, 3), round(center[1] - half, 3), z0), thickness)
+    return Grid(
+        (n, config.matrix, config.matrix),
+        (increment, px, px),
+        (round(center[0] - half, 3), round(center[1] - half, 3), z0),
+        thickness,
+    )
 
 
-def _draw_lesion(rng: np.random.Generator, arteries: list[Artery], lesions: list[CalciumObject],
-                 distractors: list[CalciumObject], **kwargs: float) -> CalciumObject | None:
+def _draw_lesion(
+    rng: np.random.Generator,
+    arteries: list[Artery],
+    lesions: list[CalciumObject],
+    distractors: list[CalciumObject],
+    **kwargs: float,
+) -> CalciumObject | None:
     """A lesion clear of the distractors (3 mm, so labels never touch them) and of the other lesions."""
     for _ in range(16):
         lesion = sample_lesion(rng, pick_artery(rng, arteries), **kwargs)  # type: ignore[arg-type]
@@ -236,8 +270,9 @@ def _draw_lesion(rng: np.random.Generator, arteries: list[Artery], lesions: list
     return None
 
 
-def _natural_lesions(rng: np.random.Generator, config: PhantomConfig, arteries: list[Artery],
-                     distractors: list[CalciumObject]) -> list[CalciumObject]:
+def _natural_lesions(
+    rng: np.random.Generator, config: PhantomConfig, arteries: list[Artery], distractors: list[CalciumObject]
+) -> list[CalciumObject]:
     """Zero-inflated, heavy-tailed lesions for an untargeted case.
 
     A patient-level burden (log-normal) scales both the lesion count (1 + negative binomial with
@@ -257,8 +292,15 @@ def _natural_lesions(rng: np.random.Generator, config: PhantomConfig, arteries: 
     return lesions
 
 
-def _lesions_for(rng: np.random.Generator, target: float, arteries: list[Artery], distractors: list[CalciumObject],
-                 existing: list[CalciumObject], *, min_size_mm: float = 0.6) -> list[CalciumObject]:
+def _lesions_for(
+    rng: np.random.Generator,
+    target: float,
+    arteries: list[Artery],
+    distractors: list[CalciumObject],
+    existing: list[CalciumObject],
+    *,
+    min_size_mm: float = 0.6,
+) -> list[CalciumObject]:
     """New lesions, besides ``existing``, whose estimated Agatston adds up to about ``target``."""
     lesions: list[CalciumObject] = []
     need = target
@@ -291,7 +333,9 @@ def _render_lesion(obj: CalciumObject, grid: Grid, base: np.ndarray, sigma_px: f
     return _Rendered(obj, box, occ, contribution)
 
 
-def _compose(background: np.ndarray, rendered: list[_Rendered], outside: np.ndarray, outside_hu: int) -> np.ndarray:
+def _compose(
+    background: np.ndarray, rendered: list[_Rendered], outside: np.ndarray, outside_hu: int
+) -> np.ndarray:
     image = background.copy()
     for r in rendered:
         image[r.box] += r.contribution
@@ -327,7 +371,8 @@ def _reference_label(
         label[r.box][keep] = code
         values = np.where(keep, hu[r.box], np.iinfo(np.int16).min)
         local = np.unravel_index(int(np.argmax(values)), values.shape)
-        peaks.append(tuple(int(local[k] + r.box[k].start) for k in range(3)))  # type: ignore[misc]
+        zs, ys, xs = r.box
+        peaks.append((int(local[0]) + zs.start, int(local[1]) + ys.start, int(local[2]) + xs.start))
     return label, peaks
 
 
@@ -348,8 +393,14 @@ def _adjust(
         # Too little survived partial volume: keep at most two lost lesions, add larger ones.
         lost = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is None]
         kept = [o for o in lesions if all(o is not x for x in lost[2:])]
-        return kept + _lesions_for(rng, max(goal - score, 1.0), arteries, distractors, kept,
-                                   min_size_mm=min(2.0 + 0.6 * attempt, 6.0))
+        return kept + _lesions_for(
+            rng,
+            max(goal - score, 1.0),
+            arteries,
+            distractors,
+            kept,
+            min_size_mm=min(2.0 + 0.6 * attempt, 6.0),
+        )
     survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
     if category == "A" or len(survivors) <= 1:
         drop = survivors[0] if survivors else (lesions[0] if lesions else None)
@@ -401,7 +452,9 @@ def generate_case(
     seed = _check_seed(seed)
     config = config if config is not None else PhantomConfig()
     if target_category is not None and target_category not in CATEGORIES:
-        raise InvalidInputError(f"target_category must be one of {list(CATEGORIES)} or None, got {target_category!r}")
+        raise InvalidInputError(
+            f"target_category must be one of {list(CATEGORIES)} or None, got {target_category!r}"
+        )
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)]
     rng_anat, rng_grid, rng_cor, rng_calc, rng_noise, rng_les = streams
     clock = _StageClock()
@@ -436,8 +489,13 @@ def generate_case(
     fwhm = float(rng_noise.uniform(*config.blur_fwhm_mm))
     sigma_px = fwhm / 2.3548 / grid.spacing[2]
     noise_lo, noise_hi = config.noise_sd_hu
-    noise_sd = float(np.clip(noise_lo + (noise_hi - noise_lo) * (0.15 + 0.75 * size) + rng_noise.normal(0, 2.5),
-                             noise_lo, noise_hi))
+    noise_sd = float(
+        np.clip(
+            noise_lo + (noise_hi - noise_lo) * (0.15 + 0.75 * size) + rng_noise.normal(0, 2.5),
+            noise_lo,
+            noise_hi,
+        )
+    )
     noisy = rng_noise.standard_normal(grid.shape, dtype=np.float32)
     noisy *= np.float32(white_noise_sd_for(noise_sd, (sigma_px, sigma_px)))
     noisy += base
@@ -458,8 +516,14 @@ def generate_case(
         lesions = _lesions_for(rng_les, goal, arteries, distractors, [])
         if target_category == "A" and rng_les.random() < 0.3:
             # A faint speck that partial volume hides: category A with a true (unscorable) lesion.
-            faint = _draw_lesion(rng_les, arteries, lesions, distractors, size_mm=float(rng_les.uniform(0.5, 1.0)),
-                                 density_hu=float(rng_les.uniform(150, 220)))
+            faint = _draw_lesion(
+                rng_les,
+                arteries,
+                lesions,
+                distractors,
+                size_mm=float(rng_les.uniform(0.5, 1.0)),
+                density_hu=float(rng_les.uniform(150, 220)),
+            )
             lesions += [faint] if faint is not None else []
 
     # Keyed by the object itself (identity hash), which also keeps dropped lesions alive so ids never clash.
@@ -481,8 +545,18 @@ def generate_case(
         if target_category is None or goal is None or _in_category(reference.agatston, target_category):
             break
         if attempt < _MAX_ROUNDS - 1:
-            lesions = _adjust(rng_les, lesions, rendered, peaks, reference.agatston, target_category, goal,
-                              arteries, distractors, attempt)
+            lesions = _adjust(
+                rng_les,
+                lesions,
+                rendered,
+                peaks,
+                reference.agatston,
+                target_category,
+                goal,
+                arteries,
+                distractors,
+                attempt,
+            )
     target_met = target_category is None or _in_category(reference.agatston, target_category)
 
     clock.lap("calcium, truth and scoring")
@@ -534,12 +608,25 @@ def generate_case(
             "body_radii_mm": [round(float(v), 1) for v in anatomy.body_radii],
             "heart_center_mm": [round(float(v), 2) for v in anatomy.heart_center],
             "rotation_deg": round(float(np.rad2deg(anatomy.angle)), 2),
-            "arteries": {a.name: {"length_mm": round(float(a.arclength[-1]), 1),
-                                  "proximal_radius_mm": round(float(a.radii[0]), 2)} for a in arteries},
+            "arteries": {
+                a.name: {
+                    "length_mm": round(float(a.arclength[-1]), 1),
+                    "proximal_radius_mm": round(float(a.radii[0]), 2),
+                }
+                for a in arteries
+            },
         },
     }
-    return PhantomCase(volume=volume, label=label, points=points, truth=truth, reference=reference,
-                       distractor_mask=forbidden, seed=seed, timings_s=clock.laps)
+    return PhantomCase(
+        volume=volume,
+        label=label,
+        points=points,
+        truth=truth,
+        reference=reference,
+        distractor_mask=forbidden,
+        seed=seed,
+        timings_s=clock.laps,
+    )
 
 
 class _StageClock:

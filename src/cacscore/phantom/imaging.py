@@ -15,14 +15,22 @@ from scipy import ndimage
 #: Scanner vendors of the output (DICOM Manufacturer), with a model, a soft-tissue kernel and the
 #: value written outside the reconstruction circle (HU).
 SCANNERS: dict[str, dict[str, Any]] = {
-    "GE MEDICAL SYSTEMS": {"models": ["Revolution CT", "LightSpeed VCT", "Discovery CT750 HD"],
-                           "kernel": "STANDARD", "outside_hu": -3024},
-    "SIEMENS": {"models": ["SOMATOM Force", "SOMATOM Definition Flash", "SOMATOM Drive"],
-                "kernel": "Qr36d", "outside_hu": -1024},
-    "Philips": {"models": ["iCT 256", "Brilliance 64", "IQon - Spectral CT"],
-                "kernel": "XCB", "outside_hu": -1024},
-    "CANON_MEC": {"models": ["Aquilion ONE", "Aquilion Prime SP"],
-                  "kernel": "FC12", "outside_hu": -2048},
+    "GE MEDICAL SYSTEMS": {
+        "models": ["Revolution CT", "LightSpeed VCT", "Discovery CT750 HD"],
+        "kernel": "STANDARD",
+        "outside_hu": -3024,
+    },
+    "SIEMENS": {
+        "models": ["SOMATOM Force", "SOMATOM Definition Flash", "SOMATOM Drive"],
+        "kernel": "Qr36d",
+        "outside_hu": -1024,
+    },
+    "Philips": {
+        "models": ["iCT 256", "Brilliance 64", "IQon - Spectral CT"],
+        "kernel": "XCB",
+        "outside_hu": -1024,
+    },
+    "CANON_MEC": {"models": ["Aquilion ONE", "Aquilion Prime SP"], "kernel": "FC12", "outside_hu": -2048},
 }
 
 

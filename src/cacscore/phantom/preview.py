@@ -17,19 +17,31 @@ from cacscore.errors import InvalidInputError
 from cacscore.io.volume import CTVolume
 
 #: Outline colour of each artery's reference calcium.
-ARTERY_COLOURS = {labels.LM: "#ffd60a", labels.LAD: "#ff3b30", labels.LCX: "#30d158", labels.RCA: "#0a84ff",
-                  labels.UNSPECIFIED: "#ffffff"}
-_SHORT = {"aortic_valve": "AV", "aortic_root": "Ao root", "mitral_annulus": "MAC", "aortic_wall": "Ao wall",
-          "sternal_wire": "wire"}
+ARTERY_COLOURS = {
+    labels.LM: "#ffd60a",
+    labels.LAD: "#ff3b30",
+    labels.LCX: "#30d158",
+    labels.RCA: "#0a84ff",
+    labels.UNSPECIFIED: "#ffffff",
+}
+_SHORT = {
+    "aortic_valve": "AV",
+    "aortic_root": "Ao root",
+    "mitral_annulus": "MAC",
+    "aortic_wall": "Ao wall",
+    "sternal_wire": "wire",
+}
 
 
-def pick_slices(volume: CTVolume, label: np.ndarray, distractors: Sequence[dict[str, Any]], n: int) -> list[int]:
+def pick_slices(
+    volume: CTVolume, label: np.ndarray, distractors: Sequence[dict[str, Any]], n: int
+) -> list[int]:
     """Up to ``n`` slice indices: those with the most reference calcium, then distractors, then evenly spread."""
     per_slice = (label > 0).sum(axis=(1, 2))
     chosen = [int(i) for i in np.argsort(-per_slice, kind="stable") if per_slice[i] > 0][: max(1, n * 2 // 3)]
     for d in distractors:
         z = float(volume.patient_to_index(np.array(d["position_mm"]))[0, 0])
-        k = int(round(z))
+        k = round(z)
         if 0 <= k < volume.shape[0] and k not in chosen and len(chosen) < n - 2:
             chosen.append(k)
     spread = np.linspace(volume.shape[0] * 0.15, volume.shape[0] * 0.85, n).round().astype(int)
@@ -103,8 +115,14 @@ def render_preview(
     for ax in axes.ravel():
         ax.axis("off")
     for ax, k in zip(axes.ravel(), slices, strict=False):
-        ax.imshow(volume.hu[k], cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
-                  interpolation="bilinear", aspect=dy / dx)
+        ax.imshow(
+            volume.hu[k],
+            cmap="gray",
+            vmin=level - width / 2,
+            vmax=level + width / 2,
+            interpolation="bilinear",
+            aspect=dy / dx,
+        )
         for code, colour in ARTERY_COLOURS.items():
             m = label[k] == code
             if m.any():
@@ -113,14 +131,30 @@ def render_preview(
             zyx = volume.patient_to_index(np.array(d["position_mm"]))[0]
             size_px = max(float(d.get("size_mm", 4.0)), 4.0) / dx
             if abs(zyx[0] - k) * dz <= max(dz, float(d.get("size_mm", 4.0)) / 2):
-                ax.add_patch(plt.Circle((zyx[2], zyx[1]), size_px * 0.8, fill=False, color="#ff2dff",
-                                        linewidth=1.0, linestyle="--"))
-                ax.text(zyx[2] + size_px, zyx[1] - size_px, _SHORT.get(d["type"], d["type"]), color="#ff2dff",
-                        fontsize=7)
+                ax.add_patch(
+                    plt.Circle(
+                        (zyx[2], zyx[1]),
+                        size_px * 0.8,
+                        fill=False,
+                        color="#ff2dff",
+                        linewidth=1.0,
+                        linestyle="--",
+                    )
+                )
+                ax.text(
+                    zyx[2] + size_px,
+                    zyx[1] - size_px,
+                    _SHORT.get(d["type"], d["type"]),
+                    color="#ff2dff",
+                    fontsize=7,
+                )
         z_mm = volume.index_to_patient(np.array([k, 0, 0]))[0, 2]
         ax.set_title(f"slice {k}  z={z_mm:.1f} mm", fontsize=8)
-    handles = [plt.Line2D([], [], color=c, label=labels.ARTERY_NAMES[code])
-               for code, c in ARTERY_COLOURS.items() if code != labels.UNSPECIFIED]
+    handles = [
+        plt.Line2D([], [], color=c, label=labels.ARTERY_NAMES[code])
+        for code, c in ARTERY_COLOURS.items()
+        if code != labels.UNSPECIFIED
+    ]
     handles.append(plt.Line2D([], [], color="#ff2dff", linestyle="--", label="distractor (not scored)"))
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
     if title:

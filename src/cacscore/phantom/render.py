@@ -184,7 +184,7 @@ def occupancy(
     ``n_xy`` samples per pixel in-plane.
     """
     zs, ys, xs = box
-    dz, dy, dx = grid.spacing
+    _, dy, dx = grid.spacing
     offs_z = ((np.arange(n_z) + 0.5) / n_z - 0.5) * grid.thickness_mm
     offs_y = ((np.arange(n_xy) + 0.5) / n_xy - 0.5) * dy
     offs_x = ((np.arange(n_xy) + 0.5) / n_xy - 0.5) * dx
@@ -193,9 +193,7 @@ def occupancy(
     x = (grid.xs[xs][:, None] + offs_x[None, :]).reshape(-1).astype(np.float32)
     inside = distance(x[None, None, :], y[None, :, None], z[:, None, None]) < 0.0
     nzb, nyb, nxb = zs.stop - zs.start, ys.stop - ys.start, xs.stop - xs.start
-    return (
-        inside.reshape(nzb, n_z, nyb, n_xy, nxb, n_xy).mean(axis=(1, 3, 5), dtype=np.float32)
-    )
+    return inside.reshape(nzb, n_z, nyb, n_xy, nxb, n_xy).mean(axis=(1, 3, 5), dtype=np.float32)
 
 
 def orthonormal_frame(direction: np.ndarray) -> np.ndarray:
