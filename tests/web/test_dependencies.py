@@ -136,3 +136,30 @@ def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
 def test_store_is_shared_per_settings_and_scorer(settings: Settings) -> None:
     assert dependencies.get_store(settings, known_scorer) is get_store(settings, known_scorer)
     assert get_store(settings, candidates_only) is not get_store(settings, known_scorer)
+
+
+def test_model_scorer_runs_a_real_ensemble() -> None:
+    from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
+    from cacscore.train.loop import preprocessing_dict
+
+    plan = Plan(
+        {
+            "plan_version": PLAN_VERSION,
+            "name": "tiny",
+            "model_version": "0.1",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": 0, "file": "member_0.safetensors"}],
+        }
+    )
+    volume = synthetic_volume()
+    auto = ModelScorer(Ensemble(plan, [ResUNet3d(1, 5, [2, 4])]))(volume)
+    assert auto.model_version == "tiny 0.1" and auto.mask.shape == volume.shape
+    assert set(np.unique(auto.mask)) <= {0, 2, 3, 4, 5}
+    assert np.all(volume.hu[auto.mask > 0] >= 130)
+    assert auto.confidence is not None and np.all((auto.confidence >= 0) & (auto.confidence <= 1))
