@@ -80,3 +80,23 @@ def test_refuses_to_overwrite_and_bad_options(cohort: Path, tmp_path: Path) -> N
     missing = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nope"), "--baseline", "threshold",
                                   "--out", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "dataset folder not found" in missing.output
+
+
+def test_model_ensemble_runs_on_every_case(cohort: Path, tmp_path: Path) -> None:
+    from cacscore.model import default_model_dir
+
+    model = default_model_dir()
+    out = tmp_path / "m"
+    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--model", str(model), "--out", str(out),
+                                 "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["source"] == f"model:{model}"
+    assert (metrics["n_evaluated"], metrics["n_failed"]) == (5, 0)
+
+
+def test_bad_model_folder_is_one_line_error(cohort: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--model", str(tmp_path / "none"),
+                                 "--out", str(tmp_path / "m")])
+    assert result.exit_code == 1 and "error:" in result.output
+    assert not (tmp_path / "m" / "metrics.json").exists()
