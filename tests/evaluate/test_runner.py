@@ -72,6 +72,7 @@ def test_summary_perfect(cohort: Path) -> None:
     json.dumps(m, allow_nan=False)  # standard JSON: no nan
     cat = m["category"]
     assert cat["accuracy"]["value"] == 1.0 and cat["accuracy"]["ci95"] == [1.0, 1.0]
+    assert cat["accuracy"]["n"] == m["agatston"]["icc"]["n"] == 5
     assert cat["harrell_c"]["value"] == 1.0
     assert cat["paper_c_index"]["value"] == 1.0  # no ties: one case per category
     assert cat["kappa_linear"]["value"] == 1.0

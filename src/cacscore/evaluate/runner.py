@@ -269,6 +269,7 @@ def summarize(
         ci = cis.get(name)
         return {
             "value": _value(estimates[name]),
+            "n": n,
             "ci95": None if ci is None else [_value(ci.low), _value(ci.high)],
             "description": description,
         }
