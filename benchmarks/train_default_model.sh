@@ -2,7 +2,7 @@
 # Reproduce the shipped default model (src/cacscore/model/default/) with ONE command:
 #
 #   benchmarks/train_default_model.sh [--device cuda|cpu] [--out DIR] [--work DIR]
-#                                     [--n 480] [--n-val 20] [--max-minutes 4.5] [--seed 2021]
+#                                     [--n 400] [--n-val 20] [--max-minutes 2] [--seed 2021]
 #
 # 1. generates a balanced phantom training cohort (--n cases, seed --seed, NIfTI, one worker per core)
 #    and a separate balanced validation cohort (--n-val cases, seed --seed + 1);
@@ -13,11 +13,12 @@
 #    and the run stay in --work); copy it over src/cacscore/model/default/ to ship it (MODEL_CARD.md stays).
 #
 # Expected duration:
-#   GPU (1x H200, 16 cores): about 8 minutes: ~2 min for 500 phantom cases with 16 workers (measured:
-#     72 cases in 16 s), ~1 min of preprocessing, 4.5 min of training (the time limit; measured 37 ms
-#     per step of 8 patches of 64x96x96 in bf16), a few seconds of writing.
+#   GPU (1x H200, 16 cores): about 5 minutes: ~1.5 min for 420 phantom cases with 16 workers (measured:
+#     72 cases in 16 s), ~40 s of preprocessing, 2 min of training (the time limit; measured 37 ms per
+#     step of 8 patches of 64x96x96 in bf16, 1.5 s per epoch of 40 steps), a few seconds of writing.
+#     Pass a larger --max-minutes for a better model where device time allows (the shipped model used 2).
 #   CPU (2 cores): ~30 min for the cohorts (3-4 s per case per core) and then the time limit; on a
-#     CPU the default --max-minutes 4.5 gives a weak model: pass e.g. --max-minutes 240 for a usable one.
+#     CPU 2 minutes give a weak model: pass e.g. --max-minutes 240 for a usable one.
 #
 # Works where cacscore is installed (a `cacscore` command on PATH or in .venv/) and on a bare
 # machine with PyTorch: the package is then run from src/, and wheels in .whl/ (pydicom, SimpleITK,
@@ -28,9 +29,9 @@ cd "$(dirname "$0")/.."
 DEVICE=cuda
 OUT=runs/default-model
 WORK=runs/default-data
-N_TRAIN=480
+N_TRAIN=400
 N_VAL=20
-MAX_MINUTES=4.5
+MAX_MINUTES=2
 SEED=2021
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -70,7 +71,7 @@ echo "== generating $N_TRAIN training and $N_VAL validation phantoms with $WORKE
 echo "== cohorts ready after $((SECONDS - start)) s"
 
 if [[ "$DEVICE" == cuda ]]; then
-    BATCH=16; PATCH=64,96,96; STEPS=40
+    BATCH=8; PATCH=64,96,96; STEPS=40
 else
     BATCH=2; PATCH=48,96,96; STEPS=20
 fi
