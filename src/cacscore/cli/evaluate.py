@@ -184,14 +184,14 @@ def register(app: typer.Typer) -> None:
     def table1(
         out: Annotated[Path, typer.Option("--out", help="Experiment folder (data, models, table.md, table.json, PNG).")],
         scale: Annotated[Scale, typer.Option(
-            "--scale", help="tiny (minutes on a CPU), small (about an hour on a GPU machine), paper (GPU)."
+            "--scale", help="tiny (minutes on a CPU), small (~6 min on one GPU, weak models), paper (hours on a GPU)."
         )] = Scale.tiny,
         device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.auto,
         progress: Annotated[bool | None, typer.Option(
             "--progress/--no-progress", help="Progress bar (default: on a terminal)."
         )] = None,
     ) -> None:
-        """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble."""
+        """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble (resumable)."""
         with user_errors():
             from cacscore.evaluate.experiment import run_table1_cli
 
