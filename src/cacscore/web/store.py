@@ -330,6 +330,8 @@ class ReviewStore:
     def _open(self, session: Session, study_id: int) -> tuple[Study, LoadedStudy, Reviewed]:
         study = self._get(session, study_id)
         loaded = self._load(session, study)
+        if study.analysed_at is None:
+            session.refresh(study)  # analysed meanwhile by another request or the background worker
         return study, loaded, self._reviewed(study, loaded)
 
     # ----------------------------------------------------------------- viewer
@@ -348,7 +350,8 @@ class ReviewStore:
                 "study_uid": volume.study_uid,
                 "series_uid": volume.series_uid,
                 "patient_id": volume.patient_id,
-                "warnings": list(volume.warnings),
+                # Reader warnings start with the server-side path; the reviewer knows the study by name.
+                "warnings": [text.replace(str(self._path(study)), study.name) for text in volume.warnings],
                 "n_candidates": loaded.candidates.n,
                 "candidates": loaded.candidate_rows,
                 "arteries": ARTERY_COLOURS,

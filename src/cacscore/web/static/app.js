@@ -263,7 +263,10 @@ function setState(state) {
   $("study-status").replaceWith(Object.assign(statusBadge(state.status), { id: "study-status" }));
   $("undo").disabled = !state.can_undo || signed;
   $("sign").disabled = signed;
-  $("sign").textContent = signed ? `Signed by ${state.signed_by}` : "Sign…";
+  $("sign").textContent = signed ? "Signed" : "Sign…";
+  $("sign").title = signed
+    ? `Signed by ${state.signed_by} on ${state.signed_at.slice(0, 16).replace("T", " ")} UTC; read-only`
+    : "Sign the review; the study becomes read-only";
 }
 
 function renderScores() {
