@@ -72,6 +72,8 @@ class Anatomy:
     epicardial_fat_mm: float
     paracardial_fat_mm: float
     heart_hu: float
+    surface_waves: np.ndarray  # (K, 3) wave vectors of the heart-surface bumps, rad/mm
+    surface_phases: np.ndarray  # (K,) rad
     aortic_root: np.ndarray  # centre of the aortic valve plane, LPS
     aorta_axis: np.ndarray  # unit vector up the ascending aorta
     aorta_radius_mm: float
@@ -97,8 +99,12 @@ class Anatomy:
     def heart_distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hard-union and groove-filling soft-union signed distances to the heart (mm)."""
         d = [part.distance()(x, y, z) for part in self.heart_parts]
-        hard = np.minimum(np.minimum(d[0], d[1]), d[2])
-        soft = smooth_min(smooth_min(d[0], d[1], 14.0), d[2], 16.0)
+        # Gentle bumps (a few mm over 4-9 cm) so that the outline is not a perfect ellipse.
+        bumps = np.float32(0.0)
+        for wave, phase in zip(self.surface_waves, self.surface_phases, strict=True):
+            bumps = bumps + np.float32(0.9) * np.sin(x * wave[0] + y * wave[1] + z * wave[2] + phase)
+        hard = np.minimum(np.minimum(d[0], d[1]), d[2]) + bumps
+        soft = smooth_min(smooth_min(d[0], d[1], 14.0), d[2], 16.0) + bumps
         return hard, soft
 
     def heart_bounds(self, margin_mm: float) -> tuple[np.ndarray, np.ndarray]:
@@ -204,6 +210,10 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
         epicardial_fat_mm=float(rng.uniform(1.0, 3.0) + 3.0 * size),
         paracardial_fat_mm=float(rng.uniform(0.5, 3.0) + 6.0 * size),
         heart_hu=float(rng.uniform(35, 55)),
+        surface_waves=(
+            orthonormal_frame(rng.normal(size=3)) * (2 * np.pi / rng.uniform(40, 90, 3))[None, :]
+        ).T,
+        surface_phases=rng.uniform(0, 2 * np.pi, 3),
         aortic_root=root,
         aorta_axis=aorta_axis,
         aorta_radius_mm=float(aorta_radius),

@@ -41,7 +41,7 @@ from cacscore.phantom.render import Box, Grid
 from cacscore.scoring import ScoreResult, score_calcium
 
 #: Version of the generator written into every case; bump when the same seed gives other images.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 CATEGORIES = ("A", "B", "C", "D", "E")
 #: Target Agatston ranges drawn (log-uniform) for each category when a category is asked for.
 TARGET_RANGES: dict[str, tuple[float, float]] = {
