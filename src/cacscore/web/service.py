@@ -120,7 +120,7 @@ class Candidates:
 
     Attributes
     ----------
-    labels : (Z, Y, X) ndarray of int32
+    labels : (Z, Y, X) ndarray of uint16 (int32 above 65534 candidates)
         0 outside candidates, ids 1..n inside.
     n : int
         Number of candidates.
@@ -155,7 +155,10 @@ def find_candidates(volume: CTVolume) -> Candidates:
     """
     mask = candidate_mask(volume.hu, volume.spacing)
     labels, n = label_lesions_3d(mask)
-    boxes = [box for box in ndimage.find_objects(labels) if box is not None]
+    if n < np.iinfo(np.uint16).max:
+        labels = labels.astype(np.uint16)  # half the memory of a large scan's id map
+    # Ids are consecutive, so every id has a box.
+    boxes = ndimage.find_objects(labels)
     return Candidates(labels=labels, n=n, boxes=boxes)  # type: ignore[arg-type]
 
 
