@@ -170,3 +170,14 @@ def test_coronary_tree_has_realistic_lengths_and_calibres(cases: dict[str, Phant
         # LM 4-5 mm wide, the others start at 3-4 mm.
         assert 2.0 <= arteries["LM"]["proximal_radius_mm"] <= 2.5
         assert all(1.5 <= arteries[n]["proximal_radius_mm"] <= 2.0 for n in ("LAD", "LCX", "RCA"))
+
+
+def test_natural_mode_is_zero_inflated_with_a_tail() -> None:
+    cases = [generate_case(300 + i, config=REDUCED) for i in range(16)]
+    assert all(c.truth["target_category"] is None and c.truth["target_met"] for c in cases)
+    without = [c for c in cases if not c.truth["lesions"]]
+    assert 2 <= len(without) <= 12  # zero_fraction 0.35
+    counts = sorted(len(c.truth["lesions"]) for c in cases)
+    assert counts[-1] >= 5 * max(
+        1, counts[len(counts) // 2]
+    )  # heavy tail: the largest burden dwarfs the median
