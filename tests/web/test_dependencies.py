@@ -163,3 +163,20 @@ def test_model_scorer_runs_a_real_ensemble() -> None:
     assert set(np.unique(auto.mask)) <= {0, 2, 3, 4, 5}
     assert np.all(volume.hu[auto.mask > 0] >= 130)
     assert auto.confidence is not None and np.all((auto.confidence >= 0) & (auto.confidence <= 1))
+
+
+def test_app_factory_reads_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, data_dir: Path
+) -> None:
+    monkeypatch.setenv("CACSCORE_DATA", str(data_dir))
+    monkeypatch.setenv("CACSCORE_DB", f"sqlite:///{tmp_path / 'env.db'}")
+    monkeypatch.setenv("CACSCORE_UPLOADS", str(tmp_path / "env-uploads"))
+    dependencies.get_settings.cache_clear()
+    try:
+        app = create_app()
+        app.dependency_overrides[get_scorer] = lambda: known_scorer
+        with TestClient(app) as client:
+            assert [s["name"] for s in client.get("/api/studies").json()] == ["case_a"]
+    finally:
+        dependencies.get_settings.cache_clear()
+    assert (tmp_path / "env.db").is_file()
