@@ -412,6 +412,33 @@ def _adjust(
     return kept
 
 
+def _paint_distractors(
+    base: np.ndarray, grid: Grid, distractors: list[CalciumObject]
+) -> tuple[np.ndarray, list[tuple[int, tuple[float, float]]]]:
+    """Draw the distractors into ``base`` (z partial volume).
+
+    Returns the voxels no label may take (each distractor grown by the blur's
+    reach, so bloomed distractor voxels are never labelled) and the
+    ``(slice, (row, col))`` centres of metal for the streaks.
+    """
+    forbidden = np.zeros(grid.shape, dtype=bool)
+    wire_slices: list[tuple[int, tuple[float, float]]] = []
+    grow = np.ones((1, 5, 5), dtype=bool)
+    for obj in distractors:
+        found = obj.occupancy(grid, 2.0)
+        if found is None:
+            continue
+        box, occ = found
+        region = base[box]
+        region += occ * (np.float32(obj.density_hu) - region)
+        forbidden[box] |= ndimage.binary_dilation(occ > 0.0, structure=grow)
+        if obj.kind == "sternal_wire" and occ.max() > 0.05:
+            zz = np.nonzero(occ.max(axis=(1, 2)) > 0.05)[0]
+            yx = np.argwhere(occ.max(axis=0) > 0).mean(axis=0)
+            wire_slices += [(int(z + box[0].start), (yx[0] + box[1].start, yx[1] + box[2].start)) for z in zz]
+    return forbidden, wire_slices
+
+
 def _in_category(score: float, category: str) -> bool:
     lo, hi = _CATEGORY_BOUNDS[category]
     if category == "A":
@@ -468,22 +495,7 @@ def generate_case(
     clock.lap("coronaries")
 
     distractors = sample_distractors(rng_calc, anatomy, arteries, config.distractor_probabilities)
-    forbidden = np.zeros(grid.shape, dtype=bool)
-    wire_slices: list[tuple[int, tuple[float, float]]] = []
-    grow = np.ones((1, 5, 5), dtype=bool)  # the blur's reach: bloomed distractor voxels are never labelled
-    for obj in distractors:
-        found = obj.occupancy(grid, 2.0)
-        if found is None:
-            continue
-        box, occ = found
-        region = base[box]
-        region += occ * (np.float32(obj.density_hu) - region)
-        forbidden[box] |= ndimage.binary_dilation(occ > 0.0, structure=grow)
-        if obj.kind == "sternal_wire" and occ.max() > 0.05:
-            zz = np.nonzero(occ.max(axis=(1, 2)) > 0.05)[0]
-            yx = np.argwhere(occ.max(axis=0) > 0).mean(axis=0)
-            wire_slices += [(int(z + box[0].start), (yx[0] + box[1].start, yx[1] + box[2].start)) for z in zz]
-
+    forbidden, wire_slices = _paint_distractors(base, grid, distractors)
     clock.lap("distractors")
     scanner = config.manufacturers[int(rng_noise.integers(len(config.manufacturers)))]
     fwhm = float(rng_noise.uniform(*config.blur_fwhm_mm))
