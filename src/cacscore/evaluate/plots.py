@@ -197,14 +197,20 @@ def plot_arteries(path: Path, metrics: dict[str, Any]) -> Path:
                    fontsize=11)
     left.legend(fontsize=9)
     lesions = metrics["lesions"]["per_artery"]
+    counts = metrics["lesions"]["counts"]["arteries"]
     lesion_names = [n for n in names if n in lesions]
-    f1 = [lesions[n]["f1"] for n in lesion_names]
-    f1_volume = [lesions[n]["f1_volume"] for n in lesion_names]
+    # An artery without any lesion on either side has F1 = 1 by definition; a bar would suggest a success.
+    empty = [counts[n]["n_ref"] == 0 and counts[n]["n_pred"] == 0 for n in lesion_names]
+    f1 = [None if e else lesions[n]["f1"] for n, e in zip(lesion_names, empty, strict=True)]
+    f1_volume = [None if e else lesions[n]["f1_volume"] for n, e in zip(lesion_names, empty, strict=True)]
     xl = np.arange(len(lesion_names))
     right.bar(xl - 0.2, [np.nan if v is None else v for v in f1], 0.4, color="#2c7bb6", label="F1 by lesion count")
     right.bar(xl + 0.2, [np.nan if v is None else v for v in f1_volume], 0.4, color="#abd9e9",
               label="F1 by volume")
-    for xi, a, b in zip(xl, f1, f1_volume, strict=True):
+    for xi, a, b, none in zip(xl, f1, f1_volume, empty, strict=True):
+        if none:
+            right.annotate("no lesions", (xi, 0.02), ha="center", va="bottom", fontsize=8, color="#555555")
+            continue
         for offset, value in ((-0.2, a), (0.2, b)):
             right.annotate("n/a" if value is None else f"{value:.2f}", (xi + offset, value or 0), ha="center",
                            va="bottom", fontsize=8)
