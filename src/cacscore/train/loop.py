@@ -392,6 +392,8 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     train_cases = [cached[i] for i in train_ids]
     val_cases = [cached[i] for i in val_ids]
 
+    if device.type == "cuda" and config.max_minutes is not None:
+        _warm_up(config, train_cases, val_cases, len(plan.class_codes), device)
     start = time.monotonic()
     finished = {m["member"] for m in plan.members}
     for k in range(config.members):
@@ -410,6 +412,18 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         plan.save(out)
         finished.add(k)
     return plan
+
+
+def _warm_up(config: TrainConfig, cases: list[CachedCase], val_cases: list[CachedCase], n_classes: int,
+             device: torch.device) -> None:
+    """One throwaway step and validation pass, so that cuDNN's autotuning of every shape (~15 s on an
+    H200) is not charged to the first member's share of the time limit."""
+    net = ResUNet3d(1, n_classes, config.filters).to(device).to(memory_format=torch.channels_last_3d)
+    images, targets = PatchSampler(cases[:1], config.patch, device).batch(np.random.default_rng(0), config.batch)
+    with _autocast(device, config.amp):
+        logits = net(images.contiguous(memory_format=torch.channels_last_3d))
+    segmentation_loss(logits.float(), targets.long(), config.loss).backward()
+    validation_dice(net, val_cases, n_classes, device, config.amp)
 
 
 def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_cases: list[CachedCase],
