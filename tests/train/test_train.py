@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from cacscore.cli.main import app
@@ -62,6 +63,14 @@ def test_inference_gives_labels_on_the_original_grid_only_above_130_hu(tiny_mode
     assert set(np.unique(prediction.labels)) <= {0, 2, 3, 4, 5}
     result = score_with_model(volume, ensemble, prediction=prediction)
     assert all(lesion.confidence is not None and 0.5 < lesion.confidence <= 1 for lesion in result.lesions)
+
+
+def test_bf16_inference_runs_channels_last_and_keeps_the_grid(tiny_model: Path, cohort: Path) -> None:
+    volume = read_volume(cohort / "case_0002" / "image.nii.gz")
+    ensemble = load_ensemble(tiny_model, precision="bf16")
+    assert ensemble.members[0].head.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    labels = ensemble.predict(volume).labels
+    assert labels.shape == volume.shape and np.all(volume.hu[labels > 0] >= 130)
 
 
 def test_existing_model_needs_resume(tiny_model: Path, cohort: Path) -> None:
