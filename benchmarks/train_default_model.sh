@@ -13,9 +13,10 @@
 #    and the run stay in --work); copy it over src/cacscore/model/default/ to ship it (MODEL_CARD.md stays).
 #
 # Expected duration:
-#   GPU (1x H200, 16 cores): about 5 minutes: ~1.5 min for 420 phantom cases with 16 workers (measured:
-#     72 cases in 16 s), ~40 s of preprocessing, 2 min of training (the time limit; measured 37 ms per
-#     step of 8 patches of 64x96x96 in bf16, 1.5 s per epoch of 40 steps), a few seconds of writing.
+#   GPU (1x H200, 16 cores): about 4 minutes; measured 2026-11-26 for the shipped model: 240 s wall =
+#     80 s for the 420 phantoms with 16 workers, 26 s of preprocessing, ~15 s of cuDNN warm-up and the
+#     2 min of training (40 ms per step of 8 patches of 64x96x96 in bf16, 1.7 s per epoch of 40 steps
+#     with validation), a few seconds of writing.
 #     Pass a larger --max-minutes for a better model where device time allows (the shipped model used 2).
 #   CPU (2 cores): ~30 min for the cohorts (3-4 s per case per core) and then the time limit; on a
 #     CPU 2 minutes give a weak model: pass e.g. --max-minutes 240 for a usable one.
