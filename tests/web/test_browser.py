@@ -90,6 +90,20 @@ def phantom(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return data, folder
 
 
+#: Page coordinates of an inner pixel of lesion ``id`` on the slice shown (the viewer's own transform):
+#: one whose four neighbours belong to the lesion too, so that whole-pixel mouse positions still hit it.
+_PIXEL_OF_LESION = """(id) => {
+  const ids = viewer.overlays.get(viewer.z).ids, w = viewer.study.shape[2];
+  let i = ids.findIndex((v, k) => v === id && ids[k - 1] === id && ids[k + 1] === id
+                                   && ids[k - w] === id && ids[k + w] === id);
+  if (i < 0) i = ids.indexOf(id);
+  const { sx, sy, ox, oy } = transform();
+  const rect = canvas.getBoundingClientRect();
+  const x = i % w, y = Math.floor(i / w);
+  return [rect.left + ox + (x + 0.5) * sx, rect.top + oy + (y + 0.5) * sy];
+}"""
+
+
 def _score_json(image: Path, mask: Path | None = None) -> dict:
     """``cacscore score IMAGE [--mask MASK] --json`` (without a mask: the shipped model)."""
     options = ["--mask", str(mask)] if mask is not None else []
@@ -171,10 +185,31 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             assert pdf.startswith(b"%PDF-")
             assert len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf)) == 1
 
-            # Show a counted lesion with its menu for the screenshot.
+            # Viewer controls: hovering a lesion shows its confidence, window presets, wheel scrolling.
             others = [row for row in state["lesions"] if row["id"] != lesion["id"]]
             second = max(others, key=lambda row: row["agatston"]) if others else lesion
             page.click(f'ul.lesions li[data-lesion="{second["id"]}"]')
+            page.keyboard.press("Escape")
+            x, y = page.evaluate(_PIXEL_OF_LESION, second["id"])
+            page.mouse.move(x, y, steps=3)
+            expect(page.locator("#tooltip")).to_contain_text(f"lesion #{second['id']}")
+            expect(page.locator("#tooltip")).to_contain_text("confidence 0.87")
+            if others:  # N selects the next counted lesion
+                page.keyboard.press("n")
+                expect(page.locator("#popup")).to_be_visible()
+                assert page.evaluate("() => viewer.selectedId") in {row["id"] for row in others}
+                page.keyboard.press("Escape")
+            page.click('[data-preset="soft"]')
+            expect(page.locator("#hud-window")).to_contain_text("W 400 / L 40")
+            page.click('[data-preset="calcium"]')
+            slice_text = page.locator("#hud-slice").inner_text()
+            page.mouse.move(300, 300)
+            page.mouse.wheel(0, 120)
+            expect(page.locator("#hud-slice")).not_to_have_text(slice_text)
+            page.mouse.wheel(0, -120)
+            expect(page.locator("#hud-slice")).to_have_text(slice_text)
+
+            # Zoom in and show the lesion with its menu for the screenshot.
             page.keyboard.press("+")
             page.keyboard.press("+")
             page.click(f'ul.lesions li[data-lesion="{second["id"]}"]')

@@ -750,11 +750,21 @@ document.addEventListener("keydown", (event) => {
   else if (key === "r" || key === "R") resetView();
   else if (key === "c" || key === "C") { viewer.win = { ...PRESETS.calcium }; draw(); }
   else if (key === "s" || key === "S") { viewer.win = { ...PRESETS.soft }; draw(); }
+  else if (key === "n" || key === "N" || key === "p" || key === "P") stepLesion(key.toLowerCase() === "n" ? 1 : -1);
   else if (key === "+" || key === "=") zoomAt(1.25);
   else if (key === "-") zoomAt(0.8);
   else if (viewer.selectedId && KEY_ARTERIES[key]) applyEdit(viewer.selectedId, KEY_ARTERIES[key]);
   else if (viewer.selectedId && (key === "0" || key === "Delete" || key === "Backspace")) applyEdit(viewer.selectedId, null);
 });
+
+function stepLesion(direction) {
+  // Next / previous counted lesion, in slice order (keys N and P).
+  const counted = viewer.state.lesions.filter((row) => row.artery).sort((a, b) => a.key_slice - b.key_slice || a.id - b.id);
+  if (!counted.length) return;
+  const at = counted.findIndex((row) => row.id === viewer.selectedId);
+  const next = at < 0 ? (direction > 0 ? 0 : counted.length - 1) : (at + direction + counted.length) % counted.length;
+  selectLesion(counted[next].id, true);
+}
 
 // ------------------------------------------------------------------ routing
 
