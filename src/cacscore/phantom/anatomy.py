@@ -285,34 +285,22 @@ def render_anatomy(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> np
 
     # Liver under the right hemidiaphragm, spleen/stomach under the left; they rise into the lowest slices.
     dome = anatomy.apex_z_mm - rng.uniform(-5, 15)
-    liver = Ellipsoid(
-        np.array([bx - 0.35 * rad[0], by + 5.0, dome - 95.0]),
-        np.eye(3),
-        np.array([0.75 * rad[0], 0.8 * rad[1], 100.0]),
+    organs = (
+        (
+            np.array([bx - 0.35 * rad[0], by + 5.0, dome - 95.0]),
+            np.array([0.75 * rad[0], 0.8 * rad[1], 100.0]),
+            rng.uniform(55, 68),
+        ),
+        (
+            np.array([bx + 0.45 * rad[0], by + 20.0, dome - 80.0]),
+            np.array([0.45 * rad[0], 0.6 * rad[1], 75.0]),
+            rng.uniform(38, 50),
+        ),
     )
-    lo, hi = liver.bounds(2.0)
-    paint(
-        vol,
-        grid,
-        grid.box(lo, hi),
-        liver.distance(),
-        rng.uniform(55, 68),
-        where=_cavity_box(cavity2d, grid.box(lo, hi)),
-    )
-    spleen = Ellipsoid(
-        np.array([bx + 0.45 * rad[0], by + 20.0, dome - 80.0]),
-        np.eye(3),
-        np.array([0.45 * rad[0], 0.6 * rad[1], 75.0]),
-    )
-    lo, hi = spleen.bounds(2.0)
-    paint(
-        vol,
-        grid,
-        grid.box(lo, hi),
-        spleen.distance(),
-        rng.uniform(38, 50),
-        where=_cavity_box(cavity2d, grid.box(lo, hi)),
-    )
+    for center, radii, value in organs:
+        organ = Ellipsoid(center, np.eye(3), radii)
+        box = grid.box(*organ.bounds(2.0))
+        paint(vol, grid, box, organ.distance(), value, where=_cavity_box(cavity2d, box))
 
     heart = _HeartFields.compute(grid, anatomy)
     _paint_mediastinum(vol, grid, anatomy, heart, rng)

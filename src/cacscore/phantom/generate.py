@@ -585,7 +585,7 @@ def generate_case(
         return [r for r in (rendered_cache[o] for o in objs) if r is not None]
 
     spacing = grid.spacing
-    affine = _affine(grid)
+    affine = CTVolume(np.zeros((1, 1, 1), np.int16), spacing, origin=grid.origin).affine
     for attempt in range(_MAX_ROUNDS):
         rendered = render(lesions)
         hu = _compose(background, rendered, outside, outside_hu)
@@ -691,11 +691,3 @@ class _StageClock:
         now = time.perf_counter()
         self.laps[name] = self.laps.get(name, 0.0) + now - self._last
         self._last = now
-
-
-def _affine(grid: Grid) -> np.ndarray:
-    dz, dy, dx = grid.spacing
-    m = np.zeros((4, 4))
-    m[0, 2], m[1, 1], m[2, 0], m[3, 3] = dx, dy, dz, 1.0
-    m[:3, 3] = grid.origin
-    return m
