@@ -30,6 +30,11 @@ def test_discover_finds_dicom_folders_and_image_files_but_not_masks(tmp_path: Pa
     ]
 
 
+def test_discover_accepts_one_dicom_folder_as_the_data_folder(tmp_path: Path) -> None:
+    write_dicom_series(synthetic_volume(), tmp_path / "exam")
+    assert discover(tmp_path / "exam") == [FoundStudy(".", "exam")]
+
+
 def test_discover_names_case_folders_of_a_cohort(tmp_path: Path) -> None:
     for case in ("case_2", "case_10"):
         write_volume(synthetic_volume(), tmp_path / case / "image.nii.gz")

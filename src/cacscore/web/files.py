@@ -113,6 +113,8 @@ def _scan(root: Path) -> list[FoundStudy]:
 
 def _found(root: Path, path: Path) -> FoundStudy:
     relative = path.relative_to(root).as_posix()
+    if relative == ".":
+        return FoundStudy(relative, root.name)  # --data names one DICOM series folder
     suffix = image_suffix(path)
     stem = path.name[: -len(suffix)] if suffix else path.name
     # Phantom and generic cohorts name the scan "image"; the case folder is the useful name.
