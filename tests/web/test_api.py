@@ -464,6 +464,15 @@ def test_token_is_required_when_set(settings: Settings) -> None:
         assert client.get("/").status_code == 200  # the page itself holds no data
 
 
+def test_every_response_forbids_foreign_content_and_framing(client: TestClient) -> None:
+    for path in ("/", "/app.js", "/api/studies", "/api/studies/99"):
+        headers = client.get(path).headers
+        assert headers["content-security-policy"].startswith("default-src 'self'")
+        assert (headers["x-frame-options"], headers["referrer-policy"]) == ("DENY", "no-referrer")
+    assert client.get("/api/openapi.json").json()["info"]["title"] == "cacscore review"
+    assert client.get("/api/docs").status_code == 404
+
+
 def test_binding_beyond_loopback_without_token_is_refused(settings: Settings) -> None:
     from dataclasses import replace
 

@@ -138,6 +138,10 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             page = browser.new_page(viewport={"width": 1500, "height": 900}, accept_downloads=True)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # Console errors include Content-Security-Policy violations and failed requests.
+            page.on(
+                "console", lambda message: errors.append(message.text) if message.type == "error" else None
+            )
             page.goto(f"{base}/#/")
             page.fill("#reviewer", "Dr Review")
             page.click("text=case_0000")

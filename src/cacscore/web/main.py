@@ -6,9 +6,10 @@ app reads them from the environment (:meth:`Settings.from_env`).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -33,6 +34,24 @@ ERROR_STATUS: tuple[tuple[type[CacScoreError], int], ...] = (
 )
 
 
+#: Sent with every response: the page may load nothing from elsewhere, never be framed, never leak the
+#: address (with its ``?token=``) as a referrer.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def _security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    response = await call_next(request)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
     code = next(code for cls, code in ERROR_STATUS if isinstance(exc, cls))
     return JSONResponse({"detail": str(exc)}, status_code=code)
@@ -40,14 +59,20 @@ async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the review app; ``settings`` (checked) replace the environment's."""
+    # FastAPI's interactive docs load their scripts from a CDN; the schema alone stays available.
     app = FastAPI(
-        title="cacscore review", version=__version__, docs_url="/api/docs", openapi_url="/api/openapi.json"
+        title="cacscore review",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
     )
     if settings is not None:
         checked = settings.check()
         app.dependency_overrides[get_settings] = lambda: checked
     app.add_exception_handler(CacScoreError, _error_response)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.middleware("http")(_security_headers)
     protected = [Depends(require_token)]
     app.include_router(studies.router, prefix="/api/studies", tags=["studies"], dependencies=protected)
     app.include_router(review.router, prefix="/api/studies", tags=["review"], dependencies=protected)
