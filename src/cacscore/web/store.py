@@ -548,20 +548,21 @@ class ReviewStore:
             "can_undo": study.signed_at is None and bool(active_edits(_records(study.edits))),
         }
 
-    @staticmethod
-    def _review_block(study: Study) -> dict[str, Any]:
+    def _review_block(self, study: Study) -> dict[str, Any]:
+        """The report's ``review`` block: automatic result, reviewers, signature, audit trail."""
+        summary = self._summary(study)
         return {
             "study_id": study.id,
-            "status": study.status,
-            "version": study.version,
+            **{key: summary[key] for key in ("status", "version", "signed_by", "signed_at")},
             "automatic": {
-                "method": study.auto_method,
-                "model_version": study.model_version,
-                "agatston": study.auto_agatston,
+                key: summary[name]
+                for key, name in (
+                    ("method", "method"),
+                    ("model_version", "model_version"),
+                    ("agatston", "auto_agatston"),
+                )
             },
             "reviewers": sorted({edit.reviewer for edit in study.edits}),
-            "signed_by": study.signed_by,
-            "signed_at": iso(study.signed_at),
             "edits": [edit.to_dict() for edit in study.edits],
             "software": f"cacscore {__version__}",
         }

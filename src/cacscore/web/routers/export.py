@@ -11,8 +11,10 @@ from cacscore.web.dependencies import StoreDep
 router = APIRouter()
 
 
-def _attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+def _attachment(content: bytes, media_type: str, name: str) -> Response:
+    """A download that the browser saves as ``name`` and never caches (the state may change)."""
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+    return Response(content, media_type=media_type, headers=headers)
 
 
 @router.get("/{study_id}/report.json")
@@ -24,18 +26,10 @@ def report_json(study_id: int, store: StoreDep) -> dict[str, Any]:
 @router.get("/{study_id}/mask.nii.gz")
 def mask_nifti(study_id: int, store: StoreDep) -> Response:
     """The edited label mask (0 background, 1 unspecified, 2 LM, 3 LAD, 4 LCX, 5 RCA)."""
-    return Response(
-        store.mask_nifti(study_id),
-        media_type="application/gzip",
-        headers=_attachment(f"study-{study_id}-mask.nii.gz"),
-    )
+    return _attachment(store.mask_nifti(study_id), "application/gzip", f"study-{study_id}-mask.nii.gz")
 
 
 @router.get("/{study_id}/report.pdf")
 def report_pdf(study_id: int, store: StoreDep) -> Response:
     """One-page PDF report."""
-    return Response(
-        store.report_pdf(study_id),
-        media_type="application/pdf",
-        headers=_attachment(f"study-{study_id}-report.pdf"),
-    )
+    return _attachment(store.report_pdf(study_id), "application/pdf", f"study-{study_id}-report.pdf")

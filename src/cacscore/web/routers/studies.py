@@ -60,21 +60,17 @@ def get_study(study_id: int, store: StoreDep) -> dict[str, Any]:
     return store.study(study_id)
 
 
+def _binary(content: bytes, cache: str) -> Response:
+    return Response(content, media_type="application/octet-stream", headers={"Cache-Control": cache})
+
+
 @router.get("/{study_id}/slices/{z}")
 def get_slice(study_id: int, z: int, store: StoreDep) -> Response:
-    """Axial slice ``z`` in HU: little-endian int16, rows x columns."""
-    return Response(
-        store.slice_bytes(study_id, z),
-        media_type="application/octet-stream",
-        headers={"Cache-Control": "private, max-age=3600"},
-    )
+    """Axial slice ``z`` in HU: little-endian int16, rows x columns (never changes: cached)."""
+    return _binary(store.slice_bytes(study_id, z), "private, max-age=3600")
 
 
 @router.get("/{study_id}/overlays/{z}")
 def get_overlay(study_id: int, z: int, store: StoreDep) -> Response:
-    """Candidate ids of slice ``z`` (int32) followed by its edited labels (uint8)."""
-    return Response(
-        store.overlay_bytes(study_id, z),
-        media_type="application/octet-stream",
-        headers={"Cache-Control": "no-store"},
-    )
+    """Candidate ids of slice ``z`` (int32) followed by its edited labels (uint8); changes with every edit."""
+    return _binary(store.overlay_bytes(study_id, z), "no-store")
