@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from cacscore.evaluate.metrics import bland_altman
 from cacscore.evaluate.runner import CaseEvaluation
 
 #: Category upper bounds of the Agatston score drawn on the scatter plot (A|B at 0 is the 0/1 gap).
@@ -140,9 +141,8 @@ def _bland_altman_panel(
     ax.axhline(0, color="#555555", linewidth=0.8)
     ax.scatter(np.log1p(mean) if log_x else mean, diff, s=22, color="#2c7bb6", alpha=0.8, label="one case")
     if diff.size:
-        bias = float(diff.mean())
-        sd = float(diff.std(ddof=1)) if diff.size > 1 else 0.0
-        low, high = bias - 1.96 * sd, bias + 1.96 * sd
+        ba = bland_altman(ref, pred)
+        bias, low, high = ba.mean_diff, ba.loa_low, ba.loa_high
         digits = 0 if max(abs(low), abs(high)) >= 100 else 2
         ax.axhline(bias, color="#d7191c", linewidth=1.2, label=f"bias (mean difference) {bias:+.{digits}f}")
         ax.axhline(high, color="#d7191c", linestyle="--", linewidth=1,
