@@ -221,6 +221,22 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             page.wait_for_timeout(300)
             page.screenshot(path=str(ARTIFACTS / "review.png"))
 
+            # Reassign the shown lesion with its menu, then undo twice: back to the automatic score.
+            target = "RCA" if second["artery"] != "RCA" else "LCX"
+            page.click(f'#popup button[data-artery="{target}"]')
+            row = page.locator(f'ul.lesions li[data-lesion="{second["id"]}"] strong')
+            expect(row).to_have_text(target)
+            assert float(total.get_attribute("data-value") or "nan") == pytest.approx(after, abs=1e-9)
+            page.click("#undo")
+            expect(row).to_have_text(second["artery"])
+            page.click("#undo")
+            expect(total).to_have_attribute("data-value", re.compile(r"\d"))
+            expect(page.locator(f'ul.lesions li[data-lesion="{lesion["id"]}"]')).not_to_have_class(
+                re.compile("removed")
+            )
+            assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown, abs=1e-9)
+            expect(page.locator("#undo")).to_be_disabled()
+
             # Sign: the study becomes read-only.
             page.click("#sign")
             page.click("#sign-confirm")
