@@ -673,9 +673,11 @@ function showPopup(id, event) {
     }, artery)),
     el("button", { type: "button", class: "remove", title: "Do not count (key 0 / Delete)", "data-artery": "none",
       disabled: signed || !current ? "" : null, onclick: () => applyEdit(id, null) }, "Remove"));
+  const keepPlace = !event && !popup.hidden;  // refreshed after an edit: stay where the reviewer looks
   popup.replaceChildren(title, buttons);
   if (signed) popup.append(el("div", { class: "title" }, "Signed: read-only"));
   popup.hidden = false;
+  if (keepPlace) return;
   const rect = $("canvas-wrap").getBoundingClientRect();
   let left = rect.width - popup.offsetWidth - 12, top = 40;
   if (event) {
