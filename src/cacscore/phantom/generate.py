@@ -41,7 +41,7 @@ from cacscore.phantom.render import Box, Grid
 from cacscore.scoring import ScoreResult, score_calcium
 
 #: Version of the generator written into every case; bump when the same seed gives other images.
-GENERATOR_VERSION = "1.2"
+GENERATOR_VERSION = "1.3"
 CATEGORIES = ("A", "B", "C", "D", "E")
 #: Target Agatston ranges drawn (log-uniform) for each category when a category is asked for.
 TARGET_RANGES: dict[str, tuple[float, float]] = {
@@ -412,6 +412,28 @@ def _reference_label(
     return label, peaks
 
 
+def _unmarked_pieces(
+    label: np.ndarray, hu: np.ndarray, marked: list[tuple[int, int, int]]
+) -> list[tuple[tuple[int, int, int], int]]:
+    """Peak voxel and artery code of each 26-connected piece of ``label`` that holds none of ``marked``.
+
+    A rendered lesion can break into separate pieces above 130 HU (noise, motion smear). An annotator
+    marks every calcification they see, so each piece needs its own point, or masks rebuilt from the
+    points (``cacscore annotations to-mask``) would miss it.
+    """
+    pieces, n = ndimage.label(label > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    if n == 0:
+        return []
+    has_point = np.zeros(n + 1, dtype=bool)
+    for zyx in marked:
+        has_point[pieces[zyx]] = True
+    missing = np.flatnonzero(~has_point[1:]) + 1
+    if missing.size == 0:
+        return []
+    peaks = ndimage.maximum_position(hu, pieces, missing)
+    return [(tuple(int(v) for v in zyx), int(label[zyx])) for zyx in peaks]  # type: ignore[misc]
+
+
 def _adjust(
     rng: np.random.Generator,
     lesions: list[CalciumObject],
@@ -632,6 +654,9 @@ def generate_case(
             item["point_mm"] = [round(float(v), 3) for v in xyz]
             points.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), str(r.obj.artery)))
         lesion_truth.append(item)
+    for zyx, code in _unmarked_pieces(label, hu, [p for p in peaks if p is not None]):
+        xyz = volume.index_to_patient(np.array(zyx))[0]
+        points.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), labels.ARTERY_NAMES[code]))
     truth = {
         "schema": "cacscore.phantom-truth/1",
         "generator_version": GENERATOR_VERSION,
