@@ -116,6 +116,8 @@ def main() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CacScoreWarning)
             case = ref.load()
+        if case.label is None:
+            raise SystemExit(f"{ref.image_path}: case without a reference label")
         truth = json.loads((Path(ref.image_path).parent / "truth.json").read_text())
         start = time.perf_counter()
         prediction = ensemble.predict(case.volume)

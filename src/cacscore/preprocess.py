@@ -148,7 +148,7 @@ def make_grid(shape: tuple[int, ...], spacing: object, target_mm: float | None =
     target = target_spacing_mm(spacing_t[0]) if target_mm is None else float(target_mm)
     if not np.isfinite(target) or target <= 0:
         raise InvalidInputError(f"target_mm must be a positive finite number, got {target_mm!r}")
-    out = tuple(max(1, int(round(int(n) * s / target))) for n, s in zip(shape, spacing_t))
+    out = tuple(max(1, round(int(n) * s / target)) for n, s in zip(shape, spacing_t))
     return Grid(
         source_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
         source_spacing=spacing_t,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -22,30 +22,61 @@ def _patch(text: str) -> tuple[int, int, int]:
 
 
 def train(
-    data: Path = typer.Option(..., "--data", help="Dataset folder (phantom cohort, generic, nnU-Net, orCaScore, COCA)."),
-    out: Path = typer.Option(..., "--out", help="Model folder to write (plan.json + member_<k>.safetensors)."),
-    val_data: Path | None = typer.Option(None, "--val-data",
-                                         help="Separate validation dataset (default: --val-cases cases of --data)."),
-    members: int = typer.Option(5, "--members", help="Ensemble members."),
-    head: str = typer.Option("arteries", "--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium)."),
-    epochs: int = typer.Option(40, "--epochs", help="Maximum epochs per member."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    val_cases: int = typer.Option(20, "--val-cases", help="Validation cases choosing each member's best epoch."),
-    patch: str = typer.Option("64,96,96", "--patch", help="Patch size z,y,x in low-resolution voxels."),
-    batch: int = typer.Option(2, "--batch", help="Patches per step."),
-    steps_per_epoch: int | None = typer.Option(None, "--steps-per-epoch", help="Steps per epoch (default: one pass)."),
-    loss: str = typer.Option("dice_ce", "--loss", help="dice (the paper) or dice_ce (Dice + cross-entropy)."),
-    lr: float = typer.Option(2e-3, "--lr", help="Initial Adam learning rate."),
-    folds: bool = typer.Option(False, "--folds", help="Member k also leaves out the k-th fold of the training cases."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
-    workers: int = typer.Option(0, "--workers", help="Processes for preprocessing (0: none)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and the members."),
-    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Time limit for training all members."),
-    filters: str = typer.Option("16,32,64,128", "--filters", help="Filters per level."),
-    name: str = typer.Option("cacscore-resunet", "--name", help="Model name written to plan.json."),
-    model_version: str = typer.Option("0", "--model-version", help="Model version written to plan.json."),
-    cache: Path | None = typer.Option(None, "--cache", help="Folder of preprocessed cases (default: OUT/cache)."),
-    fp32: bool = typer.Option(False, "--fp32", help="Train in float32 (default: bfloat16 autocast)."),
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="Dataset folder (phantom cohort, generic, nnU-Net, orCaScore, COCA)."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Model folder to write (plan.json + member_<k>.safetensors).")
+    ],
+    val_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--val-data", help="Separate validation dataset (default: --val-cases cases of --data)."
+        ),
+    ] = None,
+    members: Annotated[int, typer.Option("--members", help="Ensemble members.")] = 5,
+    head: Annotated[
+        str, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium).")
+    ] = "arteries",
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs per member.")] = 40,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    val_cases: Annotated[
+        int, typer.Option("--val-cases", help="Validation cases choosing each member's best epoch.")
+    ] = 20,
+    patch: Annotated[
+        str, typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels.")
+    ] = "64,96,96",
+    batch: Annotated[int, typer.Option("--batch", help="Patches per step.")] = 2,
+    steps_per_epoch: Annotated[
+        int | None, typer.Option("--steps-per-epoch", help="Steps per epoch (default: one pass).")
+    ] = None,
+    loss: Annotated[
+        str, typer.Option("--loss", help="dice (the paper) or dice_ce (Dice + cross-entropy).")
+    ] = "dice_ce",
+    lr: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate.")] = 2e-3,
+    folds: Annotated[
+        bool, typer.Option("--folds", help="Member k also leaves out the k-th fold of the training cases.")
+    ] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Processes for preprocessing (0: none).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the members.")] = 0,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Time limit for training all members.")
+    ] = None,
+    filters: Annotated[str, typer.Option("--filters", help="Filters per level.")] = "16,32,64,128",
+    name: Annotated[
+        str, typer.Option("--name", help="Model name written to plan.json.")
+    ] = "cacscore-resunet",
+    model_version: Annotated[
+        str, typer.Option("--model-version", help="Model version written to plan.json.")
+    ] = "0",
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Folder of preprocessed cases (default: OUT/cache).")
+    ] = None,
+    fp32: Annotated[
+        bool, typer.Option("--fp32", help="Train in float32 (default: bfloat16 autocast).")
+    ] = False,
 ) -> None:
     """Train the 3-D residual U-Net ensemble (Gogin et al. 2021) and write a model folder."""
     with user_errors():
@@ -56,16 +87,41 @@ def train(
         try:
             filter_values = tuple(int(v) for v in filters.split(","))
         except ValueError:
-            raise InvalidInputError(f"--filters must be integers separated by commas, got {filters!r}") from None
+            raise InvalidInputError(
+                f"--filters must be integers separated by commas, got {filters!r}"
+            ) from None
         config = TrainConfig(
-            data=data, out=out, val_data=val_data, members=members, head=head, epochs=epochs, steps_per_epoch=steps_per_epoch,
-            batch=batch, patch=_patch(patch), lr=lr, loss=loss, val_cases=val_cases, folds=folds,
-            filters=filter_values, seed=seed, device=device, amp=not fp32, workers=workers,
-            max_minutes=max_minutes, cache_dir=cache, name=name, model_version=model_version,
+            data=data,
+            out=out,
+            val_data=val_data,
+            members=members,
+            head=head,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            batch=batch,
+            patch=_patch(patch),
+            lr=lr,
+            loss=loss,
+            val_cases=val_cases,
+            folds=folds,
+            filters=filter_values,
+            seed=seed,
+            device=device,
+            amp=not fp32,
+            workers=workers,
+            max_minutes=max_minutes,
+            cache_dir=cache,
+            name=name,
+            model_version=model_version,
         )
         progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console, transient=False,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=False,
         )
         tasks: dict[str, Any] = {}
         state = {"member": 0, "members": members}
@@ -89,15 +145,17 @@ def train(
                     f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}, {seconds:.1f} s"
                 )
             elif kind == "done":
-                k, best_epoch, dice = args
+                _, best_epoch, dice = args
                 progress.update(tasks["member"], info=f"best epoch {best_epoch}, validation Dice {dice:.4f}")
 
         with progress:
             plan = train_model(config, resume=resume, report=report)
         err_console.print(f"model written to {out} ({len(plan.members)} members, head {plan.head})")
         for member in plan.members:
-            typer.echo(f"member {member['member']}: best epoch {member['best_epoch']}, "
-                       f"validation Dice {member['val_dice']:.4f}")
+            typer.echo(
+                f"member {member['member']}: best epoch {member['best_epoch']}, "
+                f"validation Dice {member['val_dice']:.4f}"
+            )
 
 
 def register(app: typer.Typer) -> None:

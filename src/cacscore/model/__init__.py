@@ -14,7 +14,13 @@ from cacscore.model.ensemble import (
     save_member,
     score_with_model,
 )
-from cacscore.model.network import HEAD_CLASSES, ResUNet3d, count_parameters, segmentation_loss, soft_dice_loss
+from cacscore.model.network import (
+    HEAD_CLASSES,
+    ResUNet3d,
+    count_parameters,
+    segmentation_loss,
+    soft_dice_loss,
+)
 from cacscore.model.plan import HEAD_CLASS_CODES, MODEL_DIR_ENV, PLAN_VERSION, Plan, default_model_dir
 
 __all__ = [

@@ -163,7 +163,10 @@ class Ensemble:
         self.device = torch.device(device)
         # bf16 convolutions are only fast in the channels-last layout (measured ~10x on AVX512-BF16 CPUs).
         self.memory_format = torch.channels_last_3d if self.precision == "bf16" else torch.contiguous_format
-        self.members = [m.to(self.device).to(memory_format=self.memory_format) for m in members]
+        self.members = [
+            m.to(self.device).to(memory_format=self.memory_format)  # type: ignore[call-overload]
+            for m in members
+        ]
 
     def info(self) -> dict[str, Any]:
         """The report's ``model`` block: name, version, members, head."""

@@ -267,7 +267,7 @@ def _new_plan(config: TrainConfig, n_cases: int, train_ids: list[str], val_ids: 
         "plan_version": PLAN_VERSION,
         "name": config.name,
         "model_version": config.model_version,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "code_version": __version__,
         "head": config.head,
         "class_codes": HEAD_CLASS_CODES[config.head],
@@ -418,7 +418,7 @@ def _warm_up(config: TrainConfig, cases: list[CachedCase], val_cases: list[Cache
              device: torch.device) -> None:
     """One throwaway step and validation pass, so that cuDNN's autotuning of every shape (~15 s on an
     H200) is not charged to the first member's share of the time limit."""
-    net = ResUNet3d(1, n_classes, config.filters).to(device).to(memory_format=torch.channels_last_3d)
+    net = ResUNet3d(1, n_classes, config.filters).to(device).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     images, targets = PatchSampler(cases[:1], config.patch, device).batch(np.random.default_rng(0), config.batch)
     with _autocast(device, config.amp):
         logits = net(images.contiguous(memory_format=torch.channels_last_3d))
@@ -433,7 +433,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
     if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last_3d)
+        net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch))
     ckpt_dir = out / f"member_{k}"
