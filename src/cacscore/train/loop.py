@@ -432,7 +432,10 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     seed = config.seed + 1000 * (k + 1)
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
-    if device.type == "cuda":
+    # Channels-last: tensor cores on CUDA; on CPU, bf16 convolutions are only fast in it (1.7 s instead of
+    # 2.6 s per step of 2 patches of 64x96x96 on 2 cores).
+    channels_last = device.type == "cuda" or config.amp
+    if channels_last:
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch))
@@ -467,7 +470,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         for step in range(steps):
             images, targets = sampler.batch(rng, config.batch)
             images, targets = config.augmentation(images, targets, generator)
-            if device.type == "cuda":
+            if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last_3d)
             valid = (targets != IGNORE) & ((targets > 0) | (images[:, 0] >= level - CANDIDATE_MARGIN))
             with _autocast(device, config.amp):
