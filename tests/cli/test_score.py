@@ -132,11 +132,13 @@ def test_mask_on_another_grid_is_an_error(case: dict[str, Path]) -> None:
     assert "Traceback" not in result.output
 
 
-def test_bad_labels_missing_mask_and_kvp_table(case: dict[str, Path]) -> None:
+def test_bad_labels_missing_model_and_kvp_table(case: dict[str, Path], tmp_path: Path) -> None:
     bad = run(case["ct"], "--mask", case["mask"], "--mask-labels", "orcascore")
     assert bad.exit_code == 1 and "does not define" in bad.stderr
-    missing = run(case["ct"])
-    assert missing.exit_code == 1 and "--mask is required" in missing.stderr
+    # Without --mask the model segments; a model folder that does not exist is a one-line error.
+    no_model = run(case["ct"], "--model", tmp_path / "no-model")
+    assert no_model.exit_code == 1 and "model folder not found" in no_model.stderr
+    assert "Traceback" not in no_model.output
     nothing = run(case["ct"].with_name("absent.nii.gz"), "--mask", case["mask"])
     assert nothing.exit_code == 1 and "no such file" in nothing.stderr
     negative = run(case["ct"], "--mask", case["mask"], "--min-area-mm2", "-1")
