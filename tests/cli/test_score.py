@@ -170,3 +170,25 @@ def test_dicom_series_with_kvp_thresholds(tmp_path: Path) -> None:
     assert report["agatston"] == pytest.approx(2.0)
     assert report["conventions"]["threshold_hu"] == 145 and report["conventions"]["threshold_source"] == "kvp_table"
     assert "calcium >= 145 HU" in adapted.stderr
+
+
+def _table_text(report: dict) -> str:
+    from rich.console import Console
+
+    from cacscore.cli.score import print_report
+
+    console = Console(record=True, width=200)
+    print_report(report, console)
+    return console.export_text()
+
+
+def test_lesion_table_shows_confidence_only_for_model_results() -> None:
+    lesion = {"id": 1, "artery": "LAD", "agatston": 12.0, "volume_mm3": 9.0, "mass_mg": 2.0, "peak_hu": 410,
+              "slices": [3, 4], "centroid_mm": [1.0, 2.0, 3.0], "confidence": None}
+    report = {"input": {"path": "ct.nii.gz", "shape_zyx": [5, 8, 8], "spacing_zyx_mm": [3.0, 0.5, 0.5], "kvp": 120},
+              "arteries": {}, "agatston": 12.0, "volume_mm3": 9.0, "mass_mg": 2.0, "risk_category": "C",
+              "cac_drs": "A1/N1", "n_vessels": 1, "lesions": [lesion]}
+    assert "confidence" not in _table_text(report)
+    report["lesions"] = [{**lesion, "confidence": 0.8}]
+    text = _table_text(report)
+    assert "confidence" in text and "80%" in text

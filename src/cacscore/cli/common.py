@@ -17,6 +17,15 @@ from cacscore.errors import CacScoreError, CacScoreWarning
 err_console = Console(stderr=True, highlight=False)
 
 
+def out_console() -> Console:
+    """Console for tables on stdout.
+
+    Piped or redirected output gets 120 columns instead of rich's 80, which cut the
+    lesion table's headers and UIDs.
+    """
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn :class:`CacScoreError` into a one-line ``error: ...`` on stderr and exit code 1.

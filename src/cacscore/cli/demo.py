@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cacscore.cli.common import prepare_output_dir, user_errors
+from cacscore.cli.common import out_console, prepare_output_dir, user_errors
 
 #: Files the demo writes (besides the model products).
 DEMO_PRODUCTS = ["score.json", "lesions.csv", "reference.json", "image.nii.gz"]
@@ -36,7 +36,6 @@ def demo(
 ) -> None:
     """Generate a phantom CT, score it with the model and print the result next to the phantom's reference."""
     with user_errors():
-        from rich.console import Console
         from rich.table import Table
 
         from cacscore.cli.score import ScoringOptions, emit_report
@@ -46,7 +45,7 @@ def demo(
         from cacscore.scoring import score_report
 
         prepare_output_dir(out, [*DEMO_PRODUCTS, *MODEL_PRODUCTS], force=force)
-        console = Console(highlight=False)
+        console = out_console()
         ensemble = load_ensemble(model)
         console.print(f"generating a phantom calcium-scoring CT (seed {seed}) ...")
         case = _several_arteries_case(seed)

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cacscore.cli.common import prepare_output_dir, user_errors
+from cacscore.cli.common import out_console, prepare_output_dir, user_errors
 from cacscore.errors import CacScoreWarning, InvalidInputError
 
 if TYPE_CHECKING:
@@ -152,9 +152,9 @@ def emit_report(
     if as_json:
         typer.echo(text)
     else:
-        print_report(report, console or Console(highlight=False))
+        print_report(report, console or out_console())
         if out is not None:
-            (console or Console(highlight=False)).print(f"wrote {out / 'score.json'} and {out / 'lesions.csv'}")
+            (console or out_console()).print(f"wrote {out / 'score.json'} and {out / 'lesions.csv'}")
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
@@ -182,19 +182,24 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"vessels involved {report['n_vessels']}"
     )
     if report["lesions"]:
+        # A model's result says how many members found each lesion; a reviewer starts with the doubtful ones.
+        with_confidence = any(lesion.get("confidence") is not None for lesion in report["lesions"])
         lesions = Table(title="Lesions")
-        for column in ("id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices",
-                       "centroid LPS (mm)"):
+        columns = ["id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices", "centroid LPS (mm)"]
+        for column in columns + (["confidence"] if with_confidence else []):
             lesions.add_column(
                 column, justify="left" if column in ("artery", "slices") else "right", no_wrap=column.startswith("c")
             )
         for lesion in report["lesions"]:
-            lesions.add_row(
+            cells = [
                 str(lesion["id"]), lesion["artery"], f"{lesion['agatston']:.1f}", f"{lesion['volume_mm3']:.1f}",
                 f"{lesion['mass_mg']:.2f}", f"{lesion['peak_hu']:.0f}",
                 f"{lesion['slices'][0]}-{lesion['slices'][1]}",
                 ", ".join(f"{v:.1f}" for v in lesion["centroid_mm"]),
-            )
+            ]
+            if with_confidence:
+                cells.append("-" if lesion.get("confidence") is None else f"{lesion['confidence']:.0%}")
+            lesions.add_row(*cells)
         console.print(lesions)
 
 
