@@ -100,6 +100,36 @@ def test_resume_keeps_finished_members_and_continues_the_current_one(cohort: Pat
     assert [m["member"] for m in plan.members] == [0, 1]
 
 
+def test_init_fine_tunes_from_the_members_of_another_model(tiny_model: Path, cohort: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    # A learning rate too small to move float16 weights: the result must be the parent's convolutions.
+    config = TrainConfig(data=cohort, out=tmp_path / "ft", init=tiny_model, lr=1e-12,  # type: ignore[arg-type]
+                         **{**TINY, "epochs": 1})
+    plan = train_model(config)
+    for k in range(2):
+        parent = load_file(str(tiny_model / f"member_{k}.safetensors"))
+        child = load_file(str(tmp_path / "ft" / f"member_{k}.safetensors"))
+        conv = [key for key in parent if key.endswith("conv1.weight")]
+        assert conv and all(torch.equal(parent[key], child[key]) for key in conv)
+    train_model(TrainConfig(data=cohort, out=tmp_path / "scratch", lr=1e-12, **{**TINY, "epochs": 1}))  # type: ignore[arg-type]
+    scratch = load_file(str(tmp_path / "scratch" / "member_0.safetensors"))
+    parent0 = load_file(str(tiny_model / "member_0.safetensors"))
+    assert not torch.equal(scratch["encoders.0.conv1.weight"], parent0["encoders.0.conv1.weight"])
+    lineage = plan.data["training"]["init"]
+    assert lineage["name"] == "cacscore-resunet" and lineage["path"] == str(tiny_model)
+    assert [m["member"] for m in lineage["members"]] == [0, 1]
+    assert "train_case_ids" not in lineage["training"]
+
+
+def test_init_with_another_network_is_refused(tiny_model: Path, cohort: Path, tmp_path: Path) -> None:
+    config = TrainConfig(data=cohort, out=tmp_path / "x", init=tiny_model,  # type: ignore[arg-type]
+                         **{**TINY, "filters": (4, 8, 16)})
+    with pytest.raises(InvalidInputError, match=r"cannot fine-tune .* \(head arteries, filters \[4, 8\]\)"):
+        train_model(config)
+    assert not (tmp_path / "x").exists()
+
+
 def test_split_is_fixed_by_seed_and_capped() -> None:
     ids = [f"c{i}" for i in range(30)]
     train, val = split_cases(ids, 20, seed=3)

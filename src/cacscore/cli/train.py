@@ -74,6 +74,10 @@ def train(
     cache: Annotated[
         Path | None, typer.Option("--cache", help="Folder of preprocessed cases (default: OUT/cache).")
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Model folder to fine-tune: member k starts from its member k."),
+    ] = None,
     fp32: Annotated[
         bool, typer.Option("--fp32", help="Train in float32 (default: bfloat16 autocast).")
     ] = False,
@@ -111,6 +115,7 @@ def train(
             workers=workers,
             max_minutes=max_minutes,
             cache_dir=cache,
+            init=init,
             name=name,
             model_version=model_version,
         )

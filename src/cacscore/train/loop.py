@@ -1,9 +1,10 @@
 """Training of the ensemble: one member after the other, checkpoint every epoch, resumable.
 
 Each member is a :class:`cacscore.model.network.ResUNet3d` trained from
-scratch with Adam on random patches (2/3 centred on calcium) of the
-preprocessed training cases; after every epoch it segments the whole
-low-resolution validation volumes, and the epoch with the best mean
+scratch (or, with ``init``, fine-tuned from member k of an existing model)
+with Adam on random patches (2/3 centred on calcium) of the preprocessed
+training cases; after every epoch it segments the whole low-resolution
+validation volumes, and the epoch with the best mean
 calcium-class Dice becomes the member's weights (as the paper chooses its
 best epoch on 20 validation cases). Members differ by seed, hence by
 initialisation and data order (and by fold with ``folds``).
@@ -42,7 +43,7 @@ import torch
 from cacscore import __version__
 from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
-from cacscore.model.ensemble import save_member
+from cacscore.model.ensemble import load_member, save_member
 from cacscore.model.network import HEAD_CLASSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
 from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, TARGET_SPACINGS_MM, scaled_threshold
@@ -113,6 +114,9 @@ class TrainConfig:
         Store member weights as float16.
     cache_dir : Path or None
         Where preprocessed cases are cached; default ``out/cache``.
+    init : Path or None
+        A model folder to fine-tune: member k starts from its member ``k mod n``
+        instead of random weights. Its head and filters must match.
     name, model_version : str
         Model identity written to the plan.
     """
@@ -141,6 +145,7 @@ class TrainConfig:
     name: str = "cacscore-resunet"
     model_version: str = "0"
     cache_dir: Path | None = None
+    init: Path | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
 
     def check(self) -> None:
@@ -171,6 +176,14 @@ class TrainConfig:
             raise InvalidInputError(f"lr must be > 0, got {self.lr!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise InvalidInputError(f"max_minutes must be > 0, got {self.max_minutes!r}")
+        if self.init is not None:
+            parent = Plan.load(self.init)
+            filters = tuple(parent.init_args.get("filters", ()))
+            if parent.head != self.head or filters != tuple(self.filters):
+                raise InvalidInputError(
+                    f"{self.init}: cannot fine-tune this model (head {parent.head}, filters {list(filters)}) "
+                    f"into one with head {self.head}, filters {list(self.filters)}"
+                )
 
     def training_dict(self) -> dict[str, Any]:
         """The plan's ``training`` block."""
@@ -182,7 +195,24 @@ class TrainConfig:
             "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
             "augmentation": self.augmentation.to_dict(), "selection": "best epoch by validation Dice",
             "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
+            "init": None if self.init is None else init_dict(Plan.load(self.init), Path(self.init)),
         }
+
+
+def init_dict(parent: Plan, folder: Path) -> dict[str, Any]:
+    """The plan's ``training.init`` block: which model a fine-tuned run started from, and how it was made.
+
+    Keeps the parent's identity, data and training summary (without case
+    lists), so that a fine-tuned model's whole lineage stays in its own plan.
+    """
+    training = {k: v for k, v in parent.data.get("training", {}).items() if not k.endswith("case_ids")}
+    data = {k: v for k, v in parent.data.get("data", {}).items() if k not in ("generation", "val_data")}
+    return {
+        "path": str(folder), "name": parent.name, "model_version": parent.model_version,
+        "created": parent.data.get("created"), "data": data, "training": training,
+        "members": [{k: m.get(k) for k in ("member", "seed", "best_epoch", "val_dice", "train_seconds")}
+                    for m in parent.members],
+    }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -339,6 +369,7 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         config.calcium_fraction = stored["calcium_fraction"]
         config.augmentation = Augmentation(**stored["augmentation"])
         config.head = existing["head"]
+        config.init = Path(stored["init"]["path"]) if stored.get("init") else None
         config.filters = tuple(existing["network"]["init_args"]["filters"])
         stored_val = existing.get("data", {}).get("val_data")
         if config.val_data is None and stored_val:
@@ -432,6 +463,10 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     seed = config.seed + 1000 * (k + 1)
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
+    if config.init is not None:
+        parent = Plan.load(config.init)
+        source = parent.members[k % len(parent.members)]
+        net.load_state_dict(load_member(Path(config.init) / source["file"], parent.init_args).state_dict())
     # Channels-last: tensor cores on CUDA; on CPU, bf16 convolutions are only fast in it (1.7 s instead of
     # 2.6 s per step of 2 patches of 64x96x96 on 2 cores).
     channels_last = device.type == "cuda" or config.amp
