@@ -122,6 +122,24 @@ def test_init_fine_tunes_from_the_members_of_another_model(tiny_model: Path, coh
     assert "train_case_ids" not in lineage["training"]
 
 
+def test_init_weights_compete_as_epoch_0(tiny_model: Path, cohort: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    import cacscore.train.loop as loop
+
+    scores = iter([0.9, 0.5, 0.6] * 2)  # per member: the init weights, then two fine-tuned epochs
+    monkeypatch.setattr(loop, "validation_dice", lambda *args, **kwargs: next(scores))
+    config = TrainConfig(data=cohort, out=tmp_path / "ft", init=tiny_model, lr=0.05, **TINY)  # type: ignore[arg-type]
+    plan = train_model(config)
+    assert [m["best_epoch"] for m in plan.members] == [0, 0]
+    assert [[h["epoch"] for h in m["history"]] for m in plan.members] == [[0, 1, 2], [0, 1, 2]]
+    parent = load_file(str(tiny_model / "member_1.safetensors"))
+    child = load_file(str(tmp_path / "ft" / "member_1.safetensors"))
+    assert all(torch.equal(parent[key], child[key]) for key in parent)  # BN statistics included
+    assert plan.data["training"]["selection"].endswith("(epoch 0: the init weights)")
+
+
 def test_init_with_another_network_is_refused(tiny_model: Path, cohort: Path, tmp_path: Path) -> None:
     config = TrainConfig(data=cohort, out=tmp_path / "x", init=tiny_model,  # type: ignore[arg-type]
                          **{**TINY, "filters": (4, 8, 16)})

@@ -193,7 +193,8 @@ class TrainConfig:
             "lr_schedule": "poly 0.9 over max(epoch, time) progress", "loss": self.loss,
             "val_cases": self.val_cases, "folds": self.folds, "seed": self.seed, "amp_bf16": self.amp,
             "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
-            "augmentation": self.augmentation.to_dict(), "selection": "best epoch by validation Dice",
+            "augmentation": self.augmentation.to_dict(),
+            "selection": "best epoch by validation Dice" + ("" if self.init is None else " (epoch 0: the init weights)"),
             "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
             "init": None if self.init is None else init_dict(Plan.load(self.init), Path(self.init)),
         }
@@ -457,6 +458,10 @@ def _warm_up(config: TrainConfig, cases: list[CachedCase], val_cases: list[Cache
     validation_dice(net, val_cases, n_classes, device, config.amp)
 
 
+def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {key: v.detach().to("cpu").clone() for key, v in net.state_dict().items()}
+
+
 def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_cases: list[CachedCase],
                   n_classes: int, device: torch.device, out: Path, budget_s: float | None,
                   emit: Reporter) -> dict[str, Any]:
@@ -486,6 +491,12 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction)
     level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
     emit("member", k, config.members)
+    if config.init is not None and not ckpt_path.is_file():
+        # The starting weights compete as epoch 0, so that fine-tuning never ships a member worse on
+        # the validation cases than the one it started from (the first steps on new data often are).
+        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level)
+        state.update(best_dice=dice, best_epoch=0, history=[{"epoch": 0, "loss": None, "val_dice": dice}],
+                     best_state=_cpu_state(net))
     t0 = time.monotonic() - float(state["elapsed_s"])
     epoch = int(state["epoch"])
     while epoch < config.epochs:
@@ -521,7 +532,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         best = dice > float(state["best_dice"])
         if best:
             state["best_dice"], state["best_epoch"] = dice, epoch
-            state["best_state"] = {key: v.detach().to("cpu").clone() for key, v in net.state_dict().items()}
+            state["best_state"] = _cpu_state(net)
         mean_loss = float(np.mean(losses))
         state["history"].append({"epoch": epoch, "loss": mean_loss, "val_dice": dice})
         state["epoch"] = epoch
