@@ -9,13 +9,15 @@ Prints, for the model (and the naive threshold baseline):
 - the % of cases where mitral annulus or aortic valve calcium was counted as
   coronary (target <= 2 %): a predicted calcium voxel inside one of the
   case's ``truth.json`` distractor ellipsoids (1.5 mm margin);
-- with ``--compare-precision``: whether bf16 autocast gives the same masks and
-  scores as fp32 (CPU inference takes bf16 only where it does).
+- with ``--compare-paths``: whether the faster ways of running the members give
+  the same masks and scores as the networks run exactly as trained in fp32:
+  the shipped fp32 path (batch norm folded, oneDNN convolutions) and bf16
+  autocast (CPU inference takes a path only where it does).
 
 Usage::
 
     python benchmarks/bench_quality.py --n 100 --seed 77001 [--model DIR] [--workers 2] [--device cpu]
-        [--compare-precision] [--cohort runs/quality-77001] [--json out.json]
+        [--compare-paths] [--cohort runs/quality-77001] [--json out.json]
 
 The seed must never have been used to train the model (training cohorts:
 2021/2022, see benchmarks/train_default_model.sh). The cohort folder is
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, default=None, help="cohort folder (default runs/quality-SEED)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--compare-precision", action="store_true")
+    parser.add_argument("--compare-paths", action="store_true")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
@@ -100,12 +102,14 @@ def main() -> None:
     generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
     print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
     ensemble = load_ensemble(args.model, precision="fp32", device=args.device)
-    other = load_ensemble(args.model, precision="bf16", device=args.device) if args.compare_precision else None
     print(f"model: {ensemble.info()}")
+    reference = others = None
+    if args.compare_paths:
+        reference = load_ensemble(args.model, precision="fp32", device=args.device, fast=False)
+        others = {"fp32 (shipped)": ensemble, "bf16": load_ensemble(args.model, precision="bf16", device=args.device)}
+    agreement = {name: {"same_masks": 0, "same_categories": 0, "max_agatston_diff": 0.0} for name in others or {}}
 
     model_evals, model_hits, base_evals, base_hits = [], [], [], []
-    same_masks = same_categories = 0
-    max_agatston_diff = 0.0
     seconds = []
     refs = list_cases(cohort)
     for i, ref in enumerate(refs):
@@ -125,13 +129,16 @@ def main() -> None:
         evaluation = evaluate_case(case.case_id, case.volume, case.label, prediction.labels)
         model_evals.append(evaluation)
         model_hits.append(distractor_hit(case.volume, prediction.labels, truth["distractors"]))
-        if other is not None:
-            low = other.predict(case.volume)
-            same_masks += int(np.array_equal(low.labels, prediction.labels))
-            a = score_with_model(case.volume, ensemble, prediction=prediction)
-            b = score_with_model(case.volume, other, prediction=low)
-            same_categories += int(a.risk_category == b.risk_category)
-            max_agatston_diff = max(max_agatston_diff, abs(a.agatston - b.agatston))
+        if reference is not None and others is not None:
+            exact = reference.predict(case.volume)
+            a = score_with_model(case.volume, reference, prediction=exact)
+            for name, fast in others.items():
+                other = prediction if fast is ensemble else fast.predict(case.volume)
+                b = score_with_model(case.volume, fast, prediction=other)
+                tally = agreement[name]
+                tally["same_masks"] += int(np.array_equal(other.labels, exact.labels))
+                tally["same_categories"] += int(a.risk_category == b.risk_category)
+                tally["max_agatston_diff"] = max(tally["max_agatston_diff"], abs(a.agatston - b.agatston))
         if not args.no_baseline:
             base = threshold_baseline(case)
             base_evals.append(evaluate_case(case.case_id, case.volume, case.label, base))
@@ -154,11 +161,12 @@ def main() -> None:
     print(f"inference (read excluded) on {args.device}: {np.mean(seconds):.2f} s per case (mean)")
     result: dict[str, Any] = {"seed": args.seed, "n": args.n, "model": ensemble.info(), "rows": rows,
                               "seconds_per_case": float(np.mean(seconds))}
-    if other is not None:
-        print(f"bf16 vs fp32: identical masks in {same_masks}/{len(refs)} cases, identical categories in "
-              f"{same_categories}/{len(refs)}, largest Agatston difference {max_agatston_diff:.2f}")
-        result["bf16_vs_fp32"] = {"same_masks": same_masks, "same_categories": same_categories,
-                                  "max_agatston_diff": max_agatston_diff, "n": len(refs)}
+    for name, tally in agreement.items():
+        print(f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, identical "
+              f"categories in {tally['same_categories']}/{len(refs)}, largest Agatston difference "
+              f"{tally['max_agatston_diff']:.2f}")
+    if agreement:
+        result["paths_vs_fp32_as_trained"] = {name: {**tally, "n": len(refs)} for name, tally in agreement.items()}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cacscore.arrays import bounding_box
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import Spacing, normalize_spacing
 
@@ -113,6 +114,30 @@ class Grid:
         """Low-resolution index of every source index, one int array per axis (z, y, x)."""
         return tuple(  # type: ignore[return-value]
             (np.arange(n_in, dtype=np.int64) * n_out) // n_in for n_in, n_out in zip(self.source_shape, self.shape)
+        )
+
+    def source_box(self, low_mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+        """The smallest box of the original grid holding every source voxel of the True low voxels.
+
+        Parameters
+        ----------
+        low_mask : (Z', Y', X') ndarray of bool
+            On :attr:`shape`.
+
+        Returns
+        -------
+        tuple of 3 slice, or None
+            ``(z, y, x)`` slices of the original grid; None when ``low_mask`` is all False.
+        """
+        low_mask = np.asarray(low_mask, dtype=bool)
+        if low_mask.shape != self.shape:
+            raise InvalidInputError(f"low-resolution mask has shape {low_mask.shape}, the grid has {self.shape}")
+        low_box = bounding_box(low_mask)
+        if low_box is None:
+            return None
+        return tuple(  # type: ignore[return-value]
+            slice(int(np.searchsorted(index, part.start, "left")), int(np.searchsorted(index, part.stop - 1, "right")))
+            for index, part in zip(self.source_to_low(), low_box)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,7 +328,7 @@ def downsample_labels(labels: np.ndarray, grid: Grid, codes: tuple[int, ...] = (
     return out
 
 
-def upsample_labels(low: np.ndarray, grid: Grid) -> np.ndarray:
+def upsample_labels(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:
     """Map a low-resolution label array back onto the original grid (nearest footprint).
 
     Parameters
@@ -312,11 +337,14 @@ def upsample_labels(low: np.ndarray, grid: Grid) -> np.ndarray:
         Values on ``grid.shape``.
     grid : Grid
         The grid used to make ``low``.
+    box : tuple of 3 slice, optional
+        Only this part of the original grid (e.g. :meth:`Grid.source_box`);
+        default all of it.
 
     Returns
     -------
     (Z, Y, X) ndarray
-        Same dtype as ``low``, on ``grid.source_shape``.
+        Same dtype as ``low``, on ``grid.source_shape`` (or the box's shape).
 
     Raises
     ------
@@ -326,7 +354,8 @@ def upsample_labels(low: np.ndarray, grid: Grid) -> np.ndarray:
     low = np.asarray(low)
     if low.shape != grid.shape:
         raise InvalidInputError(f"low-resolution array has shape {low.shape}, the grid has {grid.shape}")
-    zi, yi, xi = grid.source_to_low()
+    zi, yi, xi = (index if part is None else index[part]
+                  for index, part in zip(grid.source_to_low(), box or (None, None, None)))
     # Two-step gather: the in-plane table is reused for every slice.
     return low[zi][:, yi[:, None], xi[None, :]]
 

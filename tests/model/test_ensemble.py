@@ -90,6 +90,28 @@ def test_candidates_below_threshold_are_not_member_calcium() -> None:
     assert pred.votes[0, 0, 0] == 0
 
 
+def test_combine_equals_the_whole_grid_computation() -> None:
+    # combine() works inside the box holding the calcium; the result must be that of the whole grid.
+    from cacscore.preprocess import restrict_to_calcium, upsample_labels
+
+    rng = np.random.default_rng(4)
+    grid = make_grid((13, 40, 37), (2.5, 0.7, 0.7), target_mm=2.5)
+    hu = rng.normal(150, 60, grid.source_shape)
+    image = normalize_hu(np.full(grid.shape, 300.0))
+    classes = [np.where(rng.random(grid.shape) > 0.9, rng.integers(1, 5, grid.shape), 0) for _ in range(3)]
+    for c in classes:  # calcium at the far corner, so that the box reaches the grid's edge
+        c[-1, -1, -1] = 2
+    ensemble = Ensemble(_plan(), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    probs = [_probs(c) + rng.random((5, *grid.shape)) * 0.1 for c in classes]
+    pred = ensemble.combine(probs, image, grid, hu)
+    majority = 2 * pred.votes.astype(int) > 3
+    best = np.sum(probs, axis=0)[1:].argmax(axis=0) + 1
+    low = np.where(majority, np.array([0, 2, 3, 4, 5])[best], 0).astype(np.uint8)
+    whole = majority_artery_per_lesion(restrict_to_calcium(upsample_labels(low, grid), hu))
+    assert whole[-1, -1, -1] != 0 or hu[-1, -1, -1] < 130
+    assert np.count_nonzero(whole) > 50 and np.array_equal(pred.labels, whole)
+
+
 def test_majority_artery_per_lesion() -> None:
     labels = np.zeros((1, 3, 6), np.uint8)
     labels[0, 0, :3] = [3, 3, 4]

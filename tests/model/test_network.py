@@ -43,6 +43,45 @@ def test_first_level_runs_at_full_resolution_with_16_filters() -> None:
     assert seen["level4"] == (1, 128, 2, 3, 4)
 
 
+def test_batch_norm_folding_keeps_the_function() -> None:
+    torch.manual_seed(0)
+    net = ResUNet3d(1, 5, (4, 8, 16))
+    for module in net.modules():  # trained-looking statistics, so that folding has something to do
+        if isinstance(module, torch.nn.BatchNorm3d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    net.eval()
+    fused = net.fused_for_inference()
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())  # the original is untouched
+    x = torch.rand(2, 1, 9, 17, 12)
+    with torch.inference_mode():
+        expected, got = net(x), fused(x)
+    assert expected.abs().max() > 0.1
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_onednn_convolution_is_the_same_convolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cacscore.model.network import OneDNNConv3d
+
+    calls = []
+    real = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution", lambda *args: calls.append(1) or real(*args))
+    torch.manual_seed(1)
+    conv = torch.nn.Conv3d(16, 32, 3, padding=1)  # 1 * 16 * 8 * 8 < 20480: PyTorch's own rule avoids oneDNN
+    fast = OneDNNConv3d.from_conv(conv)
+    assert fast.weight is conv.weight and fast.bias is conv.bias
+    x = torch.rand(1, 16, 8, 8, 8)
+    with torch.inference_mode():
+        assert torch.allclose(fast(x), conv(x), atol=1e-5)
+        assert len(calls) == 1
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps PyTorch's path (and bf16)
+            assert fast(x).dtype == torch.bfloat16
+        assert len(calls) == 1
+
+
 def test_bad_construction_and_input_raise() -> None:
     with pytest.raises(InvalidInputError, match="filters"):
         ResUNet3d(filters=(16,))

@@ -129,6 +129,24 @@ def test_upsampling_maps_each_voxel_to_its_footprint() -> None:
             assert (j * n_in) // n_out <= i < -((-(j + 1) * n_in) // n_out)
 
 
+def test_source_box_holds_exactly_the_footprints_of_the_marked_voxels() -> None:
+    grid = make_grid((10, 9, 9), (1.0, 1.0, 1.0), target_mm=3.0)  # z: 10 -> 3, uneven footprints
+    assert grid.shape == (3, 3, 3)
+    assert grid.source_box(np.zeros(grid.shape, bool)) is None
+    low = np.zeros(grid.shape, bool)
+    low[1, 2, 0] = True
+    zi, _, _ = grid.source_to_low()
+    assert zi.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert grid.source_box(low) == (slice(4, 7), slice(6, 9), slice(0, 3))
+    low[2, 0, 0] = True
+    assert grid.source_box(low) == (slice(4, 10), slice(0, 9), slice(0, 3))
+    codes = np.arange(27).reshape(grid.shape)
+    box = grid.source_box(low)
+    assert np.array_equal(upsample_labels(codes, grid, box), upsample_labels(codes, grid)[box])
+    with pytest.raises(InvalidInputError, match="low-resolution mask"):
+        grid.source_box(np.zeros((3, 3, 2), bool))
+
+
 def test_downsample_then_upsample_covers_every_labelled_voxel() -> None:
     rng = np.random.default_rng(1)
     labels = (rng.random((9, 40, 40)) > 0.995).astype(np.uint8) * 3

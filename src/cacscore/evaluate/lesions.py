@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from cacscore.arrays import bounding_box
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import normalize_spacing
 from cacscore.labels import ARTERY_NAMES, UNSPECIFIED
@@ -183,17 +184,6 @@ def _check_label(label: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
     return array
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    """Slices of the smallest box holding every True voxel (an empty box when there is none)."""
-    if not mask.any():
-        return tuple(slice(0, 0) for _ in range(mask.ndim))
-    bounds = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        bounds.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(bounds)
-
-
 def _lesions(label: np.ndarray, calcium: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Label 6-connected same-label components of calcium; return the id image and each id's artery code."""
     ids = np.zeros(label.shape, dtype=np.int64)
@@ -248,7 +238,7 @@ def lesion_detection(
     pred = _check_label(pred_label, hu.shape, "pred_label")
     voxel_mm3 = float(np.prod(normalize_spacing(spacing)))
     # Lesions only exist where a mask is non-zero: work inside that bounding box (masks are sparse).
-    box = _bounding_box((ref != 0) | (pred != 0))
+    box = bounding_box((ref != 0) | (pred != 0)) or (slice(0, 0),) * 3
     hu, ref, pred = hu[box], ref[box].astype(np.int64), pred[box].astype(np.int64)
     calcium = hu >= LESION_THRESHOLD_HU
     ref = np.where(calcium, ref, 0)

@@ -17,6 +17,7 @@ input size works: ``(B, 1, 37, 90, 91) -> (B, n_classes, 37, 90, 91)``.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -27,6 +28,34 @@ from cacscore.errors import InvalidInputError
 
 #: Output classes of each head. ``arteries`` class k > 0 is project code k + 1.
 HEAD_CLASSES: dict[str, int] = {"arteries": 5, "binary": 2}
+
+
+class OneDNNConv3d(nn.Conv3d):
+    """A :class:`torch.nn.Conv3d` that always runs oneDNN for float32 on the CPU.
+
+    PyTorch picks the CPU convolution backend with a size rule made for 2-D
+    inputs (N * C * D * H > 20480): most of this network's 3-D convolutions
+    below full resolution fall under it and go to a generic im2col path,
+    measured 3-9x slower on 2 cores (16 -> 32 filters on 32^3 voxels: 36 ms
+    against 3.9 ms). Other devices, dtypes and autocast use the normal path.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.padding_mode == "zeros"
+                and isinstance(self.padding, tuple) and not torch.is_autocast_enabled("cpu")):
+            return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
+                                            self.groups)
+        return super().forward(x)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv3d) -> OneDNNConv3d:
+        """The same convolution, sharing ``conv``'s parameters."""
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                  device=conv.weight.device, dtype=conv.weight.dtype)
+        new.weight = conv.weight
+        new.bias = conv.bias
+        return new
 
 
 class ResBlock3d(nn.Module):
@@ -40,6 +69,15 @@ class ResBlock3d(nn.Module):
         self.bn2 = nn.BatchNorm3d(out_channels)
         self.skip = nn.Conv3d(in_channels, out_channels, 1, bias=False)
         self.act = nn.ELU(inplace=True)
+
+    def fuse_for_inference(self) -> None:
+        """Fold both batch normalisations into their convolutions and run those with oneDNN (eval mode)."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.conv1 = OneDNNConv3d.from_conv(fuse_conv_bn_eval(self.conv1, self.bn1))
+        self.conv2 = OneDNNConv3d.from_conv(fuse_conv_bn_eval(self.conv2, self.bn2))
+        self.bn1, self.bn2 = nn.Identity(), nn.Identity()
+        self.skip = OneDNNConv3d.from_conv(self.skip)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.bn1(self.conv1(x)))
@@ -116,6 +154,20 @@ class ResUNet3d(nn.Module):
             x = decoder(torch.cat([up(x), skip], dim=1))
         logits = self.head(x)
         return logits[:, :, : size[0], : size[1], : size[2]]
+
+    def fused_for_inference(self) -> ResUNet3d:
+        """A copy for inference: eval mode, batch norm folded into the convolutions, oneDNN convolutions.
+
+        The same function up to float rounding (~1e-5 on the logits), with 14
+        fewer passes over the feature maps and no slow convolution path (see
+        :class:`OneDNNConv3d`); not the trainable network of the paper any more.
+        """
+        fused = copy.deepcopy(self).eval()
+        for block in fused.modules():
+            if isinstance(block, ResBlock3d):
+                block.fuse_for_inference()
+        fused.head = OneDNNConv3d.from_conv(fused.head)
+        return fused
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from cacscore.arrays import bounding_box
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import normalize_spacing
 from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
@@ -97,18 +98,6 @@ def _check_options(min_area_mm2: float, min_voxels: int | None, mass_calibration
         raise InvalidInputError(f"mass_calibration must be a finite factor > 0, got {mass_calibration!r}")
 
 
-def _bounding_box(candidate: np.ndarray) -> tuple[slice, ...] | None:
-    """Smallest box holding every True voxel, or None when there is none."""
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(candidate.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
-
-
 def _paste(box: np.ndarray, offset: tuple[int, int, int], shape: tuple[int, ...]) -> np.ndarray:
     """Full-size zero array of ``box``'s dtype with ``box`` placed at ``offset`` (z, y, x)."""
     full = np.zeros(shape, dtype=box.dtype)
@@ -134,7 +123,7 @@ def _scored_voxels(
     candidate = hu >= thresholds.threshold_hu
     if codes is not None:
         candidate &= codes != 0
-    box = _bounding_box(candidate)
+    box = bounding_box(candidate)
     if box is None:
         return None
     candidate = candidate[box]
