@@ -3,12 +3,14 @@
 #
 #   benchmarks/train_default_model.sh [--device cuda|cpu] [--out DIR] [--work DIR]
 #                                     [--n 400] [--n-val 20] [--max-minutes 2] [--seed 2021]
+#                                     [--init MODEL_DIR] [--lr 2e-3] [--model-version 1]
 #
 # 1. generates a balanced phantom training cohort (--n cases, seed --seed, NIfTI, one worker per core)
 #    and a separate balanced validation cohort (--n-val cases, seed --seed + 1);
 # 2. trains 5 members of the 3-D residual U-Net (arteries head, Dice + CE, bf16 autocast) with
 #    --max-minutes as the time limit for all five members together; each member keeps its best
-#    epoch by validation Dice;
+#    epoch by validation Dice; with --init, member k starts from member k of MODEL_DIR (fine-tuning)
+#    and those starting weights compete as epoch 0;
 # 3. writes the model folder --out (plan.json + member_<k>.safetensors in float16; checkpoints, cache
 #    and the run stay in --work); copy it over src/cacscore/model/default/ to ship it (MODEL_CARD.md stays).
 #
@@ -34,6 +36,9 @@ N_TRAIN=400
 N_VAL=20
 MAX_MINUTES=2
 SEED=2021
+INIT=()
+LR=2e-3
+VERSION=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
@@ -43,7 +48,10 @@ while [[ $# -gt 0 ]]; do
         --n-val) N_VAL=$2; shift 2 ;;
         --max-minutes) MAX_MINUTES=$2; shift 2 ;;
         --seed) SEED=$2; shift 2 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --init) INIT=(--init "$2"); shift 2 ;;
+        --lr) LR=$2; shift 2 ;;
+        --model-version) VERSION=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -80,8 +88,8 @@ RESUME=()
 [[ -f "$WORK/run/plan.json" ]] && RESUME=(--resume)
 "${CAC[@]}" train --data "$WORK/train" --val-data "$WORK/val" --out "$WORK/run" --cache "$WORK/cache" --device "$DEVICE" \
     --members 5 --head arteries --epochs 400 --steps-per-epoch "$STEPS" --batch "$BATCH" --patch "$PATCH" \
-    --loss dice_ce --lr 2e-3 --seed "$SEED" --max-minutes "$MAX_MINUTES" --workers "$WORKERS" \
-    --name cacscore-default --model-version "1" "${RESUME[@]}"
+    --loss dice_ce --lr "$LR" --seed "$SEED" --max-minutes "$MAX_MINUTES" --workers "$WORKERS" \
+    --name cacscore-default --model-version "$VERSION" "${INIT[@]}" "${RESUME[@]}"
 # Only the model itself goes to --out (checkpoints and the cache stay in --work).
 mkdir -p "$OUT"
 cp "$WORK/run/plan.json" "$WORK"/run/member_*.safetensors "$OUT/"
