@@ -131,6 +131,7 @@ class ReviewStore:
         self._synced = False
         self.background = background
         self._worker: threading.Thread | None = None
+        self._closed = threading.Event()
 
     # ----------------------------------------------------------------- studies
 
@@ -160,13 +161,13 @@ class ReviewStore:
 
     def _start_worker(self) -> None:
         with self._lock:
-            if self._worker is not None and self._worker.is_alive():
+            if self._closed.is_set() or (self._worker is not None and self._worker.is_alive()):
                 return
             self._worker = threading.Thread(target=self.analyse_pending, name="cacscore-analyse", daemon=True)
             self._worker.start()
 
     def analyse_pending(self) -> int:
-        """Analyse every study not analysed yet (one at a time); return how many were analysed."""
+        """Analyse every study not analysed yet, one at a time until the store closes; return how many."""
         with self.db.sessions() as session:
             pending = list(
                 session.scalars(
@@ -177,6 +178,8 @@ class ReviewStore:
             )
         done = 0
         for study_id in pending:
+            if self._closed.is_set():
+                break  # shutting down: stop after the study in hand rather than analyse the whole backlog
             with self.db.sessions() as session:
                 try:
                     self._load(session, self._get(session, study_id))
@@ -184,6 +187,27 @@ class ReviewStore:
                 except CacScoreError:
                     continue  # recorded on the study by _load
         return done
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        """Stop the background analysis and release the database connections; calling it again does nothing.
+
+        A study being analysed is finished first (its result is written), the
+        studies after it are left for the next start. The store must not be
+        used afterwards.
+        """
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            worker = self._worker
+        if worker is not None:
+            worker.join()
+        self.db.engine.dispose()
 
     def upload(self, filename: str | None, chunks: Iterable[bytes]) -> dict[str, Any]:
         """Store an uploaded zip of a DICOM series or NIfTI file as a new study, after reading it once.
