@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cacscore.io import CTVolume, write_volume
 from cacscore.labels import LAD, RCA
-from cacscore.web.dependencies import Settings, get_scorer
+from cacscore.web.dependencies import Settings, app_stores, get_scorer
 from cacscore.web.main import create_app
-from cacscore.web.service import AutoResult
+from cacscore.web.service import AutoResult, Scorer
+from cacscore.web.store import ReviewStore
 
 SHAPE = (6, 48, 48)
 SPACING = (3.0, 0.5, 0.5)
@@ -49,6 +51,12 @@ def known_scorer(volume: CTVolume) -> AutoResult:
     mask = automatic_mask()
     confidence = np.where(mask == LAD, 0.9, np.where(mask == RCA, 0.6, 0.0)).astype(np.float32)
     return AutoResult(mask=mask, method="model", model_version="test-model 1", confidence=confidence)
+
+
+def store_of(client: TestClient, settings: Settings, scorer: Scorer = known_scorer) -> ReviewStore:
+    """The review store that ``client``'s app serves ``settings`` from with ``scorer``."""
+    assert isinstance(client.app, FastAPI)
+    return app_stores(client.app).get(settings, scorer)
 
 
 @pytest.fixture

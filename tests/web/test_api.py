@@ -18,11 +18,11 @@ from cacscore.io import read_mask, write_dicom_series, write_volume
 from cacscore.labels import LAD, LCX, LM, RCA
 from cacscore.scoring import score_calcium
 from cacscore.web.db import Study
-from cacscore.web.dependencies import Settings, get_scorer, get_store
+from cacscore.web.dependencies import Settings, get_scorer
 from cacscore.web.main import create_app
 from cacscore.web.service import candidates_only
 
-from .conftest import SHAPE, SPACING, automatic_mask, known_scorer, synthetic_volume
+from .conftest import SHAPE, SPACING, automatic_mask, known_scorer, store_of, synthetic_volume
 
 # Candidate ids of the synthetic volume (raster order of each component's first voxel).
 BAR, BLOB_A, BLOB_B, BLOB_C = 1, 2, 3, 4
@@ -273,7 +273,7 @@ def test_edits_persist_and_automatic_result_stays_unchanged(client: TestClient, 
     client.get("/api/studies/1")
     edit(client, 0, BLOB_A, None)
     edit(client, 1, BLOB_C, "RCA")
-    store = get_store(settings, known_scorer)
+    store = store_of(client, settings)
     with store.db.sessions() as session:
         auto_before = session.get(Study, 1).auto_mask
     # A fresh app on the same database (a server restart) shows the edited state.
@@ -441,7 +441,7 @@ def test_path_traversal_never_reads_outside(client: TestClient, path: str) -> No
 
 def test_stored_path_leaving_the_data_folder_is_refused(client: TestClient, settings: Settings) -> None:
     client.get("/api/studies")
-    store = get_store(settings, known_scorer)
+    store = store_of(client, settings)
     with store.db.sessions() as session:
         session.add(Study(root="data", path="../../../../etc", name="evil"))
         session.commit()

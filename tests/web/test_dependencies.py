@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 from cacscore.errors import InvalidInputError, ModelFolderError
 from cacscore.scoring import score_volume
 from cacscore.web import dependencies
-from cacscore.web.dependencies import ModelScorer, Settings, get_scorer, get_store
+from cacscore.web.dependencies import ModelScorer, Settings, get_scorer
 from cacscore.web.main import create_app
 from cacscore.web.service import candidates_only
 
-from .conftest import automatic_mask, known_scorer, synthetic_volume
+from .conftest import automatic_mask, known_scorer, store_of, synthetic_volume
 
 
 @dataclass
@@ -101,7 +101,7 @@ def test_background_analysis_fills_in_the_automatic_scores(settings: Settings, d
     app.dependency_overrides[get_scorer] = lambda: known_scorer
     with TestClient(app) as client:
         assert [s["status"] for s in client.get("/api/studies").json()] == ["new", "new", "new"]
-        store = get_store(settings, known_scorer)
+        store = store_of(client, settings)
         assert store._worker is not None
         store._worker.join(timeout=60)
         studies = client.get("/api/studies").json()
@@ -131,11 +131,6 @@ def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
         response = client.get("/api/studies/1")
     assert response.status_code == 422
     assert "automatic mask shape (2, 2, 2) does not match the scan (6, 48, 48)" in response.json()["detail"]
-
-
-def test_store_is_shared_per_settings_and_scorer(settings: Settings) -> None:
-    assert dependencies.get_store(settings, known_scorer) is get_store(settings, known_scorer)
-    assert get_store(settings, candidates_only) is not get_store(settings, known_scorer)
 
 
 def test_model_scorer_runs_a_real_ensemble() -> None:

@@ -4,6 +4,8 @@
 ``app.dependency_overrides`` (e.g. a scorer that returns a known mask).
 ``cacscore serve`` builds the app with :func:`cacscore.web.main.create_app`,
 which overrides ``get_settings`` with the command-line values.
+Review stores belong to the app that opened them (:class:`AppStores` on
+``app.state``) and are closed when that app shuts down.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 
 from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.io import CTVolume
@@ -147,24 +150,59 @@ def get_scorer() -> Scorer:
     return ModelScorer(ensemble)
 
 
-@lru_cache(maxsize=8)
-def _store_for(settings: Settings, scorer: Scorer) -> ReviewStore:
-    return ReviewStore(
-        db_url=settings.db_url,
-        data_dir=settings.data_dir,
-        upload_dir=settings.upload_dir,
-        scorer=scorer,
-        max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
-        cache_size=settings.cache_size,
-        background=settings.analyse_in_background,
-    )
+class AppStores:
+    """The review stores of one app: one per settings and scorer, opened on first use, closed together.
+
+    Each app owns its stores, so that shutting one app down never closes a
+    store another app in the same process still uses, even with equal settings.
+    ``get_settings`` and ``get_scorer`` return the same objects on every call
+    (they are cached or overridden with constants), so an app holds one store.
+    """
+
+    def __init__(self) -> None:
+        self._stores: dict[tuple[Settings, Scorer], ReviewStore] = {}
+        # Requests run in a thread pool; two first requests must not open two stores.
+        self._lock = threading.Lock()
+
+    def get(self, settings: Settings, scorer: Scorer) -> ReviewStore:
+        """The store of ``settings`` and ``scorer``, opened on first use."""
+        with self._lock:
+            store = self._stores.get((settings, scorer))
+            if store is None:
+                store = ReviewStore(
+                    db_url=settings.db_url,
+                    data_dir=settings.data_dir,
+                    upload_dir=settings.upload_dir,
+                    scorer=scorer,
+                    max_upload_bytes=int(settings.max_upload_mb * 1024 * 1024),
+                    cache_size=settings.cache_size,
+                    background=settings.analyse_in_background,
+                )
+                self._stores[settings, scorer] = store
+            return store
+
+    def close(self) -> None:
+        """Close every store (see :meth:`ReviewStore.close`); a later :meth:`get` opens a fresh one."""
+        with self._lock:
+            stores = list(self._stores.values())
+            self._stores.clear()
+        for store in stores:
+            store.close()
+
+
+def app_stores(app: FastAPI) -> AppStores:
+    """The stores of ``app``, as :func:`cacscore.web.main.create_app` put them on ``app.state``."""
+    stores: AppStores = app.state.stores
+    return stores
 
 
 def get_store(
-    settings: Annotated[Settings, Depends(get_settings)], scorer: Annotated[Scorer, Depends(get_scorer)]
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    scorer: Annotated[Scorer, Depends(get_scorer)],
 ) -> ReviewStore:
-    """The review store of these settings (one per settings and scorer, kept for the process)."""
-    return _store_for(settings, scorer)
+    """The requesting app's review store of these settings and scorer."""
+    return app_stores(request.app).get(settings, scorer)
 
 
 def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:

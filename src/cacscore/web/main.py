@@ -1,22 +1,25 @@
 """The review app: creates the FastAPI application and includes the routers.
 
 ``create_app(settings)`` is what ``cacscore serve`` runs; without settings the
-app reads them from the environment (:meth:`Settings.from_env`).
+app reads them from the environment (:meth:`Settings.from_env`). The app owns
+its review stores and closes them when it shuts down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from cacscore import __version__
 from cacscore.errors import CacScoreError, InvalidInputError
-from cacscore.web.dependencies import Settings, get_settings, require_token
+from cacscore.web.dependencies import AppStores, Settings, app_stores, get_settings, require_token
 from cacscore.web.files import UploadTooLargeError
 from cacscore.web.routers import export, review, studies
 from cacscore.web.store import ConflictError, StudyNotFoundError, StudySignedError
@@ -57,6 +60,13 @@ async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=code)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    # Closing joins the background analysis thread; the event loop must not wait on it.
+    await run_in_threadpool(app_stores(app).close)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the review app; ``settings`` (checked) replace the environment's."""
     # FastAPI's interactive docs load their scripts from a CDN; the schema alone stays available.
@@ -66,7 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        lifespan=_lifespan,
     )
+    app.state.stores = AppStores()
     if settings is not None:
         checked = settings.check()
         app.dependency_overrides[get_settings] = lambda: checked
