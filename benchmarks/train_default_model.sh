@@ -20,7 +20,7 @@
 #     2 min of training (40 ms per step of 8 patches of 64x96x96 in bf16, 1.7 s per epoch of 40 steps
 #     with validation), a few seconds of writing.
 #     Pass a larger --max-minutes for a better model where device time allows (the shipped model used 2).
-#   CPU (2 cores): ~15 min for the 420 phantoms (1.6-2 s per case per core) and then the time limit
+#   CPU (2 cores): ~10 min for the 420 phantoms (about 2.7 s per case per core) and then the time limit
 #     (about 1.2 s per step of 2 patches of 48x96x96); on a CPU 2 minutes give a weak model: pass e.g.
 #     --max-minutes 240 for a usable one. Measured 2026-11-26 for a fine-tuning run (--init the shipped
 #     model, --n 200, --lr 3e-4, --max-minutes 85): 5 min for the 220 phantoms, 90 min in all; it was
