@@ -115,6 +115,9 @@ def _score_json(image: Path, mask: Path | None = None) -> dict:
 def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    # Every edit is a round trip that rescores the study; on a loaded 2-core machine one took longer than
+    # Playwright's default 5 s (about 1 run in 6), so the test waits for up to 30 s.
+    expect.set_options(timeout=30_000)
     data, case_folder = phantom
     settings = Settings(
         data_dir=data, db_url=f"sqlite:///{tmp_path / 'review.db'}", upload_dir=tmp_path / "uploads"
