@@ -354,8 +354,7 @@ def upsample_labels(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice]
     low = np.asarray(low)
     if low.shape != grid.shape:
         raise InvalidInputError(f"low-resolution array has shape {low.shape}, the grid has {grid.shape}")
-    zi, yi, xi = (index if part is None else index[part]
-                  for index, part in zip(grid.source_to_low(), box or (None, None, None)))
+    zi, yi, xi = (index[part] for index, part in zip(grid.source_to_low(), box or (slice(None),) * 3))
     # Two-step gather: the in-plane table is reused for every slice.
     return low[zi][:, yi[:, None], xi[None, :]]
 

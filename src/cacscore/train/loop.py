@@ -468,8 +468,11 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     seed = config.seed + 1000 * (k + 1)
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
-    if config.init is not None:
-        parent = Plan.load(config.init)
+    ckpt_dir = out / f"member_{k}"
+    ckpt_path = ckpt_dir / "checkpoint.pt"
+    fine_tune = config.init is not None and not ckpt_path.is_file()  # a checkpoint replaces the init weights
+    if fine_tune:
+        parent = Plan.load(config.init)  # type: ignore[arg-type]
         source = parent.members[k % len(parent.members)]
         net.load_state_dict(load_member(Path(config.init) / source["file"], parent.init_args).state_dict())
     # Channels-last: tensor cores on CUDA; on CPU, bf16 convolutions are only fast in it (1.7 s instead of
@@ -479,8 +482,6 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch))
-    ckpt_dir = out / f"member_{k}"
-    ckpt_path = ckpt_dir / "checkpoint.pt"
     state: dict[str, Any] = {"epoch": 0, "best_dice": -1.0, "best_epoch": 0, "best_state": None,
                              "history": [], "elapsed_s": 0.0}
     if ckpt_path.is_file():
@@ -491,7 +492,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction)
     level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
     emit("member", k, config.members)
-    if config.init is not None and not ckpt_path.is_file():
+    if fine_tune:
         # The starting weights compete as epoch 0, so that fine-tuning never ships a member worse on
         # the validation cases than the one it started from (the first steps on new data often are).
         dice = validation_dice(net, val_cases, n_classes, device, config.amp, level)
