@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
+
+#: Face connectivity: the lesion definition of the orCaScore framework (Wolterink et al. 2016).
+SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 
 
 def bounding_box(mask: npt.ArrayLike) -> tuple[slice, ...] | None:
@@ -37,3 +41,38 @@ def bounding_box(mask: npt.ArrayLike) -> tuple[slice, ...] | None:
             return None
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
+
+
+def label_lesions(label: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Number the lesions of a label mask: 6-connected groups of voxels with the same non-zero code.
+
+    Parameters
+    ----------
+    label : (Z, Y, X) ndarray of int
+        Label codes, 0 for background.
+    mask : (Z, Y, X) ndarray of bool, optional
+        Only these voxels can belong to a lesion (e.g. HU >= 130); default all.
+
+    Returns
+    -------
+    ids : (Z, Y, X) ndarray of int64
+        0 outside lesions, lesion id 1..n inside.
+    codes : (n + 1,) ndarray of int64
+        The label code of each id (``codes[0]`` is 0).
+
+    Examples
+    --------
+    >>> ids, codes = label_lesions(np.array([[[3, 3, 0, 3, 5]]]))
+    >>> ids.tolist(), codes.tolist()
+    ([[[1, 1, 0, 2, 3]]], [0, 3, 3, 5])
+    """
+    label = np.asarray(label)
+    inside = label != 0 if mask is None else (label != 0) & np.asarray(mask, dtype=bool)
+    ids = np.zeros(label.shape, dtype=np.int64)
+    codes: list[int] = []
+    for code in np.unique(label[inside]):
+        component, n = ndimage.label(inside & (label == code), structure=SIX_CONNECTED)
+        if n:
+            ids[component > 0] = component[component > 0] + len(codes)
+            codes.extend([int(code)] * n)
+    return ids, np.asarray([0, *codes], dtype=np.int64)

@@ -17,6 +17,7 @@ from cacscore.model import (
     ResUNet3d,
     load_ensemble,
     majority_artery_per_lesion,
+    remove_small_lesions,
     save_member,
 )
 from cacscore.preprocess import make_grid, normalize_hu
@@ -25,8 +26,9 @@ from cacscore.train.loop import preprocessing_dict
 FILTERS = [2, 4]
 
 
-def _plan(members: int = 3) -> Plan:
+def _plan(members: int = 3, **inference: int) -> Plan:
     return Plan({
+        "inference": {"precision": "fp32", **inference},
         "plan_version": PLAN_VERSION, "name": "test", "model_version": "t", "head": "arteries",
         "class_codes": [0, 2, 3, 4, 5],
         "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS}},
@@ -110,6 +112,58 @@ def test_combine_equals_the_whole_grid_computation() -> None:
     whole = majority_artery_per_lesion(restrict_to_calcium(upsample_labels(low, grid), hu))
     assert whole[-1, -1, -1] != 0 or hu[-1, -1, -1] < 130
     assert np.count_nonzero(whole) > 50 and np.array_equal(pred.labels, whole)
+
+
+def test_min_votes_of_the_plan_replaces_the_majority() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    ensemble.plan = _plan(min_votes=1)
+    pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
+    assert np.all(pred.labels[1, 3:, :3] == 5)  # the RCA voxel of one member now counts
+    ensemble.plan = _plan(min_votes=3)
+    pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
+    assert not np.any(pred.labels[0] == 3)  # LAD had 2 votes of 3
+    assert np.all(pred.labels[1, :3, 6:] == 2)  # LM had all three
+
+
+def test_min_lesion_voxels_drops_small_lesions_only() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    hu = hu.copy()
+    hu[0, :3, :3] = 100  # the LAD footprint keeps one voxel >= 130 HU: a one-voxel lesion
+    hu[0, 2, 2] = 200
+    ensemble.plan = _plan(min_lesion_voxels=1)
+    assert np.count_nonzero(ensemble.combine(probs, image, grid, hu).labels == 3) == 1  # type: ignore[arg-type]
+    ensemble.plan = _plan(min_lesion_voxels=2)
+    labels = ensemble.combine(probs, image, grid, hu).labels  # type: ignore[arg-type]
+    assert not np.any(labels == 3)
+    assert np.count_nonzero(labels == 2) == 9  # the 3 x 3 LM lesion stays
+
+
+def test_remove_small_lesions_counts_six_connected_same_code_voxels() -> None:
+    labels = np.zeros((2, 4, 4), np.uint8)
+    labels[0, 0, 0] = labels[1, 1, 1] = 3  # diagonal neighbours: two one-voxel lesions
+    labels[0, 2, 0:2] = 4  # two voxels, one lesion
+    labels[0, 3, 2] = 4
+    labels[0, 3, 3] = 5  # touches the LCX voxel but is another artery: its own lesion
+    out = remove_small_lesions(labels, 2)
+    assert out[0, 2, 0:2].tolist() == [4, 4]
+    assert np.count_nonzero(out) == 2
+    assert np.array_equal(remove_small_lesions(labels, 1), labels)
+    assert labels[0, 0, 0] == 3  # input untouched
+
+
+def test_plan_inference_settings_are_checked_when_loaded(tmp_path: Path) -> None:
+    _write_model(tmp_path / "m")
+    path = tmp_path / "m" / "plan.json"
+    data = json.loads(path.read_text())
+    assert Plan.load(tmp_path / "m").min_votes(2) == 2  # majority of 2 members
+    assert Plan.load(tmp_path / "m").min_lesion_voxels == 1
+    for key, value, message in (("min_votes", 3, r"min_votes must be an integer in 1\.\.2"),
+                                ("min_votes", 0, "min_votes"), ("min_lesion_voxels", 0, "min_lesion_voxels"),
+                                ("min_lesion_voxels", 1.5, "min_lesion_voxels")):
+        data["inference"] = {key: value}
+        path.write_text(json.dumps(data))
+        with pytest.raises(PlanMismatchError, match=message):
+            load_ensemble(tmp_path / "m")
 
 
 def test_majority_artery_per_lesion() -> None:

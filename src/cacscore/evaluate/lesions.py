@@ -25,16 +25,14 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from cacscore.arrays import bounding_box
+from cacscore.arrays import bounding_box, label_lesions
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import normalize_spacing
 from cacscore.labels import ARTERY_NAMES, UNSPECIFIED
 
 #: Calcium threshold of the lesion definition, HU (120 kVp).
 LESION_THRESHOLD_HU = 130.0
-_SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
 _CODES = tuple(ARTERY_NAMES)  # 1..5
 
 
@@ -184,18 +182,6 @@ def _check_label(label: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
     return array
 
 
-def _lesions(label: np.ndarray, calcium: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Label 6-connected same-label components of calcium; return the id image and each id's artery code."""
-    ids = np.zeros(label.shape, dtype=np.int64)
-    arteries: list[int] = []
-    for code in _CODES:
-        component, n = ndimage.label(calcium & (label == code), structure=_SIX_CONNECTED)
-        if n:
-            ids[component > 0] = component[component > 0] + len(arteries)
-            arteries.extend([code] * n)
-    return ids, np.asarray([0, *arteries], dtype=np.int64)
-
-
 def lesion_detection(
     hu: np.ndarray, ref_label: np.ndarray, pred_label: np.ndarray, spacing: object
 ) -> LesionCounts:
@@ -243,8 +229,8 @@ def lesion_detection(
     calcium = hu >= LESION_THRESHOLD_HU
     ref = np.where(calcium, ref, 0)
     pred = np.where(calcium, pred, 0)
-    ref_ids, ref_artery = _lesions(ref, calcium)
-    pred_ids, pred_artery = _lesions(pred, calcium)
+    ref_ids, ref_artery = label_lesions(ref, calcium)
+    pred_ids, pred_artery = label_lesions(pred, calcium)
 
     compatible = (ref > 0) & (pred > 0) & ((ref == pred) | (ref == UNSPECIFIED) | (pred == UNSPECIFIED))
     ref_tally = _tally(ref_ids, ref_artery, compatible, pred)

@@ -11,6 +11,7 @@ from cacscore.model.ensemble import (
     load_ensemble,
     load_member,
     majority_artery_per_lesion,
+    remove_small_lesions,
     save_member,
     score_with_model,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "load_ensemble",
     "load_member",
     "majority_artery_per_lesion",
+    "remove_small_lesions",
     "save_member",
     "score_with_model",
     "segmentation_loss",

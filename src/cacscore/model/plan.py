@@ -25,7 +25,11 @@ ensemble member; nothing else is needed to rebuild the networks. Keys of
 ``members``
     One entry per member: ``file``, ``seed``, ``best_epoch``, ``val_dice``.
 ``inference``
-    ``precision`` (``"fp32"`` or ``"bf16"``) used on CPU.
+    ``precision`` (``"fp32"`` or ``"bf16"``) used on CPU; ``min_votes``, the
+    members that must call a low-resolution voxel calcium (default: more than
+    half, the paper's majority vote); ``min_lesion_voxels``, the smallest
+    lesion (6-connected, same artery, >= the HU threshold, in voxels of the
+    original grid) the model reports (default 1: all).
 """
 
 from __future__ import annotations
@@ -108,6 +112,29 @@ class Plan:
         """CPU inference precision, "fp32" or "bf16"."""
         return str(self.data.get("inference", {}).get("precision", "fp32"))
 
+    def min_votes(self, n_members: int) -> int:
+        """Members that must call a low-resolution voxel calcium (default: majority of ``n_members``).
+
+        Raises
+        ------
+        PlanMismatchError
+            If the plan asks for fewer than 1 or more than ``n_members`` votes.
+        """
+        votes = self.data.get("inference", {}).get("min_votes")
+        if votes is None:
+            return n_members // 2 + 1
+        if not isinstance(votes, int) or not 1 <= votes <= n_members:
+            raise PlanMismatchError(f"inference.min_votes must be an integer in 1..{n_members}, got {votes!r}")
+        return votes
+
+    @property
+    def min_lesion_voxels(self) -> int:
+        """Smallest reported lesion, voxels of the original grid (1: no lower limit)."""
+        voxels = self.data.get("inference", {}).get("min_lesion_voxels", 1)
+        if not isinstance(voxels, int) or voxels < 1:
+            raise PlanMismatchError(f"inference.min_lesion_voxels must be an integer >= 1, got {voxels!r}")
+        return voxels
+
     @property
     def name(self) -> str:
         """Model name."""
@@ -175,4 +202,9 @@ class Plan:
             raise PlanMismatchError(f"{path}: class codes {unknown} are not project label codes")
         if not plan.members:
             raise ModelFolderError(f"{path}: plan lists no trained members")
+        try:
+            plan.min_votes(len(plan.members))
+            plan.min_lesion_voxels  # noqa: B018 -- checked here so a bad plan fails when loaded
+        except PlanMismatchError as exc:
+            raise PlanMismatchError(f"{path}: {exc}") from None
         return plan
