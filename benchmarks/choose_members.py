@@ -42,16 +42,16 @@ import numpy as np
 from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import distractor_hit  # noqa: E402
+from bench_quality import distractor_hit
 
-from cacscore.arrays import bounding_box  # noqa: E402
-from cacscore.datasets import list_cases  # noqa: E402
-from cacscore.errors import CacScoreWarning  # noqa: E402
-from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection  # noqa: E402
-from cacscore.model import Plan, load_ensemble  # noqa: E402
-from cacscore.model.ensemble import labels_in_box, remove_small_lesions, vote  # noqa: E402
-from cacscore.preprocess import Grid, scaled_threshold  # noqa: E402
-from cacscore.scoring import score_calcium  # noqa: E402
+from cacscore.arrays import bounding_box
+from cacscore.datasets import list_cases
+from cacscore.errors import CacScoreWarning
+from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection
+from cacscore.model import Plan, load_ensemble
+from cacscore.model.ensemble import labels_in_box, remove_small_lesions, vote
+from cacscore.preprocess import Grid, scaled_threshold
+from cacscore.scoring import score_calcium
 
 LESION_VOXEL_CHOICES = (1, 2, 3)
 
