@@ -29,6 +29,7 @@ probabilities, then 5-10 s per candidate ensemble (100 cases).
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import hashlib
 import json
 import shutil
@@ -52,6 +53,7 @@ from cacscore.model import Plan, load_ensemble
 from cacscore.model.ensemble import labels_in_box, remove_small_lesions, vote
 from cacscore.preprocess import Grid, scaled_threshold
 from cacscore.scoring import score_calcium
+from cacscore.train.loop import init_dict
 
 LESION_VOXEL_CHOICES = (1, 2, 3)
 
@@ -184,15 +186,15 @@ def objective(figures: dict[str, float]) -> float:
     return figures["accuracy"] + figures["lesion_f1"] - 0.01 * figures["valve_or_annulus_counted_pct"]
 
 
-def greedy(cases: list[DevCase], n_members: int, size: int, plan: Plan) -> list[dict[str, Any]]:
+def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan) -> list[dict[str, Any]]:
     """Forward selection: each step adds the member (and rule) that most raises the objective."""
     chosen: list[int] = []
     steps = []
     with Progress() as progress:
-        task = progress.add_task("greedy selection", total=sum(n_members - k for k in range(size)))
+        task = progress.add_task("greedy selection", total=sum(len(candidates) - k for k in range(size)))
         for _ in range(size):
             best: dict[str, Any] | None = None
-            for k in range(n_members):
+            for k in candidates:
                 if k in chosen:
                     continue
                 trial = [*chosen, k]
@@ -213,28 +215,33 @@ def greedy(cases: list[DevCase], n_members: int, size: int, plan: Plan) -> list[
 
 def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: list[dict[str, Any]],
                 data: Path, n_cases: int, version: str) -> None:
-    """The model folder of the chosen members, with their provenance and the selection in plan.json."""
-    sources = []
-    for model in models:
-        plan = Plan.load(model)
-        sources.extend((model, plan, entry) for entry in plan.members)
-    base = Plan.load(models[0]).data
+    """The model folder of the chosen members; plan.json records each source run once and the selection."""
+    plans = [Plan.load(m) for m in models]
+    sources = [(run, entry) for run, plan in enumerate(plans) for entry in plan.members]
     out.mkdir(parents=True, exist_ok=False)
     members = []
     for k, index in enumerate(chosen["members"]):
-        model, plan, entry = sources[index]
-        shutil.copyfile(model / entry["file"], out / f"member_{k}.safetensors")
+        run, entry = sources[index]
+        shutil.copyfile(models[run] / entry["file"], out / f"member_{k}.safetensors")
         members.append({**entry, "member": k, "file": f"member_{k}.safetensors",
-                        "picked_from": {"model": str(model), "model_version": plan.model_version,
-                                        "member": entry.get("member"), "training": plan.data.get("training")}})
-    plan_data = {**base, "model_version": version, "members": members,
-                 "inference": {**base.get("inference", {}), "min_votes": chosen["min_votes"],
-                               "min_lesion_voxels": chosen["min_lesion_voxels"]},
-                 "selection": {"data": str(data), "n_cases": n_cases,
-                               "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
-                               "method": "greedy forward selection of members; min_votes and min_lesion_voxels "
-                                         "tried at each step", "candidates": [str(m) for m in models],
-                               "steps": steps}}
+                        "picked_from": {"run": run, "member": entry.get("member")}})
+    base = plans[0].data
+    plan_data = {
+        **base, "model_version": version,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "data": {"note": "each run's training data is in training.runs[].data"},
+        "training": {"note": "members chosen from several training runs (members[].picked_from.run)",
+                     "runs": [init_dict(plan, model) for plan, model in zip(plans, models)]},
+        "members": members,
+        "inference": {**base.get("inference", {}), "min_votes": chosen["min_votes"],
+                      "min_lesion_voxels": chosen["min_lesion_voxels"]},
+        "selection": {"data": str(data), "n_cases": n_cases,
+                      "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
+                      "method": "greedy forward selection of members; min_votes and min_lesion_voxels tried at "
+                                "each step; members identical to an earlier candidate skipped",
+                      "steps": [{**step, "members": [(sources[i][0], sources[i][1].get("member"))
+                                                     for i in step["members"]]} for step in steps]},
+    }
     Plan(plan_data).save(out)
 
 
@@ -256,8 +263,11 @@ def main() -> None:
     refs = list_cases(args.data)
     cache_probabilities(args.model, refs, args.cache)
     cases = load_dev_cases(args.model, refs, args.cache, plans[0])
-    n_members = sum(len(p.members) for p in plans)
-    steps = greedy(cases, n_members, min(args.members, n_members), plans[0])
+    # A fine-tuned member that kept its starting weights (epoch 0) is a copy of its parent's member.
+    digests = [hashlib.sha1((m / e["file"]).read_bytes()).hexdigest() for m, p in zip(args.model, plans)
+               for e in p.members]
+    candidates = [k for k, d in enumerate(digests) if d not in digests[:k]]
+    steps = greedy(cases, candidates, min(args.members, len(candidates)), plans[0])
     write_model(args.out, args.model, steps[-1], steps, args.data, len(refs), args.model_version)
     print(f"model written to {args.out}")
 
