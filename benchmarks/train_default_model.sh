@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model (src/cacscore/model/default/) with ONE command:
+# Train a default-style model (version 1 of src/cacscore/model/default/, and the fine-tuning runs behind
+# version 4: benchmarks/reproduce_default_model.sh chains them) with ONE command:
 #
 #   benchmarks/train_default_model.sh [--device cuda|cpu] [--out DIR] [--work DIR]
 #                                     [--n 400] [--n-val 20] [--max-minutes 2] [--seed 2021]
