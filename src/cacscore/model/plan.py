@@ -24,6 +24,10 @@ ensemble member; nothing else is needed to rebuild the networks. Keys of
     Dataset path and layout, number of cases, phantom generator version.
 ``members``
     One entry per member: ``file``, ``seed``, ``best_epoch``, ``val_dice``.
+    A model whose members were chosen among several runs
+    (``benchmarks/choose_members.py``) has ``training.runs`` (each run's
+    identity, data and settings), ``members[].picked_from`` (run and member)
+    and ``selection`` (the cohort, objective and figures of the choice).
 ``inference``
     ``precision`` (``"fp32"`` or ``"bf16"``) used on CPU; ``min_votes``, the
     members that must call a low-resolution voxel calcium (default: more than
