@@ -14,8 +14,11 @@ the last term only where the cases hold a phantom ``truth.json``.
 
 Usage::
 
-    python benchmarks/choose_members.py --data runs/dev/cohort-55001 --model src/cacscore/model/default \\
-        --model runs/ft/v2 --out runs/chosen --model-version 2 [--members 5] [--cache runs/choose-cache]
+    python benchmarks/choose_members.py --data runs/dev/cohort-55001 [--data runs/dev/cohort-66001] \\
+        --model src/cacscore/model/default --model runs/ft/v2 --out runs/chosen --model-version 2 \\
+        [--members 5] [--cache runs/choose-cache]
+
+Several ``--data`` cohorts are pooled into one development set.
 
 Member probabilities are cached per model and case in ``--cache``: an
 interrupted run continues where it stopped. The output folder gets the
@@ -99,17 +102,19 @@ def member_digests(model: Path) -> tuple[str, ...]:
     return tuple(hashlib.sha1((model / e["file"]).read_bytes()).hexdigest() for e in Plan.load(model).members)
 
 
-def _cache_file(cache: Path, model: Path, case_id: str) -> Path:
+def _cache_file(cache: Path, model: Path, ref: Any) -> Path:
     # Keyed by the weights, not the path: a folder such as the shipped model's changes its weights.
+    # Cases are keyed by their image path, as several cohorts hold a "case_0000".
     tag = hashlib.sha1("".join(member_digests(model)).encode()).hexdigest()[:10]
-    return cache / f"{model.name}-{tag}" / f"{case_id}.npz"
+    case_tag = hashlib.sha1(str(Path(ref.image_path).resolve()).encode()).hexdigest()[:8]
+    return cache / f"{model.name}-{tag}" / f"{ref.case_id}-{case_tag}.npz"
 
 
 def cache_probabilities(models: list[Path], refs: list[Any], cache: Path) -> None:
     """Write every member's softmax of every case (float16), skipping those already cached."""
     with Progress() as progress:
         for model in models:
-            todo = [r for r in refs if not _cache_file(cache, model, r.case_id).is_file()]
+            todo = [r for r in refs if not _cache_file(cache, model, r).is_file()]
             if not todo:
                 continue
             ensemble = load_ensemble(model)
@@ -118,7 +123,7 @@ def cache_probabilities(models: list[Path], refs: list[Any], cache: Path) -> Non
                 case = _load(ref)
                 image, _ = ensemble.preprocess(case.volume)
                 probs = np.stack(list(ensemble.member_probabilities(image))).astype(np.float16)
-                path = _cache_file(cache, model, ref.case_id)
+                path = _cache_file(cache, model, ref)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.stem + ".tmp.npz")
                 np.savez(tmp, probabilities=probs)
@@ -144,7 +149,7 @@ def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan)
         for ref in progress.track(refs, description="loading the cohort"):
             case = _load(ref)
             image, grid = ensemble.preprocess(case.volume)
-            probs = np.concatenate([np.load(_cache_file(cache, m, ref.case_id))["probabilities"] for m in models])
+            probs = np.concatenate([np.load(_cache_file(cache, m, ref))["probabilities"] for m in models])
             anything = np.any([p.argmax(axis=0) != 0 for p in probs], axis=0) & (image >= level)
             voxels = np.flatnonzero(anything)
             reference = np.asarray(case.label)
@@ -234,7 +239,7 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan) -
 
 
 def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: list[dict[str, Any]],
-                data: Path, n_cases: int, version: str) -> None:
+                data: list[Path], n_cases: int, version: str) -> None:
     """The model folder of the chosen members; plan.json records each source run once and the selection."""
     plans = [Plan.load(m) for m in models]
     sources = [(run, entry) for run, plan in enumerate(plans) for entry in plan.members]
@@ -255,7 +260,7 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
         "members": members,
         "inference": {**base.get("inference", {}), "min_votes": chosen["min_votes"],
                       "min_lesion_voxels": chosen["min_lesion_voxels"]},
-        "selection": {"data": str(data), "n_cases": n_cases,
+        "selection": {"data": [str(d) for d in data], "n_cases": n_cases,
                       "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
                       "method": "greedy forward selection of members; min_votes and min_lesion_voxels tried at "
                                 "each step; members identical to an earlier candidate skipped",
@@ -267,7 +272,8 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="labelled development cohort")
+    parser.add_argument("--data", type=Path, action="append", required=True,
+                        help="labelled development cohort (repeat to pool several)")
     parser.add_argument("--model", type=Path, action="append", required=True, help="candidate model (repeat)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder (must not exist)")
     parser.add_argument("--members", type=int, default=5)
@@ -280,7 +286,7 @@ def main() -> None:
     if any(p.init_args != plans[0].init_args or p.class_codes != plans[0].class_codes
            or p.data["preprocessing"] != plans[0].data["preprocessing"] for p in plans):
         raise SystemExit("the candidate models differ in network, head or preprocessing; they cannot be mixed")
-    refs = list_cases(args.data)
+    refs = [ref for data in args.data for ref in list_cases(data)]
     cache_probabilities(args.model, refs, args.cache)
     cases = load_dev_cases(args.model, refs, args.cache, plans[0])
     # A fine-tuned member that kept its starting weights (epoch 0) is a copy of its parent's member.
