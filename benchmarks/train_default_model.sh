@@ -5,6 +5,7 @@
 #   benchmarks/train_default_model.sh [--device cuda|cpu] [--out DIR] [--work DIR]
 #                                     [--n 400] [--n-val 20] [--max-minutes 2] [--seed 2021]
 #                                     [--init MODEL_DIR] [--lr 2e-3] [--model-version 1]
+#                                     [--loss dice_ce] [--val-metric dice]
 #
 # 1. generates a balanced phantom training cohort (--n cases, seed --seed, NIfTI, one worker per core)
 #    and a separate balanced validation cohort (--n-val cases, seed --seed + 1);
@@ -43,6 +44,8 @@ SEED=2021
 INIT=()
 LR=2e-3
 VERSION=1
+LOSS=dice_ce
+VAL_METRIC=dice
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
@@ -55,6 +58,8 @@ while [[ $# -gt 0 ]]; do
         --init) INIT=(--init "$2"); shift 2 ;;
         --lr) LR=$2; shift 2 ;;
         --model-version) VERSION=$2; shift 2 ;;
+        --loss) LOSS=$2; shift 2 ;;
+        --val-metric) VAL_METRIC=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -92,7 +97,7 @@ RESUME=()
 [[ -f "$WORK/run/plan.json" ]] && RESUME=(--resume)
 "${CAC[@]}" train --data "$WORK/train" --val-data "$WORK/val" --out "$WORK/run" --cache "$WORK/cache" --device "$DEVICE" \
     --members 5 --head arteries --epochs 400 --steps-per-epoch "$STEPS" --batch "$BATCH" --patch "$PATCH" \
-    --loss dice_ce --lr "$LR" --seed "$SEED" --max-minutes "$MAX_MINUTES" --workers "$WORKERS" \
+    --loss "$LOSS" --val-metric "$VAL_METRIC" --lr "$LR" --seed "$SEED" --max-minutes "$MAX_MINUTES" --workers "$WORKERS" \
     --name cacscore-default --model-version "$VERSION" "${INIT[@]}" "${RESUME[@]}"
 # Only the model itself goes to --out (checkpoints and the cache stay in --work).
 mkdir -p "$OUT"

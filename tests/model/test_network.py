@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -126,6 +128,24 @@ def test_dice_ce_adds_cross_entropy_and_checks_kind() -> None:
     assert both - dice == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-5)
     with pytest.raises(InvalidInputError, match="loss must be"):
         segmentation_loss(logits, target, "focal")
+
+
+def test_dice_topk_adds_the_cross_entropy_of_the_hardest_tenth_of_voxels() -> None:
+    # Ten voxels: one calcium voxel at logits (0, 0), one background voxel wrongly at (0, 5), eight easy ones.
+    target = torch.tensor([[[[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]]])
+    logits = torch.zeros(1, 2, 1, 1, 10)
+    logits[0, 1, 0, 0, 3] = 5.0
+    dice = float(segmentation_loss(logits, target, "dice"))
+    mean_ce = (9 * math.log(2) + math.log(1 + math.exp(5))) / 10
+    assert float(segmentation_loss(logits, target, "dice_ce")) - dice == pytest.approx(mean_ce, abs=1e-5)
+    # The top 10 % is the one hard voxel: its cross-entropy alone.
+    assert float(segmentation_loss(logits, target, "dice_topk")) - dice == pytest.approx(
+        math.log(1 + math.exp(5)), abs=1e-5)
+    # Invalid voxels are not among the hardest.
+    valid = torch.ones_like(target, dtype=torch.bool)
+    valid[0, 0, 0, 3] = False
+    assert float(segmentation_loss(logits, target, "dice_topk", valid=valid)) - float(
+        segmentation_loss(logits, target, "dice", valid=valid)) == pytest.approx(math.log(2), abs=1e-5)
 
 
 def test_dice_loss_shape_mismatch_raises() -> None:

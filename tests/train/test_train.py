@@ -16,8 +16,8 @@ from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.io import read_volume
 from cacscore.model import load_ensemble, score_with_model
 from cacscore.phantom import PhantomConfig, generate_cohort
-from cacscore.train import TrainConfig, train_model
-from cacscore.train.data import split_cases
+from cacscore.train import TrainConfig, train_model, validation_dice
+from cacscore.train.data import CachedCase, split_cases
 
 TINY = {"members": 2, "epochs": 2, "steps_per_epoch": 2, "batch": 2, "patch": (8, 16, 16), "filters": (4, 8),
         "val_cases": 1}
@@ -148,6 +148,35 @@ def test_init_with_another_network_is_refused(tiny_model: Path, cohort: Path, tm
     assert not (tmp_path / "x").exists()
 
 
+class _FixedNet(torch.nn.Module):
+    """Returns the logits of the next case, whatever the input."""
+
+    def __init__(self, logits: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.logits = iter(logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return next(self.logits)
+
+
+def test_validation_dice_pooled_or_per_case() -> None:
+    shape = (1, 2, 10)
+    empty = CachedCase("a", np.ones(shape, np.float32), np.zeros(shape, np.uint8), (3.0, 3.0, 3.0))
+    full = CachedCase("b", np.ones(shape, np.float32), np.ones(shape, np.uint8), (3.0, 3.0, 3.0))
+    # Case "a": one false-positive voxel; case "b": its 20 calcium voxels exactly.
+    fp = torch.zeros(1, 2, *shape)
+    fp[0, 1, 0, 0, 0] = 1.0
+    exact = torch.zeros(1, 2, *shape)
+    exact[0, 1] = 1.0
+
+    def dice(per_case: bool) -> float:
+        net = _FixedNet([fp, exact])
+        return validation_dice(net, [empty, full], 2, torch.device("cpu"), False, per_case=per_case)
+
+    assert dice(False) == pytest.approx(2 * 20 / (1 + 40))  # pooled: the false positive hardly counts
+    assert dice(True) == pytest.approx((0.0 + 1.0) / 2)  # per case: the empty scan scores 0
+
+
 def test_split_is_fixed_by_seed_and_capped() -> None:
     ids = [f"c{i}" for i in range(30)]
     train, val = split_cases(ids, 20, seed=3)
@@ -162,18 +191,22 @@ def test_bad_settings_are_named(cohort: Path, tmp_path: Path) -> None:
         train_model(TrainConfig(data=cohort, out=tmp_path / "x", **{**TINY, "patch": (7, 16, 16)}))  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="head must be"):
         train_model(TrainConfig(data=cohort, out=tmp_path / "x", head="coronary"))
+    with pytest.raises(InvalidInputError, match="val_metric must be one of dice, case_dice"):
+        train_model(TrainConfig(data=cohort, out=tmp_path / "x", val_metric="f1"))
 
 
 def test_train_command(cohort: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [
         "train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--members", "1", "--epochs", "1",
         "--steps-per-epoch", "1", "--batch", "1", "--patch", "8,16,16", "--filters", "4,8", "--val-cases", "1",
-        "--head", "binary", "--loss", "dice",
+        "--head", "binary", "--loss", "dice_topk", "--val-metric", "case_dice",
     ])
     assert result.exit_code == 0, result.output
     assert "member 0: best epoch 1" in result.output
     plan = json.loads((tmp_path / "m" / "plan.json").read_text())
     assert plan["head"] == "binary" and plan["class_codes"] == [0, 1]
+    assert plan["training"]["loss"] == "dice_topk" and plan["training"]["val_metric"] == "case_dice"
+    assert plan["training"]["selection"] == "best epoch by validation mean of the per-case Dice"
 
 
 def test_train_command_bad_patch_is_one_line(cohort: Path, tmp_path: Path) -> None:

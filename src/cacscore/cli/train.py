@@ -52,8 +52,21 @@ def train(
         int | None, typer.Option("--steps-per-epoch", help="Steps per epoch (default: one pass).")
     ] = None,
     loss: Annotated[
-        str, typer.Option("--loss", help="dice (the paper) or dice_ce (Dice + cross-entropy).")
+        str,
+        typer.Option(
+            "--loss",
+            help="dice (the paper), dice_ce (Dice + cross-entropy) or dice_topk (Dice + cross-entropy "
+            "of the hardest 10 % of voxels).",
+        ),
     ] = "dice_ce",
+    val_metric: Annotated[
+        str,
+        typer.Option(
+            "--val-metric",
+            help="What chooses each member's best epoch: dice (pooled over the validation cases) or "
+            "case_dice (mean of each case's Dice; penalises false positives in scans without calcium).",
+        ),
+    ] = "dice",
     lr: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate.")] = 2e-3,
     folds: Annotated[
         bool, typer.Option("--folds", help="Member k also leaves out the k-th fold of the training cases.")
@@ -106,6 +119,7 @@ def train(
             patch=_patch(patch),
             lr=lr,
             loss=loss,
+            val_metric=val_metric,
             val_cases=val_cases,
             folds=folds,
             filters=filter_values,

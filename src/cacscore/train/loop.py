@@ -44,7 +44,7 @@ from cacscore import __version__
 from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
 from cacscore.model.ensemble import load_member, save_member
-from cacscore.model.network import HEAD_CLASSES, ResUNet3d, count_parameters, segmentation_loss
+from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
 from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, TARGET_SPACINGS_MM, scaled_threshold
 from cacscore.train.data import (
@@ -59,6 +59,8 @@ from cacscore.train.data import (
 
 #: Margin below the scaled threshold still counted as candidate (intensity augmentation moves values).
 CANDIDATE_MARGIN = 0.03
+#: Validation metrics that can choose a member's best epoch, and their description in the plan.
+VAL_METRICS = {"dice": "Dice pooled over the cases", "case_dice": "mean of the per-case Dice"}
 
 #: Called with a progress event: ("prepare", done, total), ("member", k, n), ("step", step, total_steps, loss),
 #: ("epoch", epoch, epochs, loss, val_dice, best, seconds), ("done", k, best_epoch, best_dice).
@@ -91,8 +93,12 @@ class TrainConfig:
         Patch size in low-resolution voxels (z, y, x).
     lr : float
         Initial Adam learning rate.
-    loss : {"dice", "dice_ce"}
-        Dice (the paper) or Dice + cross-entropy.
+    loss : {"dice", "dice_ce", "dice_topk"}
+        Dice (the paper), Dice + cross-entropy, or Dice + the cross-entropy of
+        the hardest 10 % of voxels (see :func:`cacscore.model.segmentation_loss`).
+    val_metric : {"dice", "case_dice"}
+        What chooses each member's best epoch (see :func:`validation_dice`):
+        Dice pooled over the validation cases, or the mean of each case's Dice.
     val_cases : int
         Validation cases (capped at a fifth of the data).
     folds : bool
@@ -132,6 +138,7 @@ class TrainConfig:
     patch: tuple[int, int, int] = (64, 96, 96)
     lr: float = 2e-3
     loss: str = "dice_ce"
+    val_metric: str = "dice"
     val_cases: int = 20
     folds: bool = False
     filters: tuple[int, ...] = (16, 32, 64, 128)
@@ -158,8 +165,10 @@ class TrainConfig:
         """
         if self.head not in HEAD_CLASSES:
             raise InvalidInputError(f"head must be one of {sorted(HEAD_CLASSES)}, got {self.head!r}")
-        if self.loss not in ("dice", "dice_ce"):
-            raise InvalidInputError(f"loss must be 'dice' or 'dice_ce', got {self.loss!r}")
+        if self.loss not in LOSSES:
+            raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.val_metric not in VAL_METRICS:
+            raise InvalidInputError(f"val_metric must be one of {', '.join(VAL_METRICS)}, got {self.val_metric!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         for name in ("members", "epochs", "batch"):
@@ -194,7 +203,9 @@ class TrainConfig:
             "val_cases": self.val_cases, "folds": self.folds, "seed": self.seed, "amp_bf16": self.amp,
             "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
             "augmentation": self.augmentation.to_dict(),
-            "selection": "best epoch by validation Dice" + ("" if self.init is None else " (epoch 0: the init weights)"),
+            "selection": f"best epoch by validation {VAL_METRICS[self.val_metric]}"
+            + ("" if self.init is None else " (epoch 0: the init weights)"),
+            "val_metric": self.val_metric,
             "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
             "init": None if self.init is None else init_dict(Plan.load(self.init), Path(self.init)),
         }
@@ -253,18 +264,23 @@ def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
 
 
 def validation_dice(net: torch.nn.Module, cases: list[CachedCase], n_classes: int, device: torch.device,
-                    amp: bool, level: float = 0.0) -> float:
-    """Mean Dice over the calcium classes, pooled over whole low-resolution validation volumes.
+                    amp: bool, level: float = 0.0, per_case: bool = False) -> float:
+    """Mean Dice over the calcium classes of whole low-resolution validation volumes.
 
     Predictions count only where the image is >= ``level`` (the scaled
     threshold, as at inference). Classes absent from both reference and
     prediction are left out; 1.0 when all are.
+
+    By default each class's voxels are pooled over the cases, so the cases
+    with most calcium dominate. With ``per_case``, the mean is of each case's
+    own Dice: a scan without coronary calcium scores 1 when nothing is found
+    and 0 for any false positive, which is what moves a risk category.
     """
     net.eval()
-    inter = np.zeros(n_classes)
-    total = np.zeros(n_classes)
+    inter = np.zeros((len(cases), n_classes))
+    total = np.zeros((len(cases), n_classes))
     with torch.inference_mode(), _autocast(device, amp):
-        for case in cases:
+        for i, case in enumerate(cases):
             x = torch.from_numpy(case.image)[None, None].to(device)
             pred = net(x).float().argmax(dim=1)[0].cpu().numpy()
             pred[case.image < level] = 0
@@ -272,8 +288,15 @@ def validation_dice(net: torch.nn.Module, cases: list[CachedCase], n_classes: in
             for c in range(1, n_classes):
                 p = (pred == c) & valid
                 g = case.target == c
-                inter[c] += np.count_nonzero(p & g)
-                total[c] += np.count_nonzero(p) + np.count_nonzero(g)
+                inter[i, c] = np.count_nonzero(p & g)
+                total[i, c] = np.count_nonzero(p) + np.count_nonzero(g)
+    if per_case:
+        return float(np.mean([_mean_dice(i, t) for i, t in zip(inter, total)])) if len(cases) else 1.0
+    return _mean_dice(inter.sum(axis=0), total.sum(axis=0))
+
+
+def _mean_dice(inter: np.ndarray, total: np.ndarray) -> float:
+    """Mean over the calcium classes (index >= 1) present in reference or prediction; 1.0 if none is."""
     present = total[1:] > 0
     if not present.any():
         return 1.0
@@ -368,6 +391,7 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         config.patch = tuple(stored["patch_zyx"])  # type: ignore[assignment]
         config.seed, config.folds = stored["seed"], stored["folds"]
         config.calcium_fraction = stored["calcium_fraction"]
+        config.val_metric = stored.get("val_metric", "dice")  # plans before val_metric existed used pooled Dice
         config.augmentation = Augmentation(**stored["augmentation"])
         config.head = existing["head"]
         config.init = Path(stored["init"]["path"]) if stored.get("init") else None
@@ -466,6 +490,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
                   n_classes: int, device: torch.device, out: Path, budget_s: float | None,
                   emit: Reporter) -> dict[str, Any]:
     seed = config.seed + 1000 * (k + 1)
+    per_case = config.val_metric == "case_dice"
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
     ckpt_dir = out / f"member_{k}"
@@ -495,7 +520,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     if fine_tune:
         # The starting weights compete as epoch 0, so that fine-tuning never ships a member worse on
         # the validation cases than the one it started from (the first steps on new data often are).
-        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level)
+        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level, per_case)
         state.update(best_dice=dice, best_epoch=0, history=[{"epoch": 0, "loss": None, "val_dice": dice}],
                      best_state=_cpu_state(net))
     t0 = time.monotonic() - float(state["elapsed_s"])
@@ -529,7 +554,7 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
             losses.append(float(loss.detach()))
             emit("step", step + 1, steps, losses[-1])
         epoch += 1
-        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level)
+        dice = validation_dice(net, val_cases, n_classes, device, config.amp, level, per_case)
         best = dice > float(state["best_dice"])
         if best:
             state["best_dice"], state["best_epoch"] = dice, epoch
