@@ -26,20 +26,24 @@ chosen members' weights, and a ``plan.json`` (that of the first ``--model``)
 whose ``members`` say where each came from and whose ``selection`` block
 records the cohort, the objective and the figures of every greedy step.
 Expected duration on 2 CPU cores: about 1.2 s per case and model for the
-probabilities, then 5-10 s per candidate ensemble (100 cases).
+probabilities, then a few seconds per candidate ensemble and 100 cases, shared among
+``--workers`` processes (ensembles that vote alike on a case reuse its outcome).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import functools
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,8 @@ class DevCase:
     reference_category: str
     volume: _Cropped
     distractors: list[dict[str, Any]] | None
+    # Outcome per vote result: most candidate ensembles vote the same on most cases.
+    memo: dict[tuple[bytes, int], tuple[str, Any, bool]] = field(default_factory=dict)
 
 
 @functools.cache
@@ -182,15 +188,26 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
     for case in cases:
         voted, _, _ = vote(list(case.probabilities[members].astype(np.float32)), case.image, plan.class_codes,
                            level, min_votes)
-        low = np.zeros(case.low_shape, np.uint8)
-        low.ravel()[case.voxels] = voted
-        every = labels_in_box(low, case.grid, case.box, case.hu, plan.threshold_hu, 1)
+        key = hashlib.sha1(voted.tobytes()).digest()
+        every = None
         for voxels in lesion_voxels:
-            labels = remove_small_lesions(every, voxels)
-            predicted[voxels].append(score_calcium(case.hu, case.spacing, labels).risk_category)
-            counts[voxels].append(lesion_detection(case.hu, case.reference, labels, case.spacing))
+            outcome = case.memo.get((key, voxels))
+            if outcome is None:
+                if every is None:
+                    low = np.zeros(case.low_shape, np.uint8)
+                    low.ravel()[case.voxels] = voted
+                    every = labels_in_box(low, case.grid, case.box, case.hu, plan.threshold_hu, 1)
+                labels = remove_small_lesions(every, voxels)
+                outcome = case.memo[key, voxels] = (
+                    score_calcium(case.hu, case.spacing, labels).risk_category,
+                    lesion_detection(case.hu, case.reference, labels, case.spacing),
+                    case.distractors is not None and distractor_hit(case.volume, labels, case.distractors),
+                )
+            category, count, hit = outcome
+            predicted[voxels].append(category)
+            counts[voxels].append(count)
             if case.distractors is not None:
-                hits[voxels].append(distractor_hit(case.volume, labels, case.distractors))
+                hits[voxels].append(hit)
     reference = [c.reference_category for c in cases]
     figures = {}
     for voxels in lesion_voxels:
@@ -211,30 +228,49 @@ def objective(figures: dict[str, float]) -> float:
     return figures["accuracy"] + figures["lesion_f1"] - 0.01 * figures["valve_or_annulus_counted_pct"]
 
 
-def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan) -> list[dict[str, Any]]:
-    """Forward selection: each step adds the member (and rule) that most raises the objective."""
+_WORK: tuple[list[DevCase], Plan] | None = None  # what forked workers evaluate on (shared, not pickled)
+
+
+def _evaluate_job(job: tuple[list[int], int]) -> dict[int, dict[str, float]]:
+    assert _WORK is not None
+    cases, plan = _WORK
+    return evaluate(cases, job[0], job[1], plan)
+
+
+def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
+           workers: int = 1) -> list[dict[str, Any]]:
+    """Forward selection: each step adds the member (and rule) that most raises the objective.
+
+    The candidates of a step are evaluated by ``workers`` forked processes
+    (the cohort is shared with them, not copied); ties go to the earlier
+    candidate whatever the number of workers.
+    """
+    global _WORK
+    _WORK = (cases, plan)
     chosen: list[int] = []
     steps = []
-    with Progress() as progress:
+    context = multiprocessing.get_context("fork")
+    with Progress() as progress, context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         task = progress.add_task("greedy selection", total=sum(len(candidates) - k for k in range(size)))
         for _ in range(size):
+            jobs = [([*chosen, k], min_votes) for k in candidates if k not in chosen
+                    for min_votes in sorted({max(1, (len(chosen) + 1) // 2), (len(chosen) + 1) // 2 + 1})]
+            results = (pool.imap if pool is not None else map)(_evaluate_job, jobs)
             best: dict[str, Any] | None = None
-            for k in candidates:
-                if k in chosen:
-                    continue
-                trial = [*chosen, k]
-                for min_votes in sorted({max(1, len(trial) // 2), len(trial) // 2 + 1}):
-                    for min_voxels, figures in evaluate(cases, trial, min_votes, plan).items():
-                        if best is None or objective(figures) > objective(best["figures"]):
-                            best = {"members": trial, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
-                                    "figures": figures}
-                progress.advance(task)
+            for (trial, min_votes), figures_by_voxels in zip(jobs, results):
+                for min_voxels, figures in figures_by_voxels.items():
+                    if best is None or objective(figures) > objective(best["figures"]):
+                        best = {"members": trial, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
+                                "figures": figures}
+                if min_votes == len(trial) // 2 + 1:  # the last rule tried for this candidate
+                    progress.advance(task)
             assert best is not None
             chosen = best["members"]
             steps.append(best)
             progress.console.print(f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
                                    f"{best['min_lesion_voxels']}: " + ", ".join(
                                        f"{key} {value:.3f}" for key, value in best["figures"].items()))
+    _WORK = None
     return steps
 
 
@@ -277,6 +313,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, action="append", required=True, help="candidate model (repeat)")
     parser.add_argument("--out", type=Path, required=True, help="new model folder (must not exist)")
     parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes evaluating candidate ensembles (default: one per core)")
     parser.add_argument("--cache", type=Path, default=Path("runs/choose-cache"))
     parser.add_argument("--model-version", default="chosen")
     args = parser.parse_args()
@@ -292,7 +330,7 @@ def main() -> None:
     # A fine-tuned member that kept its starting weights (epoch 0) is a copy of its parent's member.
     digests = [d for m in args.model for d in member_digests(m)]
     candidates = [k for k, d in enumerate(digests) if d not in digests[:k]]
-    steps = greedy(cases, candidates, min(args.members, len(candidates)), plans[0])
+    steps = greedy(cases, candidates, min(args.members, len(candidates)), plans[0], args.workers)
     write_model(args.out, args.model, steps[-1], steps, args.data, len(refs), args.model_version)
     print(f"model written to {args.out}")
 
