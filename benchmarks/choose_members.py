@@ -81,8 +81,8 @@ class DevCase:
     """What a candidate ensemble needs of one case, cropped to where any member found calcium.
 
     A voxel that no member calls calcium gets no vote from any subset of them,
-    so only the voxels that some member calls calcium are kept (about 0.1 % of
-    the low-resolution grid): the vote of every candidate ensemble is exact
+    so only the voxels that some member calls calcium are kept (tens of the
+    250,000 low-resolution voxels of a scan): the vote of every candidate ensemble is exact
     and a cohort of 200 cases and 25 members fits in memory.
     """
 

@@ -268,6 +268,9 @@ def vote(probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[i
          min_votes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The vote of the members on the low-resolution grid.
 
+    The vote is per voxel, so any set of voxels will do: ``(Z', Y', X')``
+    below may be any shape, e.g. ``(N,)`` for N selected voxels.
+
     Parameters
     ----------
     probabilities : list of (C, Z', Y', X') ndarray
