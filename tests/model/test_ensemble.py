@@ -20,6 +20,7 @@ from cacscore.model import (
     remove_small_lesions,
     save_member,
 )
+from cacscore.model.ensemble import vote
 from cacscore.preprocess import make_grid, normalize_hu
 from cacscore.train.loop import preprocessing_dict
 
@@ -123,6 +124,16 @@ def test_min_votes_of_the_plan_replaces_the_majority() -> None:
     pred = ensemble.combine(probs, image, grid, hu)  # type: ignore[arg-type]
     assert not np.any(pred.labels[0] == 3)  # LAD had 2 votes of 3
     assert np.all(pred.labels[1, :3, 6:] == 2)  # LM had all three
+
+
+def test_vote_on_selected_voxels_equals_the_vote_on_the_grid() -> None:
+    _, probs, image, _, _ = _hand_made()
+    whole = vote(probs, image, [0, 2, 3, 4, 5], 0.5, 2)
+    picked = np.array([0, 4, 8, 9])  # LAD (2 votes), nothing, LM (3 votes), RCA (1 vote)
+    flat = vote([p.reshape(p.shape[0], -1)[:, picked] for p in probs], image.ravel()[picked], [0, 2, 3, 4, 5], 0.5, 2)
+    for grid_result, flat_result in zip(whole, flat):
+        assert np.array_equal(grid_result.reshape(*grid_result.shape[:-3], -1)[..., picked], flat_result)
+    assert flat[0].tolist() == [3, 0, 2, 0] and flat[2].tolist() == [2, 0, 3, 1]
 
 
 def test_min_lesion_voxels_drops_small_lesions_only() -> None:
