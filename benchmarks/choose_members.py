@@ -238,6 +238,21 @@ def _evaluate_job(job: tuple[list[int], int]) -> dict[int, dict[str, float]]:
     return evaluate(cases, job[0], job[1], plan)
 
 
+def vote_rules(n_members: int) -> list[int]:
+    """The ``min_votes`` tried for an ensemble of ``n_members``: half of them, and a majority."""
+    return sorted({max(1, n_members // 2), n_members // 2 + 1})
+
+
+def _keep_best(best: dict[str, Any] | None, members: list[int], min_votes: int,
+               figures_by_voxels: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """``best``, or the candidate with a rule of ``figures_by_voxels`` where its objective is higher."""
+    for min_voxels, figures in figures_by_voxels.items():
+        if best is None or objective(figures) > objective(best["figures"]):
+            best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels, "figures": figures}
+    assert best is not None
+    return best
+
+
 def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
            workers: int = 1) -> list[dict[str, Any]]:
     """Forward selection: each step adds the member (and rule) that most raises the objective.
@@ -252,19 +267,15 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
     steps = []
     context = multiprocessing.get_context("fork")
     with Progress() as progress, context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        task = progress.add_task("greedy selection", total=sum(len(candidates) - k for k in range(size)))
+        task = progress.add_task("greedy selection", total=sum((len(candidates) - k) * len(vote_rules(k + 1))
+                                                               for k in range(size)))
         for _ in range(size):
             jobs = [([*chosen, k], min_votes) for k in candidates if k not in chosen
-                    for min_votes in sorted({max(1, (len(chosen) + 1) // 2), (len(chosen) + 1) // 2 + 1})]
-            results = (pool.imap if pool is not None else map)(_evaluate_job, jobs)
+                    for min_votes in vote_rules(len(chosen) + 1)]
             best: dict[str, Any] | None = None
-            for (trial, min_votes), figures_by_voxels in zip(jobs, results):
-                for min_voxels, figures in figures_by_voxels.items():
-                    if best is None or objective(figures) > objective(best["figures"]):
-                        best = {"members": trial, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
-                                "figures": figures}
-                if min_votes == len(trial) // 2 + 1:  # the last rule tried for this candidate
-                    progress.advance(task)
+            for (trial, min_votes), figures_by_voxels in zip(jobs, (pool.imap if pool else map)(_evaluate_job, jobs)):
+                best = _keep_best(best, trial, min_votes, figures_by_voxels)
+                progress.advance(task)
             assert best is not None
             chosen = best["members"]
             steps.append(best)
@@ -278,17 +289,13 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
 def whole_runs(cases: list[DevCase], runs: list[list[int]], plan: Plan) -> list[dict[str, Any]]:
     """Each run's own members as trained, with its best rule: greedy selection may miss them.
 
-    ``runs`` holds each run's member indices; the rules are those of the greedy
-    search's last step.
+    ``runs`` holds each run's member indices.
     """
     results = []
     for members in runs:
         best: dict[str, Any] | None = None
-        for min_votes in sorted({max(1, len(members) // 2), len(members) // 2 + 1}):
-            for min_voxels, figures in evaluate(cases, members, min_votes, plan).items():
-                if best is None or objective(figures) > objective(best["figures"]):
-                    best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
-                            "figures": figures}
+        for min_votes in vote_rules(len(members)):
+            best = _keep_best(best, members, min_votes, evaluate(cases, members, min_votes, plan))
         assert best is not None
         results.append(best)
     return results

@@ -9,7 +9,7 @@
 #
 # 1. generates a balanced phantom training cohort (--n cases, seed --seed, NIfTI, one worker per core)
 #    and a separate balanced validation cohort (--n-val cases, seed --seed + 1);
-# 2. trains 5 members of the 3-D residual U-Net (arteries head, Dice + CE, bf16 autocast) with
+# 2. trains 5 members of the 3-D residual U-Net (arteries head, --loss: Dice + CE by default, bf16 autocast) with
 #    --max-minutes as the time limit for all five members together; each member keeps its best
 #    epoch by validation Dice; with --init, member k starts from member k of MODEL_DIR (fine-tuning)
 #    and those starting weights compete as epoch 0;
