@@ -123,6 +123,27 @@ def test_other_settings_in_the_same_folder_are_refused(tmp_path: Path) -> None:
         generate_cohort(tmp_path, 1, 1, workers=0, progress=False, config=REDUCED)
 
 
+def test_cohort_from_before_a_config_key_resumes_but_other_values_are_refused(tmp_path: Path) -> None:
+    generate_cohort(tmp_path, 1, 1, fmt="nifti", progress=False, config=REDUCED)
+    settings = json.loads((tmp_path / "generation.json").read_text())
+    del settings["config"]["lesion_position_beta"]  # as written before the key existed
+    (tmp_path / "generation.json").write_text(json.dumps(settings))
+    assert len(generate_cohort(tmp_path, 2, 1, fmt="nifti", progress=False, config=REDUCED)) == 2
+    distal = PhantomConfig.from_dict({**REDUCED.to_dict(), "lesion_position_beta": [1.0, 1.5]})
+    with pytest.raises(CacScoreError, match="generated with config="):
+        generate_cohort(tmp_path, 2, 1, fmt="nifti", progress=False, config=distal)
+
+
+def test_cli_lesion_position_beta_reaches_the_cohort(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["phantom", "--n", "1", "--seed", "5", "--out", str(tmp_path), "--format", "nifti", "--matrix", "128",
+         "--lesion-position-beta", "1.0", "1.5", "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "generation.json").read_text())["config"]["lesion_position_beta"] == [1.0, 1.5]
+
+
 def test_dicom_round_trip_of_a_case(tmp_path: Path) -> None:
     case = generate_case(3, config=REDUCED, target_category="D")
     write_case(case, tmp_path / "case", fmt="dicom")

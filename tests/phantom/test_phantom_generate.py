@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -151,6 +152,10 @@ def test_truth_is_json_and_lists_all_lesions(cases: dict[str, PhantomCase]) -> N
 def test_config_round_trip_and_validation() -> None:
     config = PhantomConfig.reduced()
     assert PhantomConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    distal = dataclasses.replace(config, lesion_position_beta=(1.0, 1.5))
+    assert PhantomConfig.from_dict(json.loads(json.dumps(distal.to_dict()))) == distal
+    with pytest.raises(InvalidInputError, match="lesion_position_beta"):
+        PhantomConfig(lesion_position_beta=(0.0, 1.0))
     with pytest.raises(InvalidInputError, match="matrix must be 32-1024"):
         PhantomConfig(matrix=8)
     with pytest.raises(InvalidInputError, match="pixel_spacing_mm"):
@@ -193,3 +198,17 @@ def test_natural_mode_is_zero_inflated_with_a_tail() -> None:
     assert counts[-1] >= 5 * max(
         1, counts[len(counts) // 2]
     )  # heavy tail: the largest burden dwarfs the median
+
+
+def test_lesion_position_beta_moves_lesions_along_the_artery() -> None:
+    def fractions(config: PhantomConfig) -> list[float]:
+        out = []
+        for i in range(3):
+            truth = generate_case(500 + i, config=config, target_category="D").truth
+            lengths = {name: a["length_mm"] for name, a in truth["anatomy"]["arteries"].items()}
+            out += [lesion["arclength_mm"] / lengths[lesion["artery"]] for lesion in truth["lesions"]]
+        return out
+
+    # Beta(1.2, 2.6) has median 0.29 of the length; Beta(8, 1) has median 0.92.
+    assert np.median(fractions(REDUCED)) < 0.5
+    assert np.median(fractions(dataclasses.replace(REDUCED, lesion_position_beta=(8.0, 1.0)))) > 0.75

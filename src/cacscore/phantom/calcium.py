@@ -24,6 +24,8 @@ from cacscore.phantom.render import Box, Grid, occupancy, orthonormal_frame
 DISTRACTOR_KINDS = ("aortic_valve", "aortic_root", "mitral_annulus", "aortic_wall", "sternal_wire")
 #: Relative frequency of calcified segments per artery (LAD most often).
 ARTERY_WEIGHTS = {"LM": 0.08, "LAD": 0.45, "LCX": 0.2, "RCA": 0.27}
+#: Beta(a, b) of a lesion's position along its artery (fraction of the length): proximal more often.
+LESION_POSITION_BETA = (1.2, 2.6)
 
 
 @dataclass(eq=False)
@@ -101,15 +103,17 @@ def sample_lesion(
     *,
     size_mm: float | None = None,
     density_hu: float | None = None,
+    position_beta: tuple[float, float] = LESION_POSITION_BETA,
 ) -> CalciumObject:
     """Draw one eccentric calcification on ``artery``'s wall.
 
-    Position along the vessel is biased proximally (Beta(1.2, 2.6) of its
-    length); size (0.5-10 mm) is log-normal unless given; density
-    150-1200 HU, larger plaques tending denser.
+    Position along the vessel is a Beta(``position_beta``) fraction of its
+    length (default :data:`LESION_POSITION_BETA`, biased proximally); size
+    (0.5-10 mm) is log-normal unless given; density 150-1200 HU, larger
+    plaques tending denser.
     """
     s_all = artery.arclength
-    s = float(rng.beta(1.2, 2.6) * s_all[-1])
+    s = float(rng.beta(*position_beta) * s_all[-1])
     if size_mm is None:
         size_mm = float(np.clip(rng.lognormal(np.log(2.6), 0.6), 0.5, 10.0))
     if density_hu is None:

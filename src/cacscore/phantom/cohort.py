@@ -206,6 +206,9 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CacScoreError(f"{path}: unreadable ({exc}); remove it or choose another --out") from None
+    if isinstance(old.get("config"), dict):
+        # A configuration key added later takes its default, which the older cohort was generated with.
+        old["config"] = PhantomConfig.from_dict(old["config"]).to_dict()
     for key in ("seed", "format", "balance", "generator_version", "config"):
         if old.get(key) != settings.get(key):
             raise CacScoreError(

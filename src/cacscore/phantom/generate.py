@@ -9,6 +9,7 @@ the reference, as they would be for a reader.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from cacscore.io.volume import CTVolume
 from cacscore.phantom.anatomy import Anatomy, render_anatomy, sample_anatomy
 from cacscore.phantom.calcium import (
     DISTRACTOR_KINDS,
+    LESION_POSITION_BETA,
     CalciumObject,
     estimate_agatston,
     pick_artery,
@@ -91,6 +93,10 @@ class PhantomConfig:
         Mean lesion count of calcified patients (natural mode; heavy tailed).
     distractor_probabilities : dict of str to float
         Probability of each distractor kind per patient.
+    lesion_position_beta : tuple of 2 float
+        Beta(a, b) of a lesion's position along its artery, as a fraction of the length from
+        the ostium. The default is biased proximally, as calcium is; a training cohort may
+        use e.g. (1.0, 1.5) for more distal lesions than patients have.
     manufacturers : tuple of str
         Vendors to draw from (keys of :data:`cacscore.phantom.imaging.SCANNERS`).
     """
@@ -118,6 +124,7 @@ class PhantomConfig:
         }
     )
     manufacturers: tuple[str, ...] = tuple(SCANNERS)
+    lesion_position_beta: tuple[float, float] = LESION_POSITION_BETA
 
     def __post_init__(self) -> None:
         if not 32 <= self.matrix <= 1024:
@@ -142,6 +149,12 @@ class PhantomConfig:
             raise InvalidInputError(
                 f"unknown distractor kinds {sorted(unknown)}; use {list(DISTRACTOR_KINDS)}"
             )
+        if len(self.lesion_position_beta) != 2 or not all(
+            math.isfinite(v) and v > 0 for v in self.lesion_position_beta
+        ):
+            raise InvalidInputError(
+                f"lesion_position_beta must be (a, b) with a, b > 0, got {self.lesion_position_beta}"
+            )
         bad = [m for m in self.manufacturers if m not in SCANNERS]
         if bad or not self.manufacturers:
             raise InvalidInputError(
@@ -162,6 +175,7 @@ class PhantomConfig:
         out["blur_fwhm_mm"] = list(self.blur_fwhm_mm)
         out["noise_sd_hu"] = list(self.noise_sd_hu)
         out["manufacturers"] = list(self.manufacturers)
+        out["lesion_position_beta"] = list(self.lesion_position_beta)
         return out
 
     @classmethod
@@ -172,7 +186,14 @@ class PhantomConfig:
         if unknown:
             raise InvalidInputError(f"unknown phantom configuration keys {sorted(unknown)}")
         kw: dict[str, Any] = dict(data)
-        for key in ("pixel_spacing_mm", "n_slices", "blur_fwhm_mm", "noise_sd_hu", "manufacturers"):
+        for key in (
+            "pixel_spacing_mm",
+            "n_slices",
+            "blur_fwhm_mm",
+            "noise_sd_hu",
+            "manufacturers",
+            "lesion_position_beta",
+        ):
             if key in kw:
                 kw[key] = tuple(kw[key])
         if "slice_options" in kw:
@@ -294,11 +315,12 @@ def _draw_lesion(
     arteries: list[Artery],
     lesions: list[CalciumObject],
     distractors: list[CalciumObject],
+    position_beta: tuple[float, float],
     **kwargs: float,
 ) -> CalciumObject | None:
     """A lesion clear of the distractors (3 mm, so labels never touch them) and of the other lesions."""
     for _ in range(16):
-        lesion = sample_lesion(rng, pick_artery(rng, arteries), **kwargs)  # type: ignore[arg-type]
+        lesion = sample_lesion(rng, pick_artery(rng, arteries), position_beta=position_beta, **kwargs)  # type: ignore[arg-type]
         if not too_close(lesion, distractors, gap_mm=3.0) and not too_close(lesion, lesions, gap_mm=0.5):
             return lesion
     return None
@@ -320,7 +342,7 @@ def _natural_lesions(
     lesions: list[CalciumObject] = []
     for _ in range(min(count, 60)):
         size = float(np.clip(rng.lognormal(np.log(2.6 * burden**0.4), 0.6), 0.5, 10.0))
-        lesion = _draw_lesion(rng, arteries, lesions, distractors, size_mm=size)
+        lesion = _draw_lesion(rng, arteries, lesions, distractors, config.lesion_position_beta, size_mm=size)
         if lesion is not None:
             lesions.append(lesion)
     return lesions
@@ -332,6 +354,7 @@ def _lesions_for(
     arteries: list[Artery],
     distractors: list[CalciumObject],
     existing: list[CalciumObject],
+    position_beta: tuple[float, float],
     *,
     min_size_mm: float = 0.6,
 ) -> list[CalciumObject]:
@@ -344,7 +367,7 @@ def _lesions_for(
         typical = max(1.5, min(2.0 * need ** (1 / 3), 8.0))
         for _ in range(6):
             size = float(np.clip(rng.lognormal(np.log(typical), 0.35), min_size_mm, 10.0))
-            cand = _draw_lesion(rng, arteries, existing + lesions, distractors, size_mm=size)
+            cand = _draw_lesion(rng, arteries, existing + lesions, distractors, position_beta, size_mm=size)
             if cand is None:
                 continue
             if best is None or abs(estimate_agatston(cand) - need) < abs(estimate_agatston(best) - need):
@@ -445,6 +468,7 @@ def _adjust(
     arteries: list[Artery],
     distractors: list[CalciumObject],
     attempt: int,
+    position_beta: tuple[float, float],
 ) -> list[CalciumObject]:
     """One round of moving the reference score towards ``category``: add lesions, or drop one."""
     if score <= _CATEGORY_BOUNDS[category][0] and category != "A":
@@ -457,6 +481,7 @@ def _adjust(
             arteries,
             distractors,
             kept,
+            position_beta,
             min_size_mm=min(2.0 + 0.6 * attempt, 6.0),
         )
     survivors = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is not None]
@@ -466,7 +491,7 @@ def _adjust(
         drop = min(survivors, key=lambda o: abs(estimate_agatston(o) - (score - goal)))
     kept = [o for o in lesions if o is not drop]
     if category != "A" and not kept:
-        return _lesions_for(rng, goal, arteries, distractors, [])
+        return _lesions_for(rng, goal, arteries, distractors, [], position_beta)
     return kept
 
 
@@ -584,7 +609,7 @@ def generate_case(
     else:
         lo, hi = TARGET_RANGES[target_category]
         goal = 0.0 if hi == 0 else float(np.exp(rng_les.uniform(np.log(lo), np.log(hi))))
-        lesions = _lesions_for(rng_les, goal, arteries, distractors, [])
+        lesions = _lesions_for(rng_les, goal, arteries, distractors, [], config.lesion_position_beta)
         if target_category == "A" and rng_les.random() < 0.3:
             # A faint speck that partial volume hides: category A with a true (unscorable) lesion.
             faint = _draw_lesion(
@@ -592,6 +617,7 @@ def generate_case(
                 arteries,
                 lesions,
                 distractors,
+                config.lesion_position_beta,
                 size_mm=float(rng_les.uniform(0.5, 1.0)),
                 density_hu=float(rng_les.uniform(150, 220)),
             )
@@ -627,6 +653,7 @@ def generate_case(
                 arteries,
                 distractors,
                 attempt,
+                config.lesion_position_beta,
             )
     target_met = target_category is None or _in_category(reference.agatston, target_category)
 
