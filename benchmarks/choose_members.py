@@ -4,8 +4,9 @@ The paper keeps every trained member and a majority vote. With members of
 several training runs at hand (e.g. a model and its fine-tuned copy), this
 script picks the best ensemble of ``--members`` of them by greedy forward
 selection (or, where it scores higher, one run's own members as trained:
-greedy selection may miss them), and with it the ``inference.min_votes``
-and ``inference.min_lesion_voxels`` of the plan, on a cohort that neither
+greedy selection may miss them), and with it the ``inference.min_votes``,
+``inference.min_lesion_voxels`` and ``inference.small_lesion_votes`` (null,
+or all members) of the plan, on a cohort that neither
 training nor the final test used (as nnU-Net chooses its post-processing on
 validation data). The objective is
 
@@ -60,7 +61,7 @@ from cacscore.errors import CacScoreWarning
 from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection
 from cacscore.model import Plan, load_ensemble
 from cacscore.model.ensemble import labels_in_box, remove_small_lesions, vote
-from cacscore.preprocess import Grid, scaled_threshold
+from cacscore.preprocess import Grid, scaled_threshold, upsample_labels
 from cacscore.scoring import score_calcium
 from cacscore.train.loop import init_dict
 
@@ -100,7 +101,7 @@ class DevCase:
     volume: _Cropped
     distractors: list[dict[str, Any]] | None
     # Outcome per vote result: most candidate ensembles vote the same on most cases.
-    memo: dict[tuple[bytes, int], tuple[str, Any, bool]] = field(default_factory=dict)
+    memo: dict[tuple[bytes, tuple[int, int | None]], tuple[str, Any, bool]] = field(default_factory=dict)
 
 
 @functools.cache
@@ -176,50 +177,67 @@ def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan)
     return cases
 
 
+Rule = tuple[int, int | None]  # (min_lesion_voxels, small_lesion_votes)
+
+
+def lesion_rules(n_members: int) -> list[Rule]:
+    """The lesion rules tried for an ensemble of ``n_members``: each size limit, small lesions dropped or kept
+    where all members agree."""
+    return [(voxels, None) for voxels in LESION_VOXEL_CHOICES] + [
+        (voxels, n_members) for voxels in LESION_VOXEL_CHOICES if voxels > 1]
+
+
 def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Plan,
-             lesion_voxels: tuple[int, ...] = LESION_VOXEL_CHOICES) -> dict[int, dict[str, float]]:
+             rules: list[Rule] | None = None) -> dict[Rule, dict[str, float]]:
     """Category accuracy, Harrell's C, lesion F1 / sensitivity / PPV and distractor % of one candidate.
 
-    Returns the figures for each ``min_lesion_voxels`` of ``lesion_voxels`` (the vote is shared).
+    Returns the figures for each lesion rule of ``rules`` (default :func:`lesion_rules`; the vote is shared).
     """
+    rules = rules if rules is not None else lesion_rules(len(members))
     level = scaled_threshold(plan.threshold_hu, plan.clip_hu)
-    predicted: dict[int, list[str]] = {v: [] for v in lesion_voxels}
-    counts: dict[int, list[Any]] = {v: [] for v in lesion_voxels}
-    hits: dict[int, list[bool]] = {v: [] for v in lesion_voxels}
+    predicted: dict[Rule, list[str]] = {r: [] for r in rules}
+    counts: dict[Rule, list[Any]] = {r: [] for r in rules}
+    hits: dict[Rule, list[bool]] = {r: [] for r in rules}
     for case in cases:
-        voted, _, _ = vote(list(case.probabilities[members].astype(np.float32)), case.image, plan.class_codes,
-                           level, min_votes)
-        key = hashlib.sha1(voted.tobytes()).digest()
+        voted, _, votes = vote(list(case.probabilities[members].astype(np.float32)), case.image, plan.class_codes,
+                               level, min_votes)
+        key = hashlib.sha1(voted.tobytes() + votes.tobytes()).digest()
         every = None
-        for voxels in lesion_voxels:
-            outcome = case.memo.get((key, voxels))
+        for rule in rules:
+            voxels, small_votes = rule
+            outcome = case.memo.get((key, rule))
             if outcome is None:
                 if every is None:
                     low = np.zeros(case.low_shape, np.uint8)
                     low.ravel()[case.voxels] = voted
                     every = labels_in_box(low, case.grid, case.box, case.hu, plan.threshold_hu, 1)
-                labels = remove_small_lesions(every, voxels)
-                outcome = case.memo[key, voxels] = (
+                keep = None
+                if small_votes is not None:
+                    keep_low = np.zeros(case.low_shape, np.uint8)
+                    keep_low.ravel()[case.voxels] = votes >= small_votes
+                    keep = upsample_labels(keep_low, case.grid, case.box) != 0
+                labels = remove_small_lesions(every, voxels, keep)
+                outcome = case.memo[key, rule] = (
                     score_calcium(case.hu, case.spacing, labels).risk_category,
                     lesion_detection(case.hu, case.reference, labels, case.spacing),
                     case.distractors is not None and distractor_hit(case.volume, labels, case.distractors),
                 )
             category, count, hit = outcome
-            predicted[voxels].append(category)
-            counts[voxels].append(count)
+            predicted[rule].append(category)
+            counts[rule].append(count)
             if case.distractors is not None:
-                hits[voxels].append(hit)
+                hits[rule].append(hit)
     reference = [c.reference_category for c in cases]
     figures = {}
-    for voxels in lesion_voxels:
-        lesions = aggregate_lesions(counts[voxels]).metrics()["overall"]
-        figures[voxels] = {
-            "accuracy": category_accuracy(reference, predicted[voxels]),
-            "harrell_c": harrell_c(reference, predicted[voxels]),
+    for rule in rules:
+        lesions = aggregate_lesions(counts[rule]).metrics()["overall"]
+        figures[rule] = {
+            "accuracy": category_accuracy(reference, predicted[rule]),
+            "harrell_c": harrell_c(reference, predicted[rule]),
             "lesion_f1": lesions["f1"],
             "lesion_sensitivity": lesions["sensitivity"],
             "lesion_ppv": lesions["ppv"],
-            "valve_or_annulus_counted_pct": 100.0 * float(np.mean(hits[voxels])) if hits[voxels] else 0.0,
+            "valve_or_annulus_counted_pct": 100.0 * float(np.mean(hits[rule])) if hits[rule] else 0.0,
         }
     return figures
 
@@ -232,7 +250,7 @@ def objective(figures: dict[str, float]) -> float:
 _WORK: tuple[list[DevCase], Plan] | None = None  # what forked workers evaluate on (shared, not pickled)
 
 
-def _evaluate_job(job: tuple[list[int], int]) -> dict[int, dict[str, float]]:
+def _evaluate_job(job: tuple[list[int], int]) -> dict[Rule, dict[str, float]]:
     assert _WORK is not None
     cases, plan = _WORK
     return evaluate(cases, job[0], job[1], plan)
@@ -244,11 +262,12 @@ def vote_rules(n_members: int) -> list[int]:
 
 
 def _keep_best(best: dict[str, Any] | None, members: list[int], min_votes: int,
-               figures_by_voxels: dict[int, dict[str, float]]) -> dict[str, Any]:
-    """``best``, or the candidate with a rule of ``figures_by_voxels`` where its objective is higher."""
-    for min_voxels, figures in figures_by_voxels.items():
+               figures_by_rule: dict[Rule, dict[str, float]]) -> dict[str, Any]:
+    """``best``, or the candidate with a rule of ``figures_by_rule`` where its objective is higher."""
+    for (min_voxels, small_votes), figures in figures_by_rule.items():
         if best is None or objective(figures) > objective(best["figures"]):
-            best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels, "figures": figures}
+            best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
+                    "small_lesion_votes": small_votes, "figures": figures}
     assert best is not None
     return best
 
@@ -273,14 +292,15 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
             jobs = [([*chosen, k], min_votes) for k in candidates if k not in chosen
                     for min_votes in vote_rules(len(chosen) + 1)]
             best: dict[str, Any] | None = None
-            for (trial, min_votes), figures_by_voxels in zip(jobs, (pool.imap if pool else map)(_evaluate_job, jobs)):
-                best = _keep_best(best, trial, min_votes, figures_by_voxels)
+            for (trial, min_votes), figures_by_rule in zip(jobs, (pool.imap if pool else map)(_evaluate_job, jobs)):
+                best = _keep_best(best, trial, min_votes, figures_by_rule)
                 progress.advance(task)
             assert best is not None
             chosen = best["members"]
             steps.append(best)
             progress.console.print(f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
-                                   f"{best['min_lesion_voxels']}: " + ", ".join(
+                                   f"{best['min_lesion_voxels']} small_lesion_votes "
+                                   f"{best['small_lesion_votes']}: " + ", ".join(
                                        f"{key} {value:.3f}" for key, value in best["figures"].items()))
     _WORK = None
     return steps
@@ -322,10 +342,12 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
                      "runs": [init_dict(plan, model) for plan, model in zip(plans, models)]},
         "members": members,
         "inference": {**base.get("inference", {}), "min_votes": chosen["min_votes"],
-                      "min_lesion_voxels": chosen["min_lesion_voxels"]},
+                      "min_lesion_voxels": chosen["min_lesion_voxels"],
+                      "small_lesion_votes": chosen["small_lesion_votes"]},
         "selection": {"data": [str(d) for d in data], "n_cases": n_cases,
                       "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
-                      "method": "greedy forward selection of members; min_votes and min_lesion_voxels tried at "
+                      "method": "greedy forward selection of members; min_votes, min_lesion_voxels and "
+                                "small_lesion_votes tried at "
                                 "each step; members identical to an earlier candidate skipped; then each run's "
                                 "own members as trained; the best objective of all is chosen",
                       "steps": [{**step, "members": [(sources[i][0], sources[i][1].get("member"))
@@ -366,7 +388,8 @@ def main() -> None:
                               if len(p.members) == args.members], plans[0])
     for run in runs:
         print(f"whole run {run['members']}: min_votes {run['min_votes']} min_lesion_voxels "
-              f"{run['min_lesion_voxels']}, objective {objective(run['figures']):.3f}")
+              f"{run['min_lesion_voxels']} small_lesion_votes {run['small_lesion_votes']}, "
+              f"objective {objective(run['figures']):.3f}")
     chosen = max([steps[-1], *runs], key=lambda c: objective(c["figures"]))  # ties: the greedy choice
     write_model(args.out, args.model, chosen, steps, args.data, len(refs), args.model_version, runs)
     print(f"model written to {args.out}")

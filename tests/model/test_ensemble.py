@@ -149,6 +149,20 @@ def test_min_lesion_voxels_drops_small_lesions_only() -> None:
     assert np.count_nonzero(labels == 2) == 9  # the 3 x 3 LM lesion stays
 
 
+def test_small_lesion_votes_keep_a_small_lesion_that_enough_members_found() -> None:
+    ensemble, probs, image, hu, grid = _hand_made()
+    hu = hu.copy()
+    hu[0, :3, :3] = 100  # a one-voxel LAD lesion, found by 2 of the 3 members
+    hu[0, 2, 2] = 200
+    ensemble.plan = _plan(min_lesion_voxels=2, small_lesion_votes=2)
+    labels = ensemble.combine(probs, image, grid, hu).labels  # type: ignore[arg-type]
+    assert np.count_nonzero(labels == 3) == 1 and labels[0, 2, 2] == 3
+    ensemble.plan = _plan(min_lesion_voxels=2, small_lesion_votes=3)
+    labels = ensemble.combine(probs, image, grid, hu).labels  # type: ignore[arg-type]
+    assert not np.any(labels == 3)
+    assert np.count_nonzero(labels == 2) == 9  # the LM lesion is large: the rule does not touch it
+
+
 def test_remove_small_lesions_counts_six_connected_same_code_voxels() -> None:
     labels = np.zeros((2, 4, 4), np.uint8)
     labels[0, 0, 0] = labels[1, 1, 1] = 3  # diagonal neighbours: two one-voxel lesions
@@ -158,6 +172,10 @@ def test_remove_small_lesions_counts_six_connected_same_code_voxels() -> None:
     out = remove_small_lesions(labels, 2)
     assert out[0, 2, 0:2].tolist() == [4, 4]
     assert np.count_nonzero(out) == 2
+    keep = np.zeros(labels.shape, bool)
+    keep[1, 1, 1] = True  # one of the two diagonal LAD voxels
+    out = remove_small_lesions(labels, 2, keep)
+    assert out[1, 1, 1] == 3 and out[0, 0, 0] == 0 and np.count_nonzero(out) == 3
     assert np.array_equal(remove_small_lesions(labels, 1), labels)
     assert labels[0, 0, 0] == 3  # input untouched
 
@@ -168,9 +186,12 @@ def test_plan_inference_settings_are_checked_when_loaded(tmp_path: Path) -> None
     data = json.loads(path.read_text())
     assert Plan.load(tmp_path / "m").min_votes(2) == 2  # majority of 2 members
     assert Plan.load(tmp_path / "m").min_lesion_voxels == 1
+    assert Plan.load(tmp_path / "m").small_lesion_votes(2) is None
     for key, value, message in (("min_votes", 3, r"min_votes must be an integer in 1\.\.2"),
                                 ("min_votes", 0, "min_votes"), ("min_lesion_voxels", 0, "min_lesion_voxels"),
-                                ("min_lesion_voxels", 1.5, "min_lesion_voxels")):
+                                ("min_lesion_voxels", 1.5, "min_lesion_voxels"),
+                                ("small_lesion_votes", 3, r"small_lesion_votes must be null or an integer in 1\.\.2"),
+                                ("small_lesion_votes", 0, "small_lesion_votes")):
         data["inference"] = {key: value}
         path.write_text(json.dumps(data))
         with pytest.raises(PlanMismatchError, match=message):

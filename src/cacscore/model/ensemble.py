@@ -258,9 +258,11 @@ class Ensemble:
         # Calcium fills a small box of the original grid; the same work on the whole grid (15 M voxels
         # for 512 x 512 x 60) took 0.24 s per scan instead of 0.03 s.
         box = grid.source_box(low != 0)
+        small_votes = plan.small_lesion_votes(len(probabilities))
         if box is not None:
             labels[box] = labels_in_box(low, grid, box, np.asarray(hu)[box], plan.threshold_hu,
-                                        plan.min_lesion_voxels)
+                                        plan.min_lesion_voxels,
+                                        keep_small=None if small_votes is None else votes >= small_votes)
         return EnsemblePrediction(labels, member_masks, votes, grid)
 
 
@@ -301,12 +303,13 @@ def vote(probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[i
 
 
 def labels_in_box(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice], hu: np.ndarray,
-                  threshold_hu: float, min_lesion_voxels: int) -> np.ndarray:
+                  threshold_hu: float, min_lesion_voxels: int,
+                  keep_small: np.ndarray | None = None) -> np.ndarray:
     """Map the voted low-resolution codes onto a box of the original grid and make lesions of them.
 
     Upsampled codes are kept where ``hu`` >= ``threshold_hu``, each 26-connected
     lesion takes its majority artery, and lesions under ``min_lesion_voxels``
-    are dropped.
+    are dropped unless one of their voxels lies in ``keep_small``.
 
     Parameters
     ----------
@@ -319,6 +322,9 @@ def labels_in_box(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice], 
         The CT inside ``box``, HU.
     threshold_hu : float
     min_lesion_voxels : int
+    keep_small : (Z', Y', X') ndarray of bool, optional
+        Low-resolution voxels whose small lesions are kept, e.g. where the plan's
+        ``small_lesion_votes`` members agree.
 
     Returns
     -------
@@ -326,7 +332,8 @@ def labels_in_box(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice], 
         Label codes inside ``box``.
     """
     inside = restrict_to_calcium(upsample_labels(low, grid, box), hu, threshold_hu)
-    return remove_small_lesions(majority_artery_per_lesion(inside), min_lesion_voxels)
+    keep = None if keep_small is None else upsample_labels(keep_small.astype(np.uint8), grid, box) != 0
+    return remove_small_lesions(majority_artery_per_lesion(inside), min_lesion_voxels, keep)
 
 
 def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
@@ -354,21 +361,26 @@ def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def remove_small_lesions(labels: np.ndarray, min_voxels: int) -> np.ndarray:
+def remove_small_lesions(labels: np.ndarray, min_voxels: int, keep: np.ndarray | None = None) -> np.ndarray:
     """Zero the lesions (6-connected, same code) of fewer than ``min_voxels`` voxels.
 
+    A small lesion with a voxel in ``keep`` (same shape as ``labels``) stays.
     The input is not modified.
 
     Examples
     --------
     >>> remove_small_lesions(np.array([[[3, 3, 0, 3, 5, 5]]], np.uint8), 2).tolist()
     [[[3, 3, 0, 0, 5, 5]]]
+    >>> remove_small_lesions(np.array([[[3, 0, 4]]], np.uint8), 2, keep=np.array([[[0, 0, 1]]], bool)).tolist()
+    [[[0, 0, 4]]]
     """
     labels = np.asarray(labels)
     if min_voxels <= 1:
         return labels.copy()
     ids, _ = label_lesions(labels)
     small = np.bincount(ids.ravel()) < min_voxels
+    if keep is not None:
+        small[np.unique(ids[np.asarray(keep, dtype=bool)])] = False
     small[0] = False
     return np.where(small[ids], 0, labels).astype(labels.dtype, copy=False)
 

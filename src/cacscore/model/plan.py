@@ -33,7 +33,10 @@ ensemble member; nothing else is needed to rebuild the networks. Keys of
     members that must call a low-resolution voxel calcium (default: more than
     half, the paper's majority vote); ``min_lesion_voxels``, the smallest
     lesion (6-connected, same artery, >= the HU threshold, in voxels of the
-    original grid) the model reports (default 1: all).
+    original grid) the model reports (default 1: all); ``small_lesion_votes``,
+    the members that must vote for a low-resolution voxel of a lesion under
+    ``min_lesion_voxels`` for it to be reported all the same (default null:
+    never).
 """
 
 from __future__ import annotations
@@ -139,6 +142,20 @@ class Plan:
             raise PlanMismatchError(f"inference.min_lesion_voxels must be an integer >= 1, got {voxels!r}")
         return voxels
 
+    def small_lesion_votes(self, n_members: int) -> int | None:
+        """Votes that keep a lesion under :attr:`min_lesion_voxels` (None: such lesions are dropped).
+
+        Raises
+        ------
+        PlanMismatchError
+            If the plan asks for fewer than 1 or more than ``n_members`` votes.
+        """
+        votes = self.data.get("inference", {}).get("small_lesion_votes")
+        if votes is not None and (not isinstance(votes, int) or not 1 <= votes <= n_members):
+            raise PlanMismatchError(
+                f"inference.small_lesion_votes must be null or an integer in 1..{n_members}, got {votes!r}")
+        return votes
+
     @property
     def name(self) -> str:
         """Model name."""
@@ -209,6 +226,7 @@ class Plan:
         try:
             plan.min_votes(len(plan.members))
             plan.min_lesion_voxels  # noqa: B018 -- checked here so a bad plan fails when loaded
+            plan.small_lesion_votes(len(plan.members))
         except PlanMismatchError as exc:
             raise PlanMismatchError(f"{path}: {exc}") from None
         return plan
