@@ -203,6 +203,7 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
                                level, min_votes)
         key = hashlib.sha1(voted.tobytes() + votes.tobytes()).digest()
         every = None
+        keeps: dict[int, np.ndarray] = {}  # small_lesion_votes -> voxels of the box whose small lesions stay
         for rule in rules:
             voxels, small_votes = rule
             outcome = case.memo.get((key, rule))
@@ -211,12 +212,11 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
                     low = np.zeros(case.low_shape, np.uint8)
                     low.ravel()[case.voxels] = voted
                     every = labels_in_box(low, case.grid, case.box, case.hu, plan.threshold_hu, 1)
-                keep = None
-                if small_votes is not None:
+                if small_votes is not None and small_votes not in keeps:
                     keep_low = np.zeros(case.low_shape, np.uint8)
                     keep_low.ravel()[case.voxels] = votes >= small_votes
-                    keep = upsample_labels(keep_low, case.grid, case.box) != 0
-                labels = remove_small_lesions(every, voxels, keep)
+                    keeps[small_votes] = upsample_labels(keep_low, case.grid, case.box) != 0
+                labels = remove_small_lesions(every, voxels, None if small_votes is None else keeps[small_votes])
                 outcome = case.memo[key, rule] = (
                     score_calcium(case.hu, case.spacing, labels).risk_category,
                     lesion_detection(case.hu, case.reference, labels, case.spacing),

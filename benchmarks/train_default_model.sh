@@ -48,7 +48,7 @@ LR=2e-3
 VERSION=1
 LOSS=dice_ce
 VAL_METRIC=dice
-POSITION=(1.2 2.6)
+POSITION=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
@@ -63,7 +63,7 @@ while [[ $# -gt 0 ]]; do
         --model-version) VERSION=$2; shift 2 ;;
         --loss) LOSS=$2; shift 2 ;;
         --val-metric) VAL_METRIC=$2; shift 2 ;;
-        --lesion-position-beta) read -r -a POSITION <<< "$2"; shift 2 ;;
+        --lesion-position-beta) read -r -a BETA <<< "$2"; POSITION=(--lesion-position-beta "${BETA[@]}"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -87,7 +87,7 @@ export PYTHONUNBUFFERED=1
 start=$SECONDS
 echo "== generating $N_TRAIN training and $N_VAL validation phantoms with $WORKERS workers"
 "${CAC[@]}" phantom --n "$N_TRAIN" --seed "$SEED" --out "$WORK/train" --format nifti --balance \
-    --lesion-position-beta "${POSITION[@]}" --workers "$WORKERS" --no-progress
+    "${POSITION[@]}" --workers "$WORKERS" --no-progress
 "${CAC[@]}" phantom --n "$N_VAL" --seed "$((SEED + 1))" --out "$WORK/val" --format nifti --balance \
     --workers "$WORKERS" --no-progress
 echo "== cohorts ready after $((SECONDS - start)) s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -70,14 +71,14 @@ def phantom(
         ),
     ] = 512,
     lesion_position_beta: Annotated[
-        tuple[float, float],
+        tuple[float, float] | None,
         typer.Option(
             "--lesion-position-beta",
             help="Beta(a, b) of a lesion's position along its artery (fraction from the ostium); "
             "the default (1.2 2.6) is proximal like patients' calcium, e.g. 1.0 1.5 gives a training "
             "cohort more distal lesions.",
         ),
-    ] = (1.2, 2.6),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic non-contrast ECG-gated calcium-scoring CTs with reference labels and scores.
@@ -88,11 +89,9 @@ def phantom(
         from cacscore.errors import InvalidInputError
         from cacscore.phantom.generate import PhantomConfig
 
-        config = PhantomConfig(
-            matrix=matrix,
-            pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix),
-            lesion_position_beta=lesion_position_beta,
-        )
+        config = PhantomConfig(matrix=matrix, pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
+        if lesion_position_beta is not None:
+            config = dataclasses.replace(config, lesion_position_beta=lesion_position_beta)
         if out is None and preview is None:
             raise InvalidInputError("give --out DIR to write a cohort, or --preview CASE.png to see one case")
         if out is not None:
