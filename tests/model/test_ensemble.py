@@ -178,6 +178,7 @@ def test_remove_small_lesions_counts_six_connected_same_code_voxels() -> None:
     assert out[1, 1, 1] == 3 and out[0, 0, 0] == 0 and np.count_nonzero(out) == 3
     assert np.array_equal(remove_small_lesions(labels, 1), labels)
     assert labels[0, 0, 0] == 3  # input untouched
+    assert remove_small_lesions(np.zeros((0, 4, 4), np.uint8), 3).shape == (0, 4, 4)
 
 
 def test_plan_inference_settings_are_checked_when_loaded(tmp_path: Path) -> None:

@@ -134,6 +134,18 @@ def test_cohort_from_before_a_config_key_resumes_but_other_values_are_refused(tm
         generate_cohort(tmp_path, 2, 1, fmt="nifti", progress=False, config=distal)
 
 
+@pytest.mark.parametrize("config", [{"no_such_key": 1}, {"matrix": -5}])
+def test_invalid_config_in_an_old_cohort_names_the_file(tmp_path: Path, config: dict) -> None:
+    generate_cohort(tmp_path, 1, 1, fmt="nifti", progress=False, config=REDUCED)
+    settings = json.loads((tmp_path / "generation.json").read_text())
+    settings["config"].update(config)
+    (tmp_path / "generation.json").write_text(json.dumps(settings))
+    with pytest.raises(CacScoreError, match=r"generation\.json: invalid phantom configuration") as info:
+        generate_cohort(tmp_path, 2, 1, fmt="nifti", progress=False, config=REDUCED)
+    assert "\n" not in str(info.value)
+    assert json.loads((tmp_path / "generation.json").read_text()) == settings  # not overwritten
+
+
 def test_cli_lesion_position_beta_reaches_the_cohort(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,

@@ -378,7 +378,7 @@ def remove_small_lesions(labels: np.ndarray, min_voxels: int, keep: np.ndarray |
     if min_voxels <= 1:
         return labels.copy()
     ids, _ = label_lesions(labels)
-    small = np.bincount(ids.ravel()) < min_voxels
+    small = np.bincount(ids.ravel(), minlength=1) < min_voxels  # minlength: an empty array has no id 0
     if keep is not None:
         small[np.unique(ids[np.asarray(keep, dtype=bool)])] = False
     small[0] = False

@@ -208,7 +208,10 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         raise CacScoreError(f"{path}: unreadable ({exc}); remove it or choose another --out") from None
     if isinstance(old.get("config"), dict):
         # A configuration key added later takes its default, which the older cohort was generated with.
-        old["config"] = PhantomConfig.from_dict(old["config"]).to_dict()
+        try:
+            old["config"] = PhantomConfig.from_dict(old["config"]).to_dict()
+        except (CacScoreError, TypeError) as exc:
+            raise CacScoreError(f"{path}: invalid phantom configuration ({exc}); remove it or choose another --out") from None
     for key in ("seed", "format", "balance", "generator_version", "config"):
         if old.get(key) != settings.get(key):
             raise CacScoreError(
