@@ -166,6 +166,34 @@ def test_config_round_trip_and_validation() -> None:
         PhantomConfig.from_dict({"colour": "red"})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("noise_sd_hu", [30.0], r"noise_sd_hu must be \(low, high\)"),
+        ("noise_sd_hu", "loud", r"noise_sd_hu must be \(low, high\)"),
+        ("noise_sd_hu", [-1.0, 10.0], r"noise_sd_hu must be \(low, high\) with 0 <= low"),
+        ("blur_fwhm_mm", [1.0, 0.5], "blur_fwhm_mm must be"),
+        ("blur_fwhm_mm", [0.0, 0.5], r"blur_fwhm_mm must be \(low, high\) with 0 < low"),
+        ("pixel_spacing_mm", [0.0, 0.5], r"with 0 < low <= high"),
+        ("zero_fraction", 1.5, "zero_fraction must be 0-1"),
+        ("motion_probability", -0.1, "motion_probability must be 0-1"),
+        ("mean_lesions", 0.0, "mean_lesions must be > 0"),
+        ("distractor_probabilities", {"aortic_valve": 2.0}, "distractor_probabilities must be 0-1"),
+    ],
+)
+def test_config_values_from_a_file_are_checked(key: str, value: object, message: str) -> None:
+    data = {**PhantomConfig.reduced().to_dict(), key: value}
+    with pytest.raises(InvalidInputError, match=message):
+        PhantomConfig.from_dict(data)
+
+
+def test_noise_free_config_generates_its_category() -> None:
+    config = dataclasses.replace(PhantomConfig.reduced(), noise_sd_hu=(0.0, 0.0))
+    case = generate_case(3, config=config, target_category="C")
+    assert case.reference.risk_category == "C"
+    assert np.count_nonzero(case.label) > 0
+
+
 @pytest.mark.parametrize("seed", [-1, 1.5, True])
 def test_bad_seed_is_refused(seed: object) -> None:
     with pytest.raises(InvalidInputError, match="seed must be a non-negative integer"):

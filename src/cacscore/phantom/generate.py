@@ -129,17 +129,18 @@ class PhantomConfig:
     def __post_init__(self) -> None:
         if not 32 <= self.matrix <= 1024:
             raise InvalidInputError(f"matrix must be 32-1024 pixels, got {self.matrix}")
-        lo, hi = self.pixel_spacing_mm
-        if not 0 < lo <= hi:
-            raise InvalidInputError(
-                f"pixel_spacing_mm must be (low, high) with 0 < low <= high, got {(lo, hi)}"
-            )
+        _check_range("pixel_spacing_mm", self.pixel_spacing_mm, zero_allowed=False)
+        _check_range("blur_fwhm_mm", self.blur_fwhm_mm, zero_allowed=False)
+        _check_range("noise_sd_hu", self.noise_sd_hu, zero_allowed=True)
         if not self.slice_options or any(t <= 0 or inc <= 0 or w < 0 for t, inc, w in self.slice_options):
             raise InvalidInputError(
                 f"slice_options needs (thickness, increment, weight) > 0, got {self.slice_options}"
             )
-        if not 0.0 <= self.motion_probability <= 1.0:
-            raise InvalidInputError(f"motion_probability must be 0-1, got {self.motion_probability}")
+        for name in ("motion_probability", "zero_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInputError(f"{name} must be 0-1, got {getattr(self, name)}")
+        if not (math.isfinite(self.mean_lesions) and self.mean_lesions > 0):
+            raise InvalidInputError(f"mean_lesions must be > 0, got {self.mean_lesions}")
         if not 1 <= self.n_slices[0] <= self.n_slices[1]:
             raise InvalidInputError(
                 f"n_slices must be (low, high) with 1 <= low <= high, got {self.n_slices}"
@@ -149,6 +150,9 @@ class PhantomConfig:
             raise InvalidInputError(
                 f"unknown distractor kinds {sorted(unknown)}; use {list(DISTRACTOR_KINDS)}"
             )
+        bad_p = {k: p for k, p in self.distractor_probabilities.items() if not 0.0 <= p <= 1.0}
+        if bad_p:
+            raise InvalidInputError(f"distractor_probabilities must be 0-1, got {bad_p}")
         if len(self.lesion_position_beta) != 2 or not all(
             math.isfinite(v) and v > 0 for v in self.lesion_position_beta
         ):
@@ -277,6 +281,19 @@ class _Rendered:
     box: Box
     occ: np.ndarray
     contribution: np.ndarray
+
+
+def _check_range(name: str, pair: tuple[float, ...], *, zero_allowed: bool) -> None:
+    """Raise unless ``pair`` is (low, high) of finite numbers with low <= high and low > 0 (or >= 0)."""
+    ok = (
+        len(pair) == 2
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair)
+        and (pair[0] >= 0 if zero_allowed else pair[0] > 0)
+        and pair[0] <= pair[1]
+    )
+    if not ok:
+        bound = "0 <= low" if zero_allowed else "0 < low"
+        raise InvalidInputError(f"{name} must be (low, high) with {bound} <= high, got {tuple(pair)}")
 
 
 def _uid(seed: int, kind: str) -> str:
