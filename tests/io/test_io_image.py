@@ -122,6 +122,41 @@ def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
         write_volume(CTVolume(hu=np.zeros((2, 2, 2), np.int16), spacing=1.0), tmp_path / "x.png")
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_truncated_file_is_refused_not_read_as_zeros(tmp_path: Path, make_volume: Factory, suffix: str) -> None:
+    # ITK reads a NIfTI file that ends early without complaint (zeros or garbage for the missing voxels).
+    path = write_volume(make_volume(), tmp_path / f"ct{suffix}")
+    data_file = path.with_suffix(".raw") if suffix == ".mhd" else path
+    data = data_file.read_bytes()
+    data_file.write_bytes(data[: len(data) - 64])
+    with pytest.raises(VolumeReadError, match=rf"ct{suffix}: (truncated or corrupt|cannot read image file)") as info:
+        read_volume(path)
+    assert "\n" not in str(info.value)
+    assert "No such file or directory" not in str(info.value)  # ITK's stale errno, not the problem
+
+
+def test_truncated_nifti_mask_is_refused(tmp_path: Path, make_volume: Factory) -> None:
+    volume = make_volume()
+    labels = np.random.default_rng(0).integers(0, 6, volume.shape).astype(np.uint8)  # does not compress away
+    path = write_mask(labels, volume, tmp_path / "mask.nii.gz")
+    path.write_bytes(path.read_bytes()[:-64])
+    with pytest.raises(VolumeReadError, match="mask.nii.gz: truncated or corrupt"):
+        read_mask(path, volume)
+
+
+def test_nifti_of_several_gzip_members_from_another_tool_is_read(tmp_path: Path, make_volume: Factory) -> None:
+    import gzip
+
+    volume = make_volume()
+    raw = write_volume(volume, tmp_path / "ct.nii").read_bytes()
+    # The gzip trailer then holds only the last member's size: the completeness check must decompress.
+    (tmp_path / "two.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:]))
+    np.testing.assert_array_equal(read_volume(tmp_path / "two.nii.gz").hu, volume.hu)
+    (tmp_path / "cut.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])[:-40])
+    with pytest.raises(VolumeReadError, match="cut.nii.gz: truncated or corrupt"):
+        read_volume(tmp_path / "cut.nii.gz")
+
+
 def test_image_kvp_warning(tmp_path: Path, make_volume: Factory) -> None:
     path = write_volume(make_volume(kvp=80.0), tmp_path / "ct.nrrd")
     with pytest.warns(CacScoreWarning, match="ct.nrrd: kVp is 80"):

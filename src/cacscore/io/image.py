@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 #: Largest origin or spacing difference (mm) for two grids to count as the same.
 GRID_TOLERANCE_MM = 1e-3
+_ITK_ERROR = re.compile(r"ITK ERROR: \w+\(0x[0-9a-fA-F]+\): (.*)")
 
 _NOTES_KEY = "ITK_FileNotes"
 _META_KEYS = {
@@ -53,6 +54,61 @@ def _check_suffix(path: Path) -> None:
         )
 
 
+def _itk_error_detail(exc: RuntimeError) -> str:
+    """The line of an ITK exception that says what went wrong, without ITK's object address."""
+    lines = str(exc).strip().splitlines()
+    for line in lines:
+        match = _ITK_ERROR.search(line)
+        if match:
+            return match.group(1).strip()
+    # A trailing "Reason: ..." is a stale errno (e.g. "No such file or directory" for a file that exists).
+    return lines[-1] if lines else "unknown error"
+
+
+def _nifti_data_bytes(path: Path) -> tuple[int, int]:
+    """Bytes of header plus voxel data that a NIfTI file's header describes, and the bytes it holds.
+
+    ITK reads a NIfTI file that ends early without an error, with zeros or
+    garbage in place of the missing voxels; a truncated copy of a scan would
+    then score as if part of the heart were empty.
+    """
+    import nibabel as nib
+
+    try:
+        proxy = nib.load(str(path)).dataobj  # reads the header only
+        expected = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
+    except Exception as exc:  # nibabel raises several types for a bad or short header
+        raise VolumeReadError(f"{path}: truncated or corrupt NIfTI header: {exc}") from None
+    if not path.name.lower().endswith(".gz"):
+        return expected, path.stat().st_size
+    with path.open("rb") as fh:
+        fh.seek(-4, 2)
+        isize = int.from_bytes(fh.read(4), "little")  # uncompressed size mod 2**32 (RFC 1952 trailer)
+    if isize == expected % 2**32:
+        return expected, expected
+    return expected, _gunzipped_bytes(path)
+
+
+def _gunzipped_bytes(path: Path) -> int:
+    """Bytes that a gzip file really decompresses to, up to where its data ends or breaks."""
+    import zlib
+
+    held = 0
+    stream = zlib.decompressobj(wbits=31)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            while chunk:
+                try:
+                    held += len(stream.decompress(chunk))
+                except zlib.error:
+                    return held
+                if not stream.eof:
+                    break
+                chunk = stream.unused_data  # a further gzip member follows
+                stream = zlib.decompressobj(wbits=31)
+    return held
+
+
 def _read_itk(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
@@ -61,8 +117,16 @@ def _read_itk(path: Path) -> sitk.Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
-        raise VolumeReadError(f"{path}: cannot read image file (corrupt or unsupported): {detail}") from None
+        raise VolumeReadError(
+            f"{path}: cannot read image file (corrupt, truncated or unsupported): {_itk_error_detail(exc)}"
+        ) from None
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        expected, held = _nifti_data_bytes(path)
+        if held < expected:
+            raise VolumeReadError(
+                f"{path}: truncated or corrupt: its header describes {expected} bytes of header and voxels, "
+                f"the file holds {held}{' (uncompressed)' if path.name.lower().endswith('.gz') else ''}"
+            )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeReadError(
             f"{path}: holds {image.GetNumberOfComponentsPerPixel()} values per voxel (RGB or vector image); "
