@@ -14,6 +14,7 @@ from cacscore.io import CTVolume, read_mask, read_volume, write_volume
 
 def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     hu = np.full((6, 32, 32), 40, dtype=np.int16)
+    hu[:, 0, :] = -1000  # a row of air: a CT in HU (read_volume warns about one without)
     hu[2, 10:14, 10:14] = 300  # Agatston 4 mm^2 x 3 x 3 mm / 3 = 12, category C
     volume_path = write_volume(CTVolume(hu=hu, spacing=(3.0, 0.5, 0.5), kvp=120.0), tmp_path / "ct.nii.gz")
     points = tmp_path / "points.csv"

@@ -19,6 +19,7 @@ RCA_BOX = (slice(6, 8), slice(30, 33), slice(30, 33))
 
 def plaque_volume() -> CTVolume:
     hu = np.full((10, 48, 48), 40, dtype=np.int16)
+    hu[:, 0, :] = -1000  # a row of air: a CT in HU (read_volume warns about one without)
     hu[LAD_BOX] = 300
     hu[RCA_BOX] = 500
     return CTVolume(

@@ -46,7 +46,7 @@ def _write_xml(path: Path, images: list[dict[str, Any]]) -> None:
 def _cohort(root: Path, volume: CTVolume) -> Path:
     gated = root / "Gated_release_final"
     write_dicom_series(volume, gated / "patient" / "3" / SERIES, uid_seed="3")
-    write_dicom_series(volume.with_hu(np.full(volume.shape, 40, np.int16)), gated / "patient" / "12" / SERIES,
+    write_dicom_series(volume.with_hu(np.where(volume.hu < 0, volume.hu, 40).astype(np.int16)), gated / "patient" / "12" / SERIES,
                        uid_seed="12")
     # A polygon larger than the LAD plaque (rows 9-15, columns 9-15): only its >= 130 HU voxels count.
     lad = _roi("Left Anterior Descending Artery", _square(8.5, 8.5, 15.5, 15.5), volume, slice_index=4)

@@ -29,6 +29,7 @@ EXPECTED_AGATSTON = {"case_0": 0.0, "case_1": 2.0, "case_2": 16.0, "case_3": 144
 def synthetic_case(case_id: str) -> tuple[CTVolume, np.ndarray]:
     """The volume and reference label mask of one synthetic case."""
     hu = np.full((8, 40, 40), 40, dtype=np.int16)
+    hu[:, 0, :] = -1000  # a row of air: a CT in HU (read_volume warns about one without)
     label = np.zeros(hu.shape, dtype=np.uint8)
     hu[:, 30:34, 30:34] = 700  # bone: not coronary, unlabelled
     spec = LESIONS[case_id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def test_nifti_written_by_nibabel_is_converted_from_ras(tmp_path: Path) -> None:
 
 def test_mha_written_by_simpleitk_with_permuted_axes(tmp_path: Path) -> None:
     # Stored in sagittal order: ITK index x runs head-ward, z runs to the patient's left.
-    array = np.arange(10 * 12 * 5, dtype=np.int16).reshape(10, 12, 5)  # numpy (k, j, i)
+    array = np.arange(10 * 12 * 5, dtype=np.int16).reshape(10, 12, 5) - 1000  # numpy (k, j, i)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((2.5, 0.8, 0.5))
     image.SetOrigin((5.0, -7.0, 100.0))
@@ -84,7 +85,8 @@ def test_mha_written_by_simpleitk_with_permuted_axes(tmp_path: Path) -> None:
 def test_float_image_is_rounded_to_int16(tmp_path: Path) -> None:
     image = sitk.GetImageFromArray(np.full((3, 4, 4), 129.6, dtype=np.float32))
     sitk.WriteImage(image, str(tmp_path / "f.nrrd"))
-    read = read_volume(tmp_path / "f.nrrd")
+    with pytest.warns(CacScoreWarning, match=r"f\.nrrd: no voxel below -200 HU \(lowest 130\)"):
+        read = read_volume(tmp_path / "f.nrrd")
     assert read.hu.dtype == np.int16 and int(read.hu[0, 0, 0]) == 130
 
 
@@ -155,6 +157,23 @@ def test_nifti_of_several_gzip_members_from_another_tool_is_read(tmp_path: Path,
     (tmp_path / "cut.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])[:-40])
     with pytest.raises(VolumeReadError, match="cut.nii.gz: truncated or corrupt"):
         read_volume(tmp_path / "cut.nii.gz")
+
+
+def test_label_mask_or_unrescaled_image_read_as_ct_warns(tmp_path: Path, make_volume: Factory) -> None:
+    volume = make_volume()
+    labels = np.zeros(volume.shape, np.uint8)
+    labels[1, 2:4, 2:4] = 3
+    mask_path = write_mask(labels, volume, tmp_path / "label.nii.gz")
+    with pytest.warns(CacScoreWarning, match=r"label\.nii\.gz: no voxel below -200 HU \(lowest 0\).*label mask"):
+        read = read_volume(mask_path)
+    assert any("no voxel below" in w for w in read.warnings)
+    # Stored pixel values without the -1024 intercept: air at 0, soft tissue above the calcium threshold.
+    raw = volume.with_hu((volume.hu.astype(np.int32) + 1024).clip(0, None).astype(np.int16))
+    with pytest.warns(CacScoreWarning, match="rescale intercept"):
+        read_volume(write_volume(raw, tmp_path / "raw.nii.gz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not read_volume(write_volume(volume, tmp_path / "ct.nii.gz")).warnings
 
 
 def test_image_kvp_warning(tmp_path: Path, make_volume: Factory) -> None:

@@ -28,6 +28,9 @@ ANGLE_TOLERANCE_DEG = 1.0
 AGATSTON_THICKNESS_MM = (2.5, 3.0)
 #: Tube voltage (kV) at which Agatston's 130 HU threshold is defined.
 AGATSTON_KVP = 120.0
+#: A chest CT in HU always holds fat or air below this (HU); a volume whose lowest value is above it
+#: is not one (a cardiac crop still holds epicardial fat at about -100 HU, noise reaching lower).
+LOWEST_PLAUSIBLE_MIN_HU = -200
 
 
 def axis_angle_deg(vector: np.ndarray, axis: np.ndarray) -> float:
@@ -102,9 +105,12 @@ def canonical_orientation(volume: CTVolume, *, name: str) -> CTVolume:
 def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
     """Warn (and record in ``volume.warnings``) about acquisition settings outside Agatston's conditions.
 
-    Checks kVp other than 120, slice thickness outside 2.5-3 mm and an
-    overlapping reconstruction (slice increment smaller than the thickness).
-    Unknown values (``None``) are not warned about.
+    Checks kVp other than 120, slice thickness outside 2.5-3 mm, an
+    overlapping reconstruction (slice increment smaller than the thickness),
+    and values that cannot be a CT in HU (nothing below
+    :data:`LOWEST_PLAUSIBLE_MIN_HU`: a label mask, or pixel values stored
+    without their rescale intercept, which would put soft tissue above the
+    calcium threshold). Unknown values (``None``) are not warned about.
 
     Warns
     -----
@@ -128,6 +134,11 @@ def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
         messages.append(
             f"overlapping reconstruction: slice increment {increment:g} mm is smaller than the slice "
             f"thickness {thickness:g} mm (scores use the increment, so overlap is not counted twice)"
+        )
+    if volume.hu.size and int(volume.hu.min()) > LOWEST_PLAUSIBLE_MIN_HU:
+        messages.append(
+            f"no voxel below {LOWEST_PLAUSIBLE_MIN_HU} HU (lowest {int(volume.hu.min())}): a CT in HU holds fat "
+            "(about -100 HU) and air (-1000 HU); is this a label mask, or an image without its rescale intercept?"
         )
     for message in messages:
         text = f"{name}: {message}"
