@@ -125,6 +125,27 @@ def test_out_writes_files_and_refuses_to_overwrite(case: dict[str, Path], tmp_pa
     assert json.loads((out / "score.json").read_text())["agatston"] == pytest.approx(EXPECTED["agatston"])
 
 
+def test_output_folder_that_cannot_be_made_is_a_one_line_error(case: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    result = run(case["ct"], "--mask", case["mask"], "--out", blocker / "result")
+    assert result.exit_code == 1
+    assert "cannot create the output folder" in result.stderr and "Traceback" not in result.output
+    assert blocker.read_text() == "keep me"
+
+
+def test_os_errors_become_one_line_errors_naming_the_file(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from cacscore.cli.common import user_errors
+
+    with pytest.raises(typer.Exit) as info, user_errors():
+        raise PermissionError(13, "Permission denied", "/data/[site]/score.json")
+    assert info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "error: /data/[site]/score.json: Permission denied"  # brackets are not markup
+
+
 def test_mask_on_another_grid_is_an_error(case: dict[str, Path]) -> None:
     result = run(case["ct"], "--mask", case["small"])
     assert result.exit_code == 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cacscore.errors import CacScoreError, CacScoreWarning
 
@@ -39,7 +40,13 @@ def user_errors() -> Iterator[None]:
             yield
         except CacScoreError as exc:
             _print_warnings(caught)
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, markup=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except OSError as exc:
+            # A file that cannot be written (permissions, a full disk, a read-only place) is the user's to fix.
+            _print_warnings(caught)
+            where = f"{exc.filename}: " if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             _print_warnings(caught)
@@ -51,7 +58,7 @@ def user_errors() -> Iterator[None]:
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for record in caught:
         if issubclass(record.category, CacScoreWarning):
-            err_console.print(f"[yellow]warning:[/] {record.message}", soft_wrap=True)
+            err_console.print(f"[yellow]warning:[/] {escape(str(record.message))}", soft_wrap=True)
         else:
             warnings.showwarning(record.message, record.category, record.filename, record.lineno)
 
@@ -71,7 +78,10 @@ def prepare_output_dir(out: Path, products: list[str], *, force: bool) -> Path:
         raise CacScoreError(
             f"{out}: already holds {', '.join(existing)}; use --force to overwrite or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacScoreError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
     return out
 
 
