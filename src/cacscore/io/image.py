@@ -72,12 +72,16 @@ def _nifti_data_bytes(path: Path) -> tuple[int, int]:
     garbage in place of the missing voxels; a truncated copy of a scan would
     then score as if part of the heart were empty.
     """
+    import zlib
+
     import nibabel as nib
+    from nibabel.filebasedimages import ImageFileError
+    from nibabel.spatialimages import HeaderDataError
 
     try:
         proxy = nib.load(str(path)).dataobj  # reads the header only
         expected = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
-    except Exception as exc:  # nibabel raises several types for a bad or short header
+    except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:
         raise VolumeReadError(f"{path}: truncated or corrupt NIfTI header: {exc}") from None
     if not path.name.lower().endswith(".gz"):
         return expected, path.stat().st_size
