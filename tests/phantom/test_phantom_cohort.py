@@ -156,6 +156,35 @@ def test_cli_lesion_position_beta_reaches_the_cohort(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "generation.json").read_text())["config"]["lesion_position_beta"] == [1.0, 1.5]
 
 
+def test_cli_distractor_probability_reaches_every_case(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["phantom", "--n", "2", "--seed", "5", "--out", str(tmp_path), "--format", "nifti", "--matrix", "128",
+         "--distractor-probability", "aortic_root=1", "--distractor-probability", "aortic_valve=0",
+         "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    probabilities = json.loads((tmp_path / "generation.json").read_text())["config"]["distractor_probabilities"]
+    assert probabilities == {**PhantomConfig().distractor_probabilities, "aortic_root": 1.0, "aortic_valve": 0.0}
+    for case in ("case_0000", "case_0001"):
+        kinds = [d["type"] for d in json.loads((tmp_path / case / "truth.json").read_text())["distractors"]]
+        assert "aortic_root" in kinds and "aortic_valve" not in kinds
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("aortic_root", "use KIND=P"), ("aortic_root=lots", "use KIND=P"), ("pacemaker=0.5", "unknown distractor"),
+     ("aortic_root=1.5", "must be 0-1")],
+)
+def test_cli_bad_distractor_probability_is_one_line(tmp_path: Path, value: str, message: str) -> None:
+    result = CliRunner().invoke(
+        app, ["phantom", "--n", "1", "--out", str(tmp_path / "c"), "--distractor-probability", value]
+    )
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+
+
 def test_dicom_round_trip_of_a_case(tmp_path: Path) -> None:
     case = generate_case(3, config=REDUCED, target_category="D")
     write_case(case, tmp_path / "case", fmt="dicom")

@@ -79,6 +79,15 @@ def phantom(
             "cohort more distal lesions.",
         ),
     ] = None,
+    distractor_probability: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--distractor-probability",
+            help="KIND=P: probability of a distractor kind per patient (repeat for several), e.g. "
+            "aortic_root=0.6 for a training cohort with more calcium beside the coronary ostia; "
+            "kinds: aortic_valve, aortic_root, mitral_annulus, aortic_wall, sternal_wire.",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic non-contrast ECG-gated calcium-scoring CTs with reference labels and scores.
@@ -92,6 +101,13 @@ def phantom(
         config = PhantomConfig(matrix=matrix, pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
         if lesion_position_beta is not None:
             config = dataclasses.replace(config, lesion_position_beta=lesion_position_beta)
+        if distractor_probability:
+            config = dataclasses.replace(
+                config,
+                distractor_probabilities={
+                    **config.distractor_probabilities, **_parse_probabilities(distractor_probability)
+                },
+            )
         if out is None and preview is None:
             raise InvalidInputError("give --out DIR to write a cohort, or --preview CASE.png to see one case")
         if out is not None:
@@ -153,3 +169,19 @@ def _write_preview(
         f"{case.volume.manufacturer}, {case.volume.slice_thickness_mm:g} mm / {case.volume.spacing[0]:g} mm"
     )
     render_preview(case.volume, case.label, path, distractors=case.truth["distractors"], title=title)
+
+
+def _parse_probabilities(items: list[str]) -> dict[str, float]:
+    """``["aortic_root=0.6", ...]`` as ``{"aortic_root": 0.6, ...}`` (kinds and values are checked by PhantomConfig)."""
+    from cacscore.errors import InvalidInputError
+
+    out = {}
+    for item in items:
+        kind, _, value = item.partition("=")  # without "=", value is "" and float() refuses it
+        try:
+            out[kind.strip()] = float(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"--distractor-probability {item!r}: use KIND=P, e.g. aortic_root=0.6"
+            ) from None
+    return out
