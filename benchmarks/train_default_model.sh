@@ -6,11 +6,14 @@
 #                                     [--n 400] [--n-val 20] [--max-minutes 2] [--seed 2021]
 #                                     [--init MODEL_DIR] [--lr 2e-3] [--model-version 1]
 #                                     [--loss dice_ce] [--val-metric dice] [--lesion-position-beta "1.2 2.6"]
+#                                     [--distractor-probability aortic_root=0.6 ...]
 #
 # 1. generates a balanced phantom training cohort (--n cases, seed --seed, NIfTI, one worker per core)
 #    and a separate balanced validation cohort (--n-val cases, seed --seed + 1); --lesion-position-beta
 #    "A B" draws the training lesions' positions along the arteries from Beta(A, B) instead of the
-#    proximal default (the validation cohort keeps the default, so epochs are chosen on patient-like cases);
+#    proximal default, and each --distractor-probability KIND=P (repeatable) sets how often a training
+#    patient has that distractor (e.g. more aortic root calcium beside the ostia as hard negatives); the
+#    validation cohort keeps the defaults, so epochs are chosen on patient-like cases;
 # 2. trains 5 members of the 3-D residual U-Net (arteries head, --loss: Dice + CE by default, bf16 autocast) with
 #    --max-minutes as the time limit for all five members together; each member keeps its best
 #    epoch by validation Dice; with --init, member k starts from member k of MODEL_DIR (fine-tuning)
@@ -49,6 +52,7 @@ VERSION=1
 LOSS=dice_ce
 VAL_METRIC=dice
 POSITION=()
+DISTRACTORS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
@@ -64,6 +68,7 @@ while [[ $# -gt 0 ]]; do
         --loss) LOSS=$2; shift 2 ;;
         --val-metric) VAL_METRIC=$2; shift 2 ;;
         --lesion-position-beta) read -r -a BETA <<< "$2"; POSITION=(--lesion-position-beta "${BETA[@]}"); shift 2 ;;
+        --distractor-probability) DISTRACTORS+=(--distractor-probability "$2"); shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
         *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -87,7 +92,7 @@ export PYTHONUNBUFFERED=1
 start=$SECONDS
 echo "== generating $N_TRAIN training and $N_VAL validation phantoms with $WORKERS workers"
 "${CAC[@]}" phantom --n "$N_TRAIN" --seed "$SEED" --out "$WORK/train" --format nifti --balance \
-    "${POSITION[@]}" --workers "$WORKERS" --no-progress
+    "${POSITION[@]}" "${DISTRACTORS[@]}" --workers "$WORKERS" --no-progress
 "${CAC[@]}" phantom --n "$N_VAL" --seed "$((SEED + 1))" --out "$WORK/val" --format nifti --balance \
     --workers "$WORKERS" --no-progress
 echo "== cohorts ready after $((SECONDS - start)) s"
