@@ -85,7 +85,7 @@ def test_mha_written_by_simpleitk_with_permuted_axes(tmp_path: Path) -> None:
 def test_float_image_is_rounded_to_int16(tmp_path: Path) -> None:
     image = sitk.GetImageFromArray(np.full((3, 4, 4), 129.6, dtype=np.float32))
     sitk.WriteImage(image, str(tmp_path / "f.nrrd"))
-    with pytest.warns(CacScoreWarning, match=r"f\.nrrd: no voxel below -200 HU \(lowest 130\)"):
+    with pytest.warns(CacScoreWarning, match=r"f\.nrrd: no voxel below -50 HU \(lowest 130\)"):
         read = read_volume(tmp_path / "f.nrrd")
     assert read.hu.dtype == np.int16 and int(read.hu[0, 0, 0]) == 130
 
@@ -164,16 +164,18 @@ def test_label_mask_or_unrescaled_image_read_as_ct_warns(tmp_path: Path, make_vo
     labels = np.zeros(volume.shape, np.uint8)
     labels[1, 2:4, 2:4] = 3
     mask_path = write_mask(labels, volume, tmp_path / "label.nii.gz")
-    with pytest.warns(CacScoreWarning, match=r"label\.nii\.gz: no voxel below -200 HU \(lowest 0\).*label mask"):
+    with pytest.warns(CacScoreWarning, match=r"label\.nii\.gz: no voxel below -50 HU \(lowest 0\).*label mask"):
         read = read_volume(mask_path)
     assert any("no voxel below" in w for w in read.warnings)
     # Stored pixel values without the -1024 intercept: air at 0, soft tissue above the calcium threshold.
     raw = volume.with_hu((volume.hu.astype(np.int32) + 1024).clip(0, None).astype(np.int16))
     with pytest.warns(CacScoreWarning, match="rescale intercept"):
         read_volume(write_volume(raw, tmp_path / "raw.nii.gz"))
+    crop = volume.with_hu(np.where(volume.hu < 0, -100, 40).astype(np.int16))  # fat and blood, no lung
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not read_volume(write_volume(volume, tmp_path / "ct.nii.gz")).warnings
+        assert not read_volume(write_volume(crop, tmp_path / "heart_crop.nii.gz")).warnings
 
 
 def test_image_kvp_warning(tmp_path: Path, make_volume: Factory) -> None:

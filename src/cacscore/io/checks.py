@@ -28,9 +28,10 @@ ANGLE_TOLERANCE_DEG = 1.0
 AGATSTON_THICKNESS_MM = (2.5, 3.0)
 #: Tube voltage (kV) at which Agatston's 130 HU threshold is defined.
 AGATSTON_KVP = 120.0
-#: A chest CT in HU always holds fat or air below this (HU); a volume whose lowest value is above it
-#: is not one (a cardiac crop still holds epicardial fat at about -100 HU, noise reaching lower).
-LOWEST_PLAUSIBLE_MIN_HU = -200
+#: A chest CT in HU always holds fat (about -100 HU) or air (-1000 HU), so values below this (HU); a
+#: volume whose lowest value is above it is not one: a label mask, or stored pixel values without their
+#: rescale intercept (air at 0). Even a crop to the heart without lung keeps epicardial fat below it.
+LOWEST_PLAUSIBLE_MIN_HU = -50
 
 
 def axis_angle_deg(vector: np.ndarray, axis: np.ndarray) -> float:
