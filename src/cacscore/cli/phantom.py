@@ -84,8 +84,8 @@ def phantom(
         typer.Option(
             "--distractor-probability",
             help="KIND=P: probability of a distractor kind per patient (repeat for several), e.g. "
-            "aortic_root=0.6 for a training cohort with more calcium beside the coronary ostia; "
-            "kinds: aortic_valve, aortic_root, mitral_annulus, aortic_wall, sternal_wire.",
+            "aortic_root=0.6 for a training cohort with more calcium beside the coronary ostia "
+            "(kinds and defaults: docs/phantom.md).",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
@@ -172,7 +172,7 @@ def _write_preview(
 
 
 def _parse_probabilities(items: list[str]) -> dict[str, float]:
-    """``["aortic_root=0.6", ...]`` as ``{"aortic_root": 0.6, ...}`` (kinds and values are checked by PhantomConfig)."""
+    """``["aortic_root=0.6", ...]`` as ``{"aortic_root": 0.6, ...}``; PhantomConfig checks kinds and values."""
     from cacscore.errors import InvalidInputError
 
     out = {}
