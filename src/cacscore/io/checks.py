@@ -136,9 +136,10 @@ def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
             f"overlapping reconstruction: slice increment {increment:g} mm is smaller than the slice "
             f"thickness {thickness:g} mm (scores use the increment, so overlap is not counted twice)"
         )
-    if volume.hu.size and int(volume.hu.min()) > LOWEST_PLAUSIBLE_MIN_HU:
+    lowest_hu = int(volume.hu.min()) if volume.hu.size else None
+    if lowest_hu is not None and lowest_hu > LOWEST_PLAUSIBLE_MIN_HU:
         messages.append(
-            f"no voxel below {LOWEST_PLAUSIBLE_MIN_HU} HU (lowest {int(volume.hu.min())}): a CT in HU holds fat "
+            f"no voxel below {LOWEST_PLAUSIBLE_MIN_HU} HU (lowest {lowest_hu}): a CT in HU holds fat "
             "(about -100 HU) and air (-1000 HU); is this a label mask, or an image without its rescale intercept?"
         )
     for message in messages:

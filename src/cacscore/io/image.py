@@ -10,6 +10,7 @@ trip through cacscore; files from other tools simply leave them unknown.
 from __future__ import annotations
 
 import re
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,8 +73,6 @@ def _nifti_data_bytes(path: Path) -> tuple[int, int]:
     garbage in place of the missing voxels; a truncated copy of a scan would
     then score as if part of the heart were empty.
     """
-    import zlib
-
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
     from nibabel.spatialimages import HeaderDataError
@@ -95,8 +94,6 @@ def _nifti_data_bytes(path: Path) -> tuple[int, int]:
 
 def _gunzipped_bytes(path: Path) -> int:
     """Bytes that a gzip file really decompresses to, up to where its data ends or breaks."""
-    import zlib
-
     held = 0
     stream = zlib.decompressobj(wbits=31)
     with path.open("rb") as fh:

@@ -211,7 +211,9 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         try:
             old["config"] = PhantomConfig.from_dict(old["config"]).to_dict()
         except (CacScoreError, TypeError) as exc:
-            raise CacScoreError(f"{path}: invalid phantom configuration ({exc}); remove it or choose another --out") from None
+            raise CacScoreError(
+                f"{path}: invalid phantom configuration ({exc}); remove it or choose another --out"
+            ) from None
     for key in ("seed", "format", "balance", "generator_version", "config"):
         if old.get(key) != settings.get(key):
             raise CacScoreError(
