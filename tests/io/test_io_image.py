@@ -137,6 +137,25 @@ def test_truncated_file_is_refused_not_read_as_zeros(tmp_path: Path, make_volume
     assert "No such file or directory" not in str(info.value)  # ITK's stale errno, not the problem
 
 
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_nan_or_infinite_voxels_are_refused_not_read_as_water(tmp_path: Path, make_volume: Factory,
+                                                               suffix: str) -> None:
+    # ITK's NIfTI reader turns NaN and infinity into 0 HU without a word.
+    hu = make_volume().hu.astype(np.float32)
+    for value, name in ((np.nan, "nan"), (np.inf, "inf")):
+        stored = hu.copy()
+        stored[1, 2, 3] = value
+        path = tmp_path / f"{name}{suffix}"
+        if suffix in (".nii", ".nii.gz"):
+            nib.save(nib.Nifti1Image(stored.transpose(2, 1, 0), np.eye(4)), path)
+        else:
+            sitk.WriteImage(sitk.GetImageFromArray(stored), str(path))
+        with pytest.raises(VolumeReadError, match=rf"{name}{suffix}: (image )?holds NaN or infinite values"):
+            read_volume(path)
+        with pytest.raises(VolumeReadError, match=rf"{name}{suffix}: (mask )?holds (NaN|non-integer)"):
+            read_mask(path, make_volume())  # values are checked before the grid
+
+
 def test_truncated_nifti_mask_is_refused(tmp_path: Path, make_volume: Factory) -> None:
     volume = make_volume()
     labels = np.random.default_rng(0).integers(0, 6, volume.shape).astype(np.uint8)  # does not compress away

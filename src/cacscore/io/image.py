@@ -110,6 +110,19 @@ def _gunzipped_bytes(path: Path) -> int:
     return held
 
 
+def _nifti_has_nonfinite(path: Path) -> bool:
+    """Whether a floating-point NIfTI file holds NaN or infinite voxels.
+
+    ITK reads them as 0, which is water in HU: a float scan with NaN where
+    a reconstruction failed would be scored as if those voxels held no calcium.
+    Integer files cannot hold them and are not read twice.
+    """
+    import nibabel as nib
+
+    proxy = nib.load(str(path)).dataobj
+    return bool(np.issubdtype(proxy.dtype, np.floating) and not np.all(np.isfinite(np.asanyarray(proxy))))
+
+
 def _read_itk(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
@@ -128,6 +141,8 @@ def _read_itk(path: Path) -> sitk.Image:
                 f"{path}: truncated or corrupt: its header describes {expected} bytes of header and voxels, "
                 f"the file holds {held}{' (uncompressed)' if path.name.lower().endswith('.gz') else ''}"
             )
+        if _nifti_has_nonfinite(path):
+            raise VolumeReadError(f"{path}: holds NaN or infinite values")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeReadError(
             f"{path}: holds {image.GetNumberOfComponentsPerPixel()} values per voxel (RGB or vector image); "
