@@ -40,6 +40,10 @@ _META_KEYS = {
     "series_description": "cacscore_series_description",
 }
 _NOTE_PATTERN = re.compile(r"(kvp|thickness_mm)=([0-9.]+)")
+#: Bytes per value of the MetaImage element types that a size check knows.
+_MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+              "MET_FLOAT": 4, "MET_DOUBLE": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8}
+_MET_HEADER_BYTES = 1 << 16
 
 
 def image_suffix(path: Path) -> str | None:
@@ -110,6 +114,48 @@ def _gunzipped_bytes(path: Path) -> int:
     return held
 
 
+def _metaimage_data_bytes(path: Path) -> tuple[Path, int, int] | None:
+    """Data file of an uncompressed MetaImage, the bytes of voxels its header describes, and the bytes it holds.
+
+    Raises ``VolumeReadError`` when the data file the header names is missing.
+
+    MetaIO prints its own complaint about a short file to stderr and ITK then
+    raises a vague "File cannot be read"; checking first gives one line that
+    says what is wrong. None where the header cannot be checked this simply
+    (compressed data, slice lists, an explicit ``HeaderSize``, an element
+    type not in ``_MET_BYTES``): ITK decides then.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(_MET_HEADER_BYTES)
+    fields: dict[str, str] = {}
+    offset = 0
+    for line in head.splitlines(keepends=True):
+        offset += len(line)
+        key, sep, value = line.decode("latin-1").partition("=")
+        if not sep:
+            return None
+        fields[key.strip()] = value.strip()
+        if key.strip() == "ElementDataFile":
+            break
+    else:
+        return None
+    try:
+        n_values = int(np.prod([int(v) for v in fields["DimSize"].split()], dtype=np.int64))
+        n_values *= int(fields.get("ElementNumberOfChannels", "1"))
+        itemsize = _MET_BYTES[fields["ElementType"]]
+    except (KeyError, ValueError):
+        return None
+    name = fields["ElementDataFile"]
+    if fields.get("CompressedData", "False").lower() == "true" or "HeaderSize" in fields or "%" in name or name == "LIST":
+        return None
+    if name == "LOCAL":
+        return path, n_values * itemsize, path.stat().st_size - offset
+    data = path.parent / name
+    if not data.is_file():
+        raise VolumeReadError(f"{path}: its data file {data.name} is missing")
+    return data, n_values * itemsize, data.stat().st_size
+
+
 def _nifti_has_nonfinite(path: Path) -> bool:
     """Whether a floating-point NIfTI file holds NaN or infinite voxels.
 
@@ -128,6 +174,13 @@ def _read_itk(path: Path) -> sitk.Image:
 
     if not path.is_file():
         raise VolumeReadError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if image_suffix(path) in (".mha", ".mhd") and (sizes := _metaimage_data_bytes(path)) is not None:
+        data, expected, held = sizes
+        if held < expected:
+            where = "the file" if data == path else f"its data file {data.name}"
+            raise VolumeReadError(
+                f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, {where} holds {held}"
+            )
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
