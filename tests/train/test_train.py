@@ -126,7 +126,7 @@ def test_init_weights_compete_as_epoch_0(tiny_model: Path, cohort: Path, tmp_pat
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import load_file
 
-    import cacscore.train.loop as loop
+    from cacscore.train import loop
 
     scores = iter([0.9, 0.5, 0.6] * 2)  # per member: the init weights, then two fine-tuned epochs
     monkeypatch.setattr(loop, "validation_dice", lambda *args, **kwargs: next(scores))

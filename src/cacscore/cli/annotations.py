@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,21 +19,22 @@ annotations_app = typer.Typer(
 
 @annotations_app.command("to-mask")
 def to_mask(
-    volume_path: Path = typer.Argument(..., metavar="VOLUME", help="CT: DICOM folder or NIfTI/MHA/MHD/NRRD file."),
-    points_path: Path = typer.Argument(..., metavar="POINTS", help="Point annotations, .csv or .json."),
-    out: Path = typer.Option(..., "--out", help="Label mask to write (.nii.gz, .mha, ...)."),
-    report_path: Path | None = typer.Option(None, "--report", help="Write the discrepancy report (JSON) here."),
-    category: str | None = typer.Option(
-        None, "--category", help="Annotated risk category A-E; a different category of the mask is flagged."
-    ),
-    threshold_hu: float = typer.Option(130.0, "--threshold-hu", help="Calcium threshold, HU."),
-    search_radius_mm: float = typer.Option(
-        2.0, "--search-radius-mm", help="How far a point below threshold may be moved to calcium, mm."
-    ),
-    bone_check: bool = typer.Option(
-        True, "--bone-check/--no-bone-check", help="Leave bone-like components (reported either way) out."
-    ),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    volume_path: Annotated[
+        Path, typer.Argument(metavar="VOLUME", help="CT: DICOM folder or NIfTI/MHA/MHD/NRRD file.")],
+    points_path: Annotated[Path, typer.Argument(metavar="POINTS", help="Point annotations, .csv or .json.")],
+    out: Annotated[Path, typer.Option("--out", help="Label mask to write (.nii.gz, .mha, ...).")],
+    report_path: Annotated[
+        Path | None, typer.Option("--report", help="Write the discrepancy report (JSON) here.")] = None,
+    category: Annotated[str | None, typer.Option(
+        "--category", help="Annotated risk category A-E; a different category of the mask is flagged."),
+    ] = None,
+    threshold_hu: Annotated[float, typer.Option("--threshold-hu", help="Calcium threshold, HU.")] = 130.0,
+    search_radius_mm: Annotated[float, typer.Option(
+        "--search-radius-mm", help="How far a point below threshold may be moved to calcium, mm."),
+    ] = 2.0,
+    bone_check: Annotated[bool, typer.Option(
+        "--bone-check/--no-bone-check", help="Leave bone-like components (reported either way) out.")] = True,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
 ) -> None:
     """Build a calcium label mask from POINTS on VOLUME and report points that needed attention.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,8 +23,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("series")
     def series(
-        folder: Path = typer.Argument(..., help="Folder searched recursively for DICOM files."),
-        as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
+        folder: Annotated[Path, typer.Argument(help="Folder searched recursively for DICOM files.")],
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
     ) -> None:
         """List the DICOM series in FOLDER; the first candidate is the one `score` reads by default."""
         from cacscore.io import list_series
