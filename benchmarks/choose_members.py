@@ -53,7 +53,7 @@ import numpy as np
 from rich.progress import Progress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import distractor_hit
+from bench_quality import VALVE_KINDS, distractor_hit
 
 from cacscore.arrays import bounding_box
 from cacscore.datasets import list_cases
@@ -220,7 +220,8 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
                 outcome = case.memo[key, rule] = (
                     score_calcium(case.hu, case.spacing, labels).risk_category,
                     lesion_detection(case.hu, case.reference, labels, case.spacing),
-                    case.distractors is not None and distractor_hit(case.volume, labels, case.distractors),
+                    case.distractors is not None
+                    and distractor_hit(case.volume, labels, case.reference, case.distractors, VALVE_KINDS),
                 )
             category, count, hit = outcome
             predicted[rule].append(category)
