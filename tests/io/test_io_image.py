@@ -84,6 +84,7 @@ def test_mha_written_by_simpleitk_with_permuted_axes(tmp_path: Path) -> None:
 
 def test_float_image_is_rounded_to_int16(tmp_path: Path) -> None:
     image = sitk.GetImageFromArray(np.full((3, 4, 4), 129.6, dtype=np.float32))
+    image.SetSpacing((0.5, 0.5, 3.0))
     sitk.WriteImage(image, str(tmp_path / "f.nrrd"))
     with pytest.warns(CacScoreWarning, match=r"f\.nrrd: no voxel below -50 HU \(lowest 130\)"):
         read = read_volume(tmp_path / "f.nrrd")
@@ -176,7 +177,9 @@ def test_metaimage_from_another_tool_truncated_missing_its_data_or_compressed(tm
     writer = sitk.ImageFileWriter()
     writer.SetUseCompression(True)
     writer.SetFileName(str(tmp_path / "zipped.mha"))
-    writer.Execute(sitk.GetImageFromArray(volume.hu))
+    image = sitk.GetImageFromArray(volume.hu)
+    image.SetSpacing(volume.spacing[::-1])
+    writer.Execute(image)
     np.testing.assert_array_equal(read_volume(tmp_path / "zipped.mha").hu, volume.hu)
 
 
@@ -200,6 +203,20 @@ def test_nifti_of_several_gzip_members_from_another_tool_is_read(tmp_path: Path,
     (tmp_path / "cut.nii.gz").write_bytes(gzip.compress(raw[:1000]) + gzip.compress(raw[1000:])[:-40])
     with pytest.raises(VolumeReadError, match="cut.nii.gz: truncated or corrupt"):
         read_volume(tmp_path / "cut.nii.gz")
+
+
+def test_slice_increment_outside_agatston_warns_when_the_thickness_is_unknown(tmp_path: Path) -> None:
+    # NIfTI files from other tools carry no slice thickness: the increment stands in for it.
+    hu = np.full((6, 8, 8), -1000, np.int16)
+    for dz, warns in ((0.625, True), (5.0, True), (3.0, False), (2.5, False)):
+        path = tmp_path / f"dz{dz}.nii.gz"
+        nib.save(nib.Nifti1Image(hu.transpose(2, 1, 0), np.diag([0.7, 0.7, dz, 1.0])), path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            read = read_volume(path)
+        assert read.slice_thickness_mm is None and read.spacing[0] == dz
+        expected = f"slice thickness unknown and slice increment {dz:g} mm; Agatston scoring is defined for 2.5-3 mm"
+        assert [expected in str(w.message) for w in caught] == ([True] if warns else [])
 
 
 def test_label_mask_or_unrescaled_image_read_as_ct_warns(tmp_path: Path, make_volume: Factory) -> None:

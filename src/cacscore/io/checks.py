@@ -106,7 +106,8 @@ def canonical_orientation(volume: CTVolume, *, name: str) -> CTVolume:
 def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
     """Warn (and record in ``volume.warnings``) about acquisition settings outside Agatston's conditions.
 
-    Checks kVp other than 120, slice thickness outside 2.5-3 mm, an
+    Checks kVp other than 120, slice thickness outside 2.5-3 mm (the slice
+    increment where the thickness is unknown, as in most NIfTI files), an
     overlapping reconstruction (slice increment smaller than the thickness),
     and values that cannot be a CT in HU (nothing below
     :data:`LOWEST_PLAUSIBLE_MIN_HU`: a label mask, or pixel values stored
@@ -131,6 +132,13 @@ def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
             f"slice thickness is {thickness:g} mm; Agatston scoring is defined for {low:g}-{high:g} mm slices"
         )
     increment = volume.spacing[0]
+    if thickness is None and not (low - 1e-3 <= increment <= high + 1e-3):
+        # Without a thickness the increment is the best guide: 0.6 mm slices score higher than 3 mm ones,
+        # and a larger step leaves gaps or thick slices.
+        messages.append(
+            f"slice thickness unknown and slice increment {increment:g} mm; Agatston scoring is defined for "
+            f"{low:g}-{high:g} mm slices"
+        )
     if thickness is not None and increment < thickness - 1e-3:
         messages.append(
             f"overlapping reconstruction: slice increment {increment:g} mm is smaller than the slice "
