@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cacscore.errors import InvalidInputError, VolumeReadError
-from cacscore.io.checks import canonical_orientation
+from cacscore.io.checks import ANGLE_TOLERANCE_DEG, axis_angle_deg, canonical_orientation
 from cacscore.io.volume import CTVolume
 from cacscore.labels import MaskConvention, to_project_labels
 
@@ -70,30 +70,76 @@ def _itk_error_detail(exc: RuntimeError) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-def _nifti_data_bytes(path: Path) -> tuple[int, int]:
-    """Bytes of header plus voxel data that a NIfTI file's header describes, and the bytes it holds.
+def _check_nifti(path: Path) -> None:
+    """Refuse a NIfTI file that ITK would read without complaint, but wrongly.
 
-    ITK reads a NIfTI file that ends early without an error, with zeros or
-    garbage in place of the missing voxels; a truncated copy of a scan would
-    then score as if part of the heart were empty.
+    - A file that ends early: ITK puts zeros or garbage where the missing
+      voxels were, so a truncated copy of a scan would score as if part of
+      the heart were empty.
+    - A header whose two voxel sizes disagree (``pixdim`` against the sform
+      matrix, as some converters write): ITK takes one with a warning on
+      stderr, and every area and slice increment depends on which.
+    - A sheared sform (gantry tilt), refused as the DICOM reader refuses it.
+    - NaN or infinite voxels in a float file: ITK reads them as 0 HU (water).
+
+    Raises
+    ------
+    VolumeReadError
+        One line naming ``path`` and the problem.
     """
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
     from nibabel.spatialimages import HeaderDataError
 
     try:
-        proxy = nib.load(str(path)).dataobj  # reads the header only
+        image = nib.load(str(path))  # reads the header only
+        proxy = image.dataobj
         expected = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
+        sform, sform_code = image.header.get_sform(coded=True)
+        pixdim = np.abs(np.asarray(image.header["pixdim"][1:4], dtype=float))
     except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:
         raise VolumeReadError(f"{path}: truncated or corrupt NIfTI header: {exc}") from None
+    held = _nifti_held_bytes(path, expected)
+    if held < expected:
+        raise VolumeReadError(
+            f"{path}: truncated or corrupt: its header describes {expected} bytes of header and voxels, "
+            f"the file holds {held}{' (uncompressed)' if path.name.lower().endswith('.gz') else ''}"
+        )
+    if sform_code > 0:
+        matrix = np.asarray(sform, dtype=float)[:3, :3]
+        sform_mm = np.linalg.norm(matrix, axis=0)
+        # A tilted series has a sheared sform whose slice axis is longer than pixdim's slice spacing; ITK
+        # would refuse it as "no orthonormal definition found".
+        tilt = axis_angle_deg(matrix[:, 2], np.cross(matrix[:, 0], matrix[:, 1])) if np.all(sform_mm > 0) else 0.0
+        if tilt > ANGLE_TOLERANCE_DEG:
+            raise VolumeReadError(
+                f"{path}: gantry tilt of {tilt:.1f} degrees (slices are sheared); resample to an untilted "
+                "grid before scoring"
+            )
+        if not np.allclose(sform_mm, pixdim, rtol=1e-3, atol=1e-4):
+            raise VolumeReadError(
+                f"{path}: its header gives two voxel sizes, {_format_mm(pixdim)} mm (pixdim) and "
+                f"{_format_mm(sform_mm)} mm (sform); which one is right cannot be told"
+            )
+    if np.issubdtype(proxy.dtype, np.floating) and not np.all(np.isfinite(np.asanyarray(proxy))):
+        raise VolumeReadError(f"{path}: holds NaN or infinite values")
+
+
+def _format_mm(sizes: np.ndarray) -> str:
+    """Voxel sizes (x, y, z order, as NIfTI stores them) for a message."""
+    return " x ".join(f"{v:.4g}" for v in sizes)
+
+
+def _nifti_held_bytes(path: Path, expected: int) -> int:
+    """Bytes a NIfTI file holds (uncompressed for .nii.gz), where ``expected`` is what its header describes."""
     if not path.name.lower().endswith(".gz"):
-        return expected, path.stat().st_size
+        return path.stat().st_size
     with path.open("rb") as fh:
         fh.seek(-4, 2)
         isize = int.from_bytes(fh.read(4), "little")  # uncompressed size mod 2**32 (RFC 1952 trailer)
     if isize == expected % 2**32:
-        return expected, expected
-    return expected, _gunzipped_bytes(path)
+        return expected
+    return _gunzipped_bytes(path)
 
 
 def _gunzipped_bytes(path: Path) -> int:
@@ -156,19 +202,6 @@ def _metaimage_data_bytes(path: Path) -> tuple[Path, int, int] | None:
     return data, n_values * itemsize, data.stat().st_size
 
 
-def _nifti_has_nonfinite(path: Path) -> bool:
-    """Whether a floating-point NIfTI file holds NaN or infinite voxels.
-
-    ITK reads them as 0, which is water in HU: a float scan with NaN where
-    a reconstruction failed would be scored as if those voxels held no calcium.
-    Integer files cannot hold them and are not read twice.
-    """
-    import nibabel as nib
-
-    proxy = nib.load(str(path)).dataobj
-    return bool(np.issubdtype(proxy.dtype, np.floating) and not np.all(np.isfinite(np.asanyarray(proxy))))
-
-
 def _read_itk(path: Path) -> sitk.Image:
     import SimpleITK as sitk
 
@@ -181,21 +214,14 @@ def _read_itk(path: Path) -> sitk.Image:
             raise VolumeReadError(
                 f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, {where} holds {held}"
             )
+    if image_suffix(path) in (".nii", ".nii.gz"):
+        _check_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise VolumeReadError(
             f"{path}: cannot read image file (corrupt, truncated or unsupported): {_itk_error_detail(exc)}"
         ) from None
-    if image_suffix(path) in (".nii", ".nii.gz"):
-        expected, held = _nifti_data_bytes(path)
-        if held < expected:
-            raise VolumeReadError(
-                f"{path}: truncated or corrupt: its header describes {expected} bytes of header and voxels, "
-                f"the file holds {held}{' (uncompressed)' if path.name.lower().endswith('.gz') else ''}"
-            )
-        if _nifti_has_nonfinite(path):
-            raise VolumeReadError(f"{path}: holds NaN or infinite values")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeReadError(
             f"{path}: holds {image.GetNumberOfComponentsPerPixel()} values per voxel (RGB or vector image); "
