@@ -160,16 +160,19 @@ def _gunzipped_bytes(path: Path) -> int:
     return held
 
 
-def _metaimage_data_bytes(path: Path) -> tuple[Path, int, int] | None:
-    """Data file of an uncompressed MetaImage, the bytes of voxels its header describes, and the bytes it holds.
-
-    Raises ``VolumeReadError`` when the data file the header names is missing.
+def _check_metaimage(path: Path) -> None:
+    """Refuse an uncompressed MetaImage whose data is shorter than its header describes, or missing.
 
     MetaIO prints its own complaint about a short file to stderr and ITK then
     raises a vague "File cannot be read"; checking first gives one line that
-    says what is wrong. None where the header cannot be checked this simply
-    (compressed data, slice lists, an explicit ``HeaderSize``, an element
-    type not in ``_MET_BYTES``): ITK decides then.
+    says what is wrong. Headers that cannot be sized this simply (compressed
+    data, slice lists, an explicit ``HeaderSize``, an element type not in
+    ``_MET_BYTES``) are left to ITK.
+
+    Raises
+    ------
+    VolumeReadError
+        One line naming ``path`` and the problem.
     """
     with path.open("rb") as fh:
         head = fh.read(_MET_HEADER_BYTES)
@@ -179,27 +182,31 @@ def _metaimage_data_bytes(path: Path) -> tuple[Path, int, int] | None:
         offset += len(line)
         key, sep, value = line.decode("latin-1").partition("=")
         if not sep:
-            return None
+            return
         fields[key.strip()] = value.strip()
         if key.strip() == "ElementDataFile":
             break
     else:
-        return None
+        return
     try:
         n_values = int(np.prod([int(v) for v in fields["DimSize"].split()], dtype=np.int64))
         n_values *= int(fields.get("ElementNumberOfChannels", "1"))
         itemsize = _MET_BYTES[fields["ElementType"]]
     except (KeyError, ValueError):
-        return None
+        return
     name = fields["ElementDataFile"]
     if fields.get("CompressedData", "False").lower() == "true" or "HeaderSize" in fields or "%" in name or name == "LIST":
-        return None
-    if name == "LOCAL":
-        return path, n_values * itemsize, path.stat().st_size - offset
-    data = path.parent / name
+        return
+    data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
         raise VolumeReadError(f"{path}: its data file {data.name} is missing")
-    return data, n_values * itemsize, data.stat().st_size
+    expected = n_values * itemsize
+    held = data.stat().st_size - (offset if data == path else 0)
+    if held < expected:
+        where = "the file" if data == path else f"its data file {data.name}"
+        raise VolumeReadError(
+            f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, {where} holds {held}"
+        )
 
 
 def _read_itk(path: Path) -> sitk.Image:
@@ -207,14 +214,9 @@ def _read_itk(path: Path) -> sitk.Image:
 
     if not path.is_file():
         raise VolumeReadError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    if image_suffix(path) in (".mha", ".mhd") and (sizes := _metaimage_data_bytes(path)) is not None:
-        data, expected, held = sizes
-        if held < expected:
-            where = "the file" if data == path else f"its data file {data.name}"
-            raise VolumeReadError(
-                f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, {where} holds {held}"
-            )
-    if image_suffix(path) in (".nii", ".nii.gz"):
+    if image_suffix(path) in (".mha", ".mhd"):
+        _check_metaimage(path)
+    elif image_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
