@@ -111,14 +111,14 @@ def test_background_analysis_fills_in_the_automatic_scores(settings: Settings, d
         ("case_b", "analysed", pytest.approx(expected)),
         ("case_c", "unreadable", None),
     ]
-    assert "cannot read image file" in studies[2]["error"]
+    assert "truncated or corrupt NIfTI header" in studies[2]["error"]
 
 
 def test_an_unreadable_study_answers_422_and_is_marked(client: TestClient, data_dir: Path) -> None:
     (data_dir / "case_a" / "image.nii.gz").write_bytes(b"broken")
     response = client.get("/api/studies/1")
     assert response.status_code == 422
-    assert "cannot read image file" in response.json()["detail"]
+    assert "truncated or corrupt NIfTI header" in response.json()["detail"]
     assert client.get("/api/studies").json()[0]["status"] == "unreadable"
 
 
