@@ -261,7 +261,7 @@ function setState(state) {
   renderTicks();
   const signed = state.status === "signed";
   $("study-status").replaceWith(Object.assign(statusBadge(state.status), { id: "study-status" }));
-  $("undo").disabled = !state.can_undo || signed;
+  syncUndo();
   $("sign").disabled = signed;
   $("sign").textContent = signed ? "Signed" : "Sign…";
   $("sign").title = signed
@@ -690,9 +690,17 @@ function showPopup(id, event) {
 
 function hidePopup() { $("popup").hidden = true; }
 
+// Undo is disabled while a change is on its way (and its slice reloads): a click then would be dropped
+// by the busy guard, and undo what the reviewer did before instead of the change being shown.
+function syncUndo() {
+  const state = viewer.state;
+  $("undo").disabled = viewer.busy || !state || !state.can_undo || state.status === "signed";
+}
+
 async function change(path, body) {
   if (viewer.busy) return;
   viewer.busy = true;
+  syncUndo();
   try {
     const response = await api(`/api/studies/${viewer.study.id}/${path}`, {
       method: "POST", json: Object.assign({ version: viewer.state.version, reviewer: reviewer() }, body),
@@ -709,6 +717,7 @@ async function change(path, body) {
     }
   } finally {
     viewer.busy = false;
+    syncUndo();
   }
 }
 
