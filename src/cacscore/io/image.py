@@ -174,8 +174,11 @@ def _check_metaimage(path: Path) -> None:
     VolumeReadError
         One line naming ``path`` and the problem.
     """
-    with path.open("rb") as fh:
-        head = fh.read(_MET_HEADER_BYTES)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(_MET_HEADER_BYTES)
+    except OSError as exc:
+        raise VolumeReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
     fields: dict[str, str] = {}
     offset = 0
     for line in head.splitlines(keepends=True):
@@ -195,7 +198,8 @@ def _check_metaimage(path: Path) -> None:
     except (KeyError, ValueError):
         return
     name = fields["ElementDataFile"]
-    if fields.get("CompressedData", "False").lower() == "true" or "HeaderSize" in fields or "%" in name or name == "LIST":
+    compressed = fields.get("CompressedData", "False").lower() == "true"
+    if compressed or "HeaderSize" in fields or "%" in name or name == "LIST":
         return
     data = path if name == "LOCAL" else path.parent / name
     if not data.is_file():
