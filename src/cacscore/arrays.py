@@ -43,6 +43,17 @@ def bounding_box(mask: npt.ArrayLike) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
+def grow_box(box: tuple[slice, ...], margin: tuple[int, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """``box`` grown by ``margin`` elements on each side of each axis, clipped to ``shape``.
+
+    Examples
+    --------
+    >>> grow_box((slice(1, 2), slice(0, 3)), (2, 1), (4, 4))
+    (slice(0, 4, None), slice(0, 4, None))
+    """
+    return tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, shape))
+
+
 def label_lesions(label: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Number the lesions of a label mask: 6-connected groups of voxels with the same non-zero code.
 

@@ -36,7 +36,10 @@ ensemble member; nothing else is needed to rebuild the networks. Keys of
     original grid) the model reports (default 1: all); ``small_lesion_votes``,
     the members that must vote for a low-resolution voxel of a lesion under
     ``min_lesion_voxels`` for it to be reported all the same (default null:
-    never).
+    never); ``lesion_filter`` (optional), a logistic regression that judges
+    each candidate lesion instead of the vote rule
+    (:mod:`cacscore.model.lesion_filter`; where it is present, ``min_votes``,
+    ``min_lesion_voxels`` and ``small_lesion_votes`` are not used).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from typing import Any
 
 from cacscore.errors import ModelFolderError, PlanMismatchError
 from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
+from cacscore.model.lesion_filter import LesionFilter
 from cacscore.model.network import HEAD_CLASSES
 
 #: Version of the plan.json format this code reads and writes.
@@ -156,6 +160,21 @@ class Plan:
                 f"inference.small_lesion_votes must be null or an integer in 1..{n_members}, got {votes!r}")
         return votes
 
+    def lesion_filter(self, n_members: int) -> LesionFilter | None:
+        """The plan's lesion filter, or None where it has none.
+
+        Raises
+        ------
+        PlanMismatchError
+            If the ``inference.lesion_filter`` block is malformed.
+        """
+        block = self.data.get("inference", {}).get("lesion_filter")
+        if block is None:
+            return None
+        if not isinstance(block, dict):
+            raise PlanMismatchError("inference.lesion_filter must be a JSON object")
+        return LesionFilter.from_dict(block, n_members)
+
     @property
     def name(self) -> str:
         """Model name."""
@@ -227,6 +246,7 @@ class Plan:
             plan.min_votes(len(plan.members))
             plan.min_lesion_voxels  # noqa: B018 -- checked here so a bad plan fails when loaded
             plan.small_lesion_votes(len(plan.members))
+            plan.lesion_filter(len(plan.members))
         except PlanMismatchError as exc:
             raise PlanMismatchError(f"{path}: {exc}") from None
         return plan
