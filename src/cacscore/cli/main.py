@@ -43,6 +43,7 @@ from cacscore.cli import score as _score; _score.register(app)  # noqa: E402, E7
 from cacscore.cli import annotations as _annotations; _annotations.register(app)  # noqa: E402, E702
 from cacscore.cli import evaluate as _evaluate; _evaluate.register(app)  # noqa: E402, E702
 from cacscore.cli import train as _train; _train.register(app)  # noqa: E402, E702
+from cacscore.cli import lesion_filter as _lesion_filter; _lesion_filter.register(app)  # noqa: E402, E702
 from cacscore.cli import serve as _serve; _serve.register(app)  # noqa: E402, E702
 from cacscore.cli import phantom as _phantom; _phantom.register(app)  # noqa: E402, E702
 from cacscore.cli import demo as _demo; _demo.register(app)  # noqa: E402, E702
