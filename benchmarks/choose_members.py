@@ -26,7 +26,9 @@ Member probabilities are cached per model and case in ``--cache``: an
 interrupted run continues where it stopped. The output folder gets the
 chosen members' weights, and a ``plan.json`` (that of the first ``--model``)
 whose ``members`` say where each came from and whose ``selection`` block
-records the cohort, the objective and the figures of every greedy step.
+records the cohort, the objective and the figures of every greedy step. A lesion
+filter in the first model's plan is not carried over (it was fitted to other
+members): fit one for the written model with ``cacscore train-lesion-filter``.
 Expected duration on 2 CPU cores: about 1.2 s per case and model for the
 probabilities, then a few seconds per candidate ensemble and 100 cases, shared among
 ``--workers`` processes (ensembles that vote alike on a case reuse its outcome).
@@ -344,7 +346,9 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
         "training": {"note": "members chosen from several training runs (members[].picked_from.run)",
                      "runs": [init_dict(plan, model) for plan, model in zip(plans, models)]},
         "members": members,
-        "inference": {**base.get("inference", {}), "min_votes": chosen["min_votes"],
+        # A lesion filter was fitted to the first model's members: fit one for these with train-lesion-filter.
+        "inference": {**{k: v for k, v in base.get("inference", {}).items() if k != "lesion_filter"},
+                      "min_votes": chosen["min_votes"],
                       "min_lesion_voxels": chosen["min_lesion_voxels"],
                       "small_lesion_votes": chosen["small_lesion_votes"]},
         "selection": {"data": [str(d) for d in data], "n_cases": n_cases,

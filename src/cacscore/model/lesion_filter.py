@@ -61,7 +61,7 @@ SOFT_TISSUE_HU = (0.0, 130.0)
 
 def shell_margin_voxels(spacing: tuple[float, float, float]) -> tuple[int, int, int]:
     """Voxels per axis that hold a lesion's surroundings (:data:`SHELL_MM`) beyond its bounding box."""
-    return tuple(int(math.ceil(SHELL_MM[1] / s)) + 1 for s in spacing)  # type: ignore[return-value]
+    return tuple(math.ceil(SHELL_MM[1] / s) + 1 for s in spacing)  # type: ignore[return-value]
 
 
 def lesion_features(ids: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float],

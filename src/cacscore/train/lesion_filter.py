@@ -11,6 +11,7 @@ computed, so an interrupted run continues where it stopped; the model folder
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import shutil
@@ -139,7 +140,7 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
         raise InvalidInputError(f"cannot fit the lesion filter: {exc}") from None
     record: dict[str, Any] = {**(fitted.fitted_on or {}), "cases": len(refs),
                               "data": [str(folder) for folder, _ in datasets], "l2": l2}
-    fitted = LesionFilter(**{**fitted.__dict__, "fitted_on": record})
+    fitted = dataclasses.replace(fitted, fitted_on=record)
     return _write_model(model_dir, ensemble.plan, fitted, out, model_version)
 
 
