@@ -85,6 +85,17 @@ def summarise(name: str, evaluations: list[Any], hits: list[bool], root_hits: li
     }
 
 
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The table of :func:`summarise` rows, and the targets."""
+    print(f"{'method':36s} {'n':>4s} {'accuracy':>9s} {'Harrell C':>10s} {'lesion F1':>10s} "
+          f"{'sens':>6s} {'PPV':>6s} {'FP/scan':>8s} {'valve/MAC %':>12s} {'root %':>7s}")
+    for r in rows:
+        print(f"{r['method']:36s} {r['n']:4d} {r['category_accuracy']:9.3f} {r['harrell_c']:10.3f} "
+              f"{r['lesion_f1']:10.3f} {r['lesion_sensitivity']:6.3f} {r['lesion_ppv']:6.3f} "
+              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f} {r['aortic_root_counted_pct']:7.1f}")
+    print("targets: accuracy >= 0.95, Harrell C >= 0.98, lesion F1 >= 0.90, valve/MAC <= 2 % (root %: no target)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100)
@@ -166,16 +177,15 @@ def main() -> None:
         rows.append(summarise("baseline: every voxel >= 130 HU", base_evals, base_hits[VALVE_KINDS],
                               base_hits[ROOT_KINDS]))
     print()
-    print(f"{'method':36s} {'n':>4s} {'accuracy':>9s} {'Harrell C':>10s} {'lesion F1':>10s} "
-          f"{'sens':>6s} {'PPV':>6s} {'FP/scan':>8s} {'valve/MAC %':>12s} {'root %':>7s}")
-    for r in rows:
-        print(f"{r['method']:36s} {r['n']:4d} {r['category_accuracy']:9.3f} {r['harrell_c']:10.3f} "
-              f"{r['lesion_f1']:10.3f} {r['lesion_sensitivity']:6.3f} {r['lesion_ppv']:6.3f} "
-              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f} {r['aortic_root_counted_pct']:7.1f}")
-    print("targets: accuracy >= 0.95, Harrell C >= 0.98, lesion F1 >= 0.90, valve/MAC <= 2 % (root %: no target)")
+    print_rows(rows)
     print(f"inference (read excluded) on {args.device}: {np.mean(seconds):.2f} s per case (mean)")
-    result: dict[str, Any] = {"seed": args.seed, "n": args.n, "model": ensemble.info(), "rows": rows,
-                              "seconds_per_case": float(np.mean(seconds))}
+    result: dict[str, Any] = {
+        "seed": args.seed, "n": args.n, "model": ensemble.info(), "rows": rows,
+        "seconds_per_case": float(np.mean(seconds)),
+        # Per case, so that benchmarks/pool_quality.py can pool cohorts (lesions summed, not F1 averaged).
+        "cases": [{**e.to_dict(), "valve_or_annulus_counted": valve, "aortic_root_counted": root}
+                  for e, valve, root in zip(model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])],
+    }
     for name, tally in agreement.items():
         print(f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, identical "
               f"categories in {tally['same_categories']}/{len(refs)}, largest Agatston difference "

@@ -10,6 +10,9 @@ whose own mask overlaps it. A plan may change the vote (``min_votes``) and
 drop lesions smaller than ``min_lesion_voxels``: a low-resolution voxel's
 footprint (about 6 x 6 source pixels) also holds isolated noise voxels above
 130 HU around a calcification, which would otherwise be reported as lesions.
+A plan with a lesion filter replaces that rule: every lesion that some
+members found is kept or dropped by the filter (:func:`candidate_lesions`,
+:mod:`cacscore.model.lesion_filter`).
 """
 
 from __future__ import annotations
