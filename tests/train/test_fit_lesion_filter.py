@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cacscore.cli.main import app
 from cacscore.datasets import list_cases
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d, load_ensemble, save_member
 from cacscore.model.lesion_filter import FEATURE_NAMES
 from cacscore.phantom import PhantomConfig, generate_cohort
@@ -134,3 +134,12 @@ def test_command_prints_the_coefficients_and_names_bad_input(model_and_cohort: t
     result = CliRunner().invoke(app, ["train-lesion-filter", "--model", str(tmp_path / "none"), "--data",
                                       str(cohort), "--out", str(tmp_path / "n")])
     assert result.exit_code == 1 and "model folder not found" in result.output
+
+
+def test_few_candidates_give_a_warning(model_and_cohort: tuple[Path, Path], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    model, cohort = model_and_cohort
+    features = np.random.default_rng(2).normal(size=(6, len(FEATURE_NAMES)))
+    monkeypatch.setattr(fitting, "labelled_candidates", lambda *a, **k: (features, np.arange(6) < 5))
+    with pytest.warns(CacScoreWarning, match="18 candidate lesions, only 3 of them false"):
+        fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], tmp_path / "m")

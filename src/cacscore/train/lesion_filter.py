@@ -15,6 +15,7 @@ import dataclasses
 import datetime as _dt
 import json
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from cacscore.datasets.base import CaseRef
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.io.volume import CTVolume
 from cacscore.model import Plan, load_ensemble
 from cacscore.model.ensemble import Ensemble, candidate_lesions, vote
@@ -32,6 +33,8 @@ from cacscore.preprocess import scaled_threshold
 
 #: Folder inside the output model folder holding each case's candidate features.
 CANDIDATES_DIR = "lesion_candidates"
+#: Fewer true or false candidate lesions than this give a warning: nine coefficients need more.
+MIN_LESIONS_PER_CLASS = 30
 
 
 def labelled_candidates(ensemble: Ensemble, volume: CTVolume, reference: np.ndarray,
@@ -119,7 +122,10 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
     for done, (k, ref) in enumerate(refs, start=1):
         path = _case_file(work, k, ref)
         if not path.is_file():
-            case = ref.load()
+            with warnings.catch_warnings():
+                # As for training input (cacscore.train.data): read warnings matter when scoring.
+                warnings.simplefilter("ignore", CacScoreWarning)
+                case = ref.load()
             if case.label is None:
                 raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}): no reference label to fit on")
             x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
@@ -133,8 +139,14 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
             truth.append(saved["truth"])
         if report is not None:
             report(done, len(refs))
+    labels = np.concatenate(truth)
+    fewest = min(int(labels.sum()), int((~labels).sum()))
+    if fewest < MIN_LESIONS_PER_CLASS:
+        warnings.warn(f"the lesion filter is fitted on {labels.size} candidate lesions, only {fewest} of them "
+                      f"{'true' if labels.sum() == fewest else 'false'}; it will be unreliable: use more cases "
+                      f"(at least {MIN_LESIONS_PER_CLASS} of each kind)", CacScoreWarning, stacklevel=2)
     try:
-        fitted = fit_lesion_filter(np.concatenate(features), np.concatenate(truth), l2=l2, threshold=threshold,
+        fitted = fit_lesion_filter(np.concatenate(features), labels, l2=l2, threshold=threshold,
                                    candidate_votes=candidate_votes)
     except ValueError as exc:
         raise InvalidInputError(f"cannot fit the lesion filter: {exc}") from None
