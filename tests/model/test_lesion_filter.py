@@ -206,3 +206,53 @@ def test_plan_with_a_malformed_filter_fails_to_load(tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text(json.dumps(data))
     with pytest.raises((PlanMismatchError, ModelFolderError), match="lesion_filter must be a JSON object"):
         Plan.load(tmp_path)
+
+
+def test_features_in_a_box_equal_those_on_the_whole_grid() -> None:
+    # The box maps lesion voxels to low-resolution voxels through its offset; a wrong offset changes the votes.
+    ids, hu, grid = _scene()
+    rng = np.random.default_rng(3)
+    vote_fraction = rng.random(grid.shape)
+    probability = rng.random(grid.shape)
+    whole = lesion_features(ids, hu, (1.0, 0.5, 0.5), vote_fraction, probability, grid,
+                            (slice(0, 9), slice(0, 40), slice(0, 60)))
+    box = (slice(0, 9), slice(2, 30), slice(2, 54))  # both lesions and their 4 mm surroundings, offset
+    part = lesion_features(ids[box], hu[box], (1.0, 0.5, 0.5), vote_fraction, probability, grid, box)
+    assert np.array_equal(whole, part)
+
+
+def test_candidate_box_is_grown_to_hold_the_surroundings() -> None:
+    grid = make_grid((12, 60, 60), (3.0, 1.0, 1.0), target_mm=3.0)  # low-res (12, 20, 20)
+    hu = np.full(grid.source_shape, -100, np.int16)
+    hu[6, 30:33, 30:33] = 400
+    classes = np.zeros(grid.shape, int)
+    classes[6, 10, 10] = 1
+    probs = [np.moveaxis(np.eye(5)[classes], -1, 0)]
+    image = normalize_hu(np.full(grid.shape, 300.0))
+    low, _, votes = vote(probs, image, [0, 2, 3, 4, 5], 0.0, 1)
+    candidates = candidate_lesions(low, votes, probs, grid, hu, 130.0)
+    assert candidates is not None
+    # The calcium's footprint is slice 6, rows and columns 30-32; the shell needs 3 slices and 5 pixels more.
+    assert candidates.box == (slice(3, 10), slice(25, 38), slice(25, 38))
+    assert candidates.features[0, F["shell_fat_fraction"]] == 1.0
+
+
+def test_a_filter_with_nan_or_a_boolean_vote_count_is_refused() -> None:
+    block = _peak_filter(300).to_dict()
+    with pytest.raises(PlanMismatchError, match="NaN or infinite"):
+        LesionFilter.from_dict({**block, "intercept": float("nan")}, 5)
+    with pytest.raises(PlanMismatchError, match="candidate_votes"):
+        LesionFilter.from_dict({**block, "candidate_votes": True}, 5)
+    with pytest.raises(ValueError, match="no candidate lesions"):
+        fit_lesion_filter(np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, bool))
+
+
+def test_one_member_s_mask_uses_the_vote_rule() -> None:
+    # The filter's features are those of all the plan's members; one member's own mask (Table 1) is not filtered.
+    probs, image, hu, grid = _three_members()
+    ensemble = Ensemble(_plan(_peak_filter(300).to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    single = ensemble.combine(probs[:1], image, grid, hu).labels
+    assert not single.any()  # the plan's 100-voxel minimum of the vote rule drops member 0's 9-voxel lesions
+    ensemble.plan.data["inference"]["min_lesion_voxels"] = 1
+    single = ensemble.combine(probs[:1], image, grid, hu).labels
+    assert np.all(single[0, 0:3, 0:3] == 2)  # 250 HU: the filter would have refused it

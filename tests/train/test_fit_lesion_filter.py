@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,15 @@ def synthetic_candidates(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_fit_writes_a_model_with_the_filter_and_resumes(model_and_cohort: tuple[Path, Path], tmp_path: Path,
-                                                        synthetic_candidates: list[int]) -> None:
+def test_fit_writes_a_model_with_the_filter(model_and_cohort: tuple[Path, Path], tmp_path: Path,
+                                            synthetic_candidates: list[int]) -> None:
     model, cohort = model_and_cohort
     out = tmp_path / "filtered"
     done: list[tuple[int, int]] = []
     plan = fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out, model_version="6",
                                        report=lambda *a: done.append(a))
     assert synthetic_candidates[0] == 3 and done[-1] == (3, 3)
-    assert len(list((out / fitting.CANDIDATES_DIR).glob("*.npz"))) == 3
+    assert not (out / fitting.CANDIDATES_DIR).exists()  # derived data, removed once the model is written
     block = plan.data["inference"]["lesion_filter"]
     assert block["fitted_on"]["cases"] == 3 and block["fitted_on"]["lesions"] == 90
     assert block["coefficients"][FEATURE_NAMES.index("peak_hu")] > 2  # the one informative feature
@@ -107,14 +108,52 @@ def test_fit_writes_a_model_with_the_filter_and_resumes(model_and_cohort: tuple[
         assert (out / f"member_{k}.safetensors").read_bytes() == (model / f"member_{k}.safetensors").read_bytes()
     with pytest.raises(InvalidInputError, match="already holds a model"):
         fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out)
-    # An interrupted run (no plan.json yet) continues from the cases already done.
-    (out / "plan.json").unlink()
-    again = fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out)
-    assert synthetic_candidates[0] == 3
-    assert again.data["inference"]["lesion_filter"]["coefficients"] == block["coefficients"]
-    with pytest.raises(InvalidInputError, match="another --candidate-votes"):
-        (out / "plan.json").unlink()
-        fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out, candidate_votes=2)
+
+
+def test_an_interrupted_run_resumes_only_with_the_same_model_and_data(
+        model_and_cohort: tuple[Path, Path], tmp_path: Path, synthetic_candidates: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model, cohort = model_and_cohort
+    out = tmp_path / "filtered"
+    datasets = [(cohort, list_cases(cohort))]
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fitting, "fit_lesion_filter", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            fitting.train_lesion_filter(model, datasets, out)
+    assert synthetic_candidates[0] == 3 and not (out / "plan.json").exists()
+    assert len(list((out / fitting.CANDIDATES_DIR).glob("*.npz"))) == 3
+    # Another model (other weights), other data or other votes must not reuse these candidates.
+    other = tmp_path / "other"
+    shutil.copytree(model, other)
+    save_member(ResUNet3d(1, 5, FILTERS), other / "member_0.safetensors")
+    with pytest.raises(InvalidInputError, match="candidates of another model"):
+        fitting.train_lesion_filter(other, datasets, out)
+    with pytest.raises(InvalidInputError, match="candidates of another model"):
+        fitting.train_lesion_filter(model, datasets, out, candidate_votes=2)
+    with pytest.raises(InvalidInputError, match="candidates of another model"):
+        fitting.train_lesion_filter(model, datasets * 2, out)
+    plan = fitting.train_lesion_filter(model, datasets, out)
+    assert synthetic_candidates[0] == 3  # nothing computed again
+    assert plan.data["inference"]["lesion_filter"]["fitted_on"]["lesions"] == 90
+
+
+def test_an_existing_folder_is_never_written_into(model_and_cohort: tuple[Path, Path], tmp_path: Path,
+                                                  synthetic_candidates: list[int]) -> None:
+    model, cohort = model_and_cohort
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "member_0.safetensors").write_text("someone else's file")
+    with pytest.raises(InvalidInputError, match="not an interrupted run"):
+        fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out)
+    assert (out / "member_0.safetensors").read_text() == "someone else's file"
+    assert synthetic_candidates[0] == 0
+    with pytest.raises(InvalidInputError, match="--threshold must be between 0 and 1"):
+        fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], tmp_path / "new", threshold=1.5)
+    assert not (tmp_path / "new").exists()
 
 
 def test_command_prints_the_coefficients_and_names_bad_input(model_and_cohort: tuple[Path, Path], tmp_path: Path,

@@ -34,12 +34,9 @@ def train_lesion_filter(
     """
     with user_errors():
         from cacscore.datasets import list_cases
-        from cacscore.errors import InvalidInputError
         from cacscore.model.lesion_filter import FEATURE_NAMES
         from cacscore.train.lesion_filter import train_lesion_filter as fit
 
-        if not 0 < threshold < 1:
-            raise InvalidInputError(f"--threshold must be between 0 and 1, got {threshold}")
         datasets = [(folder, list_cases(folder)) for folder in data]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), console=err_console)

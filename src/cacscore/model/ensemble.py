@@ -248,8 +248,9 @@ class Ensemble:
         """Vote of member probabilities ``(C, Z', Y', X')`` (:func:`vote`) mapped onto ``hu``'s grid (:func:`labels_in_box`).
 
         The vote needs the plan's ``min_votes`` members (default: a majority).
-        Where the plan has a lesion filter, the lesions that its
-        ``candidate_votes`` members found are kept where the filter says so
+        Where the plan has a lesion filter and ``probabilities`` come from all
+        of its members, the lesions that the filter's ``candidate_votes``
+        members found are kept where the filter says so
         (:func:`candidate_lesions`, :mod:`cacscore.model.lesion_filter`).
 
         Only low-resolution voxels at or above the scaled threshold can be
@@ -259,7 +260,9 @@ class Ensemble:
         """
         plan = self.plan
         n_members = len(probabilities)
-        lesion_filter = plan.lesion_filter(n_members)
+        # The filter's vote and probability features are those of all the plan's members; for another number
+        # (one member's own mask, as the Table 1 experiment computes) the vote rule applies.
+        lesion_filter = plan.lesion_filter(n_members) if n_members == len(plan.members) else None
         min_votes = plan.min_votes(n_members) if lesion_filter is None else lesion_filter.candidate_votes
         low, member_masks, votes = vote(probabilities, image, plan.class_codes,
                                         scaled_threshold(plan.threshold_hu, plan.clip_hu), min_votes)

@@ -191,10 +191,14 @@ class LesionFilter:
         n = len(FEATURE_NAMES)
         if not (len(lesion_filter.mean) == len(lesion_filter.scale) == len(lesion_filter.coefficients) == n):
             raise PlanMismatchError(f"inference.lesion_filter needs {n} means, scales and coefficients")
+        values = (*lesion_filter.mean, *lesion_filter.scale, *lesion_filter.coefficients, lesion_filter.intercept)
+        if not all(math.isfinite(v) for v in values):
+            # NaN probabilities would drop every lesion: every scan would score 0.
+            raise PlanMismatchError("inference.lesion_filter holds NaN or infinite values")
         if not all(s > 0 for s in lesion_filter.scale) or not 0 < lesion_filter.threshold < 1:
             raise PlanMismatchError("inference.lesion_filter needs positive scales and a threshold in (0, 1)")
         votes = lesion_filter.candidate_votes
-        if not isinstance(votes, int) or not 1 <= votes <= n_members:
+        if isinstance(votes, bool) or not isinstance(votes, int) or not 1 <= votes <= n_members:
             raise PlanMismatchError(
                 f"inference.lesion_filter.candidate_votes must be an integer in 1..{n_members}, got {votes!r}")
         return lesion_filter
@@ -229,14 +233,19 @@ def fit_lesion_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.
     Raises
     ------
     ValueError
-        If the shapes disagree, a feature is not finite, or ``truth`` holds one class only.
+        If the shapes disagree, there are no lesions, a feature is not finite,
+        ``truth`` holds one class only, or ``l2`` or ``threshold`` is out of range.
     """
     x = np.asarray(features, np.float64)
     y = np.asarray(truth, bool).astype(np.float64)
     if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES) or y.shape != (x.shape[0],):
         raise ValueError(f"features must be (n, {len(FEATURE_NAMES)}) and truth (n,); got {x.shape} and {y.shape}")
+    if y.size == 0:
+        raise ValueError("there are no candidate lesions to fit on")
     if not np.all(np.isfinite(x)):
         raise ValueError("features hold NaN or infinite values")
+    if not (l2 > 0 and 0 < threshold < 1):
+        raise ValueError(f"l2 must be > 0 and threshold in (0, 1), got {l2} and {threshold}")
     if y.min() == y.max():
         raise ValueError("truth holds one class only; a filter needs true and false candidate lesions")
     mean = x.mean(axis=0)

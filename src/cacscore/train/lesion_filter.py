@@ -4,15 +4,17 @@ The filter (:mod:`cacscore.model.lesion_filter`) is fitted on the candidate
 lesions of cases that neither trained the members nor will test the model:
 each candidate is labelled true where it holds reference calcium. The
 features of each case are written to ``OUT/lesion_candidates/`` as they are
-computed, so an interrupted run continues where it stopped; the model folder
-(the members' weights, copied, and ``plan.json`` with
-``inference.lesion_filter``) is written at the end.
+computed (with ``run.json``: the model, data and votes they belong to), so
+an interrupted run continues where it stopped; the model folder (the
+members' weights, copied, and ``plan.json`` with ``inference.lesion_filter``)
+is written at the end, and the candidates removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import hashlib
 import json
 import shutil
 import warnings
@@ -78,6 +80,36 @@ def _case_file(folder: Path, index: int, ref: CaseRef) -> Path:
     return folder / f"{index}-{ref.case_id}.npz"
 
 
+def _run_identity(plan: Plan, model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]],
+                  candidate_votes: int) -> dict[str, Any]:
+    """What the saved candidates depend on: the members' weights, the data folders in order, the votes."""
+    return {
+        "members": [hashlib.sha1((model_dir / m["file"]).read_bytes()).hexdigest() for m in plan.members],
+        "data": [str(Path(folder).resolve()) for folder, _ in datasets],
+        "candidate_votes": candidate_votes,
+    }
+
+
+def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
+    """Create ``work`` with its ``run.json``, or check that an interrupted run's is the same."""
+    run_file = work / "run.json"
+    if run_file.is_file():
+        try:
+            saved = json.loads(run_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"{run_file}: cannot read ({exc}); remove {work}") from None
+        if saved != identity:
+            raise InvalidInputError(f"{work}: holds the candidates of another model, --data or --candidate-votes; "
+                                    "remove it or choose another --out")
+        return
+    if work.is_dir() and any(work.iterdir()):
+        raise InvalidInputError(f"{work}: holds files of unknown origin; remove it or choose another --out")
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = run_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(run_file)
+
+
 def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]], out: Path, *,
                         threshold: float = 0.5, candidate_votes: int = 1, l2: float = 1.0,
                         model_version: str | None = None,
@@ -107,16 +139,23 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
     Raises
     ------
     InvalidInputError
-        If ``out`` already holds a model, a case has no reference, or the
-        candidates are all true or all false.
+        If ``out`` already holds a model or another run's candidates, a
+        setting is out of range, a case has no reference, or the candidates
+        are all true or all false.
     """
     if (out / "plan.json").exists():
         raise InvalidInputError(f"{out}: already holds a model; choose another --out")
+    if out.is_file() or (out.is_dir() and any(p.name != CANDIDATES_DIR for p in out.iterdir())):
+        raise InvalidInputError(f"{out}: exists and is not an interrupted run of this command; choose another --out")
+    if not 0 < threshold < 1:
+        raise InvalidInputError(f"--threshold must be between 0 and 1, got {threshold}")
+    if not l2 > 0:
+        raise InvalidInputError(f"the L2 penalty must be positive, got {l2}")
     ensemble = load_ensemble(model_dir)
     if not 1 <= candidate_votes <= len(ensemble.members):
         raise InvalidInputError(f"--candidate-votes must be in 1..{len(ensemble.members)}, got {candidate_votes}")
     work = out / CANDIDATES_DIR
-    work.mkdir(parents=True, exist_ok=True)
+    _start_or_resume(work, _run_identity(ensemble.plan, model_dir, datasets, candidate_votes))
     refs = [(k, ref) for k, (_, cases) in enumerate(datasets) for ref in cases]
     features, truth = [], []
     for done, (k, ref) in enumerate(refs, start=1):
@@ -130,18 +169,19 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
                 raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}): no reference label to fit on")
             x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
             tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez(tmp, features=x, truth=y, candidate_votes=candidate_votes)
+            np.savez(tmp, features=x, truth=y)
             tmp.replace(path)
-        with np.load(path) as saved:
-            if int(saved["candidate_votes"]) != candidate_votes:
-                raise InvalidInputError(f"{path}: computed with another --candidate-votes; remove {work} first")
-            features.append(saved["features"])
-            truth.append(saved["truth"])
+        try:
+            with np.load(path) as saved:
+                features.append(saved["features"])
+                truth.append(saved["truth"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidInputError(f"{path}: cannot read ({exc}); remove it to compute the case again") from None
         if report is not None:
             report(done, len(refs))
     labels = np.concatenate(truth)
     fewest = min(int(labels.sum()), int((~labels).sum()))
-    if fewest < MIN_LESIONS_PER_CLASS:
+    if 0 < labels.size and fewest < MIN_LESIONS_PER_CLASS:
         warnings.warn(f"the lesion filter is fitted on {labels.size} candidate lesions, only {fewest} of them "
                       f"{'true' if labels.sum() == fewest else 'false'}; it will be unreliable: use more cases "
                       f"(at least {MIN_LESIONS_PER_CLASS} of each kind)", CacScoreWarning, stacklevel=2)
@@ -153,7 +193,10 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
     record: dict[str, Any] = {**(fitted.fitted_on or {}), "cases": len(refs),
                               "data": [str(folder) for folder, _ in datasets], "l2": l2}
     fitted = dataclasses.replace(fitted, fitted_on=record)
-    return _write_model(model_dir, ensemble.plan, fitted, out, model_version)
+    LesionFilter.from_dict(fitted.to_dict(), len(ensemble.members))  # what Plan.load will check, before writing
+    plan = _write_model(model_dir, ensemble.plan, fitted, out, model_version)
+    shutil.rmtree(work)  # derived data, not part of the model
+    return plan
 
 
 def _write_model(model_dir: Path, plan: Plan, fitted: LesionFilter, out: Path, model_version: str | None) -> Plan:
