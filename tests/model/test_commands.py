@@ -29,6 +29,8 @@ def test_score_with_the_shipped_model_reports_model_and_confidence(phantom_image
     assert report["model"]["members"] == 5 and report["model"]["head"] == "arteries"
     assert report["lesions"], "the shipped model finds calcium in a category D phantom"
     assert all(0.5 < lesion["confidence"] <= 1.0 for lesion in report["lesions"])
+    # The shipped model judges each lesion with its lesion filter: every reported one passed it.
+    assert all(0.5 <= lesion["filter_probability"] <= 1.0 for lesion in report["lesions"])
     for name in ("score.json", "lesions.csv", "prediction.nii.gz", "montage.png"):
         assert (out / name).is_file()
     volume = read_volume(phantom_image)

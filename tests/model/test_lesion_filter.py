@@ -96,7 +96,7 @@ def test_fit_reaches_the_penalised_optimum() -> None:
     assert np.abs(z.T @ (p - y) + 2.0 * np.asarray(fitted.coefficients)).max() < 1e-3
     assert abs(np.sum(p - y)) < 1e-3
     assert fitted.coefficients[0] > 1 and fitted.coefficients[6] < -1
-    assert np.mean(fitted.keep(x) == y) > 0.75
+    assert np.mean((p >= fitted.threshold) == y) > 0.75
     assert fitted.fitted_on == {"lesions": 400, "true_lesions": int(y.sum())}
 
 
@@ -256,3 +256,36 @@ def test_one_member_s_mask_uses_the_vote_rule() -> None:
     ensemble.plan.data["inference"]["min_lesion_voxels"] = 1
     single = ensemble.combine(probs[:1], image, grid, hu).labels
     assert np.all(single[0, 0:3, 0:3] == 2)  # 250 HU: the filter would have refused it
+
+
+def test_prediction_reports_the_filter_probability_of_each_scored_lesion() -> None:
+    probs, image, hu, grid = _three_members()
+    ensemble = Ensemble(_plan(_peak_filter(300).to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    prediction = ensemble.combine(probs, image, grid, hu)
+    assert prediction.candidate_probability is not None
+    # Peak 400 HU, intercept -300, coefficient 1 per HU: sigmoid(100) for both kept lesions.
+    lesion_map = np.zeros(grid.source_shape, int)
+    lesion_map[1, 9:12, 9:12] = 1
+    lesion_map[2, 0:3, 9:12] = 2
+    lesion_map[0, 0:3, 0:3] = 3  # the refused 250 HU candidate is not in the mask: a map may still name it
+    got = prediction.filter_probability(lesion_map)
+    assert got == pytest.approx({1: 1.0, 2: 1.0, 3: 1 / (1 + math.exp(50))})
+    ensemble.plan = _plan(None)
+    assert ensemble.combine(probs, image, grid, hu).filter_probability(lesion_map) == {}
+
+
+def test_scored_lesions_carry_confidence_and_filter_probability() -> None:
+    from cacscore.io import CTVolume
+    from cacscore.model import score_with_model
+
+    probs, image, hu, grid = _three_members()
+    n = len(FEATURE_NAMES)
+    coefficients = [0.0] * n
+    coefficients[F["peak_hu"]] = 0.01  # gentle: 400 HU -> sigmoid(1)
+    lesion_filter = LesionFilter(mean=(0.0,) * n, scale=(1.0,) * n, coefficients=tuple(coefficients), intercept=-3.0)
+    ensemble = Ensemble(_plan(lesion_filter.to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    prediction = ensemble.combine(probs, image, grid, hu)
+    result = score_with_model(CTVolume(hu, grid.source_spacing), ensemble, prediction=prediction)
+    by_confidence = sorted((lesion.confidence, lesion.filter_probability) for lesion in result.lesions)
+    np.testing.assert_allclose(by_confidence, [(1 / 3, 1 / (1 + math.exp(-1))), (1.0, 1 / (1 + math.exp(-1)))])
+    assert "filter_probability" in result.to_dict()["lesions"][0]

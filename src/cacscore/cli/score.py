@@ -184,9 +184,10 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     if report["lesions"]:
         # A model's result says how many members found each lesion; a reviewer starts with the doubtful ones.
         with_confidence = any(lesion.get("confidence") is not None for lesion in report["lesions"])
+        with_filter = any(lesion.get("filter_probability") is not None for lesion in report["lesions"])
         lesions = Table(title="Lesions")
         columns = ["id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices", "centroid LPS (mm)"]
-        for column in columns + (["confidence"] if with_confidence else []):
+        for column in columns + (["confidence"] if with_confidence else []) + (["filter p"] if with_filter else []):
             lesions.add_column(
                 column, justify="left" if column in ("artery", "slices") else "right", no_wrap=column.startswith("c")
             )
@@ -199,6 +200,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             ]
             if with_confidence:
                 cells.append("-" if lesion.get("confidence") is None else f"{lesion['confidence']:.0%}")
+            if with_filter:
+                cells.append("-" if lesion.get("filter_probability") is None else f"{lesion['filter_probability']:.2f}")
             lesions.add_row(*cells)
         console.print(lesions)
 

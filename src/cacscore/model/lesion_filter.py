@@ -158,10 +158,6 @@ class LesionFilter:
         z = (np.asarray(features, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
         return _sigmoid(z @ np.asarray(self.coefficients) + self.intercept)
 
-    def keep(self, features: np.ndarray) -> np.ndarray:
-        """True for the lesions kept."""
-        return self.probability(features) >= self.threshold
-
     def to_dict(self) -> dict[str, Any]:
         """The ``inference.lesion_filter`` block of ``plan.json``."""
         return {**asdict(self), "features": list(self.features), "mean": list(self.mean),

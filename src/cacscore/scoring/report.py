@@ -41,6 +41,7 @@ LESION_COLUMNS: tuple[str, ...] = (
     "last_slice",
     "n_voxels",
     "confidence",
+    "filter_probability",
 )
 
 
@@ -109,7 +110,7 @@ def lesions_csv(result: ScoreResult | Mapping[str, Any]) -> str:
     Returns
     -------
     str
-        Header row plus one row per lesion; an empty ``confidence`` means none.
+        Header row plus one row per lesion; an empty ``confidence`` or ``filter_probability`` means none.
     """
     scores = result if isinstance(result, ScoreResult) else ScoreResult.from_dict(result)
     buffer = io.StringIO()
@@ -131,6 +132,7 @@ def lesions_csv(result: ScoreResult | Mapping[str, Any]) -> str:
                 lesion.slices[1],
                 lesion.n_voxels,
                 "" if lesion.confidence is None else repr(lesion.confidence),
+                "" if lesion.filter_probability is None else repr(lesion.filter_probability),
             ]
         )
     return buffer.getvalue()

@@ -87,6 +87,10 @@ class Lesion:
         Number of scored voxels.
     confidence : float or None
         Model confidence in [0, 1], filled by model-based scoring; None otherwise.
+    filter_probability : float or None
+        Where the model has a lesion filter (:mod:`cacscore.model.lesion_filter`),
+        its probability in [0, 1] that the lesion is coronary calcium (the
+        highest of the candidate lesions it holds); None otherwise.
     """
 
     id: int
@@ -101,6 +105,7 @@ class Lesion:
     slices: tuple[int, int]
     n_voxels: int
     confidence: float | None = None
+    filter_probability: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (tuples become lists)."""
@@ -113,6 +118,7 @@ class Lesion:
     def from_dict(cls, data: Mapping[str, Any]) -> Lesion:
         """Inverse of :meth:`to_dict`."""
         confidence = data.get("confidence")
+        filter_probability = data.get("filter_probability")
         return cls(
             id=int(data["id"]),
             artery=str(data["artery"]),
@@ -126,6 +132,7 @@ class Lesion:
             slices=(int(data["slices"][0]), int(data["slices"][1])),
             n_voxels=int(data["n_voxels"]),
             confidence=None if confidence is None else float(confidence),
+            filter_probability=None if filter_probability is None else float(filter_probability),
         )
 
 
@@ -231,12 +238,23 @@ class ScoreResult:
         InvalidInputError
             If an id is not a lesion of this result.
         """
+        return self._with_lesion_values("confidence", confidences)
+
+    def with_filter_probabilities(self, probabilities: Mapping[int, float]) -> ScoreResult:
+        """Copy with ``Lesion.filter_probability`` set from ``{lesion id: probability}`` (others unchanged).
+
+        Raises
+        ------
+        InvalidInputError
+            If an id is not a lesion of this result.
+        """
+        return self._with_lesion_values("filter_probability", probabilities)
+
+    def _with_lesion_values(self, name: str, values: Mapping[int, float]) -> ScoreResult:
         ids = {lesion.id for lesion in self.lesions}
-        unknown = sorted(set(confidences) - ids)
+        unknown = sorted(set(values) - ids)
         if unknown:
-            raise InvalidInputError(f"confidences given for lesion ids {unknown} that the result does not have")
-        lesions = [
-            replace(lesion, confidence=float(confidences[lesion.id])) if lesion.id in confidences else lesion
-            for lesion in self.lesions
-        ]
+            raise InvalidInputError(f"{name} values given for lesion ids {unknown} that the result does not have")
+        changes: dict[int, dict[str, Any]] = {i: {name: float(v)} for i, v in values.items()}
+        lesions = [replace(lesion, **changes[lesion.id]) if lesion.id in changes else lesion for lesion in self.lesions]
         return replace(self, lesions=lesions)
