@@ -3,7 +3,8 @@
 Stages, in a warm process (model loaded, one untimed run first): read the
 DICOM series, preprocess (enhanced downsampling, clip, scale), the five
 forward passes, postprocess (vote, artery, upsampling, HU >= 130, lesion
-majority), score (Agatston, lesions, confidence). Then the cold wall time of
+majority, the plan's lesion filter or size limit), score (Agatston, lesions,
+confidence). Then the cold wall time of
 ``cacscore score SERIES --json`` in a new process. Three ways of running the
 members are timed: fp32 exactly as trained (the reference), fp32 with batch
 norm folded into the convolutions and channels-last layout (what
