@@ -129,6 +129,14 @@ class EnsemblePrediction:
         """Number of members."""
         return int(self.member_masks.shape[0])
 
+    def _checked(self, lesion_map: np.ndarray) -> np.ndarray:
+        lesion_map = np.asarray(lesion_map)
+        if lesion_map.shape != self.grid.source_shape:
+            raise InvalidInputError(
+                f"lesion map shape {lesion_map.shape} does not match the volume {self.grid.source_shape}"
+            )
+        return lesion_map
+
     def lesion_confidence(self, lesion_map: np.ndarray) -> dict[int, float]:
         """Fraction of members whose own mask overlaps each lesion of ``lesion_map``.
 
@@ -142,11 +150,7 @@ class EnsemblePrediction:
         dict of int to float
             Lesion id -> confidence in [0, 1].
         """
-        lesion_map = np.asarray(lesion_map)
-        if lesion_map.shape != self.grid.source_shape:
-            raise InvalidInputError(
-                f"lesion map shape {lesion_map.shape} does not match the volume {self.grid.source_shape}"
-            )
+        lesion_map = self._checked(lesion_map)
         box = bounding_box(lesion_map)
         if box is None:
             return {}
@@ -174,11 +178,7 @@ class EnsemblePrediction:
         dict of int to float
             Lesion id -> probability in [0, 1]; empty where the model has no lesion filter.
         """
-        lesion_map = np.asarray(lesion_map)
-        if lesion_map.shape != self.grid.source_shape:
-            raise InvalidInputError(
-                f"lesion map shape {lesion_map.shape} does not match the volume {self.grid.source_shape}"
-            )
+        lesion_map = self._checked(lesion_map)
         if self.candidates is None or self.candidate_probability is None:
             return {}
         inside = lesion_map[self.candidates.box]
