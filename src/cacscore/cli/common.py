@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import typer
 from rich.console import Console
@@ -27,40 +30,105 @@ def out_console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
+#: Warning kinds meant for developers (API changes, unclosed files), not for the person running a command.
+_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning)
+#: Longest library warning text shown (characters); some libraries warn with whole paragraphs.
+_MAX_WARNING_CHARS = 200
+#: Distinct warning lines remembered per context, so a warning raised per slice or per request is shown
+#: once without the memory of a long-running server growing with every repeat.
+_MAX_REMEMBERED_WARNINGS = 1000
+_showing = threading.local()
+
+
+def warning_line(message: Warning | str, category: type[Warning], filename: str) -> str | None:
+    """The one line (without ``warning:``) shown for a warning, or None where it is not shown.
+
+    :class:`CacScoreWarning` messages are shown as they are. Developer warnings
+    (deprecations, unclosed files) are not shown. Any other library warning
+    (pydicom, numpy, ITK...) becomes one line that names the library; cacscore's
+    readers check the conditions that matter themselves and say so in their own
+    warnings or errors, so these lines are a trace, not the diagnosis.
+
+    Examples
+    --------
+    >>> warning_line("kVp is 100", CacScoreWarning, "checks.py")
+    'kVp is 100'
+    >>> warning_line("old API", DeprecationWarning, "x.py") is None
+    True
+    """
+    if issubclass(category, CacScoreWarning):
+        return str(message)
+    if issubclass(category, _DEVELOPER_WARNINGS):
+        return None
+    text = " ".join(str(message).split())
+    if len(text) > _MAX_WARNING_CHARS:
+        text = text[: _MAX_WARNING_CHARS - 3] + "..."
+    match = re.search(r"(?:site|dist)-packages[\\/]+([A-Za-z0-9_]+)", filename)
+    library = match.group(1) if match else Path(filename).stem or "a library"
+    return f"{library} reported: {text}"
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show each warning raised inside as one ``warning: ...`` line on stderr, as it happens.
+
+    The one place where every entry point (a command, the review server, a
+    batch or a listener loop) turns Python warnings into lines for people.
+    Warnings are shown at once and never collected: nothing grows while a
+    server runs, and showing a warning can never raise another that is shown
+    in turn (a warning raised while one is shown is dropped), so the handler
+    cannot loop. Each distinct line is shown once.
+    """
+    seen: set[str] = set()
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if getattr(_showing, "active", False):
+            return
+        _showing.active = True
+        try:
+            text = warning_line(message, category, filename)
+            if text is None or text in seen:
+                return
+            if len(seen) < _MAX_REMEMBERED_WARNINGS:
+                seen.add(text)
+            err_console.print(f"[yellow]warning:[/] {escape(text)}", soft_wrap=True)
+        finally:
+            _showing.active = False
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", CacScoreWarning)
+        warnings.showwarning = show
+        yield
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Turn :class:`CacScoreError` into a one-line ``error: ...`` on stderr and exit code 1.
 
-    :class:`CacScoreWarning` warnings raised inside are printed as
-    ``warning: ...`` lines instead of Python's warning format.
+    Warnings raised inside are shown as ``warning: ...`` lines as they
+    happen (see :func:`warnings_as_lines`), never in Python's format.
     """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CacScoreWarning)
+    with warnings_as_lines():
         try:
             yield
         except CacScoreError as exc:
-            _print_warnings(caught)
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except OSError as exc:
             # A file that cannot be written (permissions, a full disk, a read-only place) is the user's to fix.
-            _print_warnings(caught)
             where = f"{exc.filename}: " if exc.filename else ""
             err_console.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
-            _print_warnings(caught)
             err_console.print("interrupted; finished work is kept, run the command again to resume")
             raise typer.Exit(code=130) from None
-    _print_warnings(caught)
-
-
-def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
-    for record in caught:
-        if issubclass(record.category, CacScoreWarning):
-            err_console.print(f"[yellow]warning:[/] {escape(str(record.message))}", soft_wrap=True)
-        else:
-            warnings.showwarning(record.message, record.category, record.filename, record.lineno)
 
 
 def prepare_output_dir(out: Path, products: list[str], *, force: bool) -> Path:
