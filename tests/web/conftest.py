@@ -14,6 +14,7 @@ from cacscore.io import CTVolume, write_volume
 from cacscore.labels import LAD, RCA
 from cacscore.web.dependencies import Settings, app_stores, get_scorer
 from cacscore.web.main import create_app
+from cacscore.web.security import REQUEST_HEADER
 from cacscore.web.service import AutoResult, Scorer
 from cacscore.web.store import ReviewStore
 
@@ -53,6 +54,11 @@ def known_scorer(volume: CTVolume) -> AutoResult:
     return AutoResult(mask=mask, method="model", model_version="test-model 1", confidence=confidence)
 
 
+def local_client(app: FastAPI, **options: object) -> TestClient:
+    """A test client that is what the review page is: on a loopback host name, sending the same-origin header."""
+    return TestClient(app, base_url="http://localhost", headers={REQUEST_HEADER: "1"}, **options)  # type: ignore[arg-type]
+
+
 def store_of(client: TestClient, settings: Settings, scorer: Scorer = known_scorer) -> ReviewStore:
     """The review store that ``client``'s app serves ``settings`` from with ``scorer``."""
     assert isinstance(client.app, FastAPI)
@@ -81,5 +87,5 @@ def settings(tmp_path: Path, data_dir: Path) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
     app.dependency_overrides[get_scorer] = lambda: known_scorer
-    with TestClient(app) as test_client:
+    with local_client(app) as test_client:
         yield test_client

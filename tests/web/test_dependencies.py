@@ -16,7 +16,7 @@ from cacscore.web.dependencies import ModelScorer, Settings, get_scorer
 from cacscore.web.main import create_app
 from cacscore.web.service import candidates_only
 
-from .conftest import automatic_mask, known_scorer, store_of, synthetic_volume
+from .conftest import automatic_mask, known_scorer, local_client, store_of, synthetic_volume
 
 
 @dataclass
@@ -81,12 +81,15 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
         ({"max_upload_mb": 0}, "--max-upload-mb must be > 0"),
         ({"cache_size": 0}, "cache size must be >= 1"),
         ({"host": "192.168.1.5"}, "--host 192.168.1.5 exposes the server"),
+        ({"token": "a"}, "--token has 1 characters; give at least 32"),
+        ({"token": "x" * 31}, "--token has 31 characters"),
     ],
 )
 def test_bad_settings_are_refused(settings: Settings, change: dict, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         replace(settings, **change).check()
-    assert replace(settings, host="192.168.1.5", token="t").check().token == "t"
+    token = "t" * 32
+    assert replace(settings, host="192.168.1.5", token=token).check().token == token
 
 
 def test_background_analysis_fills_in_the_automatic_scores(settings: Settings, data_dir: Path) -> None:
@@ -99,7 +102,7 @@ def test_background_analysis_fills_in_the_automatic_scores(settings: Settings, d
     settings = replace(settings, analyse_in_background=True)
     app = create_app(settings)
     app.dependency_overrides[get_scorer] = lambda: known_scorer
-    with TestClient(app) as client:
+    with local_client(app) as client:
         assert [s["status"] for s in client.get("/api/studies").json()] == ["new", "new", "new"]
         store = store_of(client, settings)
         assert store._worker is not None
@@ -127,7 +130,7 @@ def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
     app.dependency_overrides[get_scorer] = lambda: (
         lambda volume: replace(known_scorer(volume), mask=np.zeros((2, 2, 2), np.uint8))
     )
-    with TestClient(app) as client:
+    with local_client(app) as client:
         response = client.get("/api/studies/1")
     assert response.status_code == 422
     assert "automatic mask shape (2, 2, 2) does not match the scan (6, 48, 48)" in response.json()["detail"]
@@ -170,7 +173,7 @@ def test_app_factory_reads_settings_from_the_environment(
     try:
         app = create_app()
         app.dependency_overrides[get_scorer] = lambda: known_scorer
-        with TestClient(app) as client:
+        with local_client(app) as client:
             assert [s["name"] for s in client.get("/api/studies").json()] == ["case_a"]
     finally:
         dependencies.get_settings.cache_clear()

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from cacscore.cli.main import app as cli_app
@@ -14,6 +13,8 @@ from cacscore.errors import CacScoreError
 from cacscore.io import write_volume
 from cacscore.web.dependencies import Settings, get_scorer
 from cacscore.web.main import create_app
+
+from .conftest import local_client
 
 
 def test_served_automatic_result_equals_cacscore_score_with_the_shipped_model(tmp_path: Path) -> None:
@@ -38,7 +39,7 @@ def test_served_automatic_result_equals_cacscore_score_with_the_shipped_model(tm
         upload_dir=tmp_path / "uploads",
     )
     try:
-        with TestClient(create_app(settings)) as client:
+        with local_client(create_app(settings)) as client:
             study = client.get("/api/studies/1").json()
     finally:
         get_scorer.cache_clear()

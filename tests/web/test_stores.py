@@ -17,7 +17,7 @@ from cacscore.web.main import create_app
 from cacscore.web.service import AutoResult, Scorer, candidates_only
 from cacscore.web.store import ReviewStore
 
-from .conftest import known_scorer, store_of, synthetic_volume
+from .conftest import known_scorer, local_client, store_of, synthetic_volume
 
 
 def scored_app(settings: Settings, scorer: Scorer = known_scorer) -> FastAPI:
@@ -39,7 +39,7 @@ def test_shutting_one_app_down_leaves_another_with_equal_settings_working(
 ) -> None:
     first = store_of(client, settings)
     assert client.get("/api/studies/1").status_code == 200
-    with TestClient(scored_app(settings)) as other:
+    with local_client(scored_app(settings)) as other:
         second = store_of(other, settings)
         assert other.get("/api/studies/1").json()["state"]["version"] == 0
     assert second is not first
@@ -52,7 +52,7 @@ def test_shutting_one_app_down_leaves_another_with_equal_settings_working(
 
 
 def test_shutdown_closes_the_store_and_releases_its_connections(settings: Settings) -> None:
-    with TestClient(scored_app(settings)) as client:
+    with local_client(scored_app(settings)) as client:
         client.get("/api/studies/1")
         store = store_of(client, settings)
         pool = store.db.engine.pool
@@ -64,7 +64,7 @@ def test_shutdown_closes_the_store_and_releases_its_connections(settings: Settin
 
 def test_closing_twice_is_harmless(settings: Settings) -> None:
     app = scored_app(settings)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         client.get("/api/studies")
         store = store_of(client, settings)
     store.close()
@@ -74,10 +74,10 @@ def test_closing_twice_is_harmless(settings: Settings) -> None:
 
 def test_an_app_started_again_opens_a_fresh_store(settings: Settings) -> None:
     app = scored_app(settings)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         client.get("/api/studies/1")
         first = store_of(client, settings)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         assert client.get("/api/studies").json()[0]["status"] == "analysed"
         assert store_of(client, settings) is not first
 
@@ -100,13 +100,13 @@ def test_shutdown_finishes_the_study_in_analysis_and_leaves_the_rest(
             time.sleep(0.01)
         return known_scorer(volume)
 
-    with TestClient(scored_app(settings, held_scorer)) as client:
+    with local_client(scored_app(settings, held_scorer)) as client:
         assert [s["status"] for s in client.get("/api/studies").json()] == ["new"] * 3
         served.append(store_of(client, settings, held_scorer))
         worker = served[0]._worker
         # The worker thread may not have reached the first study yet; shut down only once it is in it.
         assert analysing.wait(60)
     assert worker is not None and not worker.is_alive()
-    with TestClient(scored_app(replace(settings, analyse_in_background=False))) as client:
+    with local_client(scored_app(replace(settings, analyse_in_background=False))) as client:
         statuses = [s["status"] for s in client.get("/api/studies").json()]
     assert statuses == ["analysed", "new", "new"]

@@ -1,4 +1,4 @@
-"""Review database: studies, their automatic result, the audit trail of edits, the signature.
+"""Review database: studies, their automatic result, the edits, the signature, the hash-chained audit log.
 
 SQLAlchemy 2 ORM on any database URL (SQLite file by default, PostgreSQL via
 ``postgresql+psycopg://...``). The automatic result of a study is written
@@ -7,12 +7,22 @@ edit rows replayed in order (an undo row cancels the edit it names), so the
 edited mask can always be rebuilt and every change is accounted for.
 Optimistic concurrency: each study carries a ``version`` that every change
 must name and increments (see :func:`bump_version`).
+
+Every state change (upload, rescan, edit, undo, sign, un-sign, export) also
+writes an :class:`AuditRow` in the same transaction as the change. Each row
+holds the SHA-256 of its own content and of the row before it, so that
+:func:`verify_audit` finds any row changed, inserted or deleted directly in
+the database, and any edit or signature without its matching audit row.
+Rows are appended under :data:`AUDIT_LOCK`: one server process per database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +36,10 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     create_engine,
     event,
+    select,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -134,12 +146,191 @@ class Edit(Base):
         }
 
 
+#: ``prev_hash`` of the first audit row.
+GENESIS_HASH = "0" * 64
+#: Held from reading the last audit hash until the transaction that appends a row commits.
+AUDIT_LOCK = threading.RLock()
+
+
+class AuditRow(Base):
+    """One entry of the audit log: who did what to which study, chained to the entry before.
+
+    ``detail`` is canonical JSON (sorted keys) of the action's facts (lesion,
+    labels, version, total after the change, reason...). ``hash`` is the
+    SHA-256 of ``prev_hash`` and the row's content (see :func:`audit_hash`).
+    """
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    time: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready audit entry."""
+        return {
+            "id": self.id,
+            "study_id": self.study_id,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "detail": json.loads(self.detail),
+            "hash": self.hash,
+        }
+
+
+def audit_hash(
+    prev_hash: str, *, study_id: int | None, time: str, actor: str, action: str, detail: str
+) -> str:
+    """SHA-256 (hex) of an audit row's content chained to the previous row's hash."""
+    content = json.dumps(
+        [prev_hash, study_id, time, actor, action, detail], ensure_ascii=True, separators=(",", ":")
+    )
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def append_audit(
+    session: Session, *, study_id: int | None, actor: str, action: str, detail: dict[str, Any]
+) -> AuditRow:
+    """Add an audit row to ``session``'s transaction, chained to the last row.
+
+    The caller must hold :data:`AUDIT_LOCK` until it commits (or roll back),
+    so that no other row is appended in between.
+    """
+    last = session.scalar(select(AuditRow.hash).order_by(AuditRow.id.desc()).limit(1))
+    prev = last if last is not None else GENESIS_HASH
+    time = utcnow().isoformat(timespec="microseconds")
+    text = json.dumps(detail, sort_keys=True, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    row = AuditRow(
+        study_id=study_id,
+        time=time,
+        actor=actor,
+        action=action,
+        detail=text,
+        prev_hash=prev,
+        hash=audit_hash(prev, study_id=study_id, time=time, actor=actor, action=action, detail=text),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass
+class AuditCheck:
+    """Result of :func:`verify_audit`: ``ok`` when ``problems`` is empty."""
+
+    rows: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """Whether the log is intact and agrees with the studies."""
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready result."""
+        return {"ok": self.ok, "rows": self.rows, "problems": self.problems}
+
+
+#: Audit actions that record an :class:`Edit` row (``detail["edit"]`` is its id).
+EDIT_ACTIONS = ("add", "remove", "reassign", "undo")
+
+
+def verify_audit(session: Session) -> AuditCheck:
+    """Recompute the audit chain and compare it with the edits and signatures it records.
+
+    Finds: a row whose content no longer matches its hash, a broken link
+    (a row deleted or inserted), an edit row without an identical audit row,
+    a signature that differs from the study's last sign or un-sign entry, and
+    a study summary that differs from the total recorded by its last change.
+    """
+    problems: list[str] = []
+    rows = list(session.scalars(select(AuditRow).order_by(AuditRow.id)))
+    prev = GENESIS_HASH
+    recorded_edits: dict[int, dict[str, Any]] = {}
+    last_signature: dict[int, tuple[str, str | None]] = {}
+    last_total: dict[int, float] = {}
+    for row in rows:
+        if row.prev_hash != prev:
+            problems.append(f"audit row {row.id}: does not follow the row before it (a row was removed or inserted)")
+        expected = audit_hash(
+            row.prev_hash,
+            study_id=row.study_id,
+            time=row.time,
+            actor=row.actor,
+            action=row.action,
+            detail=row.detail,
+        )
+        if row.hash != expected:
+            problems.append(f"audit row {row.id}: content changed after it was written")
+        prev = row.hash
+        try:
+            detail = json.loads(row.detail)
+        except ValueError:
+            problems.append(f"audit row {row.id}: detail is not JSON")
+            continue
+        if row.study_id is None:
+            continue
+        if row.action in EDIT_ACTIONS and "edit" in detail:
+            recorded_edits[int(detail["edit"])] = {**detail, "actor": row.actor, "action": row.action}
+        if row.action == "sign":
+            last_signature[row.study_id] = ("signed", row.actor)
+        elif row.action == "unsign":
+            last_signature[row.study_id] = ("unsigned", None)
+        if "agatston" in detail:
+            last_total[row.study_id] = float(detail["agatston"])
+    for edit in session.scalars(select(Edit).order_by(Edit.id)):
+        entry = recorded_edits.get(edit.id)
+        facts = {
+            "actor": edit.reviewer,
+            "action": edit.action,
+            "lesion": edit.lesion,
+            "before": edit.before,
+            "after": edit.after,
+            "undoes": edit.undoes,
+            "study": edit.study_id,
+        }
+        if entry is None:
+            problems.append(f"edit {edit.id} of study {edit.study_id}: no audit row records it")
+        elif any(entry.get(key) != value for key, value in facts.items()):
+            problems.append(f"edit {edit.id} of study {edit.study_id}: differs from its audit row")
+    for study in session.scalars(select(Study).order_by(Study.id)):
+        state, by = last_signature.get(study.id, ("unsigned", None))
+        if (study.signed_at is not None) != (state == "signed") or (
+            study.signed_at is not None and study.signed_by != by
+        ):
+            problems.append(f"study {study.id}: signature differs from the audit log")
+        if study.id in last_total and study.current_agatston != last_total[study.id]:
+            problems.append(f"study {study.id}: summary score differs from its last audited change")
+    return AuditCheck(rows=len(rows), problems=problems)
+
+
 @dataclass
 class Database:
     """An engine with its session factory."""
 
     engine: Engine
     sessions: sessionmaker[Session]
+
+
+def database_url(text: str) -> str:
+    """``--db`` as a SQLAlchemy URL: a URL (``scheme://...``) unchanged, a file path as an SQLite URL.
+
+    Examples
+    --------
+    >>> database_url("postgresql+psycopg://u@h/db")
+    'postgresql+psycopg://u@h/db'
+    >>> database_url("/tmp/review.db")
+    'sqlite:////tmp/review.db'
+    """
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().absolute()}"
 
 
 def open_database(url: str) -> Database:

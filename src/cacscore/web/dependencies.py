@@ -1,16 +1,16 @@
-"""Shared FastAPI dependencies: settings, the automatic scorer, the review store, the access token.
+"""Shared FastAPI dependencies: settings, the automatic scorer, the review store.
 
 ``get_settings`` and ``get_scorer`` are cached; tests replace them through
 ``app.dependency_overrides`` (e.g. a scorer that returns a known mask).
 ``cacscore serve`` builds the app with :func:`cacscore.web.main.create_app`,
 which overrides ``get_settings`` with the command-line values.
 Review stores belong to the app that opened them (:class:`AppStores` on
-``app.state``) and are closed when that app shuts down.
+``app.state``) and are closed when that app shuts down. The access token and
+the other request checks live in :mod:`cacscore.web.security`.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import threading
@@ -20,10 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Request
+from fastapi import Path as PathParam
 
 from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.io import CTVolume
+from cacscore.web.db import database_url
+from cacscore.web.security import LOOPBACK_NAMES, check_token, host_name
 from cacscore.web.service import AutoResult, Scorer, candidates_only
 from cacscore.web.store import ReviewStore
 
@@ -35,6 +38,10 @@ log = logging.getLogger("cacscore.web")
 #: Folder for the SQLite database and uploaded studies unless told otherwise.
 DEFAULT_STATE_DIR = Path("cacscore-review")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: Addresses that bind every interface; they name no host that a browser would send.
+_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+#: Largest id or number a path or body may hold: SQLite's integers are signed 64-bit.
+MAX_DB_INT = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,15 @@ class Settings:
     upload_dir : Path
         Folder where uploaded studies are unpacked.
     token : str or None
-        Access token every API request must carry; required when ``host`` is not a loopback address.
+        Access token every API request must carry (at least 32 characters); required when ``host``
+        is not a loopback address.
     host : str
         Address the server binds to.
+    allowed_hosts : tuple of str
+        Host names accepted in the ``Host`` header besides the loopback names and ``host`` itself
+        (``--allowed-host``), e.g. the name a reverse proxy forwards.
+    tls : bool
+        Served over HTTPS (``--tls-cert``/``--tls-key``); only changes the plain-HTTP warning.
     max_upload_mb : float
         Largest accepted upload, MB (also the limit on a zip's unpacked size x 4).
     cache_size : int
@@ -66,12 +79,14 @@ class Settings:
     upload_dir: Path = DEFAULT_STATE_DIR / "uploads"
     token: str | None = None
     host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    tls: bool = False
     max_upload_mb: float = 512.0
     cache_size: int = 4
     analyse_in_background: bool = False
 
     def check(self) -> Settings:
-        """Validate: token present when binding beyond loopback, data folder exists, limits positive.
+        """Validate: a long token present when binding beyond loopback, data folder exists, limits positive.
 
         Raises
         ------
@@ -83,6 +98,8 @@ class Settings:
                 f"--host {self.host} exposes the server beyond this computer; give an access token with "
                 "--token (or CACSCORE_TOKEN) so that only people who have it can open studies"
             )
+        if self.token:
+            check_token(self.token)
         if self.data_dir is not None and not self.data_dir.is_dir():
             raise InvalidInputError(f"--data {self.data_dir}: no such folder")
         if not self.max_upload_mb > 0:
@@ -91,13 +108,25 @@ class Settings:
             raise InvalidInputError(f"cache size must be >= 1, got {self.cache_size!r}")
         return self
 
+    def allowed_host_names(self) -> frozenset[str]:
+        """Host names accepted in the ``Host`` header (lower case, without port)."""
+        names = set(LOOPBACK_NAMES) | {host_name(name) for name in self.allowed_hosts}
+        if self.host not in _WILDCARD_HOSTS:
+            names.add(host_name(self.host if ":" not in self.host else f"[{self.host}]"))
+        return frozenset(names)
+
+    @property
+    def beyond_loopback(self) -> bool:
+        """Whether the server listens on an address other computers can reach."""
+        return self.host not in LOOPBACK_HOSTS
+
     @classmethod
     def from_env(cls) -> Settings:
         """Settings from ``CACSCORE_DATA``, ``CACSCORE_DB``, ``CACSCORE_UPLOADS``, ``CACSCORE_TOKEN``."""
         data = os.environ.get("CACSCORE_DATA")
         return cls(
             data_dir=Path(data) if data else None,
-            db_url=os.environ.get("CACSCORE_DB", cls.db_url),
+            db_url=database_url(os.environ.get("CACSCORE_DB") or cls.db_url),
             upload_dir=Path(os.environ.get("CACSCORE_UPLOADS", str(cls.upload_dir))),
             token=os.environ.get("CACSCORE_TOKEN") or None,
         )
@@ -205,20 +234,8 @@ def get_store(
     return app_stores(request.app).get(settings, scorer)
 
 
-def require_token(request: Request, settings: Annotated[Settings, Depends(get_settings)]) -> None:
-    """Reject API requests without the access token when one is set.
-
-    The token may come as ``Authorization: Bearer <token>``, an ``X-Cacscore-Token``
-    header or a ``token`` query parameter (download links).
-    """
-    if not settings.token:
-        return
-    given = request.headers.get("x-cacscore-token") or request.query_params.get("token") or ""
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    if not hmac.compare_digest(given.encode(), settings.token.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong access token")
-
-
 StoreDep = Annotated[ReviewStore, Depends(get_store)]
+#: A study id in a path: a positive database integer (larger ones are 422, not an overflow).
+StudyId = Annotated[int, PathParam(ge=1, le=MAX_DB_INT, description="Study id.")]
+#: A slice index in a path.
+SliceIndex = Annotated[int, PathParam(ge=0, le=2**31 - 1, description="Axial slice index.")]

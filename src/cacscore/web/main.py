@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -19,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 
 from cacscore import __version__
 from cacscore.errors import CacScoreError, InvalidInputError
-from cacscore.web.dependencies import AppStores, Settings, app_stores, get_settings, require_token
+from cacscore.web.dependencies import AppStores, Settings, app_stores, get_settings
 from cacscore.web.files import UploadTooLargeError
-from cacscore.web.routers import export, review, studies
-from cacscore.web.store import ConflictError, StudyNotFoundError, StudySignedError
+from cacscore.web.routers import audit, export, review, studies
+from cacscore.web.security import FailedAttempts, guard
+from cacscore.web.store import ConfirmationNeededError, ConflictError, StudyNotFoundError, StudySignedError
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -31,33 +33,36 @@ ERROR_STATUS: tuple[tuple[type[CacScoreError], int], ...] = (
     (StudyNotFoundError, 404),
     (ConflictError, 409),
     (StudySignedError, 403),
+    (ConfirmationNeededError, 428),
     (UploadTooLargeError, 413),
     (InvalidInputError, 422),
     (CacScoreError, 400),
 )
 
 
-#: Sent with every response: the page may load nothing from elsewhere, never be framed, never leak the
-#: address (with its ``?token=``) as a referrer.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+def _guard_middleware(app: FastAPI) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    failures = FailedAttempts()
 
+    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        override = app.dependency_overrides.get(get_settings, get_settings)
+        return await guard(request, call_next, override(), failures)
 
-async def _security_headers(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    response = await call_next(request)
-    response.headers.update(SECURITY_HEADERS)
-    return response
+    return middleware
 
 
 async def _error_response(_request: Request, exc: Exception) -> JSONResponse:
     code = next(code for cls, code in ERROR_STATUS if isinstance(exc, cls))
     return JSONResponse({"detail": str(exc)}, status_code=code)
+
+
+async def _validation_response(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad field; the input itself is left out (it may be NaN, which JSON cannot carry)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "invalid"))}
+        for error in errors
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 @asynccontextmanager
@@ -83,11 +88,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checked = settings.check()
         app.dependency_overrides[get_settings] = lambda: checked
     app.add_exception_handler(CacScoreError, _error_response)
+    app.add_exception_handler(RequestValidationError, _validation_response)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
-    app.middleware("http")(_security_headers)
-    protected = [Depends(require_token)]
-    app.include_router(studies.router, prefix="/api/studies", tags=["studies"], dependencies=protected)
-    app.include_router(review.router, prefix="/api/studies", tags=["review"], dependencies=protected)
-    app.include_router(export.router, prefix="/api/studies", tags=["export"], dependencies=protected)
+    # Host, same-origin proof and token are checked before any route runs (cacscore.web.security).
+    app.middleware("http")(_guard_middleware(app))
+    app.include_router(audit.router, prefix="/api/audit", tags=["audit"])
+    app.include_router(studies.router, prefix="/api/studies", tags=["studies"])
+    app.include_router(review.router, prefix="/api/studies", tags=["review"])
+    app.include_router(export.router, prefix="/api/studies", tags=["export"])
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

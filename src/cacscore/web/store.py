@@ -28,7 +28,20 @@ from cacscore.io import CTVolume, write_mask
 from cacscore.labels import ARTERY_NAMES
 from cacscore.scoring import ScoreResult, score_report
 from cacscore.web import files
-from cacscore.web.db import Edit, Study, bump_version, iso, open_database, pack_mask, unpack_mask, utcnow
+from cacscore.web.db import (
+    AUDIT_LOCK,
+    AuditCheck,
+    Edit,
+    Study,
+    append_audit,
+    bump_version,
+    iso,
+    open_database,
+    pack_mask,
+    unpack_mask,
+    utcnow,
+    verify_audit,
+)
 from cacscore.web.service import (
     ARTERY_COLOURS,
     Candidates,
@@ -43,6 +56,7 @@ from cacscore.web.service import (
     interpretation,
     lesion_label,
     lesion_table,
+    plausibility_warnings,
     read_study_volume,
     replay,
     rescore,
@@ -61,6 +75,10 @@ class ConflictError(CacScoreError):
 
 class StudySignedError(CacScoreError):
     """The study is signed and therefore read-only (HTTP 403)."""
+
+
+class ConfirmationNeededError(CacScoreError):
+    """Counting this candidate needs the reader's confirmation (HTTP 428); the message says why."""
 
 
 @dataclass
@@ -82,6 +100,8 @@ class LoadedStudy:
     auto_mask: np.ndarray
     confidence: dict[int, float]
     candidate_rows: list[dict[str, Any]] = field(default_factory=list)
+    #: Candidate id -> why counting it is implausible (see service.plausibility_warnings).
+    warnings: dict[int, list[str]] = field(default_factory=dict)
     reviewed: Reviewed | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,16 +155,28 @@ class ReviewStore:
 
     # ----------------------------------------------------------------- studies
 
-    def sync_data(self) -> int:
-        """Add the scans under the data folder that are not studies yet; return how many were added."""
+    def sync_data(self, actor: str | None = None) -> int:
+        """Add the scans under the data folder that are not studies yet; return how many were added.
+
+        The scan is audited when ``actor`` asked for it or when it added studies.
+        """
         self._synced = True
-        if self.data_dir is None:
+        found = files.discover(self.data_dir) if self.data_dir is not None else []
+        if not found and actor is None:
             return 0
-        found = files.discover(self.data_dir)
-        with self.db.sessions() as session:
+        with self.db.sessions() as session, AUDIT_LOCK:
             known = set(session.scalars(select(Study.path).where(Study.root == "data")))
-            new = [item for item in found if item.path not in known]
-            session.add_all(Study(root="data", path=item.path, name=item.name) for item in new)
+            new = [Study(root="data", path=item.path, name=item.name) for item in found if item.path not in known]
+            session.add_all(new)
+            session.flush()
+            if new or actor is not None:
+                append_audit(
+                    session,
+                    study_id=None,
+                    actor=actor or "server",
+                    action="rescan",
+                    detail={"added": [study.id for study in new]},
+                )
             session.commit()
         log.info("data folder scanned: %d scans, %d new studies", len(found), len(new))
         return len(new)
@@ -209,7 +241,7 @@ class ReviewStore:
             worker.join()
         self.db.engine.dispose()
 
-    def upload(self, filename: str | None, chunks: Iterable[bytes]) -> dict[str, Any]:
+    def upload(self, filename: str | None, chunks: Iterable[bytes], actor: str = "uploader") -> dict[str, Any]:
         """Store an uploaded zip of a DICOM series or NIfTI file as a new study, after reading it once.
 
         Raises
@@ -230,9 +262,17 @@ class ReviewStore:
             raise InvalidInputError(
                 f"{display}: no readable CT volume: {files.describe_read_error(exc, location, display)}"
             ) from None
-        with self.db.sessions() as session:
+        with self.db.sessions() as session, AUDIT_LOCK:
             study = Study(root="uploads", path=relative, name=f"upload: {display}")
             session.add(study)
+            session.flush()
+            append_audit(
+                session,
+                study_id=study.id,
+                actor=actor,
+                action="upload",
+                detail={"name": study.name, "slices": int(volume.shape[0])},
+            )
             session.commit()
             log.info("upload stored as study %d (%d slices)", study.id, volume.shape[0])
             return self._summary(study)
@@ -294,7 +334,6 @@ class ReviewStore:
         """Read the scan, find its candidates, and analyse it unless its automatic result is stored."""
         volume = read_study_volume(str(self._path(study)))
         candidates = find_candidates(volume)
-        rows = candidate_table(volume, candidates)
         if study.auto_mask is None:
             loaded = self._analyse(session, study, volume, candidates)
         else:
@@ -309,7 +348,8 @@ class ReviewStore:
         if study.error is not None:
             study.error = None
             session.commit()
-        loaded.candidate_rows = rows
+        loaded.warnings = plausibility_warnings(volume, candidates, loaded.auto_mask)
+        loaded.candidate_rows = candidate_table(volume, candidates, loaded.warnings)
         return loaded
 
     def _analyse(
@@ -343,13 +383,18 @@ class ReviewStore:
         with loaded.lock:
             if loaded.reviewed is not None and loaded.reviewed.version == study.version:
                 return loaded.reviewed
-            mask = replay(loaded.auto_mask, loaded.candidates, _records(study.edits))
-            result, lesion_map = rescore(loaded.volume, mask)
-            lesions = lesion_table(
-                loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence
-            )
-            loaded.reviewed = Reviewed(study.version, mask, result, lesions)
-            return loaded.reviewed
+        reviewed = self._rescored(loaded, _records(study.edits), study.version)
+        with loaded.lock:
+            loaded.reviewed = reviewed
+        return reviewed
+
+    @staticmethod
+    def _rescored(loaded: LoadedStudy, records: list[EditRecord], version: int) -> Reviewed:
+        """The automatic mask with ``records`` replayed, rescored."""
+        mask = replay(loaded.auto_mask, loaded.candidates, records)
+        result, lesion_map = rescore(loaded.volume, mask)
+        lesions = lesion_table(loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence)
+        return Reviewed(version, mask, result, lesions)
 
     def _open(self, session: Session, study_id: int) -> tuple[Study, LoadedStudy, Reviewed]:
         study = self._get(session, study_id)
@@ -411,20 +456,38 @@ class ReviewStore:
     # ----------------------------------------------------------------- review
 
     def edit(
-        self, study_id: int, *, version: int, reviewer: str, lesion: int, artery: str | None
+        self,
+        study_id: int,
+        *,
+        version: int,
+        reviewer: str,
+        lesion: int,
+        artery: str | None,
+        confirm: bool = False,
     ) -> dict[str, Any]:
         """Count candidate ``lesion`` in ``artery`` (None: do not count it); return the new state.
+
+        Counting a candidate that is not counted now and fails a plausibility
+        check needs ``confirm``.
 
         Raises
         ------
         StudySignedError, ConflictError, InvalidInputError
             Signed study; ``version`` is stale; unknown lesion or artery, or no change.
+        ConfirmationNeededError
+            An implausible candidate without ``confirm`` (the message gives the reasons).
         """
         with self.db.sessions() as session:
             study, loaded, reviewed = self._open_for_change(session, study_id, version)
             code = artery_code(artery)
             loaded.candidates.check(lesion)
             before = lesion_label(reviewed.mask, loaded.candidates, lesion)
+            reasons = loaded.warnings.get(lesion, [])
+            if code != 0 and before == 0 and reasons and not confirm:
+                raise ConfirmationNeededError(
+                    f"candidate {lesion} is unlikely to be coronary calcium: {'; '.join(reasons)}. "
+                    "Count it only if you are sure (confirm)."
+                )
             box, inside = loaded.candidates.voxels(lesion)
             if np.all(reviewed.mask[box][inside] == code):
                 raise InvalidInputError(
@@ -458,18 +521,85 @@ class ReviewStore:
             return self._commit_change(session, study, loaded, version, edit)
 
     def sign(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
-        """Sign the study as reviewed; it is read-only from then on."""
+        """Sign the study as reviewed; it is read-only from then on (until un-signed with a reason)."""
         with self.db.sessions() as session:
-            study, loaded, _ = self._open_for_change(session, study_id, version)
-            if not bump_version(session, study.id, version):
-                session.rollback()
-                raise ConflictError(_stale(study_id))
-            study.signed_by = _reviewer(reviewer)
-            study.signed_at = utcnow()
-            session.commit()
+            study, loaded, reviewed = self._open_for_change(session, study_id, version)
+            name = _reviewer(reviewer)
+            with AUDIT_LOCK:
+                if not bump_version(session, study.id, version):
+                    session.rollback()
+                    raise ConflictError(_stale(study_id))
+                study.signed_by = name
+                study.signed_at = utcnow()
+                append_audit(
+                    session,
+                    study_id=study.id,
+                    actor=name,
+                    action="sign",
+                    detail={"version": version + 1, "agatston": reviewed.result.agatston},
+                )
+                session.commit()
             session.refresh(study)
             log.info("study %d signed", study.id)
             return self._state(study, self._reviewed(study, loaded))
+
+    def unsign(self, study_id: int, *, version: int, reviewer: str, reason: str) -> dict[str, Any]:
+        """Withdraw the signature so that the study can be amended; ``reason`` is kept in the audit log.
+
+        Raises
+        ------
+        ConflictError
+            The study is not signed, or ``version`` is stale.
+        InvalidInputError
+            Empty reason or reviewer.
+        """
+        why = " ".join(str(reason).split())[:1000]
+        if not why:
+            raise InvalidInputError("give a reason for withdrawing the signature (it is kept in the audit log)")
+        with self.db.sessions() as session:
+            study = self._get(session, study_id)
+            if study.signed_at is None:
+                raise ConflictError(f"study {study_id} is not signed")
+            if study.version != version:
+                raise ConflictError(_stale(study_id))
+            loaded = self._load(session, study)
+            name = _reviewer(reviewer)
+            with AUDIT_LOCK:
+                if not bump_version(session, study.id, version):
+                    session.rollback()
+                    raise ConflictError(_stale(study_id))
+                previous = study.signed_by
+                study.signed_by = None
+                study.signed_at = None
+                append_audit(
+                    session,
+                    study_id=study.id,
+                    actor=name,
+                    action="unsign",
+                    detail={"version": version + 1, "reason": why, "signed_by": previous},
+                )
+                session.commit()
+            session.refresh(study)
+            log.info("study %d: signature withdrawn", study.id)
+            return self._state(study, self._reviewed(study, loaded))
+
+    def verify_audit(self) -> AuditCheck:
+        """Check the audit log's hash chain against the edits and signatures (see :func:`verify_audit`)."""
+        with self.db.sessions() as session:
+            return verify_audit(session)
+
+    def record_export(self, study_id: int, fmt: str, actor: str | None) -> None:
+        """Audit an export of ``study_id`` in format ``fmt`` (the export itself changes nothing)."""
+        with self.db.sessions() as session, AUDIT_LOCK:
+            study = self._get(session, study_id)
+            append_audit(
+                session,
+                study_id=study.id,
+                actor=_reviewer(actor) if actor and actor.strip() else "unnamed",
+                action="export",
+                detail={"format": fmt, "version": study.version},
+            )
+            session.commit()
 
     def _open_for_change(
         self, session: Session, study_id: int, version: int
@@ -485,16 +615,39 @@ class ReviewStore:
     def _commit_change(
         self, session: Session, study: Study, loaded: LoadedStudy, version: int, edit: Edit
     ) -> dict[str, Any]:
-        if not bump_version(session, study.id, version):
-            session.rollback()
-            raise ConflictError(_stale(study.id))
-        study.edits.append(edit)
-        session.commit()
+        """Write ``edit``, the study's new summary and the audit row in one transaction."""
+        # The new state is computed first so that the summary commits with the edit (a crash between
+        # two commits once left the list showing a total the study no longer had).
+        pending = EditRecord(-1, edit.action, edit.lesion, edit.after, edit.undoes)
+        reviewed = self._rescored(loaded, [*_records(study.edits), pending], version + 1)
+        with AUDIT_LOCK:
+            if not bump_version(session, study.id, version):
+                session.rollback()
+                raise ConflictError(_stale(study.id))
+            study.edits.append(edit)
+            study.current_agatston = reviewed.result.agatston
+            study.current_category = reviewed.result.risk_category
+            session.flush()
+            append_audit(
+                session,
+                study_id=study.id,
+                actor=edit.reviewer,
+                action=edit.action,
+                detail={
+                    "study": study.id,
+                    "edit": edit.id,
+                    "lesion": edit.lesion,
+                    "before": edit.before,
+                    "after": edit.after,
+                    "undoes": edit.undoes,
+                    "version": version + 1,
+                    "agatston": reviewed.result.agatston,
+                },
+            )
+            session.commit()
         session.refresh(study)
-        reviewed = self._reviewed(study, loaded)
-        study.current_agatston = reviewed.result.agatston
-        study.current_category = reviewed.result.risk_category
-        session.commit()
+        with loaded.lock:
+            loaded.reviewed = reviewed
         log.info("study %d: %s of lesion %d (version %d)", study.id, edit.action, edit.lesion, study.version)
         return self._state(study, reviewed)
 

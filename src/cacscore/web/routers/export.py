@@ -1,14 +1,17 @@
-"""Exports of the reviewed state: score report JSON, label mask NIfTI, one-page PDF."""
+"""Exports of the reviewed state: score report JSON, label mask NIfTI, one-page PDF (each one audited)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
-from cacscore.web.dependencies import StoreDep
+from cacscore.web.dependencies import StoreDep, StudyId
 
 router = APIRouter()
+
+#: Who exports (the review page sends the confirmed reader name); audited with the export.
+Reader = Annotated[str | None, Query(max_length=128, description="Name of the person exporting.")]
 
 
 def _attachment(content: bytes, media_type: str, name: str) -> Response:
@@ -18,18 +21,24 @@ def _attachment(content: bytes, media_type: str, name: str) -> Response:
 
 
 @router.get("/{study_id}/report.json")
-def report_json(study_id: int, store: StoreDep) -> dict[str, Any]:
+def report_json(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> dict[str, Any]:
     """The ``cacscore.score/1`` report of the edited mask with a ``review`` block."""
-    return store.report(study_id)
+    report = store.report(study_id)
+    store.record_export(study_id, "report.json", reviewer)
+    return report
 
 
 @router.get("/{study_id}/mask.nii.gz")
-def mask_nifti(study_id: int, store: StoreDep) -> Response:
+def mask_nifti(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> Response:
     """The edited label mask (0 background, 1 unspecified, 2 LM, 3 LAD, 4 LCX, 5 RCA)."""
-    return _attachment(store.mask_nifti(study_id), "application/gzip", f"study-{study_id}-mask.nii.gz")
+    content = store.mask_nifti(study_id)
+    store.record_export(study_id, "mask.nii.gz", reviewer)
+    return _attachment(content, "application/gzip", f"study-{study_id}-mask.nii.gz")
 
 
 @router.get("/{study_id}/report.pdf")
-def report_pdf(study_id: int, store: StoreDep) -> Response:
+def report_pdf(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> Response:
     """One-page PDF report."""
-    return _attachment(store.report_pdf(study_id), "application/pdf", f"study-{study_id}-report.pdf")
+    content = store.report_pdf(study_id)
+    store.record_export(study_id, "report.pdf", reviewer)
+    return _attachment(content, "application/pdf", f"study-{study_id}-report.pdf")

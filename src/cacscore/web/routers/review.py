@@ -1,4 +1,4 @@
-"""Reviewing: the state, edits, undo and signature (each change names the version it was made on)."""
+"""Reviewing: the state, edits, undo, signature and its withdrawal (each change names its version)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from cacscore.web.dependencies import StoreDep
+from cacscore.web.dependencies import MAX_DB_INT, StoreDep, StudyId
 
 router = APIRouter()
 
@@ -15,38 +15,60 @@ router = APIRouter()
 class Change(BaseModel):
     """A change made on ``version`` of the study by ``reviewer``."""
 
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=MAX_DB_INT)
     reviewer: str = Field(min_length=1, max_length=128)
 
 
 class LesionEdit(Change):
-    """Count candidate ``lesion`` in ``artery`` ("LM", "LAD", "LCX", "RCA", "unspecified"), or not (None)."""
+    """Count candidate ``lesion`` in ``artery`` ("LM", "LAD", "LCX", "RCA", "unspecified"), or not (None).
 
-    lesion: int
-    artery: str | None = None
+    Counting a candidate that fails a plausibility check (see the candidate's
+    ``warnings``) needs ``confirm: true``: the reader has been told why.
+    """
+
+    lesion: int = Field(ge=0, le=2**31 - 1)
+    artery: str | None = Field(default=None, max_length=32)
+    confirm: bool = False
+
+
+class Withdrawal(Change):
+    """Withdraw the signature of ``version`` for the ``reason`` given (kept in the audit log)."""
+
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 @router.get("/{study_id}/state")
-def get_state(study_id: int, store: StoreDep) -> dict[str, Any]:
+def get_state(study_id: StudyId, store: StoreDep) -> dict[str, Any]:
     """Version, scores of the edited mask, lesion table and audit trail."""
     return store.state(study_id)
 
 
 @router.post("/{study_id}/edits")
-def edit(study_id: int, change: LesionEdit, store: StoreDep) -> dict[str, Any]:
+def edit(study_id: StudyId, change: LesionEdit, store: StoreDep) -> dict[str, Any]:
     """Add, remove or reassign one lesion; answers the new state (409 when ``version`` is stale)."""
     return store.edit(
-        study_id, version=change.version, reviewer=change.reviewer, lesion=change.lesion, artery=change.artery
+        study_id,
+        version=change.version,
+        reviewer=change.reviewer,
+        lesion=change.lesion,
+        artery=change.artery,
+        confirm=change.confirm,
     )
 
 
 @router.post("/{study_id}/undo")
-def undo(study_id: int, change: Change, store: StoreDep) -> dict[str, Any]:
+def undo(study_id: StudyId, change: Change, store: StoreDep) -> dict[str, Any]:
     """Undo the latest edit in effect."""
     return store.undo(study_id, version=change.version, reviewer=change.reviewer)
 
 
 @router.post("/{study_id}/sign")
-def sign(study_id: int, change: Change, store: StoreDep) -> dict[str, Any]:
+def sign(study_id: StudyId, change: Change, store: StoreDep) -> dict[str, Any]:
     """Sign the study; it becomes read-only."""
     return store.sign(study_id, version=change.version, reviewer=change.reviewer)
+
+
+@router.post("/{study_id}/unsign")
+def unsign(study_id: StudyId, change: Withdrawal, store: StoreDep) -> dict[str, Any]:
+    """Withdraw the signature (to amend the study); the reason goes into the audit log."""
+    return store.unsign(study_id, version=change.version, reviewer=change.reviewer, reason=change.reason)
