@@ -35,41 +35,22 @@ import numpy as np
 
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import CTVolume
-from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
+from cacscore.labels import (  # noqa: F401  (ARTERY_ALIASES, parse_artery: their former home)
+    ARTERY_ALIASES,
+    ARTERY_NAMES,
+    LAD,
+    NAMED_ARTERIES,
+    UNSPECIFIED,
+    majority_artery,
+    parse_artery,
+)
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU, FULL_26, RISK_CATEGORIES
 
 PointSpace = Literal["patient_mm", "voxel"]
 PointStatus = Literal["ok", "moved", "no_component", "outside", "bone", "conflict"]
 
 #: Statuses of points whose calcium went into the mask.
 LABELLED_STATUSES: tuple[str, ...] = ("ok", "moved", "conflict")
-RISK_CATEGORIES = ("A", "B", "C", "D", "E")
-
-#: Artery spellings found in point files and dataset annotations (upper case) -> label code.
-ARTERY_ALIASES: dict[str, int] = {
-    "UNSPECIFIED": UNSPECIFIED,
-    "CAC": UNSPECIFIED,
-    "CALCIUM": UNSPECIFIED,
-    "CORONARY": UNSPECIFIED,
-    "CORONARY CALCIUM": UNSPECIFIED,
-    "CORONARY ARTERY CALCIUM": UNSPECIFIED,
-    "CALCIFICATION": UNSPECIFIED,
-    "LM": LM,
-    "LMCA": LM,
-    "LCA": LM,
-    "LEFT MAIN": LM,
-    "LEFT CORONARY ARTERY": LM,
-    "LAD": LAD,
-    "LEFT ANTERIOR DESCENDING": LAD,
-    "LEFT ANTERIOR DESCENDING ARTERY": LAD,
-    "LCX": LCX,
-    "CX": LCX,
-    "CIRC": LCX,
-    "LEFT CIRCUMFLEX": LCX,
-    "LEFT CIRCUMFLEX ARTERY": LCX,
-    "RCA": RCA,
-    "RIGHT CORONARY": RCA,
-    "RIGHT CORONARY ARTERY": RCA,
-}
 
 _COORDINATE_COLUMNS: tuple[tuple[tuple[str, str, str], PointSpace, tuple[int, int, int]], ...] = (
     # (column names, space, order of those columns in the stored position)
@@ -77,53 +58,6 @@ _COORDINATE_COLUMNS: tuple[tuple[tuple[str, str, str], PointSpace, tuple[int, in
     (("i", "j", "k"), "voxel", (2, 1, 0)),
     (("z", "y", "x"), "voxel", (0, 1, 2)),
 )
-
-
-def parse_artery(value: object, *, where: str = "artery") -> int:
-    """Project label code of an artery given by name or code.
-
-    Parameters
-    ----------
-    value : str, int or None
-        ``"LAD"``, ``"Left Circumflex Artery"``, ``3``, ``"3"``...; None or
-        an empty string mean unspecified (1).
-    where : str
-        Where the value comes from, for the error message.
-
-    Returns
-    -------
-    int
-        1 (unspecified), 2 (LM), 3 (LAD), 4 (LCX) or 5 (RCA).
-
-    Raises
-    ------
-    InvalidInputError
-        If the name or code is unknown.
-
-    Examples
-    --------
-    >>> [parse_artery(v) for v in ("LAD", "left circumflex artery", 5, "", None)]
-    [3, 4, 5, 1, 1]
-    """
-    if value is None:
-        return UNSPECIFIED
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{where}: artery {value!r} is neither a name nor a label code")
-    if isinstance(value, (int, float)):
-        code = int(value)
-        if code != value or code not in ARTERY_NAMES:
-            raise InvalidInputError(f"{where}: artery code {value!r} is not one of {sorted(ARTERY_NAMES)}")
-        return code
-    text = " ".join(str(value).replace("_", " ").split()).upper()
-    if not text:
-        return UNSPECIFIED
-    if text.isdigit():
-        return parse_artery(int(text), where=where)
-    if text in ARTERY_ALIASES:
-        return ARTERY_ALIASES[text]
-    raise InvalidInputError(
-        f"{where}: unknown artery {value!r}; use LM, LAD, LCX, RCA, unspecified or a label code 1-5"
-    )
 
 
 @dataclass(frozen=True)
@@ -419,20 +353,21 @@ def _nearest_candidate(
 
 
 def _majority_artery(arteries: list[int]) -> int:
-    """Most frequent named artery; ties go to the one annotated first; unspecified only if none is named."""
-    named = [code for code in arteries if code != UNSPECIFIED]
-    if not named:
-        return UNSPECIFIED
-    counts = Counter(named)
-    top = max(counts.values())
-    return next(code for code in named if counts[code] == top)
+    """Majority artery of a component's points (:func:`cacscore.labels.majority_artery`).
+
+    A point of unspecified artery only says "calcium here", so it never outvotes a named one.
+    """
+    counts = np.bincount(arteries, minlength=len(ARTERY_NAMES) + 1)
+    if counts[list(NAMED_ARTERIES)].any():
+        counts[UNSPECIFIED] = 0
+    return int(majority_artery(counts))
 
 
 def mask_from_points(
     volume: CTVolume,
     points: list[AnnotationPoint],
     *,
-    threshold_hu: float = 130.0,
+    threshold_hu: float = AGATSTON_THRESHOLD_HU,
     search_radius_mm: float = 2.0,
     bone_check: bool = True,
     max_component_mm3: float = 1500.0,
@@ -457,8 +392,8 @@ def mask_from_points(
 
     Each labelled component gets the artery of its points. When its points
     name different arteries (status ``conflict`` for all of them), the
-    majority artery wins, a tie going to the artery annotated first in the
-    input; points of unspecified artery never outvote a named one.
+    majority artery wins (:func:`cacscore.labels.majority_artery`: a tie goes to
+    the lower code); points of unspecified artery never outvote a named one.
 
     Finally the Agatston score and risk category of the mask are computed
     with :func:`cacscore.scoring.score_volume` and compared with
@@ -518,7 +453,7 @@ def mask_from_points(
 
     spacing = np.asarray(volume.spacing, dtype=float)
     voxel_mm3 = float(np.prod(spacing))
-    components, n_components = ndimage.label(volume.hu >= threshold_hu, structure=np.ones((3, 3, 3)))
+    components, n_components = ndimage.label(volume.hu >= threshold_hu, structure=FULL_26)
     counts = np.bincount(components.ravel(), minlength=n_components + 1)
     boxes = ndimage.find_objects(components)
 

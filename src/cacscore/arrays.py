@@ -6,9 +6,6 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-#: Face connectivity: the lesion definition of the orCaScore framework (Wolterink et al. 2016).
-SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
-
 
 def bounding_box(mask: npt.ArrayLike) -> tuple[slice, ...] | None:
     """Slices of the smallest box holding every non-zero element of ``mask``.
@@ -77,6 +74,9 @@ def label_lesions(label: npt.ArrayLike, mask: npt.ArrayLike | None = None) -> tu
     >>> ids.tolist(), codes.tolist()
     ([[[1, 1, 0, 2, 3]]], [0, 3, 3, 5])
     """
+    # Imported here: cacscore.scoring imports this module.
+    from cacscore.scoring.conventions import SIX_CONNECTED
+
     label = np.asarray(label)
     inside = label != 0 if mask is None else (label != 0) & np.asarray(mask, dtype=bool)
     ids = np.zeros(label.shape, dtype=np.int64)

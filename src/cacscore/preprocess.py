@@ -43,13 +43,14 @@ import torch.nn.functional as F
 from cacscore.arrays import bounding_box
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import Spacing, normalize_spacing
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 #: Isotropic target spacings in mm (the paper's 2.5 mm and 3 mm).
 TARGET_SPACINGS_MM: tuple[float, ...] = (2.5, 3.0)
 #: HU window mapped linearly onto [0, 1].
 CLIP_HU: tuple[float, float] = (-300.0, 800.0)
 #: Intensities at or above this (HU) are kept by the enhancement.
-ENHANCE_THRESHOLD_HU = 130.0
+ENHANCE_THRESHOLD_HU = AGATSTON_THRESHOLD_HU
 
 
 def target_spacing_mm(slice_increment_mm: float, choices: tuple[float, ...] = TARGET_SPACINGS_MM) -> float:

@@ -28,7 +28,9 @@ def to_mask(
     category: Annotated[str | None, typer.Option(
         "--category", help="Annotated risk category A-E; a different category of the mask is flagged."),
     ] = None,
-    threshold_hu: Annotated[float, typer.Option("--threshold-hu", help="Calcium threshold, HU.")] = 130.0,
+    threshold_hu: Annotated[
+        float | None, typer.Option("--threshold-hu", help="Calcium threshold, HU [default: Agatston's, 130].")
+    ] = None,
     search_radius_mm: Annotated[float, typer.Option(
         "--search-radius-mm", help="How far a point below threshold may be moved to calcium, mm."),
     ] = 2.0,
@@ -46,6 +48,7 @@ def to_mask(
     """
     from cacscore.annotations import mask_from_points, read_annotated_category, read_points
     from cacscore.io import read_volume, write_mask
+    from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
     with user_errors():
         outputs = [out] + ([report_path] if report_path is not None else [])
@@ -57,7 +60,7 @@ def to_mask(
         mask, report = mask_from_points(
             volume,
             points,
-            threshold_hu=threshold_hu,
+            threshold_hu=AGATSTON_THRESHOLD_HU if threshold_hu is None else threshold_hu,
             search_radius_mm=search_radius_mm,
             bone_check=bone_check,
             reference_category=category.upper() if category else read_annotated_category(points_path),

@@ -42,7 +42,7 @@ def demo(
         from cacscore.io import write_volume
         from cacscore.model import load_ensemble, score_with_model
         from cacscore.model.products import MODEL_PRODUCTS, write_model_products
-        from cacscore.scoring import score_report
+        from cacscore.scoring import VESSELS, score_report
 
         prepare_output_dir(out, [*DEMO_PRODUCTS, *MODEL_PRODUCTS], force=force)
         console = out_console()
@@ -68,7 +68,7 @@ def demo(
         table = Table(title="Model vs phantom reference (Agatston)")
         for column in ("", "model", "reference"):
             table.add_column(column, justify="left" if not column else "right")
-        for name in ("LM", "LAD", "LCX", "RCA"):
+        for name in VESSELS:
             table.add_row(name, f"{report['arteries'][name]['agatston']:.1f}",
                           f"{reference['arteries'][name]['agatston']:.1f}")
         table.add_row("[bold]total[/]", f"[bold]{report['agatston']:.1f}[/]", f"[bold]{reference['agatston']:.1f}[/]")

@@ -47,11 +47,12 @@ from cacscore.datasets.base import (
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import CTVolume
 from cacscore.labels import UNSPECIFIED
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 GATED = "Gated_release_final"
 PATIENTS, XML = "patient", "calcium_xml"
 #: Calcium threshold applied inside the polygons, HU (the annotators scored at 130 HU).
-THRESHOLD_HU = 130.0
+THRESHOLD_HU = AGATSTON_THRESHOLD_HU
 #: Largest distance (in slices) between a polygon's z and a slice centre to place it on that slice.
 SLICE_TOLERANCE = 0.25
 #: Largest gap (pixels) between the Point_mm and Point_px polygons of a plain axial series.
@@ -150,7 +151,7 @@ def read_calcium_xml(path: str | Path) -> tuple[list[CocaRoi], list[str]]:
     InvalidInputError
         If the file is not a plist of the expected form or a point is malformed.
     """
-    from cacscore.annotations import parse_artery
+    from cacscore.labels import parse_artery
 
     path = Path(path)
     try:

@@ -10,7 +10,7 @@ Only channel 0000 is read (the CT). The label values are mapped to project
 codes through the names in ``dataset.json``'s ``"labels"`` (v2:
 ``{"background": 0, "LAD": 1}``, v1: ``{"0": "background", "1": "LAD"}``):
 artery names (LM, LAD, LCX, RCA and the spellings of
-:data:`cacscore.annotations.ARTERY_ALIASES`) keep their artery, calcium names
+:data:`cacscore.labels.ARTERY_ALIASES`) keep their artery, calcium names
 ("calcium", "CAC", "coronary calcium") become unspecified calcium (1), other
 names (e.g. "aortic valve") become background with a warning in ``meta``.
 When no name is recognised at all (e.g. ``{"background": 0, "foreground": 1}``)
@@ -116,7 +116,7 @@ def label_table(labels: Any) -> tuple[dict[int, int] | None, list[str]]:
     >>> label_table({"0": "background", "1": "foreground"})
     (None, [])
     """
-    from cacscore.annotations import parse_artery
+    from cacscore.labels import parse_artery
 
     if not isinstance(labels, dict) or not labels:
         return None, []

@@ -30,9 +30,10 @@ from cacscore.arrays import bounding_box, label_lesions
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import normalize_spacing
 from cacscore.labels import ARTERY_NAMES, UNSPECIFIED
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 #: Calcium threshold of the lesion definition, HU (120 kVp).
-LESION_THRESHOLD_HU = 130.0
+LESION_THRESHOLD_HU = AGATSTON_THRESHOLD_HU
 _CODES = tuple(ARTERY_NAMES)  # 1..5
 
 

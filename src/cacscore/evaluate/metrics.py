@@ -23,9 +23,10 @@ import numpy as np
 import numpy.typing as npt
 
 from cacscore.errors import InvalidInputError
+from cacscore.scoring.conventions import RISK_CATEGORIES
 
 #: Risk category letters in order; the index of a letter is its integer code.
-CATEGORIES: tuple[str, ...] = ("A", "B", "C", "D", "E")
+CATEGORIES: tuple[str, ...] = RISK_CATEGORIES
 N_CATEGORIES = len(CATEGORIES)
 
 

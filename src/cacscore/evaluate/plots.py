@@ -16,9 +16,11 @@ import numpy as np
 
 from cacscore.evaluate.metrics import bland_altman
 from cacscore.evaluate.runner import CaseEvaluation
+from cacscore.scoring.conventions import RISK_CATEGORY_UPPER
+from cacscore.scoring.results import ARTERY_ORDER
 
 #: Category upper bounds of the Agatston score drawn on the scatter plot (A|B at 0 is the 0/1 gap).
-CATEGORY_BOUNDS: tuple[float, ...] = (10.0, 100.0, 400.0)
+CATEGORY_BOUNDS: tuple[float, ...] = tuple(v for v in RISK_CATEGORY_UPPER.values() if 0 < v < np.inf)
 _DPI = 120
 
 
@@ -179,7 +181,7 @@ def plot_bland_altman(path: Path, evaluations: Sequence[CaseEvaluation]) -> Path
 def plot_arteries(path: Path, metrics: dict[str, Any]) -> Path:
     """Per artery: reference vs predicted total Agatston (left) and lesion F1 by count and volume (right)."""
     totals = metrics["arteries_agatston"]
-    names = [n for n in ("LM", "LAD", "LCX", "RCA", "unspecified") if n in totals]
+    names = [n for n in ARTERY_ORDER if n in totals]
     fig = _figure(11.0, 4.4)
     left, right = fig.subplots(1, 2)
     x = np.arange(len(names))

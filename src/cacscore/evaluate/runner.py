@@ -31,11 +31,12 @@ from cacscore.evaluate.metrics import (
 )
 from cacscore.io.volume import CTVolume
 from cacscore.labels import UNSPECIFIED
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 #: Schema name written into ``metrics.json``.
 METRICS_SCHEMA = "cacscore.evaluation/1"
 #: HU threshold of the naive baseline (every voxel at or above it is called calcium).
-BASELINE_THRESHOLD_HU = 130
+BASELINE_THRESHOLD_HU = AGATSTON_THRESHOLD_HU
 
 
 class LoadedCaseLike(Protocol):

@@ -45,6 +45,7 @@ from scipy import ndimage, optimize
 from cacscore.arrays import grow_box
 from cacscore.errors import PlanMismatchError
 from cacscore.preprocess import Grid
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 #: Names of the features, in the order of :func:`lesion_features`' columns.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -56,7 +57,7 @@ SHELL_MM = (1.0, 4.0)
 #: HU below which a surrounding voxel counts as fat.
 FAT_BELOW_HU = -30.0
 #: HU range of a surrounding voxel that counts as soft tissue or blood, [low, high).
-SOFT_TISSUE_HU = (0.0, 130.0)
+SOFT_TISSUE_HU = (0.0, AGATSTON_THRESHOLD_HU)
 
 
 def shell_margin_voxels(spacing: tuple[float, float, float]) -> tuple[int, int, int]:

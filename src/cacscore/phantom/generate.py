@@ -41,26 +41,21 @@ from cacscore.phantom.imaging import (
 )
 from cacscore.phantom.render import Box, Grid
 from cacscore.scoring import ScoreResult, score_calcium
+from cacscore.scoring.conventions import (
+    AGATSTON_THRESHOLD_HU,
+    FULL_26,
+    RISK_CATEGORIES,
+    risk_category,
+    risk_category_bounds,
+)
 
 #: Version of the generator written into every case; bump when the same seed gives other images.
 GENERATOR_VERSION = "1.3"
-CATEGORIES = ("A", "B", "C", "D", "E")
+CATEGORIES = RISK_CATEGORIES
 #: Target Agatston ranges drawn (log-uniform) for each category when a category is asked for.
-TARGET_RANGES: dict[str, tuple[float, float]] = {
-    "A": (0.0, 0.0),
-    "B": (1.5, 9.0),
-    "C": (14.0, 90.0),
-    "D": (115.0, 380.0),
-    "E": (430.0, 1600.0),
-}
-_CATEGORY_BOUNDS = {
-    "A": (0.0, 0.0),
-    "B": (0.0, 10.0),
-    "C": (10.0, 100.0),
-    "D": (100.0, 400.0),
-    "E": (400.0, np.inf),
-}
-_THRESHOLD_HU = 130
+TARGET_RANGES: dict[str, tuple[float, float]] = dict(
+    zip(RISK_CATEGORIES, ((0.0, 0.0), (1.5, 9.0), (14.0, 90.0), (115.0, 380.0), (430.0, 1600.0)), strict=True)
+)
 #: Rounds of render -> score -> add/drop lesions before giving up on a target category.
 _MAX_ROUNDS = 14
 
@@ -426,13 +421,13 @@ def _reference_label(
     """Label the >= 130 HU components reached from each lesion; return the label and each lesion's peak voxel."""
     label = np.zeros(hu.shape, dtype=np.uint8)
     peaks: list[tuple[int, int, int] | None] = []
-    structure = np.ones((3, 3, 3), dtype=bool)
+    structure = FULL_26
     grow = np.zeros((3, 2 * grow_px + 1, 2 * grow_px + 1), dtype=bool)
     grow[1] = True
     grow[0, grow_px, grow_px] = grow[2, grow_px, grow_px] = True
     for r in rendered:
         support = ndimage.binary_dilation(r.occ > 0.01, structure=grow)
-        bright = (hu[r.box] >= _THRESHOLD_HU) & support & ~forbidden[r.box]
+        bright = (hu[r.box] >= AGATSTON_THRESHOLD_HU) & support & ~forbidden[r.box]
         comps, n = ndimage.label(bright, structure=structure)
         if n == 0:
             peaks.append(None)
@@ -461,7 +456,7 @@ def _unmarked_pieces(
     marks every calcification they see, so each piece needs its own point, or masks rebuilt from the
     points (``cacscore annotations to-mask``) would miss it.
     """
-    pieces, n = ndimage.label(label > 0, structure=np.ones((3, 3, 3), dtype=bool))
+    pieces, n = ndimage.label(label > 0, structure=FULL_26)
     if n == 0:
         return []
     has_point = np.zeros(n + 1, dtype=bool)
@@ -488,7 +483,7 @@ def _adjust(
     position_beta: tuple[float, float],
 ) -> list[CalciumObject]:
     """One round of moving the reference score towards ``category``: add lesions, or drop one."""
-    if score <= _CATEGORY_BOUNDS[category][0] and category != "A":
+    if score <= risk_category_bounds(category)[0] and category != "A":
         # Too little survived partial volume: keep at most two lost lesions, add larger ones.
         lost = [r.obj for r, p in zip(rendered, peaks, strict=True) if p is None]
         kept = [o for o in lesions if all(o is not x for x in lost[2:])]
@@ -540,10 +535,7 @@ def _paint_distractors(
 
 
 def _in_category(score: float, category: str) -> bool:
-    lo, hi = _CATEGORY_BOUNDS[category]
-    if category == "A":
-        return score == 0.0
-    return lo < score <= hi
+    return risk_category(score) == category
 
 
 def generate_case(

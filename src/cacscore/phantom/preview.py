@@ -16,14 +16,8 @@ from cacscore import labels
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import CTVolume
 
-#: Outline colour of each artery's reference calcium.
-ARTERY_COLOURS = {
-    labels.LM: "#ffd60a",
-    labels.LAD: "#ff3b30",
-    labels.LCX: "#30d158",
-    labels.RCA: "#0a84ff",
-    labels.UNSPECIFIED: "#ffffff",
-}
+#: Outline colour of each artery's reference calcium: the project's one table.
+ARTERY_COLOURS = labels.ARTERY_COLOURS
 _SHORT = {
     "aortic_valve": "AV",
     "aortic_root": "Ao root",

@@ -19,9 +19,12 @@ from scipy import ndimage
 from cacscore.arrays import bounding_box
 from cacscore.errors import InvalidInputError
 from cacscore.io.volume import normalize_spacing
-from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
+from cacscore.labels import ARTERY_NAMES, UNSPECIFIED, majority_artery
 from cacscore.scoring.conventions import (
+    AGATSTON_THRESHOLD_HU,
     AREA_TOLERANCE_MM2,
+    FULL_26,
+    IN_PLANE_8,
     REFERENCES,
     Thresholds,
     cac_drs,
@@ -33,17 +36,8 @@ from cacscore.scoring.results import ARTERY_ORDER, VESSELS, ArteryScore, Lesion,
 if TYPE_CHECKING:
     from cacscore.io.volume import CTVolume
 
-#: Structuring element that connects the 8 in-plane neighbours and nothing across slices,
-#: so one :func:`scipy.ndimage.label` call yields the 2-D components of every slice.
-IN_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
-IN_PLANE_8[1] = True
-#: Full 26-neighbourhood for 3-D lesions.
-FULL_26 = np.ones((3, 3, 3), dtype=bool)
-
 #: Room for label codes 0-7 when a 2-D component id and a label code share one integer key.
 _CODE_SLOTS = 8
-#: Tie-break order for a lesion's majority artery: named arteries before unspecified.
-_MAJORITY_ORDER = np.array([LM, LAD, LCX, RCA, UNSPECIFIED])
 
 
 @dataclass(frozen=True)
@@ -197,7 +191,7 @@ def candidate_mask(
     hu: npt.ArrayLike,
     spacing: object,
     *,
-    threshold_hu: float = 130.0,
+    threshold_hu: float = AGATSTON_THRESHOLD_HU,
     min_area_mm2: float = 1.0,
     min_voxels: int | None = None,
 ) -> np.ndarray:
@@ -508,7 +502,7 @@ def _lesions(
     centroid = np.stack([np.bincount(lesion, weights=zyx[:, k], minlength=size) for k in range(3)], 1) / safe_count
     centroid_mm = (np.c_[centroid, np.ones(size)] @ matrix.T)[:, :3]
     votes = np.bincount(lesion * _CODE_SLOTS + scored.code, minlength=size * _CODE_SLOTS).reshape(size, -1)
-    majority = _MAJORITY_ORDER[np.argmax(votes[:, _MAJORITY_ORDER], axis=1)]
+    majority = majority_artery(votes)
     agatston = weight_sum * (dy * dx) * dz / 3.0
     return [
         Lesion(

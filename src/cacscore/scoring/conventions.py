@@ -45,6 +45,27 @@ REFERENCES: dict[str, str] = {
     ),
 }
 
+#: Agatston's calcium threshold at 120 kV, HU: a voxel is calcium when its HU >= this value.
+AGATSTON_THRESHOLD_HU = 130.0
+
+#: Risk categories and the upper bound of each, Agatston (inclusive; the lower bound is the
+#: previous category's, exclusive): A 0, B (0, 10], C (10, 100], D (100, 400], E > 400
+#: (Rumberger et al. 1999).
+RISK_CATEGORY_UPPER: dict[str, float] = {"A": 0.0, "B": 10.0, "C": 100.0, "D": 400.0, "E": math.inf}
+#: The risk category letters in order of increasing score.
+RISK_CATEGORIES: tuple[str, ...] = tuple(RISK_CATEGORY_UPPER)
+
+#: Connectivity of the 2-D components that Agatston scores: the 8 in-plane neighbours and nothing
+#: across slices, so one :func:`scipy.ndimage.label` call yields the components of every slice.
+IN_PLANE_8 = np.zeros((3, 3, 3), dtype=bool)
+IN_PLANE_8[1] = True
+#: Connectivity of a 3-D lesion in reports, review and models: the full 26-neighbourhood.
+FULL_26 = np.ones((3, 3, 3), dtype=bool)
+#: Face connectivity: the lesion definition of the orCaScore framework (Wolterink et al. 2016),
+#: used by the lesion-detection statistics.
+SIX_CONNECTED = np.zeros((3, 3, 3), dtype=bool)
+SIX_CONNECTED[1, 1, :] = SIX_CONNECTED[1, :, 1] = SIX_CONNECTED[:, 1, 1] = True
+
 #: Slack on the area rule, mm^2. Pixel areas such as 0.1 x 0.1 x 100 land a few ULPs
 #: below 1.0; 1e-6 mm^2 is five orders of magnitude below any clinical pixel area
 #: (>= ~0.1 mm^2), so it only absorbs rounding and never admits a smaller component.
@@ -93,7 +114,7 @@ KVP_TABLE: dict[float, tuple[float, float, float, float]] = {
     70.0: (207.0, 318.0, 477.0, 636.0),
     80.0: (177.0, 271.0, 408.0, 544.0),
     100.0: (145.0, 222.0, 334.0, 446.0),
-    120.0: (130.0, 200.0, 300.0, 400.0),
+    120.0: (AGATSTON_THRESHOLD_HU, 200.0, 300.0, 400.0),
     135.0: (119.0, 183.0, 274.0, 364.0),
 }
 
@@ -155,6 +176,26 @@ def _check_score(agatston: float) -> float:
     return value
 
 
+def risk_category_bounds(category: str) -> tuple[float, float]:
+    """Agatston range ``(lower, upper]`` of a risk category (A: exactly 0, so ``(0.0, 0.0)``).
+
+    Raises
+    ------
+    InvalidInputError
+        If ``category`` is not one of A-E.
+
+    Examples
+    --------
+    >>> risk_category_bounds("C"), risk_category_bounds("A"), risk_category_bounds("E")
+    ((10.0, 100.0), (0.0, 0.0), (400.0, inf))
+    """
+    if category not in RISK_CATEGORY_UPPER:
+        raise InvalidInputError(f"risk category must be one of {list(RISK_CATEGORIES)}, got {category!r}")
+    index = RISK_CATEGORIES.index(category)
+    lower = RISK_CATEGORY_UPPER[RISK_CATEGORIES[index - 1]] if index else 0.0
+    return lower, RISK_CATEGORY_UPPER[category]
+
+
 def risk_category(agatston: float) -> str:
     """Risk category A-E of an Agatston score, on the unrounded score.
 
@@ -171,10 +212,7 @@ def risk_category(agatston: float) -> str:
     ['A', 'B', 'B', 'C', 'D', 'E']
     """
     value = _check_score(agatston)
-    for upper, category in ((0.0, "A"), (10.0, "B"), (100.0, "C"), (400.0, "D")):
-        if value <= upper:
-            return category
-    return "E"
+    return next(category for category, upper in RISK_CATEGORY_UPPER.items() if value <= upper)
 
 
 def cac_drs(agatston: float, n_vessels: int) -> str:

@@ -16,8 +16,9 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from cacscore.io import CTVolume
-from cacscore.labels import ARTERY_NAMES
-from cacscore.scoring import ARTERY_ORDER, ScoreResult
+from cacscore.labels import ARTERY_NAMES, majority_artery
+from cacscore.scoring import ARTERY_ORDER, VESSELS, ScoreResult
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 from cacscore.web.service import ARTERY_COLOURS, interpretation, key_slices, window
 
 #: Key images shown (one per artery first, then the next highest lesions).
@@ -98,7 +99,8 @@ def key_image(
     for index, found in enumerate(ndimage.find_objects(regions), start=1):
         if found is None:
             continue
-        code = int(np.bincount(labels[found][regions[found] == index]).argmax())
+        codes = labels[found][regions[found] == index]
+        code = int(majority_artery(np.bincount(codes, minlength=len(ARTERY_NAMES) + 1)))
         y0, y1 = (found[0].start - top) * zoom_y, (found[0].stop - top) * zoom_y
         x0, x1 = (found[1].start - left) * zoom_x, (found[1].stop - left) * zoom_x
         pad = 7
@@ -242,7 +244,7 @@ def build_pdf(content: ReportContent) -> bytes:
             )
         story.append(Table([cells, captions], colWidths=[side + 3 * mm] * len(cells)))
         legend = " ".join(
-            f'<font color="{ARTERY_COLOURS[n]}">&#9632;</font> {n}' for n in ("LM", "LAD", "LCX", "RCA")
+            f'<font color="{ARTERY_COLOURS[n]}">&#9632;</font> {n}' for n in VESSELS
         )
         story.append(Paragraph(legend, small))
 
@@ -259,7 +261,7 @@ def build_pdf(content: ReportContent) -> bytes:
     n_edits = len(review["edits"])
     reviewers = ", ".join(_escape(r) for r in review["reviewers"]) or "-"
     conventions = result.conventions
-    threshold = conventions.get("threshold_hu", 130)
+    threshold = conventions.get("threshold_hu", AGATSTON_THRESHOLD_HU)
     mass = "calibrated" if conventions.get("mass_calibrated") else "uncalibrated (calibration factor 1)"
     story.append(
         Paragraph(
