@@ -66,6 +66,7 @@ def score_with_mask(
     *,
     series: str | None = None,
     mask_labels: MaskConvention = "project",
+    skip_unreadable: bool = False,
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any]]:
     """Read a volume and a label mask on its grid and score them.
 
@@ -86,7 +87,7 @@ def score_with_mask(
     from cacscore.io import read_mask, read_volume
     from cacscore.scoring import score_volume
 
-    volume = read_volume(input_path, series_uid=series)
+    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
     mask = read_mask(mask_path, like=volume, convention=mask_labels)
     result = score_volume(volume, mask, **options.as_kwargs())
     return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}}
@@ -98,6 +99,7 @@ def score_with_model_path(
     options: ScoringOptions,
     *,
     series: str | None = None,
+    skip_unreadable: bool = False,
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any], Any]:
     """Read a volume and score it with the ensemble's mask (the branch where ``--mask`` is absent).
 
@@ -127,7 +129,7 @@ def score_with_model_path(
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ensemble = load_ensemble(model_dir)
-    volume = read_volume(input_path, series_uid=series)
+    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
     prediction = ensemble.predict(volume)
     result = score_with_model(volume, ensemble, prediction=prediction, **options.as_kwargs())
     return volume, result, {"model": ensemble.info()}, prediction.labels
@@ -219,6 +221,14 @@ def _score_command(
     series: Annotated[
         str | None, typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder.")
     ] = None,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Read a DICOM series without the files beside it that look like its slices but cannot be read "
+            "(each named in a warning) instead of refusing it.",
+        ),
+    ] = False,
     mask_labels: Annotated[
         MaskLabels,
         typer.Option(
@@ -251,10 +261,13 @@ def _score_command(
             prepare_output_dir(out, products, force=force)
         labels = None
         if mask is None:
-            volume, result, extra, labels = score_with_model_path(input, model, options, series=series)
+            volume, result, extra, labels = score_with_model_path(
+                input, model, options, series=series, skip_unreadable=skip_unreadable
+            )
         else:
             volume, result, extra = score_with_mask(
-                input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value)
+                input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value),
+                skip_unreadable=skip_unreadable,
             )
         for message in result.warnings:
             warnings.warn(message, CacScoreWarning, stacklevel=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from cacscore.errors import VolumeReadError
@@ -11,7 +12,7 @@ from cacscore.io.image import IMAGE_SUFFIXES, image_suffix, read_image_volume
 from cacscore.io.volume import CTVolume
 
 
-def read_volume(path: str | Path, *, series_uid: str | None = None) -> CTVolume:
+def read_volume(path: str | Path, *, series_uid: str | None = None, skip_unreadable: bool = False) -> CTVolume:
     """Read a CT volume from a DICOM folder, a DICOM file, or a NIfTI/MetaImage/NRRD file.
 
     Parameters
@@ -25,6 +26,10 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> CTVolume:
         image file (RAS NIfTI is converted to LPS).
     series_uid : str, optional
         SeriesInstanceUID to read from a DICOM folder.
+    skip_unreadable : bool
+        DICOM only: read the series without the files next to it that look
+        like its slices but cannot be read, each named in a warning, instead
+        of refusing it (see :func:`cacscore.io.dicom.read_dicom_series`).
 
     Returns
     -------
@@ -50,7 +55,7 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> CTVolume:
     if not path.exists():
         raise VolumeReadError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_dicom_series(path, series_uid=series_uid)
+        return read_dicom_series(path, series_uid=series_uid, skip_unreadable=skip_unreadable)
     if image_suffix(path) is not None:
         if series_uid is not None:
             raise VolumeReadError(f"{path}: series_uid applies to DICOM folders only, not to image files")
@@ -58,7 +63,7 @@ def read_volume(path: str | Path, *, series_uid: str | None = None) -> CTVolume:
         add_quality_warnings(volume, name=str(path))
         return volume
     if path.suffix.lower() in {".dcm", ".dicom", ".ima", ""} or _has_dicom_preamble(path):
-        return _read_dicom_file(path, series_uid)
+        return _read_dicom_file(path, series_uid, skip_unreadable)
     raise VolumeReadError(
         f"{path}: unsupported file type; give a DICOM folder or a {', '.join(IMAGE_SUFFIXES)} file"
     )
@@ -72,15 +77,20 @@ def _has_dicom_preamble(path: Path) -> bool:
         return False
 
 
-def _read_dicom_file(path: Path, series_uid: str | None) -> CTVolume:
+def _read_dicom_file(path: Path, series_uid: str | None, skip_unreadable: bool) -> CTVolume:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise VolumeReadError(f"{path}: not a readable DICOM file: {exc}") from None
-    own_uid = str(header.get("SeriesInstanceUID", "")) or None
+    with warnings.catch_warnings():
+        # pydicom's warnings about odd values are not the user's concern here; the series reader checks them.
+        warnings.simplefilter("ignore")
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            own_uid = str(header.get("SeriesInstanceUID", "")) or None
+        except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+            raise VolumeReadError(f"{path}: not a readable DICOM file: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a damaged file makes pydicom raise many kinds
+            raise VolumeReadError(f"{path}: not a readable DICOM file: {type(exc).__name__}: {exc}") from None
     if series_uid is not None and own_uid != series_uid:
         raise VolumeReadError(f"{path}: belongs to series {own_uid}, not to the requested {series_uid}")
-    return read_dicom_series(path.parent, series_uid=own_uid)
+    return read_dicom_series(path.parent, series_uid=own_uid, skip_unreadable=skip_unreadable)
