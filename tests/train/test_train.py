@@ -47,6 +47,11 @@ def test_training_writes_plan_and_safetensors(tiny_model: Path) -> None:
     assert plan["data"]["layout"] == "phantom" and plan["data"]["generator_version"] is not None
     assert plan["preprocessing"]["clip_hu"] == [-300.0, 800.0]
     assert (tiny_model / "member_1.safetensors").stat().st_size > 0
+    training = plan["training"]
+    augmentation = training["augmentation"]
+    assert augmentation["version"] == 2 and augmentation["p_elastic"] == 0.2
+    assert augmentation["scale_range"] == [0.85, 1.15] and augmentation["noise_sd_hu"] == [0.0, 15.0]
+    assert training["context_fraction"] == 0.2 and training["context_radius_mm"] == 60.0
 
 
 def test_load_ensemble_rebuilds_the_trained_model(tiny_model: Path) -> None:

@@ -9,7 +9,6 @@ operations on the training device.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreWarning, InvalidInputError
-from cacscore.preprocess import downsample_labels, preprocess_volume, target_spacing_mm
+from cacscore.preprocess import downsample_labels, preprocess_volume, scaled_threshold, target_spacing_mm
+from cacscore.train.augment import Augmentation
 
 #: Class index used for voxels that must not count in the loss (calcium of unknown artery).
 IGNORE = 255
@@ -154,20 +153,45 @@ def split_cases(case_ids: Sequence[str], n_val: int, seed: int) -> tuple[list[st
 
 
 class PatchSampler:
-    """Random patches of the training cases, 2/3 (``calcium_fraction``) centred on a calcium voxel.
+    """Random patches of the training cases, of three kinds.
 
+    - ``calcium_fraction`` of them centred on a labelled calcium voxel (jittered by up to a quarter patch
+      each way, so that the calcium is not always in the middle);
+    - ``context_fraction`` centred on a voxel at or above the calcium threshold (``level`` on the [0, 1]
+      scale) that is *not* labelled calcium and lies within ``context_radius_mm`` of the heart: aortic
+      root and valve, mitral annulus, pericardium, sternum and spine next to the heart; the
+      look-alikes the network must learn to leave out, seen with the coronary arteries around them.
+      Where the heart is: the centroid of the case's calcium, or the volume's centre in a case
+      without calcium (cardiac scans are centred on the heart);
+    - the rest anywhere in the volume.
+
+    A patch of the default 64 x 96 x 96 voxels at 2.5-3 mm spans 160-190 mm along z and 240-290 mm
+    in-plane, the whole heart with the aortic root, so every kind sees its surroundings.
     Volumes are kept on ``device``, zero-padded to at least the patch size.
+
+    Raises
+    ------
+    InvalidInputError
+        No cases, or fractions outside [0, 1] or adding up to more than 1.
     """
 
     def __init__(self, cases: Sequence[CachedCase], patch: tuple[int, int, int], device: torch.device,
-                 calcium_fraction: float = 2 / 3) -> None:
+                 calcium_fraction: float = 2 / 3, *, context_fraction: float = 0.0,
+                 context_radius_mm: float = 60.0, level: float | None = None) -> None:
         if not cases:
             raise InvalidInputError("no training cases")
+        if not (0 <= calcium_fraction <= 1 and 0 <= context_fraction <= 1
+                and calcium_fraction + context_fraction <= 1 + 1e-9):
+            raise InvalidInputError(f"calcium_fraction ({calcium_fraction}) and context_fraction "
+                                    f"({context_fraction}) must be in [0, 1] and add up to at most 1")
         self.patch = tuple(int(p) for p in patch)
         self.calcium_fraction = float(calcium_fraction)
+        self.context_fraction = float(context_fraction)
+        level = scaled_threshold() if level is None else float(level)
         self.images: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
         self.calcium: list[np.ndarray] = []
+        self.context: list[np.ndarray] = []
         for case in cases:
             pad = [(0, max(0, p - n)) for p, n in zip(self.patch, case.image.shape)]
             image = np.pad(case.image, pad)
@@ -176,6 +200,7 @@ class PatchSampler:
             self.targets.append(torch.from_numpy(target).to(device))
             fg = np.argwhere((target > 0) & (target != IGNORE))
             self.calcium.append(fg.astype(np.int64))
+            self.context.append(context_voxels(case, level, context_radius_mm, fg))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -185,11 +210,16 @@ class PatchSampler:
         images, targets = [], []
         for _ in range(size):
             index = int(rng.integers(len(self.images)))
-            image, target, fg = self.images[index], self.targets[index], self.calcium[index]
+            image, target = self.images[index], self.targets[index]
             shape = image.shape
-            if fg.size and rng.random() < self.calcium_fraction:
-                centre = fg[int(rng.integers(len(fg)))]
-                # Jitter so that the calcium is not always at the patch centre.
+            draw = rng.random()
+            centres = None
+            if draw < self.calcium_fraction:
+                centres = self.calcium[index]
+            elif draw < self.calcium_fraction + self.context_fraction:
+                centres = self.context[index]
+            if centres is not None and centres.size:
+                centre = centres[int(rng.integers(len(centres)))]
                 start = [int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, self.patch)]
             else:
                 start = [int(rng.integers(0, n - p + 1)) for n, p in zip(shape, self.patch)]
@@ -200,71 +230,38 @@ class PatchSampler:
         return torch.stack(images)[:, None], torch.stack(targets)
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """Anatomy-respecting augmentation (no flips: left and right arteries differ).
+#: Most context voxels kept per case (a random subset beyond), to bound memory on large cohorts.
+MAX_CONTEXT_VOXELS = 20000
+
+
+def context_voxels(case: CachedCase, level: float, radius_mm: float, calcium: np.ndarray | None = None) -> np.ndarray:
+    """Voxels at or above ``level`` that are not labelled and lie within ``radius_mm`` of the heart.
 
     Parameters
     ----------
-    p_spatial : float
-        Probability of an in-plane rotation and isotropic scaling per patch.
-    rotation_deg : float
-        Maximum in-plane rotation about the z axis, degrees.
-    scale : float
-        Maximum relative scaling (0.1: 0.9-1.1).
-    p_intensity : float
-        Probability of an intensity scale and shift per patch.
-    intensity_scale, intensity_shift : float
-        Maximum relative scale and absolute shift of the [0, 1] values.
-    p_noise : float
-        Probability of Gaussian noise per patch.
-    noise_sd : float
-        Maximum noise SD in [0, 1] units (0.01 is 11 HU).
+    case : CachedCase
+    level : float
+        Calcium threshold on the [0, 1] scale.
+    radius_mm : float
+        Largest distance from the heart's centre (the centroid of the labelled
+        calcium, else the volume's centre), mm.
+    calcium : (N, 3) ndarray of int, optional
+        The labelled voxels (computed when not given).
+
+    Returns
+    -------
+    (M, 3) ndarray of int64
+        ``(z, y, x)`` indices, at most :data:`MAX_CONTEXT_VOXELS` (a fixed subset).
     """
+    if calcium is None:
+        calcium = np.argwhere((case.target > 0) & (case.target != IGNORE))
+    centre = calcium.mean(axis=0) if len(calcium) else (np.asarray(case.image.shape) - 1) / 2
+    candidates = np.argwhere((case.image >= level) & (case.target == 0))
+    distance_mm = np.sqrt((((candidates - centre) * np.asarray(case.spacing)) ** 2).sum(axis=1))
+    near = candidates[distance_mm <= radius_mm].astype(np.int64)
+    if len(near) > MAX_CONTEXT_VOXELS:
+        near = near[np.sort(np.random.default_rng(0).choice(len(near), MAX_CONTEXT_VOXELS, replace=False))]
+    return near
 
-    p_spatial: float = 0.33
-    rotation_deg: float = 10.0
-    scale: float = 0.1
-    p_intensity: float = 0.5
-    intensity_scale: float = 0.05
-    intensity_shift: float = 0.01
-    p_noise: float = 0.3
-    noise_sd: float = 0.01
 
-    def to_dict(self) -> dict[str, float]:
-        """JSON-ready settings."""
-        return dict(self.__dict__)
-
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment a batch ``(B, 1, Z, Y, X)`` / ``(B, Z, Y, X)`` on its device."""
-        device = images.device
-        b = images.shape[0]
-
-        def uniform(low: float, high: float) -> torch.Tensor:
-            return torch.rand(b, generator=generator, device=device) * (high - low) + low
-
-        spatial = uniform(0, 1) < self.p_spatial
-        if bool(spatial.any()):
-            angle = uniform(-1, 1) * math.radians(self.rotation_deg) * spatial
-            zoom = 1 + uniform(-1, 1) * self.scale * spatial
-            cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-            theta = torch.zeros(b, 3, 4, device=device)
-            # affine_grid's coordinates are (x, y, z): rotate x-y, scale all three.
-            theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
-            theta[:, 1, 0], theta[:, 1, 1] = sin, cos
-            theta[:, 2, 2] = 1 / zoom
-            grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-            moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            moved_t = F.grid_sample(targets[:, None].float(), grid, mode="nearest", padding_mode="zeros",
-                                    align_corners=False)[:, 0].to(targets.dtype)
-            keep = spatial.view(b, 1, 1, 1, 1)
-            images = torch.where(keep, moved, images)
-            targets = torch.where(keep[:, 0], moved_t, targets)
-        intensity = (uniform(0, 1) < self.p_intensity).float()
-        gain = 1 + uniform(-1, 1) * self.intensity_scale * intensity
-        shift = uniform(-1, 1) * self.intensity_shift * intensity
-        images = images * gain.view(b, 1, 1, 1, 1) + shift.view(b, 1, 1, 1, 1)
-        noisy = (uniform(0, 1) < self.p_noise).float() * uniform(0, 1) * self.noise_sd
-        images = images + torch.randn(images.shape, generator=generator, device=device) * noisy.view(b, 1, 1, 1, 1)
-        return images.clamp(0, 1), targets
+__all__ = ["Augmentation", "CachedCase", "PatchSampler", "context_voxels", "prepare_cases", "split_cases"]

@@ -116,6 +116,14 @@ class TrainConfig:
         Time limit for training all members (preprocessing excluded); None: no limit.
     calcium_fraction : float
         Fraction of patches centred on a calcium voxel.
+    context_fraction : float
+        Fraction of patches centred on a voxel >= 130 HU that is not coronary
+        calcium, near the heart (aortic root and valve, annulus, bone next to
+        the heart; see :class:`cacscore.train.data.PatchSampler`).
+    context_radius_mm : float
+        How near the heart's centre those voxels lie, mm.
+    augmentation : Augmentation
+        Probabilities and ranges of the transforms (:mod:`cacscore.train.augment`).
     half_weights : bool
         Store member weights as float16.
     cache_dir : Path or None
@@ -148,6 +156,8 @@ class TrainConfig:
     workers: int = 0
     max_minutes: float | None = None
     calcium_fraction: float = 2 / 3
+    context_fraction: float = 0.2
+    context_radius_mm: float = 60.0
     half_weights: bool = True
     name: str = "cacscore-resunet"
     model_version: str = "0"
@@ -183,6 +193,12 @@ class TrainConfig:
             raise InvalidInputError(f"patch sizes must be multiples of {divisor} (network levels), got {self.patch}")
         if not self.lr > 0:
             raise InvalidInputError(f"lr must be > 0, got {self.lr!r}")
+        if not (0 <= self.calcium_fraction <= 1 and 0 <= self.context_fraction <= 1
+                and self.calcium_fraction + self.context_fraction <= 1 + 1e-9):
+            raise InvalidInputError(f"calcium_fraction ({self.calcium_fraction}) and context_fraction "
+                                    f"({self.context_fraction}) must be in [0, 1] and add up to at most 1")
+        if not self.context_radius_mm > 0:
+            raise InvalidInputError(f"context_radius_mm must be > 0, got {self.context_radius_mm!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise InvalidInputError(f"max_minutes must be > 0, got {self.max_minutes!r}")
         if self.init is not None:
@@ -202,6 +218,10 @@ class TrainConfig:
             "lr_schedule": "poly 0.9 over max(epoch, time) progress", "loss": self.loss,
             "val_cases": self.val_cases, "folds": self.folds, "seed": self.seed, "amp_bf16": self.amp,
             "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
+            "context_fraction": self.context_fraction, "context_radius_mm": self.context_radius_mm,
+            "sampling": "calcium_fraction of patches centred on labelled calcium (jittered), context_fraction on "
+                        "unlabelled voxels >= threshold_hu within context_radius_mm of the calcium centroid "
+                        "(volume centre without calcium), the rest anywhere",
             "augmentation": self.augmentation.to_dict(),
             "selection": f"best epoch by validation {VAL_METRICS[self.val_metric]}"
             + ("" if self.init is None else " (epoch 0: the init weights)"),
@@ -391,8 +411,11 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         config.patch = tuple(stored["patch_zyx"])  # type: ignore[assignment]
         config.seed, config.folds = stored["seed"], stored["folds"]
         config.calcium_fraction = stored["calcium_fraction"]
+        # Plans written before context sampling existed sampled none.
+        config.context_fraction = stored.get("context_fraction", 0.0)
+        config.context_radius_mm = stored.get("context_radius_mm", 60.0)
         config.val_metric = stored.get("val_metric", "dice")  # plans before val_metric existed used pooled Dice
-        config.augmentation = Augmentation(**stored["augmentation"])
+        config.augmentation = Augmentation.from_dict(stored["augmentation"])
         config.head = existing["head"]
         config.init = Path(stored["init"]["path"]) if stored.get("init") else None
         config.filters = tuple(existing["network"]["init_args"]["filters"])
@@ -514,8 +537,10 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {key: saved[key] for key in state}
-    sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction)
     level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
+    sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction,
+                           context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
+                           level=level)
     emit("member", k, config.members)
     if fine_tune:
         # The starting weights compete as epoch 0, so that fine-tuning never ships a member worse on
@@ -541,7 +566,8 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         losses = []
         for step in range(steps):
             images, targets = sampler.batch(rng, config.batch)
-            images, targets = config.augmentation(images, targets, generator)
+            images, targets = config.augmentation(images, targets, generator, clip_hu=CLIP_HU,
+                                                  threshold_hu=ENHANCE_THRESHOLD_HU)
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last_3d)
             valid = (targets != IGNORE) & ((targets > 0) | (images[:, 0] >= level - CANDIDATE_MARGIN))
