@@ -102,3 +102,19 @@ def test_phantom_mha_case_folder(tmp_path: Path, volume: CTVolume, label: np.nda
     case = ref.load()
     np.testing.assert_array_equal(case.label, label)
     assert case.meta["reference_agatston"] == 30.0
+
+
+def test_phantom_case_attributes_come_from_the_row_then_truth_then_generation(
+        tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
+    header = HEADER.strip() + ",family,generator_version\n"
+    rows = [_case(tmp_path, f"case_000{i}", volume, label, dicom=False).strip() for i in range(3)]
+    rows = [rows[0] + ",sdf,2.0\n", rows[1] + ",,\n", rows[2] + ",,\n"]
+    (tmp_path / "case_0001" / "truth.json").write_text(json.dumps({"family": "classic", "generator_version": "1.3"}))
+    (tmp_path / "generation.json").write_text(json.dumps({"generator_version": "1.4"}))
+    (tmp_path / "cases.csv").write_text(header + "".join(rows))
+    cases = list_cases(tmp_path)
+    assert [(c.attribute("family"), c.attribute("generator_version")) for c in cases] == [
+        ("sdf", "2.0"), ("classic", "1.3"), ("unknown", "1.4")]
+    # Without cases.csv (a generation still running) the same sources are read.
+    (tmp_path / "cases.csv").unlink()
+    assert [c.attribute("family") for c in list_cases(tmp_path)] == ["unknown", "classic", "unknown"]

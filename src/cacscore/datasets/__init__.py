@@ -30,10 +30,19 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cacscore.datasets.base import LAYOUTS, CaseRef, Layout, LoadedCase
+from cacscore.datasets.base import (
+    LAYOUTS,
+    MASK_LABELS,
+    UNKNOWN,
+    CaseRef,
+    Layout,
+    LoadedCase,
+    check_mask_labels,
+)
 from cacscore.errors import InvalidInputError
 
 
@@ -72,7 +81,7 @@ def detect_layout(root: str | Path) -> str:
     )
 
 
-def list_cases(root: str | Path, *, layout: str = "auto") -> list[CaseRef]:
+def list_cases(root: str | Path, *, layout: str = "auto", mask_labels: str | None = None) -> list[CaseRef]:
     """The cases of a dataset, sorted by case id (digit runs compared as numbers).
 
     Parameters
@@ -82,6 +91,9 @@ def list_cases(root: str | Path, *, layout: str = "auto") -> list[CaseRef]:
     layout : str
         ``"auto"`` (:func:`detect_layout`) or one of ``"phantom"``,
         ``"generic"``, ``"nnunet"``, ``"orcascore"``, ``"coca"``.
+    mask_labels : {"project", "orcascore", "binary"}, optional
+        The label convention of the dataset's label masks (``--mask-labels``);
+        default: the layout's own (see :class:`CaseRef`).
 
     Returns
     -------
@@ -91,8 +103,9 @@ def list_cases(root: str | Path, *, layout: str = "auto") -> list[CaseRef]:
     Raises
     ------
     InvalidInputError
-        Unknown layout, missing folder, or no case found.
+        Unknown layout or mask convention, missing folder, or no case found.
     """
+    check_mask_labels(mask_labels)
     if layout != "auto" and layout not in LAYOUTS:
         raise InvalidInputError(f"unknown dataset layout {layout!r}; use 'auto' or one of {', '.join(LAYOUTS)}")
     path = _check_root(root)
@@ -101,7 +114,9 @@ def list_cases(root: str | Path, *, layout: str = "auto") -> list[CaseRef]:
     duplicates = sorted(case_id for case_id, n in Counter(case.case_id for case in cases).items() if n > 1)
     if duplicates:
         raise InvalidInputError(f"{path}: case ids {duplicates} occur more than once in the {chosen} layout")
+    if mask_labels is not None:
+        cases = [replace(case, mask_labels=mask_labels) for case in cases]
     return cases
 
 
-__all__ = ["LAYOUTS", "CaseRef", "Layout", "LoadedCase", "detect_layout", "list_cases"]
+__all__ = ["LAYOUTS", "MASK_LABELS", "UNKNOWN", "CaseRef", "Layout", "LoadedCase", "detect_layout", "list_cases"]

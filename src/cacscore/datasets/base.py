@@ -11,7 +11,7 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -26,6 +26,26 @@ Layout = Literal["phantom", "generic", "nnunet", "orcascore", "coca"]
 LAYOUTS: tuple[str, ...] = ("phantom", "nnunet", "coca", "orcascore", "generic")
 #: Suffixes of point-annotation files.
 POINT_SUFFIXES: tuple[str, ...] = (".csv", ".json")
+#: Label conventions a dataset's masks can be declared in (``--mask-labels``).
+MASK_LABELS: tuple[str, ...] = get_args(MaskConvention)
+#: Value of a case attribute (``family``, ``generator_version``...) that the dataset does not state.
+UNKNOWN = "unknown"
+
+
+def check_mask_labels(mask_labels: str | None) -> str | None:
+    """``mask_labels`` itself when it is None (the layout's own convention) or a known convention.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the valid conventions.
+    """
+    if mask_labels is not None and mask_labels not in MASK_LABELS:
+        raise InvalidInputError(
+            f"unknown mask label convention {mask_labels!r}; use one of {', '.join(MASK_LABELS)} "
+            "(project: 0-5 as cacscore writes them; orcascore: 1 LAD incl. LM, 2 LCX, 3 RCA; binary: any non-zero)"
+        )
+    return mask_labels
 
 
 @dataclass(frozen=True)
@@ -43,12 +63,28 @@ class CaseRef:
     reference_path : Path or None
         Label mask, point-annotation file (``.csv``/``.json``) or COCA XML;
         None when the case has no reference.
+    mask_labels : {"project", "orcascore", "binary"} or None
+        Label convention of a label-mask reference, declared by the user;
+        None: the layout's own (project codes; orCaScore's for that layout;
+        ``dataset.json``'s label names for nnU-Net). Point files and COCA XML
+        are not masks and ignore it.
+    attributes : dict of str to str
+        What the dataset states about the case's origin, e.g. ``family`` and
+        ``generator_version`` of a phantom (evaluation reports figures per
+        value); not compared.
     """
 
     case_id: str
     layout: str
     image_path: Path
     reference_path: Path | None = None
+    mask_labels: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def attribute(self, name: str) -> str:
+        """The value of attribute ``name``, :data:`UNKNOWN` where the dataset does not state it."""
+        value = self.attributes.get(name)
+        return UNKNOWN if value is None or str(value).strip() == "" else str(value)
 
     def load(self) -> LoadedCase:
         """Read the volume and the reference as a label mask in project codes on the volume's grid.
@@ -71,6 +107,8 @@ class CaseRef:
             "layout": self.layout,
             "image_path": str(self.image_path),
             "reference_path": None if self.reference_path is None else str(self.reference_path),
+            "mask_labels": self.mask_labels,
+            "attributes": dict(self.attributes),
         }
 
     @classmethod
@@ -82,6 +120,8 @@ class CaseRef:
             layout=str(data["layout"]),
             image_path=Path(data["image_path"]),
             reference_path=None if reference is None else Path(reference),
+            mask_labels=check_mask_labels(data.get("mask_labels")),
+            attributes={str(k): str(v) for k, v in (data.get("attributes") or {}).items()},
         )
 
 
@@ -164,7 +204,8 @@ def load_reference(
     volume : CTVolume
         The case's CT (the mask must lie on its grid).
     convention : {"project", "orcascore", "binary"}
-        Label convention of a label image.
+        The layout's own label convention of a label image; the convention the
+        user declared for the case (``ref.mask_labels``) takes precedence.
     reference_category : str, optional
         Annotated risk category, compared with the mask built from points;
         by default the category a JSON points file states, if any.
@@ -185,7 +226,8 @@ def load_reference(
         category = reference_category or read_annotated_category(path)
         mask, report = mask_from_points(volume, read_points(path), reference_category=category)
         return mask, {"annotation_report": report.to_dict()}
-    return read_mask(path, volume, convention), {}
+    chosen: Any = ref.mask_labels or convention
+    return read_mask(path, volume, chosen), {}
 
 
 def case_meta(ref: CaseRef, **extra: Any) -> dict[str, Any]:
@@ -206,10 +248,13 @@ def no_cases_error(root: Path, layout: str, expected: str) -> InvalidInputError:
 __all__ = [
     "IMAGE_SUFFIXES",
     "LAYOUTS",
+    "MASK_LABELS",
+    "UNKNOWN",
     "CaseRef",
     "Layout",
     "LoadedCase",
     "case_meta",
+    "check_mask_labels",
     "is_points_file",
     "is_volume_file",
     "load_reference",

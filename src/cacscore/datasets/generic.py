@@ -15,8 +15,10 @@ One folder per case::
     root/CASE/points.csv          or points.json (used when there is no label)
 
 A case without label or points is listed with no reference. Label masks
-are read in the project convention: codes 0-5, so a binary 0/1 mask is
-calcium of unspecified artery.
+are read in the project convention (codes 0-5, so a binary 0/1 mask is
+calcium of unspecified artery) unless another is declared with
+``--mask-labels orcascore`` (1 LAD incl. LM, 2 LCX, 3 RCA) or ``binary``
+(any non-zero value is calcium of unspecified artery).
 """
 
 from __future__ import annotations

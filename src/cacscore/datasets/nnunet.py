@@ -15,7 +15,9 @@ artery names (LM, LAD, LCX, RCA and the spellings of
 names (e.g. "aortic valve") become background with a warning in ``meta``.
 When no name is recognised at all (e.g. ``{"background": 0, "foreground": 1}``)
 every non-zero voxel is calcium of unspecified artery. Region-based labels
-(lists of values) are read as binary too.
+(lists of values) are read as binary too. A convention declared with
+``--mask-labels`` (``CaseRef.mask_labels``) replaces the names: e.g. masks
+stored as orCaScore codes (1 LAD, 2 LCX, 3 RCA) under names that say nothing.
 """
 
 from __future__ import annotations
@@ -153,7 +155,11 @@ def load(ref: CaseRef) -> LoadedCase:
     root = ref.image_path.parent.parent
     table, warnings = label_table(read_dataset_json(root).get("labels"))
     label = None
-    if ref.reference_path is not None:
+    if ref.reference_path is not None and ref.mask_labels is not None:
+        declared: Any = ref.mask_labels
+        label = read_mask(ref.reference_path, volume, declared)
+        table, warnings = None, []
+    elif ref.reference_path is not None:
         if table is None:
             label = read_mask(ref.reference_path, volume, "binary")
         else:
@@ -173,7 +179,8 @@ def load(ref: CaseRef) -> LoadedCase:
             for value, code in table.items():
                 lut[value] = code
             label = lut[raw]
-    meta = case_meta(ref, label_table=None if table is None else {str(k): v for k, v in table.items()})
+    meta = case_meta(ref, label_table=None if table is None else {str(k): v for k, v in table.items()},
+                     mask_labels=ref.mask_labels)
     if warnings:
         meta["warnings"] = warnings
     return LoadedCase(ref.case_id, volume, label, meta)

@@ -11,7 +11,8 @@ Any folder up to four levels below ``root`` may hold them; an image ``<ID>CTI.mh
 with the reference ``<ID>R.mhd`` found anywhere below ``root`` (file names
 compared case-insensitively). The case id is ``<ID>`` (e.g. ``TRV1P1``).
 The reference is converted to project codes (LAD 3, LCX 4, RCA 5); orCaScore
-does not separate the LM, so LM calcium is LAD here.
+does not separate the LM, so LM calcium is LAD here. ``--mask-labels`` overrides the
+convention (e.g. ``binary`` for masks that do not name the artery).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@
 Cases come from ``cases.csv``; while a generation is still running (no
 ``cases.csv`` yet) the case folders that hold ``reference.json`` are listed.
 The reference is the label mask, or the points when a case has no mask.
+
+Each case's origin (:data:`ATTRIBUTES`: the generator ``family`` and
+``generator_version``) is taken from its ``cases.csv`` row, else its
+``truth.json``, else ``generation.json``; ``cacscore evaluate`` reports
+figures per value, and a value stated nowhere is ``"unknown"``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,34 @@ COMPLETE_MARKER = "reference.json"
 _IMAGE_NAMES = ("image", "image.nii.gz", "image.mha", "image.nii", "image.mhd", "image.nrrd")
 _LABEL_NAMES = ("label.nii.gz", "label.mha", "label.nii", "label.mhd", "label.nrrd")
 _EXPECTED = f"{MANIFEST} or {SETTINGS} next to case_*/ folders holding image and {COMPLETE_MARKER}"
+TRUTH = "truth.json"
+#: Case attributes read from the cohort's metadata (see the module docstring).
+ATTRIBUTES: tuple[str, ...] = ("family", "generator_version")
+
+
+def _json_object(path: Path) -> dict[str, object]:
+    """A small JSON file's top-level object, or {} when it is missing or unreadable (metadata is optional)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _attributes(root: Path, case_id: str, row: dict[str, str] | None, cohort: dict[str, object]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    truth: dict[str, object] | None = None
+    for name in ATTRIBUTES:
+        value: object = (row or {}).get(name)
+        if value in (None, ""):
+            if truth is None:
+                truth = _json_object(root / case_id / TRUTH)
+            value = truth.get(name)
+        if value in (None, ""):
+            value = cohort.get(name)
+        if value not in (None, ""):
+            found[name] = str(value)
+    return found
 
 
 def detect(root: Path) -> bool:
@@ -61,6 +94,7 @@ def _from_manifest(root: Path) -> list[CaseRef]:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{path}: cannot read the case list ({exc})") from None
+    cohort = _json_object(root / SETTINGS)
     cases = []
     for number, row in enumerate(rows, start=2):
         case_id = (row.get("case_id") or "").strip()
@@ -70,7 +104,8 @@ def _from_manifest(root: Path) -> list[CaseRef]:
         if image is None:
             raise InvalidInputError(f"{path}, row {number}: image {row['image']!r} of {case_id} not found")
         reference = _resolve(root, case_id, row.get("label")) or _resolve(root, case_id, row.get("points"))
-        cases.append(CaseRef(case_id, "phantom", image, reference))
+        cases.append(CaseRef(case_id, "phantom", image, reference,
+                             attributes=_attributes(root, case_id, row, cohort)))
     return cases
 
 
@@ -79,6 +114,7 @@ def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def _from_folders(root: Path) -> list[CaseRef]:
+    cohort = _json_object(root / SETTINGS)
     cases = []
     for folder in sorted(root.glob("case_*"), key=lambda p: natural_key(p.name)):
         image = _first(folder, _IMAGE_NAMES)
@@ -87,7 +123,8 @@ def _from_folders(root: Path) -> list[CaseRef]:
         if image.is_file() and not is_volume_file(image):
             continue
         reference = _first(folder, _LABEL_NAMES) or _first(folder, ("points.csv", "points.json"))
-        cases.append(CaseRef(folder.name, "phantom", image, reference))
+        cases.append(CaseRef(folder.name, "phantom", image, reference,
+                             attributes=_attributes(root, folder.name, None, cohort)))
     return cases
 
 
