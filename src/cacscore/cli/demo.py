@@ -61,7 +61,8 @@ def demo(
         result = score_with_model(volume, ensemble, prediction=prediction, **ScoringOptions().as_kwargs())
         report = score_report(volume, result, image_path, extra={"model": ensemble.info()})
         emit_report(report, as_json=False, out=out, force=True, console=console)
-        write_model_products(out, volume, prediction.labels,
+        write_model_products(out, volume, prediction.labels, result=result,
+                             reference_labels=case.label, reference_lesions=case.reference.lesions,
                              title=f"phantom seed {case.seed}: model {report['agatston']:.1f} vs "
                                    f"reference {reference['agatston']:.1f} Agatston")
 

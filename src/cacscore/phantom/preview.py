@@ -149,7 +149,8 @@ def render_preview(
         for code, c in ARTERY_COLOURS.items()
         if code != labels.UNSPECIFIED
     ]
-    handles.append(plt.Line2D([], [], color="#ff2dff", linestyle="--", label="distractor (not scored)"))
+    if distractors:
+        handles.append(plt.Line2D([], [], color="#ff2dff", linestyle="--", label="distractor (not scored)"))
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)

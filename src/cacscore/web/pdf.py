@@ -12,21 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw
-from scipy import ndimage
+from PIL import Image
 
 from cacscore.io import CTVolume
-from cacscore.labels import ARTERY_NAMES, majority_artery
-from cacscore.scoring import ARTERY_ORDER, VESSELS, ScoreResult
+from cacscore.render import key_images_png
+from cacscore.scoring import ARTERY_ORDER, ScoreResult
 from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
-from cacscore.web.service import ARTERY_COLOURS, interpretation, key_slices, window
+from cacscore.web.service import ARTERY_COLOURS, interpretation
 
-#: Key images shown (one per artery first, then the next highest lesions).
-N_KEY_IMAGES = 3
-#: Window of the key images, HU (mediastinal, calcium stays white).
-KEY_WINDOW_HU = (800.0, 200.0)
-#: Side of the square crop around the counted calcium of a key image, mm (at least).
-KEY_FIELD_MM = 90.0
+#: Lesion crops of the key images in the report (highest Agatston first), and their height on the page.
+N_KEY_CROPS = 8
+KEY_IMAGES_HEIGHT_MM = 115.0
 
 
 @dataclass
@@ -39,77 +35,6 @@ class ReportContent:
     mask: np.ndarray
     lesions: list[dict[str, Any]]
     review: dict[str, Any]
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    value = hex_colour.lstrip("#")
-    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
-
-
-def key_image(
-    hu: np.ndarray, labels: np.ndarray, spacing_yx: tuple[float, float], size_px: int = 360
-) -> Image.Image:
-    """An axial slice around its counted calcium, lesions filled in their artery colours.
-
-    Parameters
-    ----------
-    hu : (Y, X) ndarray
-        Slice in HU.
-    labels : (Y, X) ndarray of uint8
-        Project label codes of the slice.
-    spacing_yx : tuple of 2 float
-        Pixel spacing ``(dy, dx)``, mm.
-    size_px : int
-        Side of the returned square image, pixels.
-
-    Returns
-    -------
-    PIL.Image.Image
-        RGB image, square, physical aspect kept.
-    """
-    dy, dx = spacing_yx
-    grey = window(hu, *KEY_WINDOW_HU)
-    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
-    for code, name in ARTERY_NAMES.items():
-        where = labels == code
-        if where.any():
-            rgb[where] = 0.35 * rgb[where] + 0.65 * np.array(_rgb(ARTERY_COLOURS[name]), np.float32)
-    rows, cols = np.nonzero(labels)
-    centre = (rows.mean(), cols.mean()) if rows.size else (hu.shape[0] / 2, hu.shape[1] / 2)
-    half_mm = (
-        max(
-            KEY_FIELD_MM,
-            (np.ptp(rows) * dy if rows.size else 0) + 30.0,
-            (np.ptp(cols) * dx if cols.size else 0) + 30.0,
-        )
-        / 2
-    )
-    top, bottom = int(centre[0] - half_mm / dy), int(centre[0] + half_mm / dy)
-    left, right = int(centre[1] - half_mm / dx), int(centre[1] + half_mm / dx)
-    padded = np.zeros((bottom - top, right - left, 3), np.float32)
-    src = rgb[max(top, 0) : min(bottom, hu.shape[0]), max(left, 0) : min(right, hu.shape[1])]
-    padded[max(-top, 0) : max(-top, 0) + src.shape[0], max(-left, 0) : max(-left, 0) + src.shape[1]] = src
-    image = Image.fromarray(padded.clip(0, 255).astype(np.uint8), "RGB").resize(
-        (size_px, size_px), Image.Resampling.LANCZOS
-    )
-    # Ring each lesion so that small ones are found at a glance.
-    draw = ImageDraw.Draw(image)
-    zoom_y, zoom_x = size_px / (bottom - top), size_px / (right - left)
-    regions, _ = ndimage.label(labels > 0)
-    for index, found in enumerate(ndimage.find_objects(regions), start=1):
-        if found is None:
-            continue
-        codes = labels[found][regions[found] == index]
-        code = int(majority_artery(np.bincount(codes, minlength=len(ARTERY_NAMES) + 1)))
-        y0, y1 = (found[0].start - top) * zoom_y, (found[0].stop - top) * zoom_y
-        x0, x1 = (found[1].start - left) * zoom_x, (found[1].stop - left) * zoom_x
-        pad = 7
-        draw.ellipse(
-            (x0 - pad, y0 - pad, x1 + pad, y1 + pad),
-            outline=_rgb(ARTERY_COLOURS[ARTERY_NAMES[code]]),
-            width=2,
-        )
-    return image
 
 
 def build_pdf(content: ReportContent) -> bytes:
@@ -221,32 +146,13 @@ def build_pdf(content: ReportContent) -> bytes:
     )
     story.append(Paragraph(f"<b>CAC-DRS {result.cac_drs}</b> &mdash; {texts['cac_drs']}", body))
 
-    slices = key_slices(content.lesions, N_KEY_IMAGES)
-    if slices:
+    if result.lesions:
+        # The montage's key images (cacscore.render), scaled to what is left of the page.
         story.append(Paragraph("Key images", heading))
-        cells, captions = [], []
-        side = 56 * mm
-        for z in slices:
-            picture = key_image(volume.hu[z], content.mask[z], (spacing[1], spacing[2]))
-            buffer = io.BytesIO()
-            picture.save(buffer, format="PNG")
-            buffer.seek(0)
-            cells.append(FlowImage(buffer, width=side, height=side))
-            arteries = sorted(
-                {
-                    row["artery"]
-                    for row in content.lesions
-                    if row["artery"] and row["slices"][0] <= z <= row["slices"][1]
-                }
-            )
-            captions.append(
-                Paragraph(f"Slice {z + 1} of {volume.shape[0]}: {', '.join(arteries) or '-'}", small)
-            )
-        story.append(Table([cells, captions], colWidths=[side + 3 * mm] * len(cells)))
-        legend = " ".join(
-            f'<font color="{ARTERY_COLOURS[n]}">&#9632;</font> {n}' for n in VESSELS
-        )
-        story.append(Paragraph(legend, small))
+        png = key_images_png(volume, content.mask, result.lesions, max_crops=N_KEY_CROPS)
+        width_px, height_px = Image.open(io.BytesIO(png)).size
+        scale = min(170 * mm / width_px, KEY_IMAGES_HEIGHT_MM * mm / height_px)
+        story.append(FlowImage(io.BytesIO(png), width=width_px * scale, height=height_px * scale))
 
     story.append(Paragraph("Method", heading))
     automatic = review["automatic"]
