@@ -56,7 +56,8 @@ def known_scorer(volume: CTVolume) -> AutoResult:
 
 def local_client(app: FastAPI, **options: object) -> TestClient:
     """A test client that is what the review page is: on a loopback host name, sending the same-origin header."""
-    return TestClient(app, base_url="http://localhost", headers={REQUEST_HEADER: "1"}, **options)  # type: ignore[arg-type]
+    headers = {REQUEST_HEADER: "1", **dict(options.pop("headers", {}) or {})}  # type: ignore[call-overload]
+    return TestClient(app, base_url="http://localhost", headers=headers, **options)  # type: ignore[arg-type]
 
 
 def store_of(client: TestClient, settings: Settings, scorer: Scorer = known_scorer) -> ReviewStore:

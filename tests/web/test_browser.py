@@ -146,10 +146,19 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
                 "console", lambda message: errors.append(message.text) if message.type == "error" else None
             )
             page.goto(f"{base}/#/")
-            page.fill("#reviewer", "Dr Review")
             page.click("text=case_0000")
+            # Opening a study asks who reads (nothing is inherited from an earlier reader).
+            expect(page.locator("#reader-dialog")).to_be_visible()
+            assert page.input_value("#reader-name") == ""
+            page.fill("#reader-name", "Dr Review")
+            page.click("#reader-confirm")
+            expect(page.locator("#reader")).to_have_text("Dr Review")
             total = page.locator("#total-agatston")
             expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
+            # Orientation markers of an axial slice in the standard (identity) orientation.
+            assert [page.inner_text(f"#orient-{side}") for side in ("left", "right", "top", "bottom")] == [
+                "R", "L", "A", "P"
+            ]
 
             # The score shown is the score cacscore computes for this volume and mask.
             shown = float(total.get_attribute("data-value") or "nan")
@@ -171,8 +180,10 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             assert after == pytest.approx(shown - lesion["agatston"], abs=1e-9)
             assert after < shown
 
-            # Reload: the edit persisted.
+            # Reload: the edit persisted (the reader is asked again).
             page.reload()
+            page.fill("#reader-name", "Dr Review")
+            page.click("#reader-confirm")
             expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
             assert float(total.get_attribute("data-value") or "nan") == after
             expect(page.locator(f'ul.lesions li[data-lesion="{lesion["id"]}"]')).to_have_class(
@@ -240,11 +251,33 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown, abs=1e-9)
             expect(page.locator("#undo")).to_be_disabled()
 
-            # Sign: the study becomes read-only.
+            # A rib-sized candidate: counting it asks for confirmation and says why; declining changes nothing.
+            rib = page.evaluate(
+                "() => viewer.study.candidates.filter((r) => r.warnings.some((w) => w.includes('long')))"
+                ".sort((a, b) => b.volume_mm3 - a.volume_mm3)[0]"
+            )
+            assert rib is not None and rib["volume_mm3"] > 500
+            page.click("#candidates-card summary")
+            page.click(f'ul.lesions li[data-candidate="{rib["id"]}"]')
+            expect(page.locator("#popup")).to_contain_text("unlikely coronary calcium")
+            questions: list[str] = []
+            page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+            page.click('#popup button[data-artery="LAD"]')
+            page.wait_for_function("() => !viewer.busy")  # the round trip is over
+            assert len(questions) == 1 and "mm long" in questions[0] and "unlikely" in questions[0]
+            assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown, abs=1e-9)
+            page.keyboard.press("Escape")
+
+            # Sign: the name is typed at sign-off; the study becomes read-only.
             page.click("#sign")
+            assert page.input_value("#sign-name") == ""
+            page.click("#sign-confirm")
+            expect(page.locator("#sign-error")).to_have_text("Type your name to sign.")
+            page.fill("#sign-name", "Dr Signer")
             page.click("#sign-confirm")
             expect(page.locator("#study-status")).to_have_text("signed")
             expect(page.locator("#undo")).to_be_disabled()
+            assert page.evaluate("() => viewer.state.signed_by") == "Dr Signer"
             assert errors == []
         finally:
             browser.close()

@@ -305,19 +305,96 @@ MAX_LISTED_VOLUME_MM3 = 3000.0
 #: Most candidates listed (the image still shows and accepts every one).
 MAX_LISTED_CANDIDATES = 500
 
+#: Plausibility limits of one coronary calcium candidate. A candidate beyond any of them is listed last,
+#: marked, and counting it needs the reader's confirmation (it is still allowed: heavy calcification
+#: exists). Volume: large coronary plaques measure tens to a few hundred mm^3; ribs, vertebrae and
+#: valve rings measure thousands. Extent: a coronary segment seen in one connected calcification is
+#: rarely longer than 40 mm, a rib or the sternum is. Distance: the coronary tree spans about 100 mm,
+#: so a candidate whose centre lies further than 80 mm from every automatically counted lesion is
+#: outside it (checked only when the automatic result counts something).
+PLAUSIBLE_VOLUME_MM3 = 500.0
+PLAUSIBLE_EXTENT_MM = 40.0
+PLAUSIBLE_DISTANCE_MM = 80.0
 
-def candidate_table(volume: CTVolume, candidates: Candidates) -> list[dict[str, Any]]:
+
+def plausibility_warnings(
+    volume: CTVolume, candidates: Candidates, auto_mask: np.ndarray
+) -> dict[int, list[str]]:
+    """Why each implausible candidate is unlikely to be coronary calcium (plausible ones are absent).
+
+    Parameters
+    ----------
+    volume : CTVolume
+        The scan (spacing in mm).
+    candidates : Candidates
+        Its candidate components.
+    auto_mask : (Z, Y, X) ndarray of uint8
+        The automatic result: counted candidates define where the coronary tree is.
+
+    Returns
+    -------
+    dict of int to list of str
+        Candidate id -> readable reasons, checked against :data:`PLAUSIBLE_VOLUME_MM3`,
+        :data:`PLAUSIBLE_EXTENT_MM` and :data:`PLAUSIBLE_DISTANCE_MM`.
+    """
+    if candidates.n == 0:
+        return {}
+    spacing = np.asarray(volume.spacing, dtype=float)
+    voxel_mm3 = float(np.prod(spacing))
+    counts = np.bincount(candidates.labels.ravel(), minlength=candidates.n + 1)
+    ids = np.arange(1, candidates.n + 1)
+    # Bounding-box centres: exact enough against an 80 mm limit, and no volume-sized temporary arrays.
+    centres = np.array([[(sl.start + sl.stop - 1) / 2 for sl in box] for box in candidates.boxes], dtype=float)
+    centres_mm = centres.reshape(-1, 3) * spacing
+    counted = np.unique(candidates.labels[auto_mask != BACKGROUND])
+    counted = counted[counted != 0]
+    reasons: dict[int, list[str]] = {}
+    for lesion in (int(v) for v in ids):
+        box = candidates.boxes[lesion - 1]
+        extent_mm = max((sl.stop - sl.start) * step for sl, step in zip(box, spacing, strict=True))
+        volume_mm3 = float(counts[lesion]) * voxel_mm3
+        found: list[str] = []
+        if volume_mm3 > PLAUSIBLE_VOLUME_MM3:
+            found.append(
+                f"volume {volume_mm3:.0f} mm³ is above {PLAUSIBLE_VOLUME_MM3:.0f} mm³ (bone or valve?)"
+            )
+        if extent_mm > PLAUSIBLE_EXTENT_MM:
+            found.append(f"{extent_mm:.0f} mm long, more than {PLAUSIBLE_EXTENT_MM:.0f} mm (rib, sternum, spine?)")
+        others = counted[counted != lesion]
+        if others.size:
+            distance = float(np.min(np.linalg.norm(centres_mm[others - 1] - centres_mm[lesion - 1], axis=1)))
+            if distance > PLAUSIBLE_DISTANCE_MM:
+                found.append(
+                    f"{distance:.0f} mm from the nearest automatically counted lesion, more than "
+                    f"{PLAUSIBLE_DISTANCE_MM:.0f} mm (outside the coronary tree?)"
+                )
+        if found:
+            reasons[lesion] = found
+    return reasons
+
+
+def candidate_table(
+    volume: CTVolume, candidates: Candidates, warnings_of: dict[int, list[str]] | None = None
+) -> list[dict[str, Any]]:
     """Each candidate as if it were counted: its Agatston share, volume, peak HU and where to find it.
 
     Candidates above :data:`MAX_LISTED_VOLUME_MM3` are left out and at most
-    :data:`MAX_LISTED_CANDIDATES` are returned, highest Agatston share first.
+    :data:`MAX_LISTED_CANDIDATES` are returned: plausible ones first, then
+    those with ``warnings`` (from ``warnings_of``, see :func:`plausibility_warnings`),
+    each group by highest Agatston share.
     """
+    warnings_of = warnings_of or {}
     everything = (candidates.labels > 0).astype(np.uint8)
     result, lesion_map = rescore(volume, everything)
     rows = lesion_table(candidates, everything, np.zeros_like(everything), result, lesion_map, {})
     keys = ("id", "agatston", "volume_mm3", "peak_hu", "slices", "key_slice", "center_yx")
-    listed = [{key: row[key] for key in keys} for row in rows if row["volume_mm3"] <= MAX_LISTED_VOLUME_MM3]
-    return sorted(listed, key=lambda row: (-row["agatston"], row["id"]))[:MAX_LISTED_CANDIDATES]
+    listed = [
+        {**{key: row[key] for key in keys}, "warnings": warnings_of.get(row["id"], [])}
+        for row in rows
+        if row["volume_mm3"] <= MAX_LISTED_VOLUME_MM3
+    ]
+    ordered = sorted(listed, key=lambda row: (bool(row["warnings"]), -row["agatston"], row["id"]))
+    return ordered[:MAX_LISTED_CANDIDATES]
 
 
 def _lesion_owners(candidates: Candidates, lesion_map: np.ndarray, result: ScoreResult) -> dict[int, int]:
@@ -354,6 +431,40 @@ def key_slices(lesions: Iterable[dict[str, Any]], limit: int) -> list[int]:
         if row["key_slice"] not in chosen:
             chosen.append(row["key_slice"])
     return sorted(chosen[:limit])
+
+
+#: Patient direction letter of each LPS axis, for the positive and the negative direction.
+_LPS_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
+
+
+def orientation_labels(direction: np.ndarray) -> dict[str, str]:
+    """Patient-direction letters at the edges of an axial slice as the viewer draws it.
+
+    Parameters
+    ----------
+    direction : (3, 3) ndarray of float
+        :attr:`cacscore.io.CTVolume.direction` (ITK convention: column 0 is the
+        LPS direction of the image columns, column 1 that of the rows).
+
+    Returns
+    -------
+    dict of str to str
+        ``left``, ``right``, ``top`` and ``bottom`` -> a letter (L, R, A, P, S, I),
+        the dominant patient direction each edge points to.
+
+    Examples
+    --------
+    >>> orientation_labels(np.eye(3))
+    {'left': 'R', 'right': 'L', 'top': 'A', 'bottom': 'P'}
+    """
+    direction = np.asarray(direction, dtype=float)
+
+    def letter(vector: np.ndarray) -> str:
+        axis = int(np.argmax(np.abs(vector)))
+        return _LPS_LETTERS[axis][0 if vector[axis] > 0 else 1]
+
+    columns, rows = direction[:, 0], direction[:, 1]
+    return {"left": letter(-columns), "right": letter(columns), "top": letter(-rows), "bottom": letter(rows)}
 
 
 def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:

@@ -56,6 +56,7 @@ from cacscore.web.service import (
     interpretation,
     lesion_label,
     lesion_table,
+    orientation_labels,
     plausibility_warnings,
     read_study_volume,
     replay,
@@ -421,6 +422,7 @@ class ReviewStore:
                 "patient_id": volume.patient_id,
                 # Reader warnings start with the server-side path; the reviewer knows the study by name.
                 "warnings": [text.replace(str(self._path(study)), study.name) for text in volume.warnings],
+                "orientation": orientation_labels(volume.direction),
                 "n_candidates": loaded.candidates.n,
                 "candidates": loaded.candidate_rows,
                 "arteries": ARTERY_COLOURS,

@@ -10,13 +10,11 @@ const OUTLINE = [255, 120, 200];
 
 // ------------------------------------------------------------------ API
 
-const params = new URLSearchParams(location.search);
-if (params.get("token")) sessionStorage.setItem("cacscore.token", params.get("token"));
-const TOKEN = sessionStorage.getItem("cacscore.token") || "";
-
+// The access token never reaches this script: the server exchanges /?token=... for an HttpOnly cookie.
+// Every request carries X-Cacscore-Request, which a cross-site form or no-cors fetch cannot send; the
+// server refuses state changes without it.
 async function api(path, options = {}) {
-  const headers = Object.assign({}, options.headers || {});
-  if (TOKEN) headers["X-Cacscore-Token"] = TOKEN;
+  const headers = Object.assign({ "X-Cacscore-Request": "1" }, options.headers || {});
   if (options.json !== undefined) {
     headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(options.json);
@@ -33,8 +31,8 @@ async function api(path, options = {}) {
   return response;
 }
 
-function withToken(path) {
-  return TOKEN ? `${path}?token=${encodeURIComponent(TOKEN)}` : path;
+function withReader(path) {
+  return viewer.reader ? `${path}?reviewer=${encodeURIComponent(viewer.reader)}` : path;
 }
 
 // ------------------------------------------------------------------ helpers
@@ -80,22 +78,42 @@ function categoryChip(category) {
 
 // ------------------------------------------------------------------ reviewer name
 
-const reviewerInput = $("reviewer");
-reviewerInput.value = localStorage.getItem("cacscore.reviewer") || "";
-reviewerInput.addEventListener("input", () => {
-  localStorage.setItem("cacscore.reviewer", reviewerInput.value.trim());
-  reviewerInput.classList.remove("missing");
-});
+// The reader's name lives only in this page (never localStorage): on a shared workstation the next
+// reader must not inherit it. It is asked for, and confirmed, each time a study opens and at sign-off.
 
 function reviewer() {
-  const name = reviewerInput.value.trim();
-  if (!name) {
-    reviewerInput.classList.add("missing");
-    reviewerInput.focus();
-    throw new Error("Enter your name as reviewer (top right) before editing.");
+  if (!viewer.reader) {
+    askReader();
+    throw new Error("Confirm your name as reader before editing.");
   }
-  return name;
+  return viewer.reader;
 }
+
+function showReader() {
+  $("reader").textContent = viewer.reader || "not confirmed";
+  $("reader").classList.toggle("missing", !viewer.reader);
+}
+
+function askReader() {
+  const dialog = $("reader-dialog");
+  if (dialog.open) return;
+  $("reader-name").value = viewer.reader || "";
+  $("reader-error").textContent = "";
+  dialog.showModal();
+  $("reader-name").focus();
+}
+
+$("reader-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("reader-name").value.trim().replace(/\s+/g, " ");
+  if (!name) { $("reader-error").textContent = "Enter your name."; return; }
+  viewer.reader = name;
+  showReader();
+  $("reader-dialog").close();
+  if (viewer.study) renderStudyInfo();
+});
+$("reader-dialog").addEventListener("cancel", (event) => { if (!viewer.reader) event.preventDefault(); });
+$("change-reader").addEventListener("click", askReader);
 
 // ------------------------------------------------------------------ study list
 
@@ -135,6 +153,7 @@ $("upload-file").addEventListener("change", async (event) => {
   line.textContent = `Uploading ${file.name} (${(file.size / 1048576).toFixed(1)} MB)…`;
   const form = new FormData();
   form.append("file", file);
+  if (viewer.reader) form.append("reviewer", viewer.reader);
   try {
     const study = await (await api("/api/studies", { method: "POST", body: form })).json();
     line.textContent = `${file.name} added as study ${study.id}.`;
@@ -176,6 +195,7 @@ const viewer = {
   showCandidates: true,
   showLesions: true,
   busy: false,
+  reader: "",          // confirmed reader name (this page only)
 };
 
 const canvas = $("canvas");
@@ -198,6 +218,7 @@ async function openStudy(id) {
   viewer.pending.clear();
   viewer.selectedId = 0;
   viewer.hoverId = 0;
+  askReader();  // every opening asks who reads, prefilled only with this page's name
   try {
     const study = await (await api(`/api/studies/${id}`)).json();
     viewer.study = study;
@@ -240,10 +261,13 @@ function renderStudyInfo() {
   $("legend").replaceChildren(
     ...["LM", "LAD", "LCX", "RCA"].map((a) => el("span", {}, el("span", { class: "chip", style: `background:${s.arteries[a]}` }), a)),
     el("span", {}, el("span", { class: "chip outline" }), "candidate ≥130 HU"));
-  $("export-json").href = withToken(`/api/studies/${s.id}/report.json`);
+  // Exports are audited with the confirmed reader's name.
+  $("export-json").href = withReader(`/api/studies/${s.id}/report.json`);
   $("export-json").setAttribute("download", `study-${s.id}-report.json`);
-  $("export-mask").href = withToken(`/api/studies/${s.id}/mask.nii.gz`);
-  $("export-pdf").href = withToken(`/api/studies/${s.id}/report.pdf`);
+  $("export-mask").href = withReader(`/api/studies/${s.id}/mask.nii.gz`);
+  $("export-pdf").href = withReader(`/api/studies/${s.id}/report.pdf`);
+  const o = s.orientation || {};
+  for (const side of ["left", "right", "top", "bottom"]) $(`orient-${side}`).textContent = o[side] || "";
 }
 
 function setState(state) {
@@ -263,6 +287,7 @@ function setState(state) {
   $("study-status").replaceWith(Object.assign(statusBadge(state.status), { id: "study-status" }));
   syncUndo();
   $("sign").disabled = signed;
+  $("unsign").hidden = !signed;
   $("sign").textContent = signed ? "Signed" : "Sign…";
   $("sign").title = signed
     ? `Signed by ${state.signed_by} on ${state.signed_at.slice(0, 16).replace("T", " ")} UTC; read-only`
@@ -328,11 +353,13 @@ function renderCandidates() {
   });
   $("candidate-count").textContent = `(${rowsIn.length}${viewer.study.candidates.length >= 500 ? "+" : ""})`;
   $("candidates").replaceChildren(...rowsIn.map((row) => el("li", {
-    class: row.id === viewer.selectedId ? "selected" : "", "data-candidate": row.id, title: "Show this candidate",
+    class: `${row.id === viewer.selectedId ? "selected" : ""} ${row.warnings.length ? "implausible" : ""}`,
+    "data-candidate": row.id,
+    title: row.warnings.length ? `Unlikely coronary calcium: ${row.warnings.join("; ")}` : "Show this candidate",
     onclick: () => selectLesion(row.id, true),
   },
   el("span", { class: "swatch", style: "border:1.5px solid #ff78c8" }),
-  el("strong", {}, `#${row.id}`),
+  el("strong", {}, row.warnings.length ? `⚠ #${row.id}` : `#${row.id}`),
   el("span", { class: "meta" }, `${sliceRange(row.slices)} · ${fmt(row.volume_mm3)} mm³ · peak ${Math.round(row.peak_hu)} HU`),
   el("span", { class: "num", title: "Agatston it would add" }, `+${fmt(row.agatston)}`))));
 }
@@ -538,8 +565,12 @@ function describe(id) {
   }
   const was = row && row.auto_artery ? ` (automatic: ${row.auto_artery}, removed)` : "";
   const candidate = viewer.candidateById.get(id);
-  const adds = candidate ? ` · would add ${fmt(candidate.agatston)}` : "";
-  return `Candidate #${id}, not counted${was}${adds} · click to add`;
+  let adds = candidate ? ` · would add ${fmt(candidate.agatston)}` : "";
+  // Adding counts the whole >= 130 HU component; the model's mask may have covered only part of it.
+  if (candidate && row && row.auto_artery) adds += " (its whole ≥ 130 HU component, which can be larger than what the automatic mask counted)";
+  const warn = candidate && candidate.warnings.length
+    ? `<br><span class="warn">⚠ unlikely coronary calcium: ${candidate.warnings.join("; ")}</span>` : "";
+  return `Candidate #${id}, not counted${was}${adds} · click to add${warn}`;
 }
 
 let drag = null;
@@ -697,14 +728,23 @@ function syncUndo() {
   $("undo").disabled = viewer.busy || !state || !state.can_undo || state.status === "signed";
 }
 
-async function change(path, body) {
+async function change(path, body, name) {
   if (viewer.busy) return;
   viewer.busy = true;
   syncUndo();
   try {
-    const response = await api(`/api/studies/${viewer.study.id}/${path}`, {
-      method: "POST", json: Object.assign({ version: viewer.state.version, reviewer: reviewer() }, body),
+    const send = (extra) => api(`/api/studies/${viewer.study.id}/${path}`, {
+      method: "POST", json: Object.assign({ version: viewer.state.version, reviewer: name || reviewer() }, body, extra),
     });
+    let response;
+    try {
+      response = await send({});
+    } catch (error) {
+      // 428: the candidate fails a plausibility check; the server says why and counts it only if confirmed.
+      if (error.status !== 428) throw error;
+      if (!window.confirm(`${error.message}\n\nCount it anyway?`)) return;
+      response = await send({ confirm: true });
+    }
     setState(await response.json());
     await goToSlice(viewer.z);
   } catch (error) {
@@ -722,21 +762,54 @@ async function change(path, body) {
 }
 
 async function applyEdit(id, artery) {
-  await change("edits", { lesion: id, artery });
+  const row = viewer.lesionById.get(id), candidate = viewer.candidateById.get(id);
+  let confirmed = false;
+  if (artery && !(row && row.artery) && candidate && candidate.warnings.length) {
+    // Ask before sending; candidates not in the list are checked by the server (answer 428, asked then).
+    const question = `Candidate ${id} is unlikely to be coronary calcium: ${candidate.warnings.join("; ")}.`
+      + `\n\nCount it in ${artery} anyway (adds ${fmt(candidate.agatston)})?`;
+    if (!window.confirm(question)) return;
+    confirmed = true;
+  }
+  await change("edits", confirmed ? { lesion: id, artery, confirm: true } : { lesion: id, artery });
   if (viewer.selectedId === id && !$("popup").hidden) showPopup(id, null);
 }
 
 $("undo").addEventListener("click", () => { hidePopup(); change("undo", {}); });
 $("sign").addEventListener("click", () => {
-  let name;
-  try { name = reviewer(); } catch (error) { toast(error.message); return; }
-  $("sign-text").textContent = `Sign as ${name}: Agatston ${fmt(viewer.state.score.agatston)}, category `
+  $("sign-text").textContent = `Agatston ${fmt(viewer.state.score.agatston)}, category `
     + `${viewer.state.score.risk_category}, CAC-DRS ${viewer.state.score.cac_drs}. The study becomes read-only.`;
+  $("sign-name").value = "";  // typed at every sign-off, never filled in
+  $("sign-error").textContent = "";
   $("sign-dialog").showModal();
+  $("sign-name").focus();
 });
-$("sign-dialog").addEventListener("close", () => {
-  if ($("sign-dialog").returnValue === "sign") { hidePopup(); change("sign", {}); }
+$("sign-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("sign-name").value.trim().replace(/\s+/g, " ");
+  if (!name) { $("sign-error").textContent = "Type your name to sign."; return; }
+  viewer.reader = name;
+  showReader();
+  $("sign-dialog").close();
+  hidePopup();
+  change("sign", {}, name);
 });
+$("sign-cancel").addEventListener("click", () => $("sign-dialog").close());
+$("unsign").addEventListener("click", () => {
+  $("unsign-reason").value = "";
+  $("unsign-name").value = "";
+  $("unsign-dialog").showModal();
+});
+$("unsign-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("unsign-name").value.trim(), reason = $("unsign-reason").value.trim();
+  if (!name || !reason) return;
+  viewer.reader = name;
+  showReader();
+  $("unsign-dialog").close();
+  change("unsign", { reason }, name);
+});
+$("unsign-cancel").addEventListener("click", () => $("unsign-dialog").close());
 
 for (const button of document.querySelectorAll("[data-preset]")) {
   button.addEventListener("click", () => { viewer.win = { ...PRESETS[button.dataset.preset] }; draw(); });
@@ -752,7 +825,8 @@ $("slice-down").addEventListener("click", () => goToSlice(viewer.z - 1));
 window.addEventListener("resize", draw);
 
 document.addEventListener("keydown", (event) => {
-  if (!viewer.study || $("review-view").hidden || event.target.tagName === "INPUT" || $("sign-dialog").open) return;
+  if (!viewer.study || $("review-view").hidden || event.target.tagName === "INPUT"
+      || document.querySelector("dialog[open]")) return;
   const key = event.key;
   if ((event.ctrlKey || event.metaKey) && key.toLowerCase() === "z") { event.preventDefault(); $("undo").click(); return; }
   if (key === "ArrowUp" || key === "PageUp") { event.preventDefault(); goToSlice(viewer.z + 1); }
@@ -784,4 +858,5 @@ function route() {
   if (match) openStudy(Number(match[1])); else showList();
 }
 window.addEventListener("hashchange", route);
+showReader();
 route();
