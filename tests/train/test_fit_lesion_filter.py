@@ -18,7 +18,7 @@ from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d, load_ensembl
 from cacscore.model.lesion_filter import FEATURE_NAMES
 from cacscore.phantom import PhantomConfig, generate_cohort
 from cacscore.preprocess import make_grid, normalize_hu
-from cacscore.train import lesion_filter as fitting
+from cacscore.train import fit_lesion_filter as fitting
 from cacscore.train.loop import preprocessing_dict
 
 FILTERS = [2, 4]

@@ -38,12 +38,16 @@ def main(args: list[str] | None = None) -> None:
     """Run the command line; ``args`` defaults to ``sys.argv[1:]`` (callable from tests)."""
     app(args=args)
 
-from cacscore.cli import series as _series; _series.register(app)  # noqa: E402, E702
-from cacscore.cli import score as _score; _score.register(app)  # noqa: E402, E702
-from cacscore.cli import annotations as _annotations; _annotations.register(app)  # noqa: E402, E702
-from cacscore.cli import evaluate as _evaluate; _evaluate.register(app)  # noqa: E402, E702
-from cacscore.cli import train as _train; _train.register(app)  # noqa: E402, E702
-from cacscore.cli import lesion_filter as _lesion_filter; _lesion_filter.register(app)  # noqa: E402, E702
-from cacscore.cli import serve as _serve; _serve.register(app)  # noqa: E402, E702
-from cacscore.cli import phantom as _phantom; _phantom.register(app)  # noqa: E402, E702
-from cacscore.cli import demo as _demo; _demo.register(app)  # noqa: E402, E702
+# The command modules come after `app`: each adds its command(s) to it, listed in --help in this order.
+from cacscore.cli import annotations as _annotations  # noqa: E402
+from cacscore.cli import demo as _demo  # noqa: E402
+from cacscore.cli import evaluate as _evaluate  # noqa: E402
+from cacscore.cli import phantom as _phantom  # noqa: E402
+from cacscore.cli import score as _score  # noqa: E402
+from cacscore.cli import series as _series  # noqa: E402
+from cacscore.cli import serve as _serve  # noqa: E402
+from cacscore.cli import train as _train  # noqa: E402
+from cacscore.cli import train_lesion_filter as _train_lesion_filter  # noqa: E402
+
+for _command in (_series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _serve, _phantom, _demo):
+    _command.register(app)

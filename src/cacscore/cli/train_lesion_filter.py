@@ -35,7 +35,7 @@ def train_lesion_filter(
     with user_errors():
         from cacscore.datasets import list_cases
         from cacscore.model.lesion_filter import FEATURE_NAMES
-        from cacscore.train.lesion_filter import train_lesion_filter as fit
+        from cacscore.train.fit_lesion_filter import train_lesion_filter as fit
 
         datasets = [(folder, list_cases(folder)) for folder in data]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
