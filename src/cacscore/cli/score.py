@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -100,39 +100,54 @@ def score_with_model_path(
     *,
     series: str | None = None,
     skip_unreadable: bool = False,
+    skip_domain_check: bool = False,
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any], Any]:
-    """Read a volume and score it with the ensemble's mask (the branch where ``--mask`` is absent).
+    """Read a volume, check its domain, and score it with the ensemble's mask (the branch without ``--mask``).
+
+    The volume is read and checked before the model is loaded, so that a missing file or a refused scan
+    answers at once.
 
     Returns
     -------
     volume : CTVolume
     result : ScoreResult
-        Lesions carry the ensemble's ``confidence``.
+        Lesions carry the ensemble's ``confidence``; ``warnings`` hold the domain check's.
     extra : dict
-        ``{"model": {"name", "version", "members", "head", "path"}}``.
+        ``{"model": {"name", "version", "members", "head", "path"}, "domain": {...}}``.
     labels : (Z, Y, X) ndarray of uint8
-        The predicted label mask on the volume's grid.
+        The predicted label mask on the volume's grid (heart region applied).
 
     Raises
     ------
     VolumeReadError
         If the volume cannot be read.
+    NoHeartError, ContrastEnhancedError
+        If the scan is outside the domain and ``skip_domain_check`` is false.
     ModelFolderError
         If the model folder is missing or incomplete (PlanMismatchError if it does not fit this code).
     """
     import os
 
+    from cacscore.anatomy import check_domain
+    from cacscore.io import read_volume
+
+    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
+    check = check_domain(volume)
+    if skip_domain_check:
+        check = check.skip()
+    else:
+        check.require(str(input_path))
+
     import torch
 
-    from cacscore.io import read_volume
     from cacscore.model import load_ensemble, score_with_model
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ensemble = load_ensemble(model_dir)
-    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
-    prediction = ensemble.predict(volume)
+    prediction = ensemble.predict(volume, region=check.region)
     result = score_with_model(volume, ensemble, prediction=prediction, **options.as_kwargs())
-    return volume, result, {"model": ensemble.info()}, prediction.labels
+    result = replace(result, warnings=[*check.warnings, *result.warnings])
+    return volume, result, {"model": ensemble.info(), "domain": check.to_dict()}, prediction.labels
 
 
 def emit_report(
@@ -247,6 +262,11 @@ def _score_command(
     mass_calibration: Annotated[
         float, typer.Option("--mass-calibration", help="Mass calibration, mg/(HU·mL); 1.0 = uncalibrated.")
     ] = 1.0,
+    skip_domain_check: Annotated[
+        bool,
+        typer.Option("--skip-domain-check",
+                     help="Score a scan the domain check refuses (no heart in view, contrast); the report says so."),
+    ] = False,
 ) -> None:
     """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask, or with the model without --mask."""
     with user_errors():
@@ -262,7 +282,8 @@ def _score_command(
         labels = None
         if mask is None:
             volume, result, extra, labels = score_with_model_path(
-                input, model, options, series=series, skip_unreadable=skip_unreadable
+                input, model, options, series=series, skip_unreadable=skip_unreadable,
+                skip_domain_check=skip_domain_check,
             )
         else:
             volume, result, extra = score_with_mask(

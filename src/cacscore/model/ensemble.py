@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from scipy import ndimage
 from cacscore.arrays import bounding_box, grow_box, label_lesions
 from cacscore.errors import InvalidInputError, ModelFolderError, PlanMismatchError
 from cacscore.io.volume import CTVolume
+
+if TYPE_CHECKING:
+    from cacscore.anatomy import HeartRegion
 from cacscore.model.lesion_filter import lesion_features, shell_margin_voxels
 from cacscore.model.network import ResUNet3d
 from cacscore.model.plan import Plan, default_model_dir
@@ -115,6 +118,8 @@ class EnsemblePrediction:
         Where the plan has a lesion filter: the lesions it judged.
     candidate_probability : (n,) ndarray of float or None
         The filter's probability of each of ``candidates``.
+    warnings : list of str
+        What the heart region removed (:func:`restrict_to_heart`), for the report.
     """
 
     labels: np.ndarray
@@ -123,6 +128,7 @@ class EnsemblePrediction:
     grid: Grid
     candidates: CandidateLesions | None = None
     candidate_probability: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_members(self) -> int:
@@ -264,20 +270,25 @@ class Ensemble:
         return preprocess_volume(volume.hu, volume.spacing, target_mm=target, clip_hu=self.plan.clip_hu,
                                  enhance=self.plan.enhance)
 
-    def predict(self, volume: CTVolume) -> EnsemblePrediction:
+    def predict(self, volume: CTVolume, *, region: HeartRegion | None = None) -> EnsemblePrediction:
         """Segment ``volume``: majority vote, artery labels, back on the original grid, HU >= threshold.
+
+        Lesions outside the heart region or joined to bone are removed (:func:`restrict_to_heart`).
 
         Parameters
         ----------
         volume : CTVolume
             The CT.
+        region : HeartRegion, optional
+            The heart region of ``volume`` if computed already (by :func:`cacscore.anatomy.check_domain`).
 
         Returns
         -------
         EnsemblePrediction
         """
         image, grid = self.preprocess(volume)
-        return self.combine(list(self.member_probabilities(image)), image, grid, volume.hu)
+        prediction = self.combine(list(self.member_probabilities(image)), image, grid, volume.hu)
+        return restrict_to_heart(prediction, volume, self.plan.threshold_hu, region)
 
     def combine(self, probabilities: list[np.ndarray], image: np.ndarray, grid: Grid,
                 hu: np.ndarray) -> EnsemblePrediction:
@@ -319,6 +330,24 @@ class Ensemble:
                                         plan.min_lesion_voxels,
                                         keep_small=None if small_votes is None else votes >= small_votes)
         return EnsemblePrediction(labels, member_masks, votes, grid)
+
+
+def restrict_to_heart(prediction: EnsemblePrediction, volume: CTVolume, threshold_hu: float,
+                      region: HeartRegion | None = None) -> EnsemblePrediction:
+    """The one place where every model's prediction meets the anatomy: no calcium outside the heart or on bone.
+
+    See :func:`cacscore.anatomy.exclusion.exclude_outside_heart`; ``region`` defaults to the volume's own
+    (:func:`cacscore.anatomy.check_domain`).
+    """
+    from cacscore.anatomy import check_domain, exclude_outside_heart
+
+    if not prediction.labels.any():
+        return prediction
+    region = region if region is not None else check_domain(volume).region
+    kept = exclude_outside_heart(prediction.labels, volume.hu, volume.spacing, region, threshold_hu)
+    if not kept.n_removed:
+        return prediction
+    return replace(prediction, labels=kept.labels, warnings=[*prediction.warnings, *kept.warnings])
 
 
 def vote(probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[int], level: float,
@@ -552,5 +581,6 @@ def score_with_model(volume: CTVolume, ensemble: Ensemble, *,
     """
     prediction = prediction if prediction is not None else ensemble.predict(volume)
     result, lesion_map = score_volume(volume, prediction.labels, return_lesion_map=True, **score_options)
-    return (result.with_confidences(prediction.lesion_confidence(lesion_map))
-            .with_filter_probabilities(prediction.filter_probability(lesion_map)))
+    result = (result.with_confidences(prediction.lesion_confidence(lesion_map))
+              .with_filter_probabilities(prediction.filter_probability(lesion_map)))
+    return replace(result, warnings=[*result.warnings, *prediction.warnings]) if prediction.warnings else result
