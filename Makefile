@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install clean
+# `make FORMAT_CHECK=1 check` also checks the formatting (the default once the tree has been formatted).
+FORMAT_CHECK ?= 0
+
+.PHONY: demo test check install clean
 
 $(BIN)/cacscore: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +19,14 @@ install: $(BIN)/cacscore
 demo: install
 	$(BIN)/cacscore demo --out demo-output --force
 
-test: install
+# Lint (with the complexity limit), types and the docstring examples; `make test` runs it first.
+check: install
+	$(BIN)/ruff check src tests benchmarks
+	if [ "$(FORMAT_CHECK)" = 1 ]; then $(BIN)/ruff format --check src tests benchmarks; fi
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules src/cacscore
+
+test: check
 	$(BIN)/python -m pytest -n 2 -q
 
 clean:

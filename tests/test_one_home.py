@@ -153,7 +153,6 @@ def test_the_checks_find_what_they_look_for() -> None:
 def test_artery_colours_come_from_one_table_in_every_product() -> None:
     """Key images, review viewer (served by the web app) and PDF all use labels.ARTERY_COLOURS."""
     from cacscore.render import key_images
-
     from cacscore.web import pdf, service
 
     table = {labels.ARTERY_NAMES[code]: colour for code, colour in labels.ARTERY_COLOURS.items()}

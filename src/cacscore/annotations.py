@@ -363,6 +363,81 @@ def _majority_artery(arteries: list[int]) -> int:
     return int(majority_artery(counts))
 
 
+def _check_settings(search_radius_mm: float, max_component_mm3: float, max_extent_mm: float,
+                    reference_category: str | None) -> None:
+    """Raise InvalidInputError for a setting of :func:`mask_from_points` out of range."""
+    if not math.isfinite(search_radius_mm) or search_radius_mm < 0:
+        raise InvalidInputError(f"search_radius_mm must be a finite value >= 0, got {search_radius_mm!r}")
+    for name, value in (("max_component_mm3", max_component_mm3), ("max_extent_mm", max_extent_mm)):
+        if not value > 0:
+            raise InvalidInputError(f"{name} must be > 0, got {value!r}")
+    if reference_category is not None and reference_category not in RISK_CATEGORIES:
+        raise InvalidInputError(f"reference_category must be one of A-E, got {reference_category!r}")
+
+
+def _attach_points(
+    volume: CTVolume, points: list[AnnotationPoint], components: np.ndarray, search_radius_mm: float
+) -> tuple[list[tuple[int, float] | None], list[bool]]:
+    """Each point's (component, distance moved in mm), None when it has none; and whether it lies outside."""
+    spacing = np.asarray(volume.spacing, dtype=float)
+    attached: list[tuple[int, float] | None] = []
+    outside: list[bool] = []
+    for point in points:
+        index = point.voxel_index(volume)
+        is_outside = bool(np.any(index < -0.5) or np.any(index > np.asarray(components.shape) - 0.5))
+        outside.append(is_outside)
+        if is_outside:
+            attached.append(None)
+            continue
+        # Clipped because a point exactly on the outer face rounds half to even, one voxel past the edge.
+        voxel = tuple(int(v) for v in np.clip(np.rint(index), 0, np.asarray(components.shape) - 1))
+        if components[voxel] > 0:
+            attached.append((int(components[voxel]), 0.0))
+            continue
+        nearest = _nearest_candidate(components, index, spacing, search_radius_mm)
+        attached.append(None if nearest is None else (int(components[nearest[0]]), nearest[1]))
+    return attached, outside
+
+
+def _point_result(
+    number: int,
+    points: list[AnnotationPoint],
+    hit: tuple[int, float] | None,
+    outside: bool,
+    members: dict[int, list[int]],
+    bone: set[int],
+    lut: np.ndarray,
+    component_mm3: float,
+) -> PointResult:
+    """The report line of point ``number``: its status and the component it labelled."""
+    point = points[number]
+    common: dict[str, Any] = {
+        "index": number,
+        "position": point.position,
+        "space": point.space,
+        "artery": ARTERY_NAMES[point.artery],
+    }
+    if hit is None:
+        return PointResult(**common, status="outside" if outside else "no_component")
+    component, distance = hit
+    named = {points[n].artery for n in members[component]} - {UNSPECIFIED}
+    if component in bone:
+        status = "bone"
+    elif len(named) > 1:
+        status = "conflict"
+    else:
+        status = "ok" if distance == 0.0 else "moved"
+    assigned = int(lut[component])
+    return PointResult(
+        **common,
+        status=status,
+        distance_mm=round(distance, 4),
+        component=component,
+        component_volume_mm3=round(float(component_mm3), 4),
+        assigned_artery=ARTERY_NAMES[assigned] if assigned else None,
+    )
+
+
 def mask_from_points(
     volume: CTVolume,
     points: list[AnnotationPoint],
@@ -443,36 +518,13 @@ def mask_from_points(
 
     from cacscore.scoring import score_volume
 
-    if not math.isfinite(search_radius_mm) or search_radius_mm < 0:
-        raise InvalidInputError(f"search_radius_mm must be a finite value >= 0, got {search_radius_mm!r}")
-    for name, value in (("max_component_mm3", max_component_mm3), ("max_extent_mm", max_extent_mm)):
-        if not value > 0:
-            raise InvalidInputError(f"{name} must be > 0, got {value!r}")
-    if reference_category is not None and reference_category not in RISK_CATEGORIES:
-        raise InvalidInputError(f"reference_category must be one of A-E, got {reference_category!r}")
-
+    _check_settings(search_radius_mm, max_component_mm3, max_extent_mm, reference_category)
     spacing = np.asarray(volume.spacing, dtype=float)
     voxel_mm3 = float(np.prod(spacing))
     components, n_components = ndimage.label(volume.hu >= threshold_hu, structure=FULL_26)
     counts = np.bincount(components.ravel(), minlength=n_components + 1)
     boxes = ndimage.find_objects(components)
-
-    attached: list[tuple[int, float] | None] = []
-    outside: list[bool] = []
-    for point in points:
-        index = point.voxel_index(volume)
-        is_outside = bool(np.any(index < -0.5) or np.any(index > np.asarray(components.shape) - 0.5))
-        outside.append(is_outside)
-        if is_outside:
-            attached.append(None)
-            continue
-        # Clipped because a point exactly on the outer face rounds half to even, one voxel past the edge.
-        voxel = tuple(int(v) for v in np.clip(np.rint(index), 0, np.asarray(components.shape) - 1))
-        if components[voxel] > 0:
-            attached.append((int(components[voxel]), 0.0))
-            continue
-        nearest = _nearest_candidate(components, index, spacing, search_radius_mm)
-        attached.append(None if nearest is None else (int(components[nearest[0]]), nearest[1]))
+    attached, outside = _attach_points(volume, points, components, search_radius_mm)
 
     members: dict[int, list[int]] = {}
     for number, hit in enumerate(attached):
@@ -491,36 +543,11 @@ def mask_from_points(
         lut[component] = _majority_artery([points[n].artery for n in numbers])
     mask = lut[components]
 
-    results = []
-    for number, (point, hit) in enumerate(zip(points, attached)):
-        common: dict[str, Any] = {
-            "index": number,
-            "position": point.position,
-            "space": point.space,
-            "artery": ARTERY_NAMES[point.artery],
-        }
-        if hit is None:
-            results.append(PointResult(**common, status="outside" if outside[number] else "no_component"))
-            continue
-        component, distance = hit
-        named = {points[n].artery for n in members[component]} - {UNSPECIFIED}
-        if component in bone:
-            status = "bone"
-        elif len(named) > 1:
-            status = "conflict"
-        else:
-            status = "ok" if distance == 0.0 else "moved"
-        assigned = int(lut[component])
-        results.append(
-            PointResult(
-                **common,
-                status=status,
-                distance_mm=round(distance, 4),
-                component=component,
-                component_volume_mm3=round(float(counts[component] * voxel_mm3), 4),
-                assigned_artery=ARTERY_NAMES[assigned] if assigned else None,
-            )
-        )
+    results = [
+        _point_result(number, points, hit, outside[number], members, bone, lut, counts[hit[0]] * voxel_mm3
+                      if hit is not None else 0.0)
+        for number, hit in enumerate(attached)
+    ]
 
     score = score_volume(volume, mask, threshold_hu=threshold_hu)
     labelled = [c for c in members if lut[c]]

@@ -18,7 +18,7 @@ input size works: ``(B, 1, 37, 90, 91) -> (B, n_classes, 37, 90, 91)``.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +50,13 @@ class OneDNNConv3d(nn.Conv3d):
     @classmethod
     def from_conv(cls, conv: nn.Conv3d) -> OneDNNConv3d:
         """The same convolution, sharing ``conv``'s parameters."""
-        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                  padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+        # A Conv3d's kernel_size, stride, dilation and tuple padding always hold three ints.
+        kernel = cast(tuple[int, int, int], conv.kernel_size)
+        stride = cast(tuple[int, int, int], conv.stride)
+        padding = conv.padding if isinstance(conv.padding, str) else cast(tuple[int, int, int], conv.padding)
+        dilation = cast(tuple[int, int, int], conv.dilation)
+        new = cls(conv.in_channels, conv.out_channels, kernel, stride=stride, padding=padding,
+                  dilation=dilation, groups=conv.groups, bias=conv.bias is not None,
                   device=conv.weight.device, dtype=conv.weight.dtype)
         new.weight = conv.weight
         new.bias = conv.bias
@@ -64,9 +69,10 @@ class ResBlock3d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv3d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm3d(out_channels)
+        # nn.Module: fuse_for_inference replaces the batch norms by identities.
+        self.bn1: nn.Module = nn.BatchNorm3d(out_channels)
         self.conv2 = nn.Conv3d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_channels)
+        self.bn2: nn.Module = nn.BatchNorm3d(out_channels)
         self.skip = nn.Conv3d(in_channels, out_channels, 1, bias=False)
         self.act = nn.ELU(inplace=True)
 
@@ -74,6 +80,8 @@ class ResBlock3d(nn.Module):
         """Fold both batch normalisations into their convolutions and run those with oneDNN (eval mode)."""
         from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+        if not (isinstance(self.bn1, nn.BatchNorm3d) and isinstance(self.bn2, nn.BatchNorm3d)):
+            return  # already fused
         self.conv1 = OneDNNConv3d.from_conv(fuse_conv_bn_eval(self.conv1, self.bn1))
         self.conv2 = OneDNNConv3d.from_conv(fuse_conv_bn_eval(self.conv2, self.bn2))
         self.bn1, self.bn2 = nn.Identity(), nn.Identity()
