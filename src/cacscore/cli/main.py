@@ -42,6 +42,7 @@ def main(args: list[str] | None = None) -> None:
 from cacscore.cli import annotations as _annotations  # noqa: E402
 from cacscore.cli import demo as _demo  # noqa: E402
 from cacscore.cli import evaluate as _evaluate  # noqa: E402
+from cacscore.cli import hybrid as _hybrid  # noqa: E402
 from cacscore.cli import phantom as _phantom  # noqa: E402
 from cacscore.cli import score as _score  # noqa: E402
 from cacscore.cli import series as _series  # noqa: E402
@@ -49,5 +50,7 @@ from cacscore.cli import serve as _serve  # noqa: E402
 from cacscore.cli import train as _train  # noqa: E402
 from cacscore.cli import train_lesion_filter as _train_lesion_filter  # noqa: E402
 
-for _command in (_series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _serve, _phantom, _demo):
+for _command in (
+    _series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _serve, _phantom, _hybrid, _demo
+):
     _command.register(app)
