@@ -119,8 +119,13 @@ def main() -> None:
     torch.set_num_threads(os.cpu_count() or 1)
     cohort = args.cohort or Path("runs") / f"quality-{args.seed}"
     t0 = time.perf_counter()
-    generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
-    print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
+    settings = cohort / "generation.json"
+    if settings.is_file() and json.loads(settings.read_text()).get("family") == "hybrid":
+        # A `cacscore hybrid` cohort: written with its backgrounds, never regenerated here.
+        print(f"cohort: the hybrid cohort in {cohort}")
+    else:
+        generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
+        print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
     ensemble = load_ensemble(args.model, precision="fp32", device=args.device)
     print(f"model: {ensemble.info()}")
     reference = others = None
