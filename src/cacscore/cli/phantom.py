@@ -23,6 +23,13 @@ class ImageFormat(str, Enum):
     mha = "mha"
 
 
+class Family(str, Enum):
+    """Generator families of ``--family``."""
+
+    classic = "classic"
+    sdf = "sdf"
+
+
 def _category(value: str | None) -> str | None:
     """Check ``--category`` against the risk categories (upper case accepted as given)."""
     # Imported here: the scoring package would add 0.4 s to the start of every command.
@@ -92,6 +99,14 @@ def phantom(
             "(kinds and defaults: docs/phantom.md).",
         ),
     ] = None,
+    family: Annotated[
+        Family,
+        typer.Option(
+            "--family",
+            help="classic (default), or sdf: a second, independently written generator (signed-distance "
+            "anatomy, its own imaging chain) for leave-one-family-out testing (docs/phantom.md).",
+        ),
+    ] = Family.classic,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Generate synthetic non-contrast ECG-gated calcium-scoring CTs with reference labels and scores.
@@ -101,6 +116,13 @@ def phantom(
     with user_errors():
         from cacscore.errors import InvalidInputError
         from cacscore.phantom.generate import PhantomConfig
+
+        if family is Family.sdf:
+            if lesion_position_beta is not None:
+                raise InvalidInputError("--lesion-position-beta is for --family classic")
+            _phantom_sdf(n, seed, out, fmt.value, workers, balance, preview, getattr(category, "value", category),
+                         matrix, distractor_probability, progress)
+            return
 
         config = PhantomConfig(matrix=matrix, pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
         if lesion_position_beta is not None:
@@ -191,3 +213,37 @@ def _parse_probabilities(items: list[str]) -> dict[str, float]:
                 f"--distractor-probability {item!r}: use KIND=P, e.g. aortic_root=0.6"
             ) from None
     return out
+
+def _phantom_sdf(
+    n: int,
+    seed: int,
+    out: Path | None,
+    fmt: str,
+    workers: int,
+    balance: bool,
+    preview: Path | None,
+    category: str | None,
+    matrix: int,
+    distractor_probability: list[str] | None,
+    progress: bool,
+) -> None:
+    """``cacscore phantom --family sdf``: the same outputs from the signed-distance family."""
+    from cacscore.errors import InvalidInputError
+    from cacscore.phantom_sdf import SdfConfig, generate_cohort, write_preview
+
+    probabilities = dict(SdfConfig().distractor_probabilities)
+    probabilities.update(_parse_probabilities(distractor_probability or []))
+    config = SdfConfig(matrix=matrix, distractor_probabilities=probabilities)
+    if out is None and preview is None:
+        raise InvalidInputError("give --out DIR to write a cohort, or --preview CASE.png to see one case")
+    if out is not None:
+        rows = generate_cohort(out, n, seed, fmt=fmt, balance=balance, workers=workers, progress=progress,
+                               config=config)
+        counts = {c: sum(1 for r in rows if r["risk_category"] == c) for c in "ABCDE"}
+        err_console.print(
+            f"{len(rows)} cases in {out} (family sdf; categories: "
+            + ", ".join(f"{c} {k}" for c, k in counts.items()) + ")"
+        )
+    if preview is not None:
+        write_preview(preview, seed, config=config, category=category)
+        err_console.print(f"preview written to {preview}")
