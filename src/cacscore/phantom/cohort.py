@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,12 @@ from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.phantom.generate import CATEGORIES, GENERATOR_VERSION, PhantomCase, PhantomConfig, generate_case
 from cacscore.phantom.imaging import SCANNERS
 
+if TYPE_CHECKING:
+    from cacscore.phantom_sdf import SdfConfig
+
+#: Generator families: the classic one (this package) and the independently written signed-distance
+#: family (:mod:`cacscore.phantom_sdf`), which writes the same layout.
+FAMILIES = ("classic", "sdf")
 #: Image formats :func:`generate_cohort` writes, with the image and label names in a case folder.
 FORMATS: dict[str, tuple[str, str]] = {
     "dicom": ("image", "label.nii.gz"),
@@ -206,6 +212,8 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CacScoreError(f"{path}: unreadable ({exc}); remove it or choose another --out") from None
+    if old.get("family", "classic") != "classic":
+        raise CacScoreError(f"{out}: holds a cohort of the {old['family']!r} family; choose another --out")
     if isinstance(old.get("config"), dict):
         # A configuration key added later takes its default, which the older cohort was generated with.
         try:
@@ -220,6 +228,26 @@ def _check_settings(out: Path, settings: dict[str, Any]) -> None:
                 f"{out}: holds a cohort generated with {key}={old.get(key)!r}, not {settings.get(key)!r}; "
                 "resume with the same settings or choose another --out"
             )
+
+
+def _existing_family(out: Path) -> str:
+    """Family named in ``out/generation.json`` (cohorts written before families existed: classic)."""
+    try:
+        data = json.loads((out / "generation.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return "classic"
+    return str(data.get("family", "classic")) if isinstance(data, dict) else "classic"
+
+
+def _stored_sdf_config(out: Path) -> SdfConfig | None:
+    """The configuration an existing signed-distance cohort in ``out`` was written with, if any."""
+    from cacscore.phantom_sdf import SdfConfig as _SdfConfig
+
+    try:
+        stored = json.loads((out / "generation.json").read_text()).get("config")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return _SdfConfig.from_dict(stored) if isinstance(stored, dict) else None
 
 
 def write_manifest(out: Path, n: int, fmt: str) -> list[dict[str, Any]]:
@@ -243,8 +271,9 @@ def generate_cohort(
     balance: bool = False,
     workers: int = 1,
     progress: bool = True,
-    config: PhantomConfig | None = None,
+    config: PhantomConfig | SdfConfig | None = None,
     on_case: Callable[[int], None] | None = None,
+    family: str | None = None,
 ) -> list[dict[str, Any]]:
     """Generate ``n`` cases into ``out`` (resumable) and write ``cases.csv`` and ``generation.json``.
 
@@ -268,6 +297,10 @@ def generate_cohort(
         Generator settings (default: realistic 512 x 512).
     on_case : callable, optional
         Called with each case index once it is written (used by tests).
+    family : {"classic", "sdf"}, optional
+        Generator family (:data:`FAMILIES`); by default the family of the cohort already in ``out``
+        (so that scripts resume any family's cohort), else classic. ``sdf`` hands the work to
+        :func:`cacscore.phantom_sdf.generate_cohort` (``config`` an :class:`SdfConfig`, or that of ``out``).
 
     Returns
     -------
@@ -294,6 +327,20 @@ def generate_cohort(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CacScoreError(f"{out}: output path exists and is not a folder")
+    family = _existing_family(out) if family is None else family
+    if family == "sdf":
+        from cacscore.phantom_sdf import SdfConfig as _SdfConfig
+        from cacscore.phantom_sdf import generate_cohort as generate_sdf_cohort
+
+        sdf_config = config if isinstance(config, _SdfConfig) else _stored_sdf_config(out)
+        return generate_sdf_cohort(
+            out, n, seed, fmt=fmt, balance=balance, workers=workers, progress=progress, config=sdf_config,
+            on_case=on_case,
+        )
+    if family != "classic":
+        raise InvalidInputError(f"family must be one of {list(FAMILIES)}, got {family!r}")
+    if config is not None and not isinstance(config, PhantomConfig):
+        raise InvalidInputError("the classic family needs a PhantomConfig")
     config = config if config is not None else PhantomConfig()
     settings = {
         "n": n,
