@@ -366,3 +366,18 @@ def restrict_to_calcium(labels: np.ndarray, hu: np.ndarray, threshold_hu: float 
     if labels.shape != np.shape(hu):
         raise InvalidInputError(f"labels shape {labels.shape} does not match hu shape {np.shape(hu)}")
     return np.where(np.asarray(hu) >= threshold_hu, labels, 0).astype(labels.dtype, copy=False)
+
+
+def preprocessing_dict() -> dict[str, Any]:
+    """The ``preprocessing`` block of a model's ``plan.json``: this module's settings, in words and numbers."""
+    return {
+        "target_spacings_mm": list(TARGET_SPACINGS_MM),
+        "target_spacing_rule": "the choice nearest the slice increment, ties to the finer",
+        "clip_hu": list(CLIP_HU),
+        "scale": "linear to [0, 1]",
+        "enhancement": {"enabled": True, "kind": "footprint max where footprint max >= threshold",
+                        "threshold_hu": ENHANCE_THRESHOLD_HU},
+        "label_downsampling": "any source voxel labelled; most frequent non-zero code",
+        "upsampling": "nearest footprint",
+        "threshold_hu": ENHANCE_THRESHOLD_HU,
+    }

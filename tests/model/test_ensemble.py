@@ -21,8 +21,7 @@ from cacscore.model import (
     save_member,
 )
 from cacscore.model.ensemble import vote
-from cacscore.preprocess import make_grid, normalize_hu
-from cacscore.train.loop import preprocessing_dict
+from cacscore.preprocess import make_grid, normalize_hu, preprocessing_dict
 
 FILTERS = [2, 4]
 

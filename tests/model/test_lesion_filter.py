@@ -20,8 +20,7 @@ from cacscore.model.lesion_filter import (
     lesion_features,
     shell_margin_voxels,
 )
-from cacscore.preprocess import make_grid, normalize_hu
-from cacscore.train.loop import preprocessing_dict
+from cacscore.preprocess import make_grid, normalize_hu, preprocessing_dict
 
 F = {name: k for k, name in enumerate(FEATURE_NAMES)}
 FILTERS = [2, 4]

@@ -17,9 +17,8 @@ from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d, load_ensemble, save_member
 from cacscore.model.lesion_filter import FEATURE_NAMES
 from cacscore.phantom import PhantomConfig, generate_cohort
-from cacscore.preprocess import make_grid, normalize_hu
+from cacscore.preprocess import make_grid, normalize_hu, preprocessing_dict
 from cacscore.train import fit_lesion_filter as fitting
-from cacscore.train.loop import preprocessing_dict
 
 FILTERS = [2, 4]
 

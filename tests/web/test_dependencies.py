@@ -138,7 +138,7 @@ def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
 
 def test_model_scorer_runs_a_real_ensemble() -> None:
     from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
-    from cacscore.train.loop import preprocessing_dict
+    from cacscore.preprocess import preprocessing_dict
 
     plan = Plan(
         {

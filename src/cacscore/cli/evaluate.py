@@ -193,7 +193,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble (resumable)."""
         with user_errors():
-            from cacscore.evaluate.experiment import run_table1_cli
+            from cacscore.cli.experiment import run_table1_cli
 
             table = run_table1_cli(out, scale=scale.value, device=device.value,
                                    progress=is_tty() if progress is None else progress)

@@ -18,9 +18,10 @@ five members per training set):
    accuracy of every model, as the paper's Figure 3.
 
 Training and prediction are injected (``train_fn``, ``predict_fn``) so that
-tests can run the protocol with a cheap fake; :func:`run_table1_cli` wires the
-real ones (:mod:`cacscore.train`, :mod:`cacscore.model`) and the phantom
-generator. Everything is resumable: the cohort generator keeps finished
+tests can run the protocol with a cheap fake; :mod:`cacscore.evaluate.table1_wiring`
+holds the real ones (:mod:`cacscore.train`, :mod:`cacscore.model`) and the phantom
+cohorts, :mod:`cacscore.evaluate.table1_report` the table and figure, and
+:mod:`cacscore.cli.experiment` the command. Everything is resumable: the cohort generator keeps finished
 cases, ``train_fn`` keeps finished members, and each tested case is written
 to ``results/cases/<case_id>.json`` and not predicted again.
 """
@@ -29,11 +30,9 @@ from __future__ import annotations
 
 import csv
 import datetime
-import functools
 import json
 import math
 import os
-import platform
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -46,17 +45,10 @@ from cacscore.errors import CacScoreError, CacScoreWarning, InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
 from cacscore.evaluate.report import atomic_write
 from cacscore.evaluate.runner import CaseEvaluation, CaseRefLike, evaluate_case
+from cacscore.evaluate.table1_report import plot_figure3, table_markdown
 
 #: Names of the three nested training sets, as in the paper.
 SET_NAMES: tuple[str, ...] = ("J1", "J1 + J2", "J1 + J2 + AD")
-#: The paper's Table 1 (Gogin et al. 2021), for the comparison row of table.md.
-PAPER_TABLE1: dict[str, dict[str, Any]] = {
-    "J1": {"n_train": 100, "single_c": (0.932, 0.008), "single_acc": (0.832, 0.010), "ensemble": (0.939, 0.847)},
-    "J1 + J2": {"n_train": 422, "single_c": (0.943, 0.005), "single_acc": (0.849, 0.015), "ensemble": (0.944, 0.847)},
-    "J1 + J2 + AD": {
-        "n_train": 783, "single_c": (0.949, 0.006), "single_acc": (0.864, 0.010), "ensemble": (0.951, 0.857),
-    },
-}
 TABLE_SCHEMA = "cacscore.table1/1"
 
 
@@ -429,221 +421,3 @@ def _reference_counts(results: Sequence[dict[str, Any]]) -> dict[str, int]:
     for case in results[0]["ensemble_cases"]:
         counts[case["ref_category"]] = counts.get(case["ref_category"], 0) + 1
     return dict(sorted(counts.items()))
-
-
-def _f(value: float | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def _mean_sd_text(stats: dict[str, float | None]) -> str:
-    text = _f(stats["mean"])
-    return text if stats["sd"] is None else f"{text} (std={_f(stats['sd'])})"
-
-
-def table_markdown(table: dict[str, Any]) -> str:
-    """Table 1 as Markdown: our rows, then the paper's for comparison."""
-    scale = table["scale"]
-    n_test = table["sets"][0]["n_evaluated"] if table["sets"] else 0
-    hardware = table.get("hardware") or "not recorded"
-    lines = [
-        f"# Table 1 on phantoms (scale `{scale['name']}`)",
-        "",
-        (f"Date {table['date']}; hardware: {hardware}. Training sets of {', '.join(str(s) for s in scale['train_sizes'])} "
-        f"cases (+ {scale['n_val']} validation cases), {scale['n_members']} members each, "
-        f"at most {scale['epochs']} epoch(s) x {scale['steps_per_epoch']} steps of batch {scale['batch']}"
-        + (f" within {scale['max_minutes']} minutes per set" if scale.get("max_minutes") else "")
-        + "; "
-        f"test cohort of {n_test} evaluated cases (reference categories {table['test_reference_counts']})."),
-        "For 1 model, mean and sample SD (ddof = 1) across the members.",
-        "",
-        "| Method | C-index (Harrell) | C-index (paper formula) | category accuracy |",
-        "|---|---|---|---|",
-    ]
-    for s in table["sets"]:
-        single = s["single"]
-        lines.append(
-            f"| 1 model trained on {s['set']} (n = {s['n_train']}) (average performance) | "
-            f"{_mean_sd_text(single['harrell_c'])} | {_mean_sd_text(single['paper_c_index'])} | "
-            f"{_mean_sd_text(single['accuracy'])} |"
-        )
-        ens = s["ensemble"]
-        lines.append(
-            f"| Ensemble of {len(s['members'])} models trained on {s['set']} | {_f(ens['harrell_c'])} | "
-            f"{_f(ens['paper_c_index'])} | {_f(ens['accuracy'])} |"
-        )
-    failures = [f for s in table["sets"] for f in s["failures"]]
-    if failures:
-        lines += ["", f"Failed test cases (excluded for every model of that set): {len(failures)}"]
-        lines += [f"- {s['set']}: {f['case_id']}: {f['reason']}" for s in table["sets"] for f in s["failures"]]
-    lines += [
-        "",
-        ("Paper (Gogin et al. 2021, Table 1; real CT, 98 test exams; the printed C-index formula cannot give these "
-        "values, so they are read as Harrell's C):"),
-        "",
-        "| Method | C-index | category accuracy |",
-        "|---|---|---|",
-    ]
-    for name, row in PAPER_TABLE1.items():
-        lines.append(
-            f"| 1 model trained on {name} (n = {row['n_train']}) | {row['single_c'][0]:.3f} (std={row['single_c'][1]:.3f}) "
-            f"| {row['single_acc'][0]:.3f} (std={row['single_acc'][1]:.3f}) |"
-        )
-        lines.append(f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | {row['ensemble'][1]:.3f} |")
-    lines += ["", "![C-index vs accuracy](figure3.png)", ""]
-    return "\n".join(lines)
-
-
-def plot_figure3(path: Path, table: dict[str, Any]) -> Path:
-    """C-index (Harrell) vs category accuracy of every single model and ensemble (the paper's Figure 3)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 5.2), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    colours = ("#2c7bb6", "#fdae61", "#d7191c")
-    markers = ("o", "s", "^")
-    # Later sets are drawn smaller on top, so coinciding models stay visible as nested rings.
-    for i, (s, colour) in enumerate(zip(table["sets"], colours, strict=False)):
-        points = [(m["accuracy"], m["harrell_c"]) for m in s["members"] if None not in (m["accuracy"], m["harrell_c"])]
-        if points:
-            xs, ys = zip(*points, strict=True)
-            ax.scatter(xs, ys, s=90 - 25 * i, marker=markers[i], facecolor="none", edgecolor=colour, linewidth=1.6,
-                       label=f"1 model, {s['set']} (n = {s['n_train']})")
-        ens = s["ensemble"]
-        if None not in (ens["accuracy"], ens["harrell_c"]):
-            ax.scatter([ens["accuracy"]], [ens["harrell_c"]], s=380 - 110 * i, marker="*", color=colour,
-                       edgecolor="black", linewidth=0.8, label=f"ensemble of {len(s['members'])}, {s['set']}")
-    ax.set_xlabel("category accuracy", fontsize=11)
-    ax.set_ylabel("C-index (Harrell)", fontsize=11)
-    n_test = table["sets"][0]["n_evaluated"] if table["sets"] else 0
-    ax.set_title(f"C-index vs accuracy on the test cohort (n = {n_test}), scale {table['scale']['name']}",
-                 fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.savefig(path)
-    return path
-
-
-def hardware_description() -> str:
-    """One line describing this machine (CPU count, platform, CUDA device if any)."""
-    text = f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            text += f", GPU {torch.cuda.get_device_name(0)}"
-    except ImportError:  # torch is a dependency; this only guards odd installs
-        pass
-    return text
-
-
-def train_with_cacscore(request: TrainRequest) -> None:
-    """The real ``train_fn``: :func:`cacscore.train.train_model`, resuming finished members.
-
-    The validation split is drawn by :func:`cacscore.train.split_cases` from
-    the set's cases (``len(request.val_ids)`` of them, capped at a fifth), so
-    it is not pinned to ``request.val_ids``; see ``docs/evaluation.md``.
-    """
-    from cacscore.train import TrainConfig, train_model
-
-    s = request.scale
-    config = TrainConfig(
-        data=request.data_dir, out=request.model_dir, members=request.n_members, epochs=s.epochs,
-        steps_per_epoch=s.steps_per_epoch, batch=s.batch, patch=s.patch, val_cases=len(request.val_ids),
-        seed=request.seed, device=request.device, name=f"table1-{s.name}-{request.data_dir.name}",
-        workers=os.cpu_count() or 1, max_minutes=s.max_minutes,
-    )
-    train_model(config, resume=(request.model_dir / "plan.json").is_file())
-
-
-def predict_with_cacscore(model_dir: Path, device: str = "cpu") -> Callable[[Any], MemberPredictions]:
-    """The real ``predict_fn``: one forward pass per member, each member alone and the majority vote.
-
-    ``device`` ``"cuda"`` (or ``"auto"`` with a GPU) runs the members there;
-    the ensemble's own inference (:meth:`cacscore.model.Ensemble.member_probabilities`)
-    is CPU-only, and 15 members x the test cohort is the experiment's slowest part.
-    """
-    import torch
-
-    from cacscore.model import load_ensemble
-    from cacscore.train import resolve_device
-
-    ensemble = load_ensemble(model_dir)
-    target = resolve_device(device)
-    nets = [net.to(target).eval() for net in ensemble.members]
-
-    def probabilities(image: np.ndarray) -> list[np.ndarray]:
-        if target.type == "cpu":
-            return list(ensemble.member_probabilities(image))
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(target)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-            return [torch.softmax(net(x).float(), dim=1)[0].cpu().numpy() for net in nets]
-
-    def predict(case: Any) -> MemberPredictions:
-        image, grid = ensemble.preprocess(case.volume)
-        member_probabilities = probabilities(image)
-        hu = case.volume.hu
-        members = [ensemble.combine([p], image=image, grid=grid, hu=hu).labels for p in member_probabilities]
-        ensemble_labels = ensemble.combine(member_probabilities, image=image, grid=grid, hu=hu).labels
-        return MemberPredictions(members, ensemble_labels)
-
-    return predict
-
-
-#: Seeds of the generated cohorts: training and test never share a seed.
-TRAIN_COHORT_SEED = 1000
-TEST_COHORT_SEED = 2000
-
-
-def make_cohort(folder: Path, n: int, seed: int, *, balance: bool, progress: bool = False) -> list[Any]:
-    """Generate (or complete) a NIfTI phantom cohort on all CPU cores and list its cases.
-
-    Resumable: the generator keeps complete cases already in ``folder``.
-    """
-    from cacscore.datasets import list_cases
-    from cacscore.phantom.cohort import generate_cohort
-
-    generate_cohort(folder, n, seed, fmt="nifti", balance=balance, workers=os.cpu_count() or 1, progress=progress)
-    return list_cases(folder)[:n]
-
-
-def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str:
-    """``cacscore experiment table1``: generate the cohorts, run the experiment, return ``table.md``'s text.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown scale.
-    """
-    from rich.progress import Progress
-
-    from cacscore.cli.common import err_console
-
-    if scale not in SCALES:
-        raise InvalidInputError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
-    spec = SCALES[scale]
-    out.mkdir(parents=True, exist_ok=True)
-    train_cases = make_cohort(out / "data" / "train", spec.n_val + spec.train_sizes[-1], TRAIN_COHORT_SEED,
-                              balance=False, progress=progress)
-    test_cases = make_cohort(out / "data" / "test", spec.n_test, TEST_COHORT_SEED, balance=True, progress=progress)
-    with Progress(console=err_console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("training", total=None)
-
-        def on_event(kind: str, *args: Any) -> None:
-            if kind == "train":
-                bar.update(task, description=f"training {SET_NAMES[args[0]]}: {spec.n_members} members")
-            elif kind == "test":
-                bar.update(task, description="testing every model", completed=0, total=args[0])
-            elif kind == "case":
-                bar.update(task, completed=args[0])
-
-        provenance = {
-            "hardware": hardware_description(),
-            "train_cohort": {"path": "data/train", "seed": TRAIN_COHORT_SEED, "balance": False},
-            "test_cohort": {"path": "data/test", "seed": TEST_COHORT_SEED, "balance": True},
-        }
-        run_table1(out, train_cases=train_cases, test_cases=test_cases, scale=spec, train_fn=train_with_cacscore,
-                   predict_fn=functools.partial(predict_with_cacscore, device=device), device=device,
-                   workers=os.cpu_count() or 1, on_event=on_event, provenance=provenance)
-    return (out / "table.md").read_text(encoding="utf-8")

@@ -46,7 +46,7 @@ from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
 from cacscore.model.ensemble import load_member, save_member
 from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
-from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, TARGET_SPACINGS_MM, scaled_threshold
+from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, preprocessing_dict, scaled_threshold
 from cacscore.train.data import (
     IGNORE,
     Augmentation,
@@ -260,21 +260,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError("--device cuda: no CUDA device is available (use --device cpu)")
     return torch.device(name)
-
-
-def preprocessing_dict() -> dict[str, Any]:
-    """The plan's ``preprocessing`` block (see :mod:`cacscore.preprocess`)."""
-    return {
-        "target_spacings_mm": list(TARGET_SPACINGS_MM),
-        "target_spacing_rule": "the choice nearest the slice increment, ties to the finer",
-        "clip_hu": list(CLIP_HU),
-        "scale": "linear to [0, 1]",
-        "enhancement": {"enabled": True, "kind": "footprint max where footprint max >= threshold",
-                        "threshold_hu": ENHANCE_THRESHOLD_HU},
-        "label_downsampling": "any source voxel labelled; most frequent non-zero code",
-        "upsampling": "nearest footprint",
-        "threshold_hu": ENHANCE_THRESHOLD_HU,
-    }
 
 
 @contextmanager

@@ -1,0 +1,52 @@
+"""The real predict_fn of the Table 1 experiment reuses the ensemble's forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import cacscore.model
+from cacscore.io import CTVolume
+from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
+from cacscore.preprocess import preprocessing_dict
+
+
+def _tiny_ensemble() -> Ensemble:
+    plan = Plan({
+        "inference": {"precision": "fp32"},
+        "plan_version": PLAN_VERSION, "name": "tiny", "model_version": "t", "head": "arteries",
+        "class_codes": [0, 2, 3, 4, 5],
+        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]}},
+        "preprocessing": preprocessing_dict(),
+        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
+    })
+    return Ensemble(plan, [ResUNet3d(1, 5, [2, 4]) for _ in range(3)])
+
+
+def test_predict_with_cacscore_runs_each_member_once_through_the_ensemble(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cacscore.evaluate.table1_wiring import predict_with_cacscore
+
+    ensemble = _tiny_ensemble()
+    passes: list[int] = []
+    forward = ensemble.member_probabilities
+
+    def counted(image: np.ndarray) -> Iterator[np.ndarray]:
+        for probabilities in forward(image):
+            passes.append(1)
+            yield probabilities
+
+    monkeypatch.setattr(ensemble, "member_probabilities", counted)
+    monkeypatch.setattr(cacscore.model, "load_ensemble", lambda *args, **kwargs: ensemble)
+    hu = np.full((8, 16, 16), 40, dtype=np.int16)
+    hu[3:5, 6:9, 6:9] = 500
+    predict = predict_with_cacscore(Path("unused"), device="cpu")
+    result = predict(SimpleNamespace(volume=CTVolume(hu=hu, spacing=(2.5, 0.625, 0.625))))
+    assert len(passes) == 3  # one forward pass per member, for the members alone and the vote together
+    assert len(result.members) == 3
+    assert all(labels.shape == hu.shape for labels in [*result.members, result.ensemble])
