@@ -15,8 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from cacscore.anatomy.grid import CoarseGrid
-from cacscore.arrays import bounding_box, grow_box
 from cacscore.anatomy.tissues import IN_PLANE_CROSS
+from cacscore.arrays import bounding_box, grow_box
 
 #: Margin added around the mediastinal mass, mm. The coronary arteries run in the epicardial fat on the
 #: heart's surface, inside the pericardium, a few mm from the lung's edge; a 3 mm coarse voxel at that

@@ -121,8 +121,10 @@ def blood_pool_hu(mean_hu: np.ndarray, mass: np.ndarray, spacing: tuple[float, f
         return None
     box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(mass))
     inside = mass[box]
-    # Depth in 2-D (per slice; a huge z step keeps slices apart): the heart's cut ends are no border.
-    depth = ndimage.distance_transform_edt(inside, sampling=(_APART_MM, spacing[1], spacing[2]))
+    # Depth in 2-D (per slice; a huge z step keeps slices apart): the heart's cut ends are no border. A
+    # frame of background around the box makes the box's (and the image's) edge count as the border.
+    framed = np.pad(inside, ((0, 0), (1, 1), (1, 1)))
+    depth = ndimage.distance_transform_edt(framed, sampling=(_APART_MM, spacing[1], spacing[2]))[:, 1:-1, 1:-1]
     values = depth[inside]
     deep = inside & (depth >= min(BLOOD_POOL_DEPTH_MM, float(np.quantile(values, 1 - BLOOD_POOL_DEEPEST_FRACTION))))
     return float(np.median(mean_hu[box][deep]))
