@@ -281,3 +281,101 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             assert errors == []
         finally:
             browser.close()
+
+
+#: The attacker's page: a no-cors upload, a no-cors JSON edit and a cross-site form post to the review app.
+_ATTACK_PAGE = """<!doctype html><html><body>
+<form id="f" method="POST" action="{target}/api/studies/rescan" enctype="multipart/form-data">
+<input name="file" value="x"></form>
+<script>
+async function attack() {{
+  const bytes = Uint8Array.from(atob("{nifti}"), (c) => c.charCodeAt(0));
+  const form = new FormData();
+  form.append("file", new Blob([bytes]), "scan.nii.gz");
+  const results = [];
+  for (const [path, body, type] of [["/api/studies", form, null],
+      ["/api/studies/1/edits", '{{"version":0,"reviewer":"x","lesion":4,"artery":"LAD"}}', "text/plain"]]) {{
+    try {{
+      const r = await fetch("{target}" + path, {{ method: "POST", mode: "no-cors", body,
+        headers: type ? {{ "Content-Type": type }} : {{}} }});
+      results.push(r.type);
+    }} catch (e) {{ results.push("error " + e); }}
+  }}
+  return results;
+}}
+</script></body></html>"""
+
+
+def test_cross_site_pages_change_nothing(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import base64
+    import http.server
+    import sqlite3
+
+    from playwright.sync_api import sync_playwright
+
+    from cacscore.io import write_volume
+
+    from .conftest import known_scorer, synthetic_volume
+
+    app = create_app(settings)
+    app.dependency_overrides[get_scorer] = lambda: known_scorer
+    nifti = write_volume(synthetic_volume(), tmp_path / "scan.nii.gz").read_bytes()
+    db = Path(settings.db_url.removeprefix("sqlite:///"))
+
+    with caplog.at_level("WARNING", logger="cacscore.web"), _Server(app) as base:
+        page_html = _ATTACK_PAGE.format(target=base, nifti=base64.b64encode(nifti).decode())
+
+        class Attacker(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                body = page_html.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+        threading.Thread(target=attacker.serve_forever, daemon=True).start()
+        port = attacker.server_address[1]
+        import httpx
+
+        with httpx.Client(base_url=base, headers={"X-Cacscore-Request": "1"}) as direct:
+            assert direct.get("/api/studies/1").status_code == 200
+            audit_before = direct.get("/api/audit/verify").json()["rows"]
+        try:
+            with sync_playwright() as playwright:
+                # attacker.test resolves to this computer, as a DNS-rebinding name would.
+                args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP attacker.test 127.0.0.1"]
+                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+                try:
+                    page = browser.new_page()
+                    page.goto(f"http://attacker.test:{port}/")
+                    assert page.evaluate("attack()") == ["opaque", "opaque"]
+                    with page.expect_navigation():
+                        page.evaluate("document.getElementById('f').submit()")
+                    assert "refused" in page.content()
+                    # The review app under the rebound name: refused before any data is read.
+                    response = page.goto(f"http://attacker.test:{base.rsplit(':', 1)[1]}/api/studies")
+                    assert response is not None and response.status == 400
+                    assert "case_a" not in page.content()
+                finally:
+                    browser.close()
+        finally:
+            attacker.shutdown()
+        with httpx.Client(base_url=base, headers={"X-Cacscore-Request": "1"}) as direct:
+            studies = direct.get("/api/studies").json()
+            assert [row["id"] for row in studies] == [1] and studies[0]["n_edits"] == 0
+            assert direct.get("/api/audit/verify").json()["rows"] == audit_before
+    assert not settings.upload_dir.exists() or not any(settings.upload_dir.rglob("*"))
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from edits").fetchone() == (0,)
+    # The requests did reach the server, which refused them (not the browser).
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    for request in ("POST /api/studies:", "POST /api/studies/1/edits:", "POST /api/studies/rescan:"):
+        assert any(line.startswith(request) and "cross-site" in line for line in refused), refused
+    assert any("host 'attacker.test:" in line for line in refused), refused
