@@ -99,6 +99,16 @@ def phantom(
             "(kinds and defaults: docs/phantom.md).",
         ),
     ] = None,
+    generator_version: Annotated[
+        int,
+        typer.Option(
+            "--generator-version",
+            min=1,
+            max=2,
+            help="1: realistic (default, as before); 2: domain randomisation for training "
+            "(anatomy, vessels, lesions, imaging, artefacts, more distractors; docs/phantom.md).",
+        ),
+    ] = 1,
     family: Annotated[
         Family,
         typer.Option(
@@ -124,7 +134,7 @@ def phantom(
                          matrix, distractor_probability, progress)
             return
 
-        config = PhantomConfig(matrix=matrix, pixel_spacing_mm=(0.35 * 512 / matrix, 0.5 * 512 / matrix))
+        config = PhantomConfig.for_version(generator_version, matrix=matrix)
         if lesion_position_beta is not None:
             config = dataclasses.replace(config, lesion_position_beta=lesion_position_beta)
         if distractor_probability:
@@ -213,6 +223,7 @@ def _parse_probabilities(items: list[str]) -> dict[str, float]:
                 f"--distractor-probability {item!r}: use KIND=P, e.g. aortic_root=0.6"
             ) from None
     return out
+
 
 def _phantom_sdf(
     n: int,

@@ -10,7 +10,9 @@ does not find the coronary calcium.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from cacscore.phantom.render import (
     orthonormal_frame,
     paint,
 )
+
+if TYPE_CHECKING:
+    from cacscore.phantom.variation import HeartShape, TissueHU
 
 FAT_HU = -100.0
 MUSCLE_HU = 48.0
@@ -91,6 +96,14 @@ class Anatomy:
     lung_hu: float
     rib_phase_mm: float
     cartilage_calcified: bool
+    # Generator version 2 varies these; the defaults are version 1's fixed values.
+    surface_bump_mm: float = 0.9
+    fat_hu: float = FAT_HU
+    muscle_hu: float = MUSCLE_HU
+    epicardial_hu: float | None = None  # None: from the fat thickness (epicardial_fat_hu)
+    breasts: list[Ellipsoid] = field(default_factory=list)
+    breast_hu: float = 25.0
+    blood_hu: float = BLOOD_HU
 
     def to_lps(self, local: np.ndarray) -> np.ndarray:
         """Local heart-frame point(s) (mm) to LPS mm."""
@@ -102,7 +115,9 @@ class Anatomy:
         # Gentle bumps (a few mm over 4-9 cm) so that the outline is not a perfect ellipse.
         bumps = np.float32(0.0)
         for wave, phase in zip(self.surface_waves, self.surface_phases, strict=True):
-            bumps = bumps + np.float32(0.9) * np.sin(x * wave[0] + y * wave[1] + z * wave[2] + phase)
+            bumps = bumps + np.float32(self.surface_bump_mm) * np.sin(
+                x * wave[0] + y * wave[1] + z * wave[2] + phase
+            )
         hard = np.minimum(np.minimum(d[0], d[1]), d[2]) + bumps
         soft = smooth_min(smooth_min(d[0], d[1], 14.0), d[2], 16.0) + bumps
         return hard, soft
@@ -113,7 +128,13 @@ class Anatomy:
         return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
 
 
-def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
+def sample_anatomy(
+    rng: np.random.Generator,
+    *,
+    size: float,
+    heart: HeartShape | None = None,
+    tissue: TissueHU | None = None,
+) -> Anatomy:
     """Draw one patient's chest.
 
     Parameters
@@ -122,8 +143,13 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
         Source of randomness (the only one).
     size : float
         Body size factor, 0 (slim) to 1 (large); drives body radii and fat.
+    heart, tissue : HeartShape, TissueHU, optional
+        Generator version 2: heart size, orientation, chamber layout, fat and tissue densities
+        that replace version 1's narrow draws (which are still drawn, so that ``rng`` advances
+        the same way).
     """
-    angle = float(np.deg2rad(rng.uniform(-8.0, 8.0)))
+    angle_deg = rng.uniform(-8.0, 8.0)
+    angle = float(np.deg2rad(angle_deg if heart is None else heart.body_rotation_deg))
     cos, sin = np.cos(angle), np.sin(angle)
     rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
     heart_center = np.array([rng.uniform(-10, 30), rng.uniform(-30, 10), rng.uniform(-180, -60)])
@@ -136,6 +162,8 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
         return v / np.linalg.norm(v)
 
     body_lr = rng.uniform(135, 160) + 40 * size
+    if heart is not None:
+        body_lr += 60.0 * max(heart.scale - 1.0, 0.0)  # a large heart needs a wide chest
     fat_mm = rng.uniform(4, 12) + 28 * size * rng.uniform(0.5, 1.0)
     wall_mm = fat_mm + rng.uniform(9, 15)
     anterior_gap = rng.uniform(3, 12)
@@ -143,6 +171,8 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     # Heart: long axis from base to apex points left, anterior and down.
     psi = np.deg2rad(rng.uniform(35, 58))
     eps = np.deg2rad(rng.uniform(22, 42))
+    if heart is not None:
+        psi, eps = np.deg2rad(heart.azimuth_deg), np.deg2rad(heart.tilt_deg)
     a_local = np.array([np.cos(eps) * np.sin(psi), -np.cos(eps) * np.cos(psi), -np.sin(eps)])
     right_anterior = np.array([-1.0, -1.0, 0.0])
     e2 = right_anterior - (right_anterior @ a_local) * a_local
@@ -151,19 +181,26 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
     frame_local = np.stack([a_local, e2, e3], axis=1)
     frame = rotation @ frame_local
     s = rng.uniform(0.9, 1.1) * (1.0 + 0.06 * size)
+    if heart is not None:
+        s = heart.scale * (1.0 + 0.06 * size)
     length = rng.uniform(80, 92) * s
     r_lv = rng.uniform(25, 28.5) * s
+    rv_offset, rv_scale, atria_scale = 0.72, 1.0, 1.0
+    if heart is not None:
+        r_lv *= heart.lv_radius_scale
+        rv_offset, rv_scale, atria_scale = heart.rv_offset, heart.rv_scale, heart.atria_scale
     base = -a_local * length * 0.45
     parts_local = [
         # Ventricles widest at the base, narrowing to the apex; their tops hide in the atria.
         (base + a_local * length * 0.3 - e2 * 5, np.array([length * 0.75, r_lv, r_lv])),
         (
-            base + a_local * length * 0.3 + e2 * r_lv * 0.72,
-            np.array([length * 0.62, r_lv * 0.62, r_lv * 1.05]),
+            base + a_local * length * 0.3 + e2 * r_lv * rv_offset,
+            np.array([length * 0.62, r_lv * 0.62, r_lv * 1.05]) * rv_scale,
         ),
         (
             base - a_local * 20 + e2 * 2 + np.array([0, 4, 4]),
-            np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s]),
+            np.array([rng.uniform(22, 27) * s, rng.uniform(36, 42) * s, rng.uniform(27, 32) * s])
+            * atria_scale,
         ),
     ]
     lv, rv, atria = (Ellipsoid(lps(c), frame, r) for c, r in parts_local)
@@ -195,7 +232,7 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
         [body_center_local[0] + rng.uniform(-4, 4), body_center_local[1] - body_radii[1] + fat_mm + 9.0, 0.0]
     )
 
-    return Anatomy(
+    anatomy = Anatomy(
         rotation=rotation,
         heart_center=heart_center,
         body_center=lps(body_center_local)[:2],
@@ -232,6 +269,24 @@ def sample_anatomy(rng: np.random.Generator, *, size: float) -> Anatomy:
         rib_phase_mm=float(rng.uniform(0, 30)),
         cartilage_calcified=bool(rng.random() < 0.4),
     )
+    if heart is not None:
+        anatomy = dataclasses.replace(
+            anatomy,
+            epicardial_fat_mm=heart.epicardial_fat_mm,
+            paracardial_fat_mm=heart.paracardial_fat_mm,
+            surface_bump_mm=heart.surface_bump_mm,
+        )
+    if tissue is not None:
+        anatomy = dataclasses.replace(
+            anatomy,
+            heart_hu=tissue.heart_hu,
+            lung_hu=tissue.lung_hu,
+            fat_hu=tissue.fat_hu,
+            muscle_hu=tissue.muscle_hu,
+            epicardial_hu=tissue.epicardial_fat_hu,
+            blood_hu=tissue.heart_hu,
+        )
+    return anatomy
 
 
 def _local_xy(anatomy: Anatomy, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
@@ -265,10 +320,11 @@ def render_anatomy(grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> np
     ang = anatomy.angle
     for radii, value in (
         (rad, 20.0),
-        (rad - 2.0, FAT_HU + rng.uniform(-8, 8)),
-        (rad - anatomy.fat_mm, MUSCLE_HU),
+        (rad - 2.0, anatomy.fat_hu + rng.uniform(-8, 8)),
+        (rad - anatomy.fat_mm, anatomy.muscle_hu),
     ):
         paint(vol, grid, full, ellipse_distance(anatomy.body_center, ang, radii), value, z_invariant=True)
+    _paint_breasts(vol, grid, anatomy)
     lx, ly = _local_xy(anatomy, grid)
     cav_rad, cav_shift = _cavity(anatomy)
     cav = (lx / cav_rad[0]) ** 2 + ((ly - cav_shift) / cav_rad[1]) ** 2
@@ -397,20 +453,21 @@ def _paint_mediastinum(
     """Fat between the lungs: behind the sternum, in front of the spine, and paracardial fat around the heart."""
     rot2 = anatomy.rotation[:2, :2]
     behind_sternum = anatomy.sternum_center + rot2 @ np.array([6.0, 14.0])
-    _paint_column(vol, grid, behind_sternum, np.array([rng.uniform(10, 16), 14.0]), FAT_HU, anatomy.angle)
+    fat_hu = anatomy.fat_hu
+    _paint_column(vol, grid, behind_sternum, np.array([rng.uniform(10, 16), 14.0]), fat_hu, anatomy.angle)
     before_spine = anatomy.spine_center + rot2 @ np.array([8.0, -anatomy.spine_radii[1] - 14.0])
-    _paint_column(vol, grid, before_spine, np.array([rng.uniform(22, 28), 18.0]), FAT_HU, anatomy.angle)
+    _paint_column(vol, grid, before_spine, np.array([rng.uniform(22, 28), 18.0]), fat_hu, anatomy.angle)
     margin = anatomy.epicardial_fat_mm + anatomy.paracardial_fat_mm
     box3, soft = heart.box, heart.soft
     if box3 is not None:
         occ = np.clip(0.5 - (soft - margin) / grid.spacing[2], 0.0, 1.0)
         region = vol[box3]
-        region += occ * (FAT_HU - region)
+        region += occ * (fat_hu - region)
     for a, b, ra, rb in _great_vessels(anatomy):
-        _paint_capsule(vol, grid, a, b, ra + 3.0, rb + 3.0, FAT_HU)
+        _paint_capsule(vol, grid, a, b, ra + 3.0, rb + 3.0, fat_hu)
     # Descending aorta and oesophagus behind the heart, trachea and bronchi at the top.
-    _paint_column(vol, grid, anatomy.desc_aorta, np.full(2, anatomy.desc_aorta_radius_mm + 4), FAT_HU)
-    _paint_column(vol, grid, anatomy.desc_aorta, np.full(2, anatomy.desc_aorta_radius_mm), BLOOD_HU)
+    _paint_column(vol, grid, anatomy.desc_aorta, np.full(2, anatomy.desc_aorta_radius_mm + 4), fat_hu)
+    _paint_column(vol, grid, anatomy.desc_aorta, np.full(2, anatomy.desc_aorta_radius_mm), anatomy.blood_hu)
     oes = anatomy.spine_center + anatomy.rotation[:2, :2] @ np.array([6.0, -anatomy.spine_radii[1] - 12.0])
     _paint_column(vol, grid, oes, np.array([8.0, 6.0]), 38.0)
     if rng.random() < 0.5:
@@ -480,10 +537,10 @@ def _paint_spine(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.random.G
             grid,
             c + rot2 @ np.array([side * 32.0, r[1] + 30.0]),
             np.array([22.0, 24.0]),
-            MUSCLE_HU + 5,
+            anatomy.muscle_hu + 5,
             ang,
         )
-    _paint_column(vol, grid, c, r + 3.0, FAT_HU + 20, ang)
+    _paint_column(vol, grid, c, r + 3.0, anatomy.fat_hu + 20, ang)
     canal = c + rot2 @ np.array([0.0, r[1] + 11.0])
     arch_parts = [
         (canal, np.array([13.0, 12.0]), cortical * 0.8),
@@ -530,8 +587,21 @@ def _paint_heart(vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFie
 
 
 def epicardial_fat_hu(anatomy: Anatomy) -> float:
-    """Epicardial fat density of this patient, HU (-70 to -115, leaner patients denser)."""
+    """Epicardial fat density of this patient, HU (version 1: -70 to -115, leaner patients denser)."""
+    if anatomy.epicardial_hu is not None:
+        return anatomy.epicardial_hu
     return -70.0 - 45.0 * min(1.0, anatomy.epicardial_fat_mm / 6.0)
+
+
+def _paint_breasts(vol: np.ndarray, grid: Grid, anatomy: Anatomy) -> None:
+    """Breasts in front of the chest wall (version 2): skin, fat and a glandular core."""
+    for breast in anatomy.breasts:
+        box = grid.box(*breast.bounds(2.0))
+        paint(vol, grid, box, breast.distance(), 20.0)
+        inner = Ellipsoid(breast.center, breast.axes, np.maximum(breast.radii - 2.0, 1.0))
+        paint(vol, grid, box, inner.distance(), anatomy.fat_hu)
+        core = Ellipsoid(breast.center, breast.axes, breast.radii * 0.6)
+        paint(vol, grid, box, core.distance(), anatomy.breast_hu)
 
 
 def _great_vessels(anatomy: Anatomy) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
@@ -559,9 +629,9 @@ def _paint_great_vessels(vol: np.ndarray, grid: Grid, anatomy: Anatomy) -> None:
     lo, hi = pad.bounds(2.0)
     paint(vol, grid, grid.box(lo, hi), pad.distance(), epicardial_fat_hu(anatomy))
     for a, b, ra, rb in _great_vessels(anatomy):
-        _paint_capsule(vol, grid, a, b, ra, rb, BLOOD_HU)
+        _paint_capsule(vol, grid, a, b, ra, rb, anatomy.blood_hu)
     root = anatomy.aortic_root
-    _paint_capsule(vol, grid, root + up * 3, root + up * 10, r + 3.0, r + 2.0, BLOOD_HU)
+    _paint_capsule(vol, grid, root + up * 3, root + up * 10, r + 3.0, r + 2.0, anatomy.blood_hu)
 
 
 def _paint_lung_vessels(vol: np.ndarray, grid: Grid, anatomy: Anatomy, rng: np.random.Generator) -> None:

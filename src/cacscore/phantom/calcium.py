@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cacscore.phantom.anatomy import Anatomy, Ellipsoid
 from cacscore.phantom.coronary import Artery, project_to_surface
-from cacscore.phantom.render import Box, Grid, occupancy, orthonormal_frame
+from cacscore.phantom.render import Box, Grid, capsule_distance, occupancy, orthonormal_frame
+
+if TYPE_CHECKING:
+    from cacscore.phantom.variation import LesionStyle
 
 #: Distractor kinds, as written in ``truth.json`` and ``cases.csv``.
 DISTRACTOR_KINDS = ("aortic_valve", "aortic_root", "mitral_annulus", "aortic_wall", "sternal_wire")
@@ -32,8 +35,11 @@ LESION_POSITION_BETA = (1.2, 2.6)
 class CalciumObject:
     """One calcified (or metal) object made of a few ellipsoids with a single true density.
 
-    ``kind`` is ``"coronary"`` or one of :data:`DISTRACTOR_KINDS`; ``artery``
-    is set for coronary lesions; ``position_mm`` is the object centre (LPS).
+    ``kind`` is ``"coronary"`` or a distractor kind; ``artery`` is set for coronary lesions
+    (``segment`` too when it lies on a side branch); ``position_mm`` is the object centre (LPS).
+    ``tubes`` (generator version 2: stents, leads) adds tapered tubes ``(a, b, r_outer_mm,
+    r_inner_mm)``, hollow when ``r_inner_mm > 0``. ``heterogeneity`` (0-1) modulates the density
+    inside the object with a smooth random texture seeded by ``texture_seed``.
     """
 
     kind: str
@@ -43,27 +49,51 @@ class CalciumObject:
     arclength_mm: float | None = None
     size_mm: float = 0.0
     position_mm: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    tubes: list[tuple[np.ndarray, np.ndarray, float, float]] = field(default_factory=list)
+    segment: str | None = None
+    heterogeneity: float = 0.0
+    texture_seed: int = 0
 
     def bounds(self, margin_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """LPS bounding box of all parts, mm."""
         boxes = [part.bounds(margin_mm) for part in self.parts]
+        boxes += [
+            (np.minimum(a, b) - r - margin_mm, np.maximum(a, b) + r + margin_mm) for a, b, r, _ in self.tubes
+        ]
         return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
 
     def volume_mm3(self) -> float:
-        """Sum of the parts' ellipsoid volumes (overlaps counted twice), mm^3."""
-        return float(sum(4.0 / 3.0 * np.pi * np.prod(p.radii) for p in self.parts))
+        """Sum of the parts' ellipsoid volumes and the tubes' walls (overlaps counted twice), mm^3."""
+        total = float(sum(4.0 / 3.0 * np.pi * np.prod(p.radii) for p in self.parts))
+        for a, b, r_out, r_in in self.tubes:
+            total += float(np.pi * (r_out**2 - r_in**2) * np.linalg.norm(b - a))
+        return total
 
     def distance(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Signed distance to the union of the parts, mm."""
-        out = self.parts[0].distance()(x, y, z)
+        """Signed distance to the union of the parts (and tubes), mm."""
+        fields = [part.distance()(x, y, z) for part in self.parts[:1]]
+        for a, b, r_out, r_in in self.tubes:
+            d = capsule_distance(a, b, r_out, r_out)(x, y, z)
+            if r_in > 0:
+                d = np.maximum(d, -capsule_distance(a, b, r_in, r_in)(x, y, z))
+            fields.append(d)
+        out = fields[0]
+        for other in fields[1:]:
+            out = np.minimum(out, other)
         for part in self.parts[1:]:
             out = np.minimum(out, part.distance()(x, y, z))
+        return out
+
+    def spheres(self) -> list[tuple[np.ndarray, float]]:
+        """Bounding spheres ``(centre, radius mm)`` of the parts and tube segments (for spacing checks)."""
+        out = [(part.center, float(part.radii.max())) for part in self.parts]
+        out += [((a + b) / 2, float(np.linalg.norm(b - a)) / 2 + r) for a, b, r, _ in self.tubes]
         return out
 
     def occupancy(self, grid: Grid, margin_mm: float) -> tuple[Box, np.ndarray] | None:
         """Box (with ``margin_mm`` around the object) and z/in-plane supersampled occupancy in it."""
         lo, hi = self.bounds(margin_mm)
-        box = grid.box(lo, hi, z_extra_mm=grid.thickness_mm / 2)
+        box = grid.box(lo, hi, z_extra_mm=grid.profile_half_width_mm)
         if box is None:
             return None
         return box, occupancy(grid, box, self.distance, n_z=8, n_xy=2)
@@ -86,6 +116,24 @@ class CalciumObject:
                 }
                 for p in self.parts
             ],
+            # Version 2 fields only where set, so that version 1 truth files stay as they were.
+            **({"segment": self.segment} if self.segment else {}),
+            **({"heterogeneity": round(self.heterogeneity, 3)} if self.heterogeneity else {}),
+            **(
+                {
+                    "tubes": [
+                        {
+                            "a_mm": [round(float(v), 3) for v in a],
+                            "b_mm": [round(float(v), 3) for v in b],
+                            "outer_radius_mm": round(r_out, 3),
+                            "inner_radius_mm": round(r_in, 3),
+                        }
+                        for a, b, r_out, r_in in self.tubes
+                    ]
+                }
+                if self.tubes
+                else {}
+            ),
         }
 
 
@@ -280,9 +328,135 @@ def _sternal_wires(rng: np.random.Generator, anatomy: Anatomy) -> list[CalciumOb
 
 def too_close(candidate: CalciumObject, others: list[CalciumObject], gap_mm: float) -> bool:
     """True if ``candidate``'s parts come within ``gap_mm`` of any part of ``others`` (sphere bounds)."""
-    for part in candidate.parts:
+    for c, r in candidate.spheres():
         for other in others:
-            for q in other.parts:
-                if np.linalg.norm(part.center - q.center) < part.radii.max() + q.radii.max() + gap_mm:
+            for qc, qr in other.spheres():
+                if np.linalg.norm(c - qc) < r + qr + gap_mm:
                     return True
     return False
+
+
+def pick_artery_v2(rng: np.random.Generator, arteries: list[Artery]) -> Artery:
+    """An artery or side branch: :data:`ARTERY_WEIGHTS` per artery, shared by length among its branches."""
+    totals: dict[str, float] = {}
+    for a in arteries:
+        totals[a.name] = totals.get(a.name, 0.0) + float(a.arclength[-1])
+    w = np.array(
+        [ARTERY_WEIGHTS[a.name] * float(a.arclength[-1]) / max(totals[a.name], 1e-9) for a in arteries]
+    )
+    return arteries[int(rng.choice(len(arteries), p=w / w.sum()))]
+
+
+def _wall_part(artery: Artery, j: int, angle: float, offset: float, radii_tnb: np.ndarray) -> Ellipsoid:
+    """An ellipsoid on ``artery``'s wall at centre-line point ``j``: ``angle`` around the vessel (rad),
+    ``offset`` lumen radii from the axis, semi-axes (along, radial, around) in mm."""
+    t = artery.tangents[j]
+    frame = orthonormal_frame(t)
+    normal = np.cos(angle) * frame[:, 1] + np.sin(angle) * frame[:, 2]
+    binormal = np.cross(t, normal)
+    center = artery.points[j] + normal * float(artery.radii[j]) * offset
+    return Ellipsoid(center, np.stack([t, normal, binormal], axis=1), np.maximum(radii_tnb, 0.2))
+
+
+def sample_lesion_v2(
+    rng: np.random.Generator,
+    arteries: list[Artery],
+    style: LesionStyle,
+    *,
+    size_mm: float | None = None,
+    density_hu: float | None = None,
+) -> CalciumObject:
+    """Draw one coronary calcification of generator version 2.
+
+    Anywhere along the artery and its side branches (Beta(``style.position_beta``) of the length,
+    or at a bifurcation with ``style.bifurcation_fraction``), in one of
+    :data:`~cacscore.phantom.variation.LESION_SHAPES` (chain of ellipsoids on the wall, blob, arc,
+    full ring, spotty cluster, long thin streak), size 0.5-15 mm, density log-normal around the
+    patient's median (130-1600 HU) independent of size, with an inner texture.
+    """
+    from cacscore.phantom.variation import LESION_SHAPES
+
+    artery = pick_artery_v2(rng, arteries)
+    branches = [a for a in arteries if a.segment and a.branch_at_mm is not None]
+    s_all = artery.arclength
+    if branches and rng.random() < style.bifurcation_fraction:
+        branch = branches[int(rng.integers(len(branches)))]
+        if rng.random() < 0.5:
+            artery, s_all = branch, branch.arclength
+            s = float(rng.uniform(0.0, min(4.0, s_all[-1])))
+        else:
+            artery = next(a for a in arteries if a.name == branch.parent and not a.segment)
+            s_all = artery.arclength
+            s = float(np.clip(float(branch.branch_at_mm or 0.0) + rng.uniform(-4, 4), 0, s_all[-1]))
+    else:
+        s = float(rng.beta(*style.position_beta) * s_all[-1])
+    shape = str(rng.choice(LESION_SHAPES, p=np.array(style.shape_weights) / sum(style.shape_weights)))
+    if size_mm is None:
+        size_mm = float(np.clip(rng.lognormal(np.log(style.size_median_mm), 0.55), 0.5, 15.0))
+    density = float(np.clip(rng.lognormal(np.log(style.density_median_hu), style.density_sigma), 130, 1600))
+    if density_hu is not None:
+        density = density_hu
+    n = len(s_all)
+    i = int(np.clip(np.searchsorted(s_all, s), 0, n - 1))
+    lo, hi = style.wall_offset
+    angle0 = rng.uniform(0, 2 * np.pi)
+    parts: list[Ellipsoid] = []
+
+    def at(offset_mm: float) -> int:
+        return int(np.clip(i + round(offset_mm), 0, n - 1))  # centre-line points are 1 mm apart
+
+    if shape == "blob":
+        r = size_mm / 2
+        parts.append(_wall_part(artery, i, angle0, rng.uniform(lo, hi), r * rng.uniform(0.6, 1.0, 3)))
+    elif shape in ("arc", "ring"):
+        span = 2 * np.pi if shape == "ring" else rng.uniform(0.5, 1.5) * np.pi
+        k = int(rng.integers(6, 9)) if shape == "ring" else int(rng.integers(3, 6))
+        r_wall = float(artery.radii[i]) * rng.uniform(max(lo, 0.8), max(hi, 1.0))
+        chord = span * r_wall / k
+        thick = rng.uniform(0.25, 0.6) * min(size_mm, 2.5)
+        for m in range(k):
+            ang = angle0 + span * (m + 0.5) / k
+            radii = np.array([min(size_mm, 4.0) / 2, thick / 2 + 0.1, chord / 2 + 0.2])
+            parts.append(_wall_part(artery, i, ang, rng.uniform(max(lo, 0.8), max(hi, 1.0)), radii))
+    elif shape == "spotty":
+        for _ in range(int(rng.integers(2, 6))):
+            j = at(rng.uniform(-size_mm, size_mm) / 2)
+            r = rng.uniform(0.35, 1.1)
+            parts.append(
+                _wall_part(artery, j, angle0 + rng.normal(0, 1.0), rng.uniform(lo, hi), np.full(3, r))
+            )
+    elif shape == "streak":
+        length = min(size_mm * rng.uniform(1.5, 3.0), 22.0)
+        k = max(2, int(np.ceil(length / 4.0)))
+        width = rng.uniform(0.5, 1.6)
+        for m in range(k):
+            j = at((m - (k - 1) / 2) * length / k)
+            radii = np.array([length / k / 2 + 0.6, rng.uniform(0.2, 0.4), width / 2])
+            parts.append(_wall_part(artery, j, angle0 + rng.normal(0, 0.15), rng.uniform(lo, hi), radii))
+    else:  # chain: version 1's eccentric ellipsoids along the vessel
+        k = 1 if size_mm < 3 else int(rng.integers(2, 4))
+        for m in range(k):
+            j = at((m - (k - 1) / 2) * size_mm / k)
+            r = float(artery.radii[j])
+            length = size_mm / k * rng.uniform(0.9, 1.4)
+            thick = float(np.clip(rng.uniform(0.35, 0.6) * min(size_mm, 3.5), 0.25, 1.6))
+            width = float(np.clip(rng.uniform(0.4, 0.75) * min(size_mm, 2.5 * r), 0.25, 2.2 * r))
+            radii = np.array([length / 2, thick / 2 + 0.1, width / 2 + 0.1])
+            parts.append(
+                _wall_part(
+                    artery, j, angle0 + rng.normal(0, 0.25), rng.uniform(lo, hi), np.minimum(radii, 5.0)
+                )
+            )
+    position = np.mean([p.center for p in parts], axis=0)
+    return CalciumObject(
+        "coronary",
+        parts,
+        density,
+        artery=artery.name,
+        arclength_mm=s,
+        size_mm=size_mm,
+        position_mm=position,
+        segment=artery.segment or None,
+        heterogeneity=float(style.heterogeneity * rng.uniform(0.3, 1.0)),
+        texture_seed=int(rng.integers(2**31)),
+    )

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cacscore.errors import CacScoreError, InvalidInputError
-from cacscore.phantom.generate import CATEGORIES, GENERATOR_VERSION, PhantomCase, PhantomConfig, generate_case
+from cacscore.phantom.generate import CATEGORIES, PhantomCase, PhantomConfig, generate_case
 from cacscore.phantom.imaging import SCANNERS
 
 if TYPE_CHECKING:
@@ -150,7 +150,13 @@ def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> 
         volume,
         case.reference,
         input_path=image_name,
-        extra={"generator": {"name": "cacscore.phantom", "version": GENERATOR_VERSION, "seed": case.seed}},
+        extra={
+            "generator": {
+                "name": "cacscore.phantom",
+                "version": case.truth["generator_version"],
+                "seed": case.seed,
+            }
+        },
     )
     _write_json_atomic(folder / "reference.json", report)
     return folder
@@ -347,7 +353,7 @@ def generate_cohort(
         "seed": seed,
         "format": fmt,
         "balance": balance,
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": config.version_string,
         "config": config.to_dict(),
     }
     _check_settings(out, settings)

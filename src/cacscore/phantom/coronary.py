@@ -13,11 +13,15 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cacscore.phantom.anatomy import BLOOD_HU, Anatomy, epicardial_fat_hu
+from cacscore.phantom.anatomy import Anatomy, epicardial_fat_hu
 from cacscore.phantom.render import Grid, capsule_distance, occupancy, paint
+
+if TYPE_CHECKING:
+    from cacscore.phantom.variation import CoronaryShape
 
 #: Artery names in label-code order.
 ARTERIES = ("LM", "LAD", "LCX", "RCA")
@@ -25,11 +29,24 @@ ARTERIES = ("LM", "LAD", "LCX", "RCA")
 
 @dataclass
 class Artery:
-    """A coronary artery: ``points`` ``(N, 3)`` LPS mm about 1 mm apart, lumen ``radii`` ``(N,)`` mm."""
+    """A coronary artery: ``points`` ``(N, 3)`` LPS mm about 1 mm apart, lumen ``radii`` ``(N,)`` mm.
+
+    ``name`` is the artery whose label code its calcium takes (a diagonal is ``"LAD"``);
+    ``segment`` names a side branch (``"D1"``, ``"OM1"``, ``"PDA"``; empty for a main artery),
+    which leaves its ``parent`` at ``branch_at_mm`` along the parent's centre line.
+    """
 
     name: str
     points: np.ndarray
     radii: np.ndarray
+    segment: str = ""
+    parent: str | None = None
+    branch_at_mm: float | None = None
+
+    @property
+    def segment_name(self) -> str:
+        """``segment`` for a side branch, else ``name``."""
+        return self.segment or self.name
 
     @property
     def arclength(self) -> np.ndarray:
@@ -167,8 +184,23 @@ def _ring_walk(points: np.ndarray, start: int, direction: int, length_mm: float)
     return np.array(out)
 
 
-def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Artery]:
-    """Centre lines and lumen radii of LM, LAD, LCX and RCA for one patient."""
+#: Lengths (mm) of the LCX and RCA walks along the atrioventricular groove per dominance (version 2).
+_DOMINANCE_WALKS_MM = {
+    "right": ((55, 85), (100, 140)),
+    "left": ((105, 145), (35, 60)),
+    "co": ((80, 105), (80, 110)),
+}
+
+
+def build_coronary_tree(
+    anatomy: Anatomy, rng: np.random.Generator, shape: CoronaryShape | None = None
+) -> list[Artery]:
+    """Centre lines and lumen radii of LM, LAD, LCX and RCA for one patient.
+
+    With ``shape`` (generator version 2), the dominance sets the LCX and RCA lengths, the
+    centre lines wave in the heart's surface (tortuosity), the calibre is scaled and side
+    branches (diagonals, obtuse marginal, posterior descending) follow the main arteries.
+    """
     _, ring = _av_groove(anatomy)
     iv = _iv_groove(anatomy)
     left = anatomy.left_ostium
@@ -182,13 +214,16 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
     bif_dir /= np.linalg.norm(bif_dir)
     bif = left + bif_dir * lm_len
     lm_points = _resample(np.array([left, bif]), smooth=1)
-    arteries = [Artery("LM", lm_points, np.full(len(lm_points), rng.uniform(2.0, 2.5)))]
+    calibre = 1.0 if shape is None else shape.calibre_scale
+    arteries = [Artery("LM", lm_points, np.full(len(lm_points), rng.uniform(2.0, 2.5) * calibre))]
 
     def surface_path(
         control: np.ndarray, r0: float, r1: float, keep_start: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         pts = _resample(control, smooth=9)
         radii = np.linspace(r0, r1, len(pts))
+        if shape is not None and shape.tortuosity_mm > 0:
+            pts = _wave(anatomy, pts, shape, rng)
         moved = project_to_surface(anatomy, pts, radii + 0.4)
         if keep_start:
             # Blend from the fixed origin onto the surface over the first 10 mm.
@@ -197,11 +232,15 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
         return _resample(moved, smooth=5), radii
 
     lad_ctrl = np.concatenate([[bif], iv])
-    lcx_ctrl = np.concatenate([[bif], _ring_walk(ring, i_left, step_left, rng.uniform(55, 85))])
+    lcx_mm, rca_mm = rng.uniform(55, 85), rng.uniform(100, 140)
+    if shape is not None:
+        walks = _DOMINANCE_WALKS_MM[shape.dominance]
+        lcx_mm, rca_mm = rng.uniform(*walks[0]), rng.uniform(*walks[1])
+    lcx_ctrl = np.concatenate([[bif], _ring_walk(ring, i_left, step_left, lcx_mm)])
     rca_ctrl = np.concatenate(
         [
             [right, right + (right - anatomy.aortic_root) * 0.3],
-            _ring_walk(ring, i_right, -step_left, rng.uniform(100, 140)),
+            _ring_walk(ring, i_right, -step_left, rca_mm),
         ]
     )
     for name, ctrl, r0, r1 in (
@@ -209,9 +248,90 @@ def build_coronary_tree(anatomy: Anatomy, rng: np.random.Generator) -> list[Arte
         ("LCX", lcx_ctrl, rng.uniform(1.5, 1.8), rng.uniform(0.9, 1.05)),
         ("RCA", rca_ctrl, rng.uniform(1.7, 2.0), rng.uniform(0.9, 1.05)),
     ):
-        pts, _ = surface_path(ctrl, r0, r1, keep_start=True)
-        arteries.append(Artery(name, pts, np.linspace(r0, r1, len(pts))))
+        pts, _ = surface_path(ctrl, r0 * calibre, r1 * calibre, keep_start=True)
+        arteries.append(Artery(name, pts, np.linspace(r0 * calibre, r1 * calibre, len(pts))))
+    if shape is not None:
+        by_name = {a.name: a for a in arteries}
+        for segment in shape.branches:
+            branch = _side_branch(anatomy, by_name, segment, shape, rng)
+            if branch is not None:
+                ctrl, r0, r1, parent, at_mm = branch
+                pts, _ = surface_path(ctrl, r0, r1, keep_start=True)
+                radii = np.linspace(r0, r1, len(pts))
+                arteries.append(
+                    Artery(parent, pts, radii, segment=segment, parent=parent, branch_at_mm=at_mm)
+                )
     return arteries
+
+
+def _wave(anatomy: Anatomy, pts: np.ndarray, shape: CoronaryShape, rng: np.random.Generator) -> np.ndarray:
+    """Displace a centre line sideways within the heart surface: a sine of random phase (tortuosity)."""
+    if len(pts) < 3:
+        return pts
+    tangent = np.gradient(pts, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-9)
+    axis = _heart_frame(anatomy)[:, 0]
+    rel = pts - anatomy.heart_base
+    radial = rel - (rel @ axis)[:, None] * axis
+    side = np.cross(tangent, radial)
+    side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-9)
+    s = np.arange(len(pts), dtype=float)  # points are about 1 mm apart
+    # Fade in over the first 10 mm so that the ostium stays where it is.
+    amp = shape.tortuosity_mm * np.clip(s / 10.0, 0.0, 1.0)
+    phase = rng.uniform(0, 2 * np.pi)
+    return pts + (amp * np.sin(2 * np.pi * s / shape.tortuosity_wavelength_mm + phase))[:, None] * side
+
+
+def _side_branch(
+    anatomy: Anatomy,
+    arteries: dict[str, Artery],
+    segment: str,
+    shape: CoronaryShape,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, float, float, str, float] | None:
+    """Control points, radii and origin ``(parent, arclength mm)`` of one side branch.
+
+    A branch leaves its parent and runs towards the apex over the ventricle it supplies:
+    diagonals over the LV's anterolateral wall, the obtuse marginal down the lateral wall, the
+    posterior descending artery from the dominant artery's end towards the apex.
+    """
+    frame = _heart_frame(anatomy)
+    axis = frame[:, 0]
+    if segment == "PDA":
+        parent = "LCX" if shape.dominance == "left" else "RCA"
+        at = 0.97
+        turn, drop = rng.uniform(-0.15, 0.15), rng.uniform(45, 75)
+    elif segment in ("D1", "D2"):
+        parent = "LAD"
+        at = rng.uniform(0.15, 0.3) if segment == "D1" else rng.uniform(0.4, 0.55)
+        # Towards the LV: the LV centre lies on the -e2 side of the long axis.
+        turn, drop = rng.uniform(0.5, 0.9), rng.uniform(30, 55)
+    else:
+        parent = "LCX"
+        at = rng.uniform(0.35, 0.7)
+        turn, drop = rng.uniform(-0.2, 0.2), rng.uniform(35, 60)
+    trunk = arteries[parent]
+    i = int(np.clip(round(at * (len(trunk.points) - 1)), 0, len(trunk.points) - 1))
+    start = trunk.points[i]
+    rel = start - anatomy.heart_base
+    t = float(rel @ axis)
+    theta = float(np.arctan2(rel @ frame[:, 2], rel @ frame[:, 1]))
+    if segment in ("D1", "D2"):
+        # Turn away from the RV side (towards theta = pi, where the LV lies).
+        turn = turn * float(np.sign(np.sin(theta)) or 1.0)
+    t_end = min(t + drop, anatomy.heart_length_mm * 0.95)
+    if t_end - t < 10:
+        return None
+    ts = np.linspace(t, t_end, 12)
+    thetas = theta + np.linspace(0, turn, 12)
+    ctrl = (
+        anatomy.heart_base
+        + ts[:, None] * axis
+        + 30.0 * (np.cos(thetas)[:, None] * frame[:, 1] + np.sin(thetas)[:, None] * frame[:, 2])
+    )
+    ctrl[0] = start
+    r0 = float(trunk.radii[i]) * rng.uniform(0.6, 0.8)
+    return ctrl, r0, max(r0 * 0.55, 0.5), parent, float(trunk.arclength[i])
 
 
 def _segments(artery: Artery, step: int = 4) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
@@ -233,9 +353,9 @@ def render_coronaries(volume: np.ndarray, grid: Grid, anatomy: Anatomy, arteries
         paint(volume, grid, grid.box(lo, hi), capsule_distance(a, b, ra + 2.8, rb + 2.8), fat)
     for a, b, ra, rb in segments:
         r = max(ra, rb) + 1.0
-        box = grid.box(np.minimum(a, b) - r, np.maximum(a, b) + r, z_extra_mm=grid.thickness_mm / 2)
+        box = grid.box(np.minimum(a, b) - r, np.maximum(a, b) + r, z_extra_mm=grid.profile_half_width_mm)
         if box is None:
             continue
         occ = occupancy(grid, box, capsule_distance(a, b, ra, rb), n_z=4)
         region = volume[box]
-        region += occ * (BLOOD_HU - region)
+        region += occ * (anatomy.blood_hu - region)

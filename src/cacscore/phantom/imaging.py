@@ -40,6 +40,21 @@ def blur_inplane(volume: np.ndarray, sigma_px: tuple[float, float]) -> np.ndarra
     return ndimage.gaussian_filter1d(out, sigma_px[1], axis=2, mode="nearest", output=np.float32)
 
 
+def wide_blur_inplane(volume: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Approximate Gaussian blur along y and x for a wide ``sigma_px``: two box filters per axis, float32.
+
+    Two passes of a box of width ``w`` have the variance ``(w^2 - 1) / 6`` of a Gaussian; their
+    cost does not grow with the width, unlike a Gaussian kernel (used for low-pass fields, where
+    the exact shape does not matter).
+    """
+    width = max(1, round(np.sqrt(6.0 * sigma_px**2 + 1.0)))
+    out = volume.astype(np.float32, copy=True)
+    for axis in (1, 2):
+        for _ in range(2):
+            ndimage.uniform_filter1d(out, width, axis=axis, mode="nearest", output=out)
+    return out
+
+
 def white_noise_sd_for(sd_hu: float, sigma_px: tuple[float, float]) -> float:
     """Standard deviation of white noise that has ``sd_hu`` after :func:`blur_inplane` with ``sigma_px``.
 
