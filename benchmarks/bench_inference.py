@@ -38,7 +38,9 @@ def main() -> None:
 
     import torch
 
+    from cacscore.anatomy import check_domain
     from cacscore.io import read_volume, write_dicom_series
+    from cacscore.model.ensemble import restrict_to_heart
     from cacscore.model import load_ensemble, score_with_model
     from cacscore.phantom import PhantomConfig, generate_case
 
@@ -55,17 +57,21 @@ def main() -> None:
                     "bf16": {"precision": "bf16", "fast": True}}
         for variant, options in variants.items():
             ensemble = load_ensemble(args.model, **options)
-            timings: dict[str, list[float]] = {k: [] for k in ("read", "preprocess", "forward x5", "postprocess",
-                                                               "score", "total")}
+            timings: dict[str, list[float]] = {k: [] for k in ("read", "domain check", "preprocess", "forward x5",
+                                                               "postprocess", "score", "total")}
             for repeat in range(args.repeats + 1):
                 t = [time.perf_counter()]
                 volume = read_volume(series)
+                t.append(time.perf_counter())
+                check = check_domain(volume)  # anatomy + heart region, before the networks
+                check.require()
                 t.append(time.perf_counter())
                 image, grid = ensemble.preprocess(volume)
                 t.append(time.perf_counter())
                 probs = list(ensemble.member_probabilities(image))
                 t.append(time.perf_counter())
-                prediction = ensemble.combine(probs, image, grid, volume.hu)
+                prediction = restrict_to_heart(ensemble.combine(probs, image, grid, volume.hu), volume,
+                                               ensemble.plan.threshold_hu, check.region)
                 t.append(time.perf_counter())
                 result = score_with_model(volume, ensemble, prediction=prediction)
                 t.append(time.perf_counter())
