@@ -7,6 +7,7 @@ unlabelled 700 HU "bone" block, which the threshold baseline wrongly counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,13 @@ def write_cohort(root: Path) -> Path:
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic cohort folder (generic layout)."""
     return write_cohort(tmp_path_factory.mktemp("cohort"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Trainings run by these tests cache into a temporary folder, never ~/.cache."""
+    from cacscore.train.data import CACHE_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cacscore-cache")))
+        yield

@@ -21,13 +21,41 @@ def _patch(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
+def _augmentation(text: str) -> Any:
+    """``default``, ``none`` or a JSON file of ``training.augmentation`` settings."""
+    import json
+
+    from cacscore.train.augment import Augmentation
+
+    if text == "default":
+        return Augmentation()
+    if text == "none":
+        return Augmentation.none()
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"--augmentation {text}: not 'default', 'none' or a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{path}: augmentation settings must be a JSON object")
+    return Augmentation.from_dict(data)
+
+
+def _describe(value: Any) -> str:
+    if hasattr(value, "to_dict"):
+        return "the parent's"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
 def train(
     data: Annotated[
         Path,
         typer.Option("--data", help="Dataset folder (phantom cohort, generic, nnU-Net, orCaScore, COCA)."),
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Model folder to write (plan.json + member_<k>.safetensors).")
+        Path, typer.Option("--out", help="Model folder to write (plan.json + member_<k>.safetensors only).")
     ],
     val_data: Annotated[
         Path | None,
@@ -35,49 +63,71 @@ def train(
             "--val-data", help="Separate validation dataset (default: --val-cases cases of --data)."
         ),
     ] = None,
-    members: Annotated[int, typer.Option("--members", help="Ensemble members.")] = 5,
+    members: Annotated[
+        int | None, typer.Option("--members", help="Ensemble members [default: 5, or the --init model's].")
+    ] = None,
     head: Annotated[
-        str, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium).")
-    ] = "arteries",
-    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs per member.")] = 40,
+        str | None, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium) [default: arteries].")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Maximum epochs per member [default: 40, or the --init model's].")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     val_cases: Annotated[
-        int, typer.Option("--val-cases", help="Validation cases choosing each member's best epoch.")
-    ] = 20,
+        int | None,
+        typer.Option("--val-cases", help="Validation cases choosing each member's best epoch (at most a fifth "
+                                         "of the cases) [default: 20, or the --init model's]."),
+    ] = None,
     patch: Annotated[
-        str, typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels.")
-    ] = "64,96,96",
-    batch: Annotated[int, typer.Option("--batch", help="Patches per step.")] = 2,
+        str | None,
+        typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels [default: 64,96,96, or the "
+                                     "--init model's]."),
+    ] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Patches per step [default: 2].")] = None,
     steps_per_epoch: Annotated[
-        int | None, typer.Option("--steps-per-epoch", help="Steps per epoch (default: one pass).")
+        int | None, typer.Option("--steps-per-epoch", help="Steps per epoch [default: one pass].")
     ] = None,
     loss: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--loss",
             help="dice (the paper), dice_ce (Dice + cross-entropy) or dice_topk (Dice + cross-entropy "
-            "of the hardest 10 % of voxels).",
+            "of the hardest 10 % of voxels) [default: dice_ce, or the --init model's].",
         ),
-    ] = "dice_ce",
+    ] = None,
     val_metric: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--val-metric",
             help="What chooses each member's best epoch: dice (pooled over the validation cases) or "
-            "case_dice (mean of each case's Dice; penalises false positives in scans without calcium).",
+            "case_dice (mean of each case's Dice; penalises false positives in scans without calcium) "
+            "[default: dice, or the --init model's].",
         ),
-    ] = "dice",
-    lr: Annotated[float, typer.Option("--lr", help="Initial Adam learning rate.")] = 2e-3,
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", help="Initial Adam learning rate [default: 2e-3, or the --init model's].")
+    ] = None,
+    augmentation: Annotated[
+        str | None,
+        typer.Option("--augmentation", help="default (this version's), none, or a JSON file of "
+                                            "training.augmentation settings [default: default, or the --init "
+                                            "model's]."),
+    ] = None,
     folds: Annotated[
-        bool, typer.Option("--folds", help="Member k also leaves out the k-th fold of the training cases.")
-    ] = False,
+        bool | None,
+        typer.Option("--folds/--no-folds", help="Member k also leaves out the k-th fold of the training cases."),
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Processes for preprocessing (0: none).")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the members.")] = 0,
     max_minutes: Annotated[
-        float | None, typer.Option("--max-minutes", help="Time limit for training all members.")
+        float | None,
+        typer.Option("--max-minutes", help="Time limit for the whole command: reading the data, all members and "
+                                           "the lesion filter."),
     ] = None,
-    filters: Annotated[str, typer.Option("--filters", help="Filters per level.")] = "16,32,64,128",
+    filters: Annotated[
+        str | None, typer.Option("--filters", help="Filters per level [default: 16,32,64,128, or the --init model's].")
+    ] = None,
     name: Annotated[
         str, typer.Option("--name", help="Model name written to plan.json.")
     ] = "cacscore-resunet",
@@ -85,12 +135,35 @@ def train(
         str, typer.Option("--model-version", help="Model version written to plan.json.")
     ] = "0",
     cache: Annotated[
-        Path | None, typer.Option("--cache", help="Folder of preprocessed cases (default: OUT/cache).")
+        Path | None,
+        typer.Option("--cache", help="Cache folder for preprocessed cases and checkpoints "
+                                     "[default: $CACSCORE_CACHE_DIR or ~/.cache/cacscore]; never the model folder."),
     ] = None,
     init: Annotated[
         Path | None,
-        typer.Option("--init", help="Model folder to fine-tune: member k starts from its member k."),
+        typer.Option("--init", help="Model folder to fine-tune: member k starts from its member k; its training "
+                                    "recipe and vote rules are inherited unless given here, and its lesion filter "
+                                    "is fitted again for the new members."),
     ] = None,
+    mask_labels: Annotated[
+        str | None,
+        typer.Option("--mask-labels", help="Label convention of the masks of --data and --val-data: project "
+                                           "(0-5), orcascore (1 LAD incl. LM, 2 LCX, 3 RCA) or binary "
+                                           "[default: each layout's own]."),
+    ] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option("--replay", help="With --init: a dataset of the parent's data family, mixed into the "
+                                      "patches so that the model does not forget it."),
+    ] = None,
+    replay_fraction: Annotated[
+        float, typer.Option("--replay-fraction", help="Share of patches drawn from --replay.")
+    ] = 0.25,
+    lesion_filter: Annotated[
+        str,
+        typer.Option("--lesion-filter", help="With --init and a parent with a lesion filter: refit (on the "
+                                             "validation cases, at the end) or drop (the vote rules decide)."),
+    ] = "refit",
     fp32: Annotated[
         bool, typer.Option("--fp32", help="Train in float32 (default: bfloat16 autocast).")
     ] = False,
@@ -101,38 +174,34 @@ def train(
 
         from cacscore.train import TrainConfig, train_model
 
-        try:
-            filter_values = tuple(int(v) for v in filters.split(","))
-        except ValueError:
-            raise InvalidInputError(
-                f"--filters must be integers separated by commas, got {filters!r}"
-            ) from None
-        config = TrainConfig(
-            data=data,
-            out=out,
-            val_data=val_data,
-            members=members,
-            head=head,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            batch=batch,
-            patch=_patch(patch),
-            lr=lr,
-            loss=loss,
-            val_metric=val_metric,
-            val_cases=val_cases,
-            folds=folds,
-            filters=filter_values,
-            seed=seed,
-            device=device,
-            amp=not fp32,
-            workers=workers,
-            max_minutes=max_minutes,
-            cache_dir=cache,
-            init=init,
-            name=name,
-            model_version=model_version,
-        )
+        settings: dict[str, Any] = {
+            "members": members, "head": head, "epochs": epochs, "val_cases": val_cases, "batch": batch,
+            "steps_per_epoch": steps_per_epoch, "loss": loss, "val_metric": val_metric, "lr": lr, "folds": folds,
+        }
+        if patch is not None:
+            settings["patch"] = _patch(patch)
+        if filters is not None:
+            try:
+                settings["filters"] = tuple(int(v) for v in filters.split(","))
+            except ValueError:
+                raise InvalidInputError(
+                    f"--filters must be integers separated by commas, got {filters!r}"
+                ) from None
+        if augmentation is not None:
+            settings["augmentation"] = _augmentation(augmentation)
+        settings = {key: value for key, value in settings.items() if value is not None}
+        common: dict[str, Any] = {
+            "data": data, "out": out, "val_data": val_data, "seed": seed, "device": device, "amp": not fp32,
+            "workers": workers, "max_minutes": max_minutes, "cache_dir": cache, "name": name,
+            "model_version": model_version, "mask_labels": mask_labels, "replay": replay,
+            "replay_fraction": replay_fraction, "lesion_filter": lesion_filter,
+        }
+        if init is not None and not resume:
+            config = TrainConfig.fine_tune(init, **settings, **common)
+            shown = ", ".join(f"{key} {_describe(getattr(config, key))}" for key in config.inherited)
+            err_console.print(f"fine-tuning {init}: inherited {shown or 'nothing'}", soft_wrap=True)
+        else:
+            config = TrainConfig(**settings, **common, init=init)
         progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -143,7 +212,7 @@ def train(
             transient=False,
         )
         tasks: dict[str, Any] = {}
-        state = {"member": 0, "members": members}
+        state = {"member": 0, "members": config.members}
 
         def report(kind: str, *args: Any) -> None:
             if kind == "prepare":
@@ -154,6 +223,12 @@ def train(
             elif kind == "member":
                 state["member"], state["members"] = args
                 tasks["member"] = progress.add_task(f"member {args[0] + 1}/{args[1]}", total=None, info="")
+            elif kind == "start":
+                _, source, dice = args
+                progress.console.print(
+                    f"member {state['member'] + 1}/{state['members']} starts from member {source} of {config.init}: "
+                    f"validation Dice {dice:.4f}", soft_wrap=True
+                )
             elif kind == "step":
                 step, total, value = args
                 progress.update(tasks["member"], total=total, completed=step, info=f"loss {value:.3f}")
@@ -166,6 +241,11 @@ def train(
             elif kind == "done":
                 _, best_epoch, dice = args
                 progress.update(tasks["member"], info=f"best epoch {best_epoch}, validation Dice {dice:.4f}")
+            elif kind == "filter":
+                done, total = args
+                if "filter" not in tasks:
+                    tasks["filter"] = progress.add_task("lesion filter: candidates", total=total, info="")
+                progress.update(tasks["filter"], completed=done)
 
         with progress:
             plan = train_model(config, resume=resume, report=report)
@@ -175,6 +255,10 @@ def train(
                 f"member {member['member']}: best epoch {member['best_epoch']}, "
                 f"validation Dice {member['val_dice']:.4f}"
             )
+        post = plan.data.get("training", {}).get("post_processing")
+        if post is not None:
+            colour = "green" if post.get("reliable", True) else "yellow"
+            err_console.print(f"[{colour}]post-processing:[/] {post['message']}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

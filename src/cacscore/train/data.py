@@ -2,13 +2,19 @@
 
 Every case is preprocessed once (:func:`cacscore.preprocess.preprocess_volume`
 and :func:`cacscore.preprocess.downsample_labels`) and cached as
-``MODEL_DIR/cache/<case_id>.npz`` so that an interrupted run resumes without
-reading the scans again. Patches and augmentation run as batched tensor
-operations on the training device.
+``CACHE/preprocessed/<preprocessing key>/<case_id>-<case key>.npz``, outside
+the model folder (:func:`default_cache_dir`; ``--cache``), so that an
+interrupted run, a second run on the same data or a fine-tune resumes without
+reading the scans again. The case key changes with the files (paths, sizes,
+modification times) and the declared mask convention, so an edited label is
+preprocessed again. Patches and augmentation run as batched tensor operations
+on the training device.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -27,6 +33,42 @@ from cacscore.train.augment import Augmentation
 
 #: Class index used for voxels that must not count in the loss (calcium of unknown artery).
 IGNORE = 255
+#: Environment variable naming the cache folder (preprocessed cases, checkpoints of running trainings).
+CACHE_ENV = "CACSCORE_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$CACSCORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/cacscore``, else ``~/.cache/cacscore``."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "cacscore"
+
+
+def _digest(value: Any, length: int = 12) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+def preprocessed_dir(cache_root: Path, preprocessing: dict[str, Any]) -> Path:
+    """Folder of the cases preprocessed with ``preprocessing`` (the plan's block) under ``cache_root``."""
+    return Path(cache_root) / "preprocessed" / _digest(preprocessing)
+
+
+def _stat(path: Path | None) -> list[Any]:
+    if path is None:
+        return [None]
+    try:
+        info = path.stat()
+    except OSError:
+        return [str(path), None]
+    return [str(path.resolve()), info.st_size, info.st_mtime_ns]
+
+
+def cache_file(cache_dir: Path, ref: CaseRef) -> Path:
+    """The cache file of ``ref``: its id and a key of its files and declared mask convention."""
+    key = _digest([_stat(ref.image_path), _stat(ref.reference_path), ref.mask_labels, ref.layout])
+    return cache_dir / f"{ref.case_id}-{key}.npz"
 
 
 @dataclass
@@ -76,7 +118,7 @@ def prepare_case(ref: CaseRef, cache_dir: Path, preprocessing: dict[str, Any]) -
     InvalidInputError
         If the case cannot be read or has no reference mask.
     """
-    path = cache_dir / f"{ref.case_id}.npz"
+    path = cache_file(cache_dir, ref)
     if path.is_file():
         return path
     with warnings.catch_warnings():
@@ -91,7 +133,7 @@ def prepare_case(ref: CaseRef, cache_dir: Path, preprocessing: dict[str, Any]) -
                                     clip_hu=tuple(preprocessing["clip_hu"]),  # type: ignore[arg-type]
                                     enhance=bool(preprocessing["enhancement"]["enabled"]))
     labels = downsample_labels(case.label, grid)
-    tmp = cache_dir / f".{ref.case_id}.tmp.npz"
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez(tmp, image=image.astype(np.float32), labels=labels, spacing=np.asarray(grid.spacing))
     os.replace(tmp, path)
     return path
@@ -107,7 +149,7 @@ def prepare_cases(refs: Sequence[CaseRef], cache_dir: Path, preprocessing: dict[
                   advance: Callable[[], None] | None = None) -> list[Path]:
     """Preprocess every case into ``cache_dir`` (in ``workers`` processes when > 1), in ``refs`` order."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in refs if not (cache_dir / f"{r.case_id}.npz").is_file()]
+    todo = [r for r in refs if not cache_file(cache_dir, r).is_file()]
     if workers > 1 and len(todo) > 1:
         import multiprocessing
 
@@ -121,17 +163,20 @@ def prepare_cases(refs: Sequence[CaseRef], cache_dir: Path, preprocessing: dict[
             prepare_case(ref, cache_dir, preprocessing)
             if advance is not None:
                 advance()
-    return [cache_dir / f"{r.case_id}.npz" for r in refs]
+    return [cache_file(cache_dir, r) for r in refs]
 
 
-def load_cached(path: Path, class_codes: Sequence[int]) -> CachedCase:
-    """Read a cache file written by :func:`prepare_case`, with labels as class indices of the head."""
+def load_cached(path: Path, class_codes: Sequence[int], case_id: str | None = None) -> CachedCase:
+    """Read a cache file written by :func:`prepare_case`, with labels as class indices of the head.
+
+    ``case_id`` names the case (default: the file name).
+    """
     with np.load(path) as data:
         image = data["image"].astype(np.float32)
         labels = data["labels"]
         spacing = tuple(float(v) for v in data["spacing"])
     target = class_lut(class_codes)[labels]
-    return CachedCase(path.stem, image, target, spacing)  # type: ignore[arg-type]
+    return CachedCase(case_id or path.stem, image, target, spacing)  # type: ignore[arg-type]
 
 
 def split_cases(case_ids: Sequence[str], n_val: int, seed: int) -> tuple[list[str], list[str]]:
@@ -264,4 +309,23 @@ def context_voxels(case: CachedCase, level: float, radius_mm: float, calcium: np
     return near
 
 
-__all__ = ["Augmentation", "CachedCase", "PatchSampler", "context_voxels", "prepare_cases", "split_cases"]
+class MixedSampler:
+    """Patches from ``main``, each drawn from ``replay`` instead with probability ``fraction``.
+
+    Replay mixes cases of the parent model's data into a fine-tune so that the
+    network does not forget them.
+    """
+
+    def __init__(self, main: PatchSampler, replay: PatchSampler, fraction: float) -> None:
+        if not 0 <= fraction <= 1:
+            raise InvalidInputError(f"replay fraction must be in [0, 1], got {fraction}")
+        self.main, self.replay, self.fraction = main, replay, float(fraction)
+
+    def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`PatchSampler.batch`."""
+        parts = [(self.replay if rng.random() < self.fraction else self.main).batch(rng, 1) for _ in range(size)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+__all__ = ["Augmentation", "CachedCase", "MixedSampler", "PatchSampler", "cache_file", "context_voxels",
+           "default_cache_dir", "prepare_cases", "preprocessed_dir", "split_cases"]

@@ -110,6 +110,76 @@ def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
     tmp.replace(run_file)
 
 
+def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], work: Path, *,
+                       candidate_votes: int = 1,
+                       report: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled candidate lesions of every case, each case's saved in ``work`` as it is computed.
+
+    Parameters
+    ----------
+    ensemble : Ensemble
+        The model.
+    refs : sequence of (int, CaseRef)
+        Cases with the index of their dataset (keeps equal case ids of two datasets apart).
+    work : Path
+        Existing folder; a case whose file is there is not computed again.
+    candidate_votes : int
+        See :func:`labelled_candidates`.
+    report : callable, optional
+        Called with (cases done, cases in all) after each case.
+
+    Returns
+    -------
+    features : (n, len(FEATURE_NAMES)) ndarray of float64
+    truth : (n,) ndarray of bool
+
+    Raises
+    ------
+    InvalidInputError
+        A case without reference, or an unreadable saved file.
+    """
+    features, truth = [], []
+    for done, (k, ref) in enumerate(refs, start=1):
+        path = _case_file(work, k, ref)
+        if not path.is_file():
+            with warnings.catch_warnings():
+                # As for training input (cacscore.train.data): read warnings matter when scoring.
+                warnings.simplefilter("ignore", CacScoreWarning)
+                case = ref.load()
+            if case.label is None:
+                raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}): no reference label to fit on")
+            x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez(tmp, features=x, truth=y)
+            tmp.replace(path)
+        try:
+            with np.load(path) as saved:
+                features.append(saved["features"])
+                truth.append(saved["truth"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidInputError(f"{path}: cannot read ({exc}); remove it to compute the case again") from None
+        if report is not None:
+            report(done, len(refs))
+    if not features:
+        return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, bool)
+    return np.concatenate(features), np.concatenate(truth).astype(bool)
+
+
+def fit_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.0, threshold: float = 0.5,
+               candidate_votes: int = 1) -> LesionFilter:
+    """:func:`cacscore.model.lesion_filter.fit_lesion_filter`, with its errors as :class:`InvalidInputError`.
+
+    Raises
+    ------
+    InvalidInputError
+        No candidates, or all true or all false.
+    """
+    try:
+        return fit_lesion_filter(features, truth, l2=l2, threshold=threshold, candidate_votes=candidate_votes)
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot fit the lesion filter: {exc}") from None
+
+
 def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]], out: Path, *,
                         threshold: float = 0.5, candidate_votes: int = 1, l2: float = 1.0,
                         model_version: str | None = None,
@@ -157,39 +227,13 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
     work = out / CANDIDATES_DIR
     _start_or_resume(work, _run_identity(ensemble.plan, model_dir, datasets, candidate_votes))
     refs = [(k, ref) for k, (_, cases) in enumerate(datasets) for ref in cases]
-    features, truth = [], []
-    for done, (k, ref) in enumerate(refs, start=1):
-        path = _case_file(work, k, ref)
-        if not path.is_file():
-            with warnings.catch_warnings():
-                # As for training input (cacscore.train.data): read warnings matter when scoring.
-                warnings.simplefilter("ignore", CacScoreWarning)
-                case = ref.load()
-            if case.label is None:
-                raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}): no reference label to fit on")
-            x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez(tmp, features=x, truth=y)
-            tmp.replace(path)
-        try:
-            with np.load(path) as saved:
-                features.append(saved["features"])
-                truth.append(saved["truth"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise InvalidInputError(f"{path}: cannot read ({exc}); remove it to compute the case again") from None
-        if report is not None:
-            report(done, len(refs))
-    labels = np.concatenate(truth)
+    features, labels = collect_candidates(ensemble, refs, work, candidate_votes=candidate_votes, report=report)
     fewest = min(int(labels.sum()), int((~labels).sum()))
     if 0 < labels.size and fewest < MIN_LESIONS_PER_CLASS:
         warnings.warn(f"the lesion filter is fitted on {labels.size} candidate lesions, only {fewest} of them "
                       f"{'true' if labels.sum() == fewest else 'false'}; it will be unreliable: use more cases "
                       f"(at least {MIN_LESIONS_PER_CLASS} of each kind)", CacScoreWarning, stacklevel=2)
-    try:
-        fitted = fit_lesion_filter(np.concatenate(features), labels, l2=l2, threshold=threshold,
-                                   candidate_votes=candidate_votes)
-    except ValueError as exc:
-        raise InvalidInputError(f"cannot fit the lesion filter: {exc}") from None
+    fitted = fit_filter(features, labels, l2=l2, threshold=threshold, candidate_votes=candidate_votes)
     record: dict[str, Any] = {**(fitted.fitted_on or {}), "cases": len(refs),
                               "data": [str(folder) for folder, _ in datasets], "l2": l2}
     fitted = dataclasses.replace(fitted, fitted_on=record)

@@ -27,9 +27,11 @@ reaches 1, so a time-limited run still ends with a low learning rate.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -41,7 +43,7 @@ import numpy as np
 import torch
 
 from cacscore import __version__
-from cacscore.datasets.base import CaseRef
+from cacscore.datasets.base import CaseRef, check_mask_labels
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
 from cacscore.model.ensemble import load_member, save_member
 from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
@@ -51,14 +53,24 @@ from cacscore.train.data import (
     IGNORE,
     Augmentation,
     CachedCase,
+    MixedSampler,
     PatchSampler,
+    default_cache_dir,
     load_cached,
     prepare_cases,
+    preprocessed_dir,
     split_cases,
 )
 
 #: Margin below the scaled threshold still counted as candidate (intensity augmentation moves values).
 CANDIDATE_MARGIN = 0.03
+#: Keys of a parent's ``training`` block that :meth:`TrainConfig.fine_tune` inherits, and their setting.
+INHERITED: dict[str, str] = {
+    "members": "members", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch", "batch": "batch",
+    "patch_zyx": "patch", "lr": "lr", "loss": "loss", "val_metric": "val_metric", "val_cases": "val_cases",
+    "folds": "folds", "calcium_fraction": "calcium_fraction", "context_fraction": "context_fraction",
+    "context_radius_mm": "context_radius_mm", "augmentation": "augmentation", "amp_bf16": "amp",
+}
 #: Validation metrics that can choose a member's best epoch, and their description in the plan.
 VAL_METRICS = {"dice": "Dice pooled over the cases", "case_dice": "mean of the per-case Dice"}
 
@@ -127,10 +139,26 @@ class TrainConfig:
     half_weights : bool
         Store member weights as float16.
     cache_dir : Path or None
-        Where preprocessed cases are cached; default ``out/cache``.
+        Cache folder (preprocessed cases, checkpoints of the running training);
+        default :func:`cacscore.train.data.default_cache_dir`. Never the model folder.
     init : Path or None
         A model folder to fine-tune: member k starts from its member ``k mod n``
         instead of random weights. Its head and filters must match.
+        :meth:`fine_tune` builds a configuration that inherits its recipe.
+    mask_labels : {"project", "orcascore", "binary"} or None
+        Label convention of the masks of ``data`` and ``val_data`` (None: each layout's own).
+    replay : Path or None
+        A dataset of the parent model's data family (fine-tuning): patches are
+        drawn from it with probability ``replay_fraction``, so that the
+        network does not forget it. Not used for validation.
+    replay_fraction : float
+        Share of patches from ``replay``.
+    lesion_filter : {"refit", "drop"}
+        Fine-tuning a parent with a lesion filter: fit a new one for the new
+        members on the validation cases at the end ("refit"), or leave it out
+        ("drop": the inherited vote rules decide).
+    inherited : tuple of str
+        The settings taken from the parent (set by :meth:`fine_tune`; recorded in the plan).
     name, model_version : str
         Model identity written to the plan.
     """
@@ -164,6 +192,44 @@ class TrainConfig:
     cache_dir: Path | None = None
     init: Path | None = None
     augmentation: Augmentation = field(default_factory=Augmentation)
+    mask_labels: str | None = None
+    replay: Path | None = None
+    replay_fraction: float = 0.25
+    lesion_filter: str = "refit"
+    inherited: tuple[str, ...] = ()
+
+    @classmethod
+    def fine_tune(cls, init: Path, **settings: Any) -> TrainConfig:
+        """A configuration that fine-tunes ``init``: every setting of :data:`INHERITED` not given is the parent's.
+
+        The head and filters are the parent's (they must be); the other
+        settings (data, out, time limit, device...) come from ``settings`` or
+        the defaults. The inherited names are listed in :attr:`inherited`.
+
+        Raises
+        ------
+        CacScoreError
+            If ``init`` is not a readable model folder, or its stored recipe is malformed.
+        """
+        parent = Plan.load(init)
+        stored = parent.data.get("training") or {}
+        taken: dict[str, Any] = {}
+        for key, name in INHERITED.items():
+            if name in settings or key not in stored or (stored[key] is None and key != "steps_per_epoch"):
+                continue
+            value = stored[key]
+            try:
+                if name == "patch":
+                    value = tuple(int(v) for v in value)
+                elif name == "augmentation":
+                    value = Augmentation.from_dict(value)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"{init}: training.{key} in plan.json is malformed ({exc})") from None
+            taken[name] = value
+        for name, value in (("head", parent.head), ("filters", tuple(parent.init_args.get("filters", ())))):
+            if name not in settings:
+                taken[name] = value
+        return cls(init=Path(init), **taken, **settings, inherited=tuple(sorted(taken)))
 
     def check(self) -> None:
         """Validate the settings.
@@ -201,6 +267,13 @@ class TrainConfig:
             raise InvalidInputError(f"context_radius_mm must be > 0, got {self.context_radius_mm!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise InvalidInputError(f"max_minutes must be > 0, got {self.max_minutes!r}")
+        check_mask_labels(self.mask_labels)
+        if not 0 <= self.replay_fraction <= 1:
+            raise InvalidInputError(f"replay_fraction must be in [0, 1], got {self.replay_fraction!r}")
+        if self.lesion_filter not in ("refit", "drop"):
+            raise InvalidInputError(f"lesion_filter must be 'refit' or 'drop', got {self.lesion_filter!r}")
+        if self.replay is not None and self.init is None:
+            raise InvalidInputError("replay mixes in the data of the model being fine-tuned: it needs init")
         if self.init is not None:
             parent = Plan.load(self.init)
             filters = tuple(parent.init_args.get("filters", ()))
@@ -227,7 +300,11 @@ class TrainConfig:
             + ("" if self.init is None else " (epoch 0: the init weights)"),
             "val_metric": self.val_metric,
             "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
-            "init": None if self.init is None else init_dict(Plan.load(self.init), Path(self.init)),
+            "mask_labels": self.mask_labels,
+            "replay": None if self.replay is None else {"path": str(self.replay), "fraction": self.replay_fraction},
+            "init": None if self.init is None else {
+                **init_dict(Plan.load(self.init), Path(self.init)), "inherited": list(self.inherited),
+                "lesion_filter": self.lesion_filter},
         }
 
 
@@ -359,11 +436,21 @@ def _data_info(root: Path, layout: str) -> dict[str, Any]:
 def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter | None = None) -> Plan:
     """Train an ensemble and write the model folder (``plan.json``, ``member_<k>.safetensors``).
 
+    The model folder holds nothing else: preprocessed cases and the
+    checkpoints of a running training live in the cache
+    (``config.cache_dir``, default :func:`cacscore.train.data.default_cache_dir`).
+    With ``config.init`` (fine-tuning) the model also takes the parent's vote
+    rules (``min_votes``, ``min_lesion_voxels``, ``small_lesion_votes``), and
+    the parent's lesion filter, which belongs to the parent's members, is
+    fitted again for the new members on the validation cases (or dropped with
+    ``lesion_filter="drop"``); ``training.post_processing`` in the plan says
+    what was done and what to do next.
+
     Parameters
     ----------
     config : TrainConfig
         Settings. With ``resume``, the settings stored in the existing plan win
-        (except device, workers and the time limit).
+        (except device, workers, cache and the time limit).
     resume : bool
         Continue an interrupted run in ``config.out``: finished members are
         kept, the current member continues from its last checkpoint.
@@ -383,6 +470,8 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     """
     from cacscore.datasets import detect_layout, list_cases
 
+    started = time.monotonic()
+    deadline = None if config.max_minutes is None else started + config.max_minutes * 60
     emit: Reporter = report or (lambda *args: None)
     config.check()
     out = Path(config.out)
@@ -390,35 +479,28 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     if existing is not None and not resume:
         raise CacScoreError(f"{out}: already holds a model (plan.json); use --resume to continue it or another --out")
     if resume and existing is not None:
-        stored = existing["training"]
-        config.members, config.epochs, config.batch = stored["members"], stored["epochs"], stored["batch"]
-        config.steps_per_epoch, config.lr, config.loss = stored["steps_per_epoch"], stored["lr"], stored["loss"]
-        config.patch = tuple(stored["patch_zyx"])  # type: ignore[assignment]
-        config.seed, config.folds = stored["seed"], stored["folds"]
-        config.calcium_fraction = stored["calcium_fraction"]
-        # Plans written before context sampling existed sampled none.
-        config.context_fraction = stored.get("context_fraction", 0.0)
-        config.context_radius_mm = stored.get("context_radius_mm", 60.0)
-        config.val_metric = stored.get("val_metric", "dice")  # plans before val_metric existed used pooled Dice
-        config.augmentation = Augmentation.from_dict(stored["augmentation"])
-        config.head = existing["head"]
-        config.init = Path(stored["init"]["path"]) if stored.get("init") else None
-        config.filters = tuple(existing["network"]["init_args"]["filters"])
-        stored_val = existing.get("data", {}).get("val_data")
-        if config.val_data is None and stored_val:
-            config.val_data = Path(stored_val["path"])
+        _restore_settings(config, existing)
     device = resolve_device(config.device)
     if device.type == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     else:
         torch.backends.cudnn.benchmark = True
 
+    cache_root = Path(config.cache_dir) if config.cache_dir is not None else default_cache_dir()
+    work = run_dir(cache_root, out)
+    if existing is None or not resume:
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints of an earlier run into a removed --out
     root = Path(config.data)
-    refs = list_cases(root)
+    refs = list_cases(root, mask_labels=config.mask_labels)
     val_refs: list[CaseRef] = []
     if config.val_data is not None:
-        # Prefixed so that case ids of two cohorts (both case_0000...) do not meet in the cache.
-        val_refs = [replace(r, case_id=f"val-{r.case_id}") for r in list_cases(config.val_data)]
+        # Prefixed so that case ids of two cohorts (both case_0000...) do not meet.
+        val_refs = [replace(r, case_id=f"val-{r.case_id}")
+                    for r in list_cases(config.val_data, mask_labels=config.mask_labels)]
+    replay_refs: list[CaseRef] = []
+    if config.replay is not None:
+        # The parent's data family, in its own layout's convention.
+        replay_refs = [replace(r, case_id=f"replay-{r.case_id}") for r in list_cases(config.replay)]
     ids = [r.case_id for r in refs]
     out.mkdir(parents=True, exist_ok=True)
     if existing is not None and resume:
@@ -438,11 +520,14 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         if config.val_data is not None:
             info["val_data"] = {**_data_info(Path(config.val_data), detect_layout(config.val_data)),
                                 "n_cases": len(val_refs)}
+        if config.replay is not None:
+            info["replay"] = {**_data_info(Path(config.replay), detect_layout(config.replay)),
+                              "n_cases": len(replay_refs), "fraction": config.replay_fraction}
         plan = _new_plan(config, len(ids), train_ids, val_ids, info, n_params)
         plan.save(out)
 
     by_id = {r.case_id: r for r in [*refs, *val_refs]}
-    wanted = [by_id[i] for i in train_ids + val_ids]
+    wanted = [by_id[i] for i in train_ids + val_ids] + replay_refs
     emit("prepare", 0, len(wanted))
     done = [0]
 
@@ -450,15 +535,34 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         done[0] += 1
         emit("prepare", done[0], len(wanted))
 
-    paths = prepare_cases(wanted, Path(config.cache_dir) if config.cache_dir is not None else out / "cache", plan.data["preprocessing"], workers=config.workers,
-                          advance=advance)
-    cached = {p.stem: load_cached(p, plan.class_codes) for p in paths}
+    paths = prepare_cases(wanted, preprocessed_dir(cache_root, plan.data["preprocessing"]),
+                          plan.data["preprocessing"], workers=config.workers, advance=advance)
+    cached = {ref.case_id: load_cached(path, plan.class_codes, ref.case_id) for ref, path in zip(wanted, paths)}
     train_cases = [cached[i] for i in train_ids]
     val_cases = [cached[i] for i in val_ids]
+    replay_cases = [cached[r.case_id] for r in replay_refs]
+
+    parent = Plan.load(config.init) if config.init is not None else None
+    refit = (parent is not None and parent.data.get("inference", {}).get("lesion_filter") is not None
+             and config.lesion_filter == "refit")
+    filter_refs = [by_id[i] for i in val_ids]
+    # What the end of the run needs, so that the time limit holds with it: reading each validation case
+    # again (timed on one) and running every member on it (from the validation passes).
+    read_s = _time_read(filter_refs[0]) if refit and deadline is not None else 0.0
+    timing: dict[str, float] = {}
+
+    def member_end(members_left: int) -> float | None:
+        if deadline is None:
+            return None
+        reserve = 0.0
+        if refit:
+            per_pass = timing.get("val_s", 0.0) / max(1, len(val_cases))
+            reserve = len(filter_refs) * (read_s + 1.5 * config.members * per_pass) + 2.0
+        now = time.monotonic()
+        return now + max(0.0, deadline - now - reserve) / max(1, members_left)
 
     if device.type == "cuda" and config.max_minutes is not None:
         _warm_up(config, train_cases, val_cases, len(plan.class_codes), device)
-    start = time.monotonic()
     finished = {m["member"] for m in plan.members}
     for k in range(config.members):
         if k in finished and (out / f"member_{k}.safetensors").is_file():
@@ -466,16 +570,66 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         cases_k = train_cases
         if config.folds:
             cases_k = [c for j, c in enumerate(train_cases) if j % config.members != k] or train_cases
-        budget_s = None
-        if config.max_minutes is not None:
-            remaining = config.max_minutes * 60 - (time.monotonic() - start)
-            budget_s = max(remaining / (config.members - len(finished)), 1.0)
-        entry = _train_member(config, k, cases_k, val_cases, len(plan.class_codes), device, out, budget_s, emit)
+        members_left = config.members - len(finished)
+        entry = _train_member(config, k, cases_k, val_cases, replay_cases, len(plan.class_codes), device, out,
+                              work, lambda left=members_left: member_end(left), timing, emit)  # type: ignore[misc]
         plan.data["members"] = [m for m in plan.members if m["member"] != k] + [entry]
         plan.data["members"].sort(key=lambda m: m["member"])
         plan.save(out)
         finished.add(k)
+    if parent is not None:
+        from cacscore.train.finetune import finish_fine_tune
+
+        finish_fine_tune(plan, parent, out, filter_refs, work / "lesion_candidates",
+                         refit=refit, drop=config.lesion_filter == "drop", emit=emit)
+    shutil.rmtree(work, ignore_errors=True)  # checkpoints and candidates: not part of the model
     return plan
+
+
+def _restore_settings(config: TrainConfig, existing: dict[str, Any]) -> None:
+    """Take the settings of the run to resume from its plan."""
+    stored = existing["training"]
+    config.members, config.epochs, config.batch = stored["members"], stored["epochs"], stored["batch"]
+    config.steps_per_epoch, config.lr, config.loss = stored["steps_per_epoch"], stored["lr"], stored["loss"]
+    config.patch = tuple(stored["patch_zyx"])  # type: ignore[assignment]
+    config.seed, config.folds = stored["seed"], stored["folds"]
+    config.calcium_fraction = stored["calcium_fraction"]
+    # Plans written before context sampling existed sampled none.
+    config.context_fraction = stored.get("context_fraction", 0.0)
+    config.context_radius_mm = stored.get("context_radius_mm", 60.0)
+    config.val_metric = stored.get("val_metric", "dice")  # plans before val_metric existed used pooled Dice
+    config.augmentation = Augmentation.from_dict(stored["augmentation"])
+    config.mask_labels = stored.get("mask_labels")
+    replay = stored.get("replay")
+    config.replay = Path(replay["path"]) if replay else None
+    config.replay_fraction = float(replay["fraction"]) if replay else config.replay_fraction
+    config.head = existing["head"]
+    config.init = Path(stored["init"]["path"]) if stored.get("init") else None
+    if stored.get("init"):
+        config.lesion_filter = stored["init"].get("lesion_filter", config.lesion_filter)
+    config.filters = tuple(existing["network"]["init_args"]["filters"])
+    stored_val = existing.get("data", {}).get("val_data")
+    if config.val_data is None and stored_val:
+        config.val_data = Path(stored_val["path"])
+
+
+def run_dir(cache_root: Path, out: Path) -> Path:
+    """Working folder of a training into ``out`` (checkpoints, lesion candidates), under ``cache_root``."""
+    key = hashlib.sha1(str(Path(out).resolve()).encode()).hexdigest()[:16]
+    return Path(cache_root) / "runs" / key
+
+
+def _time_read(ref: CaseRef) -> float:
+    """Seconds to read one case (as the lesion filter's refit will)."""
+    import warnings
+
+    from cacscore.errors import CacScoreWarning
+
+    start = time.monotonic()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        ref.load()
+    return time.monotonic() - start
 
 
 def _warm_up(config: TrainConfig, cases: list[CachedCase], val_cases: list[CachedCase], n_classes: int,
@@ -495,19 +649,28 @@ def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_cases: list[CachedCase],
-                  n_classes: int, device: torch.device, out: Path, budget_s: float | None,
+                  replay_cases: list[CachedCase], n_classes: int, device: torch.device, out: Path, work: Path,
+                  member_end: Callable[[], float | None], timing: dict[str, float],
                   emit: Reporter) -> dict[str, Any]:
+    """Train member ``k``; ``member_end()`` gives the monotonic time by which it must be done (None: no limit).
+
+    The time limit is checked before every step: a step is only started when it
+    and the validation pass after it (timed on earlier ones, in ``timing``) end
+    in time. A member trained from scratch takes at least one step.
+    """
     seed = config.seed + 1000 * (k + 1)
     per_case = config.val_metric == "case_dice"
     torch.manual_seed(seed)
     net = ResUNet3d(1, n_classes, config.filters).to(device)
-    ckpt_dir = out / f"member_{k}"
+    ckpt_dir = work / f"member_{k}"
     ckpt_path = ckpt_dir / "checkpoint.pt"
     fine_tune = config.init is not None and not ckpt_path.is_file()  # a checkpoint replaces the init weights
+    source_member = 0
     if fine_tune:
         parent = Plan.load(config.init)  # type: ignore[arg-type]
         source = parent.members[k % len(parent.members)]
-        net.load_state_dict(load_member(Path(config.init) / source["file"], parent.init_args).state_dict())
+        source_member = int(source.get("member", k % len(parent.members)))
+        net.load_state_dict(load_member(Path(str(config.init)) / source["file"], parent.init_args).state_dict())
     # Channels-last: tensor cores on CUDA; on CPU, bf16 convolutions are only fast in it (1.7 s instead of
     # 2.6 s per step of 2 patches of 64x96x96 on 2 cores).
     channels_last = device.type == "cuda" or config.amp
@@ -523,23 +686,36 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         optimizer.load_state_dict(saved["optimizer"])
         state = {key: saved[key] for key in state}
     level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
-    sampler = PatchSampler(cases, config.patch, device, config.calcium_fraction,
-                           context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
-                           level=level)
+    main = PatchSampler(cases, config.patch, device, config.calcium_fraction,
+                        context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
+                        level=level)
+    sampler: PatchSampler | MixedSampler = main
+    if replay_cases and config.replay_fraction > 0:
+        replay = PatchSampler(replay_cases, config.patch, device, config.calcium_fraction,
+                              context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
+                              level=level)
+        sampler = MixedSampler(main, replay, config.replay_fraction)
     emit("member", k, config.members)
     if fine_tune:
         # The starting weights compete as epoch 0, so that fine-tuning never ships a member worse on
         # the validation cases than the one it started from (the first steps on new data often are).
+        t_val = time.monotonic()
         dice = validation_dice(net, val_cases, n_classes, device, config.amp, level, per_case)
+        timing["val_s"] = time.monotonic() - t_val
         state.update(best_dice=dice, best_epoch=0, history=[{"epoch": 0, "loss": None, "val_dice": dice}],
                      best_state=_cpu_state(net))
+        emit("start", k, source_member, dice)
+    end = member_end()
+    budget_s = None if end is None else float(state["elapsed_s"]) + max(0.0, end - time.monotonic())
     t0 = time.monotonic() - float(state["elapsed_s"])
     epoch = int(state["epoch"])
-    while epoch < config.epochs:
+    step_s: float | None = None
+    out_of_time = False
+    while epoch < config.epochs and not out_of_time:
         progress = epoch / config.epochs
         if budget_s is not None:
-            progress = max(progress, (time.monotonic() - t0) / budget_s)
-        if progress >= 1 and epoch > 0:
+            progress = max(progress, (time.monotonic() - t0) / max(budget_s, 1e-9))
+        if progress >= 1 and (epoch > 0 or fine_tune):
             break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1 - min(progress, 0.99)) ** 0.9
@@ -548,8 +724,14 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         generator = torch.Generator(device=device)
         generator.manual_seed(seed * 7919 + epoch)
         net.train()
-        losses = []
+        losses: list[float] = []
         for step in range(steps):
+            if end is not None and (losses or epoch > 0 or fine_tune):
+                needed = (step_s or 0.0) + timing.get("val_s", 0.0)
+                if time.monotonic() + needed > end:
+                    out_of_time = True
+                    break
+            t_step = time.monotonic()
             images, targets = sampler.batch(rng, config.batch)
             images, targets = config.augmentation(images, targets, generator, clip_hu=CLIP_HU,
                                                   threshold_hu=ENHANCE_THRESHOLD_HU)
@@ -563,15 +745,21 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
             loss.backward()
             optimizer.step()
             losses.append(float(loss.detach()))
+            took = time.monotonic() - t_step
+            step_s = took if step_s is None else max(took, 0.8 * step_s + 0.2 * took)
             emit("step", step + 1, steps, losses[-1])
+        if not losses:
+            break
         epoch += 1
+        t_val = time.monotonic()
         dice = validation_dice(net, val_cases, n_classes, device, config.amp, level, per_case)
+        timing["val_s"] = time.monotonic() - t_val
         best = dice > float(state["best_dice"])
         if best:
             state["best_dice"], state["best_epoch"] = dice, epoch
             state["best_state"] = _cpu_state(net)
         mean_loss = float(np.mean(losses))
-        state["history"].append({"epoch": epoch, "loss": mean_loss, "val_dice": dice})
+        state["history"].append({"epoch": epoch, "loss": mean_loss, "val_dice": dice, "steps": len(losses)})
         state["epoch"] = epoch
         state["elapsed_s"] = time.monotonic() - t0
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -584,9 +772,11 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     save_member(final, out / f"member_{k}.safetensors", half=config.half_weights)
     entry = {"member": k, "file": f"member_{k}.safetensors", "seed": seed, "best_epoch": int(state["best_epoch"]),
              "val_dice": round(float(state["best_dice"]), 4), "epochs_run": epoch,
-             "train_seconds": round(float(state["elapsed_s"]), 1), "history": state["history"]}
+             "train_seconds": round(time.monotonic() - t0, 1), "history": state["history"]}
+    if fine_tune or config.init is not None:
+        entry["init_member"] = source_member
     emit("done", k, entry["best_epoch"], entry["val_dice"])
     return entry
 
 
-__all__ = ["TrainConfig", "resolve_device", "train_model", "validation_dice"]
+__all__ = ["TrainConfig", "resolve_device", "run_dir", "train_model", "validation_dice"]
