@@ -7,7 +7,7 @@ writers keep the geometry so that write -> read round trips are exact.
 """
 
 from cacscore.io.dicom import SeriesInfo, list_series, read_dicom_series
-from cacscore.io.dicom_write import TRANSFER_SYNTAXES, write_dicom_series
+from cacscore.io.dicom_write import TRANSFER_SYNTAXES, write_dicom_series, write_enhanced_ct
 from cacscore.io.image import read_image_volume, read_mask, write_mask, write_volume
 from cacscore.io.read import read_volume
 from cacscore.io.volume import CTVolume, normalize_spacing
@@ -23,6 +23,7 @@ __all__ = [
     "read_mask",
     "read_volume",
     "write_dicom_series",
+    "write_enhanced_ct",
     "write_mask",
     "write_volume",
 ]

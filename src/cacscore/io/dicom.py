@@ -372,6 +372,10 @@ def _vector(header: Dataset | None, keyword: str, n: int, label: str, path: Path
     return values
 
 
+def _show(values: np.ndarray) -> str:
+    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
+
+
 def _where(label: str, path: Path) -> str:
     """Prefix naming the frame of a multi-frame file ("" for a classic slice, whose file names it)."""
     return "" if label == path.name else f"{label.removeprefix(path.name + ' ')}: "
@@ -446,14 +450,17 @@ def _most_common(values: list[str]) -> str:
 
 
 def _series_info(uid: str, slices: list[_Slice]) -> SeriesInfo:
-    first = slices[0].header
-    # The value most files agree on, so that one damaged header does not decide what the series is.
+    # The values most files agree on, so that one damaged header does not decide what the series is (the
+    # reader names that file later); the first file with the common orientation describes the rest.
     modality = _most_common([_text(item.header, "Modality") for item in slices])
     image_type = _most_common([_text(item.header, "ImageType") for item in slices])
-    orientation = _orientation_name(first)
-    enhanced = _is_enhanced(first)
+    orientations = [_orientation_name(item.header) for item in slices]
+    orientation = _most_common(orientations)
+    first = slices[orientations.index(orientation)].header
+    enhanced = 2 * sum(_is_enhanced(item.header) for item in slices) > len(slices)
+    multi_frame = 2 * sum(not _is_enhanced(item.header) and _frames(item.header) > 1 for item in slices) > len(slices)
     n_images = sum(_frames(item.header) if _is_enhanced(item.header) else 1 for item in slices)
-    samples = int(_float(first, "SamplesPerPixel") or 1)
+    samples = int(_most_common([str(int(_float(item.header, "SamplesPerPixel") or 1)) for item in slices]))
     kind = "Enhanced CT" if enhanced else "CT series"
     if modality != "CT":
         reason = f"modality {modality or 'missing'}, not CT"
@@ -461,7 +468,7 @@ def _series_info(uid: str, slices: list[_Slice]) -> SeriesInfo:
         reason = "localizer (scout) images"
     elif samples != 1:
         reason = f"{samples} samples per pixel (RGB), not a grey-scale CT image"
-    elif not enhanced and _frames(first) > 1:
+    elif multi_frame:
         reason = "multi-frame image without per-frame functional groups (not Enhanced CT), not supported"
     elif orientation != "axial":
         reason = f"{orientation} slices, not axial"
@@ -743,13 +750,22 @@ def _stray_slices(
             if item.path.parent not in folders or _name_pattern(item.path.name) not in patterns:
                 continue
             other_iop = _orientation_values(header)
-            if other_iop is None or not np.allclose(other_iop, iop, atol=1e-4):
-                continue
-            if (_text(header, "Rows"), _text(header, "Columns")) != size:
-                continue
             try:
                 position = float(np.asarray([float(v) for v in header.ImagePositionPatient]) @ normal)
-            except Exception:  # noqa: BLE001, S112 - without a position it cannot be placed on the grid
+            except Exception:  # noqa: BLE001 - a damaged or missing position
+                position = float("nan")
+            if other_iop is None or not np.isfinite(position):
+                # A real other series beside this one (a scout in a flat export) has its geometry; a lone file
+                # named like the series' slices without it is most likely one of them, damaged.
+                found.append((item.path, (
+                    f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
+                    "slices in its folder and it has no usable ImageOrientationPatient/ImagePositionPatient "
+                    "(a damaged slice?)"
+                )))
+                continue
+            if not np.allclose(other_iop, iop, atol=1e-4):
+                continue
+            if (_text(header, "Rows"), _text(header, "Columns")) != size:
                 continue
             steps = (position - along_sorted[0]) / increment
             within = along_sorted[0] - 1.5 * increment <= position <= along_sorted[-1] + 1.5 * increment
@@ -825,11 +841,11 @@ def _geometry(source_position: Dataset | None, source_orientation: Dataset | Non
     row, col = orientation[:3], orientation[3:]
     if (abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2
             or abs(float(row @ col)) > 1e-2):
-        raise _Unreadable(path, f"{_where(label, path)}ImageOrientationPatient {orientation.tolist()} is not two "
+        raise _Unreadable(path, f"{_where(label, path)}ImageOrientationPatient {_show(orientation)} is not two "
                                 "orthogonal unit vectors")
     spacing = _vector(source_measures, "PixelSpacing", 2, label, path)
     if np.any(spacing <= 0):
-        raise _Unreadable(path, f"{_where(label, path)}PixelSpacing {spacing.tolist()} is not positive")
+        raise _Unreadable(path, f"{_where(label, path)}PixelSpacing {_show(spacing)} is not positive")
     return position, orientation, (float(spacing[0]), float(spacing[1]))
 
 
@@ -902,8 +918,10 @@ def _inconsistent(images: list[_Image]) -> list[tuple[Path, str]]:
     problems = []
     checks: list[tuple[str, Callable[[_Image], Any], Callable[[Any], str]]] = [
         ("image size", lambda im: im.size, lambda v: f"{v[0]}x{v[1]}"),
-        ("ImageOrientationPatient", lambda im: tuple(np.round(im.orientation, 4)), lambda v: str(list(v))),
-        ("PixelSpacing", lambda im: tuple(np.round(im.pixel_spacing, 4)), lambda v: str(list(v))),
+        ("ImageOrientationPatient", lambda im: tuple(float(v) for v in np.round(im.orientation, 4)),
+         lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]"),
+        ("PixelSpacing", lambda im: tuple(float(v) for v in np.round(im.pixel_spacing, 4)),
+         lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]"),
     ]
     bad: set[int] = set()
     for name, key, show in checks:
@@ -986,6 +1004,20 @@ def _check_spacing(folder: Path, images: list[_Image], skipped: list[Path]) -> f
             f"up to {deviation[worst]:.3f} mm from the median {increment:.3f} mm (between "
             f"{images[worst].label} and {images[worst + 1].label})"
         )
+    # In-plane offsets change by the same step from slice to slice, by zero without gantry tilt; one slice off
+    # that line has a damaged position, which would otherwise read as tilt or be scored shifted.
+    row, col = images[0].orientation[:3], images[0].orientation[3:]
+    offsets = np.stack([positions @ row, positions @ col], axis=1)
+    step = np.median(np.diff(offsets, axis=0), axis=0)
+    residual = offsets - np.arange(len(images))[:, None] * step
+    off_line = np.linalg.norm(residual - np.median(residual, axis=0), axis=1)
+    worst = int(np.argmax(off_line))
+    if off_line[worst] > max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_FRACTION * increment):
+        raise DicomReadError(
+            f"{images[worst].path}: {_where(images[worst].label, images[worst].path)}ImagePositionPatient is "
+            f"{off_line[worst]:.3f} mm off the line of the other slices' positions in the image plane "
+            "(a damaged position?)"
+        )
     tilt = axis_angle_deg(positions[-1] - positions[0], normal)
     gantry = _float(images[0].header, "GantryDetectorTilt") or 0.0
     tilt = max(tilt, abs(gantry))
@@ -1006,10 +1038,10 @@ def _coverage_notes(folder: Path, images: list[_Image]) -> list[str]:
         low = min(n for n in numbers if n is not None)
         if steps in ({1}, {-1}) and low > 1:
             end = images[0] if numbers[0] == low else images[-1]
+            absent = "slice 1" if low == 2 else f"slices 1-{low - 1}"
             notes.append(
-                f"{folder}: InstanceNumbers run {low}-{low + len(numbers) - 1} in slice order, so slice(s) "
-                f"1-{low - 1} before {end.label} at the {'lower' if end is images[0] else 'upper'} end may be "
-                "missing"
+                f"{folder}: InstanceNumbers run {low}-{low + len(numbers) - 1} in slice order, so {absent} "
+                f"beyond {end.label} at the {'lower' if end is images[0] else 'upper'} end may be missing"
             )
     expected = _float(images[0].header, "ImagesInAcquisition")
     acquisitions = {_text(image.header, "AcquisitionNumber") for image in images}
