@@ -379,3 +379,40 @@ def test_cross_site_pages_change_nothing(
     for request in ("POST /api/studies:", "POST /api/studies/1/edits:", "POST /api/studies/rescan:"):
         assert any(line.startswith(request) and "cross-site" in line for line in refused), refused
     assert any("host 'attacker.test:" in line for line in refused), refused
+
+
+def test_trim_in_the_browser(settings: Settings) -> None:
+    """The eraser takes six pixels out of lesion A on slice 2: the total drops by 6 (see test_trim.py)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .conftest import known_scorer
+
+    expect.set_options(timeout=30_000)
+    app = create_app(settings)
+    app.dependency_overrides[get_scorer] = lambda: known_scorer
+    with _Server(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 800})
+            page.goto(f"{base}/#/study/1")
+            page.fill("#reader-name", "Dr Trim")
+            page.click("#reader-confirm")
+            total = page.locator("#total-agatston")
+            expect(total).to_have_attribute("data-value", re.compile(r"\d"))
+            shown = float(total.get_attribute("data-value") or "nan")
+            page.evaluate("goToSlice(1)")
+            expect(page.locator("#hud-slice")).to_contain_text("Slice 2 /")
+            page.click("#tool-erase")
+            page.fill("#brush-radius", "1.5")
+            x, y = page.evaluate(
+                """([row, col]) => { const { sx, sy, ox, oy } = transform();
+                   const rect = canvas.getBoundingClientRect();
+                   return [rect.left + ox + (col + 0.5) * sx, rect.top + oy + (row + 0.5) * sy]; }""",
+                [11, 10],
+            )
+            page.mouse.click(x, y)
+            expect(total).not_to_have_attribute("data-value", str(shown))
+            assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown - 6.0, abs=1e-9)
+            expect(page.locator("#edits li").last).to_contain_text("trim lesion #2 (6 voxels on slice 2")
+        finally:
+            browser.close()

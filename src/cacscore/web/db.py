@@ -129,6 +129,8 @@ class Edit(Base):
     before: Mapped[int] = mapped_column(Integer)
     after: Mapped[int] = mapped_column(Integer)
     undoes: Mapped[int | None] = mapped_column(ForeignKey("edits.id"), nullable=True)
+    #: Trims only: JSON ``{"z": slice, "yx": [flat indices in the slice]}`` of the voxels set to ``after``.
+    voxels: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="edits")
 
@@ -143,6 +145,11 @@ class Edit(Base):
             "before": self.before,
             "after": self.after,
             "undoes": self.undoes,
+            **(
+                {"slice": json.loads(self.voxels)["z"], "n_voxels": len(json.loads(self.voxels)["yx"])}
+                if self.voxels
+                else {}
+            ),
         }
 
 
@@ -238,7 +245,7 @@ class AuditCheck:
 
 
 #: Audit actions that record an :class:`Edit` row (``detail["edit"]`` is its id).
-EDIT_ACTIONS = ("add", "remove", "reassign", "undo")
+EDIT_ACTIONS = ("add", "remove", "reassign", "trim", "undo")
 
 
 def verify_audit(session: Session) -> AuditCheck:
@@ -257,7 +264,9 @@ def verify_audit(session: Session) -> AuditCheck:
     last_total: dict[int, float] = {}
     for row in rows:
         if row.prev_hash != prev:
-            problems.append(f"audit row {row.id}: does not follow the row before it (a row was removed or inserted)")
+            problems.append(
+                f"audit row {row.id}: does not follow the row before it (a row was removed or inserted)"
+            )
         expected = audit_hash(
             row.prev_hash,
             study_id=row.study_id,
@@ -294,6 +303,7 @@ def verify_audit(session: Session) -> AuditCheck:
             "after": edit.after,
             "undoes": edit.undoes,
             "study": edit.study_id,
+            "voxels": edit.voxels,
         }
         if entry is None:
             problems.append(f"edit {edit.id} of study {edit.study_id}: no audit row records it")
@@ -368,11 +378,22 @@ def open_database(url: str) -> Database:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         Base.metadata.create_all(engine)
+        _add_missing_columns(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise InvalidInputError(f"--db {_redacted(url)}: cannot use the database: {reason}") from None
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the columns newer versions introduced to tables an older version created (all nullable)."""
+    from sqlalchemy import inspect, text
+
+    present = {column["name"] for column in inspect(engine).get_columns("edits")}
+    if "voxels" not in present:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE edits ADD COLUMN voxels TEXT"))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

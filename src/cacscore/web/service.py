@@ -27,7 +27,7 @@ from cacscore.labels import ARTERY_CODES, ARTERY_COLOURS_BY_NAME, ARTERY_NAMES, 
 from cacscore.scoring import ScoreResult, candidate_mask, label_lesions_3d, score_volume
 
 #: Edit actions recorded in the audit trail.
-ACTIONS = ("add", "remove", "reassign", "undo")
+ACTIONS = ("add", "remove", "reassign", "trim", "undo")
 
 #: Display colour of each calcium label by artery name (viewer and PDF): the project's one table.
 ARTERY_COLOURS: dict[str, str] = ARTERY_COLOURS_BY_NAME
@@ -176,13 +176,18 @@ def set_lesion(mask: np.ndarray, candidates: Candidates, lesion: int, code: int)
 
 @dataclass(frozen=True)
 class EditRecord:
-    """The part of an audit row needed to replay it."""
+    """The part of an audit row needed to replay it.
+
+    ``voxels`` (trims only): the slice ``z`` and the flat ``y * X + x``
+    indices, inside that slice, of the candidate's voxels set to ``after``.
+    """
 
     id: int
     action: str
     lesion: int
     after: int
     undoes: int | None = None
+    voxels: tuple[int, tuple[int, ...]] | None = None
 
 
 def active_edits(edits: Sequence[EditRecord]) -> list[EditRecord]:
@@ -192,11 +197,71 @@ def active_edits(edits: Sequence[EditRecord]) -> list[EditRecord]:
 
 
 def replay(auto_mask: np.ndarray, candidates: Candidates, edits: Sequence[EditRecord]) -> np.ndarray:
-    """The edited mask: a copy of ``auto_mask`` with the active edits applied in order."""
+    """The edited mask: a copy of ``auto_mask`` with the active edits applied in order.
+
+    ``add`` and ``remove`` set every voxel of the candidate; ``reassign``
+    relabels only the voxels counted now (a trimmed part stays out); ``trim``
+    sets the voxels it lists.
+    """
     mask = np.array(auto_mask, dtype=np.uint8, copy=True)
     for edit in active_edits(edits):
-        set_lesion(mask, candidates, edit.lesion, edit.after)
+        if edit.action == "trim" and edit.voxels is not None:
+            z, flat = edit.voxels
+            ys, xs = np.divmod(np.asarray(flat, dtype=np.int64), mask.shape[2])
+            inside = candidates.labels[z, ys, xs] == edit.lesion  # a trim never reaches beyond its lesion
+            mask[z, ys[inside], xs[inside]] = edit.after
+        elif edit.action == "reassign":
+            box, inside = candidates.voxels(edit.lesion)
+            region = mask[box]
+            region[inside & (region != BACKGROUND)] = edit.after
+        else:
+            set_lesion(mask, candidates, edit.lesion, edit.after)
     return mask
+
+
+def trim_voxels(
+    mask: np.ndarray,
+    candidates: Candidates,
+    lesion: int,
+    z: int,
+    center_yx: tuple[float, float],
+    radius_px: float,
+    *,
+    erase: bool,
+) -> np.ndarray:
+    """Flat in-slice indices (``y * X + x``) of lesion ``lesion``'s voxels on slice ``z`` under a round brush.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of uint8
+        The edited mask now.
+    candidates : Candidates
+        The study's candidates.
+    lesion : int
+        Candidate id; only its voxels are touched.
+    z : int
+        Slice index.
+    center_yx : tuple of 2 float
+        Brush centre (row, column) in pixels.
+    radius_px : float
+        Brush radius in pixels: voxels whose centre lies within it are taken.
+    erase : bool
+        True: the counted voxels (to take out); False: the uncounted ones (to paint back).
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted flat indices; empty when the brush misses.
+    """
+    box = candidates.boxes[lesion - 1]
+    rows = np.arange(box[1].start, box[1].stop)[:, None]
+    cols = np.arange(box[2].start, box[2].stop)[None, :]
+    circle = (rows - center_yx[0]) ** 2 + (cols - center_yx[1]) ** 2 <= radius_px**2
+    ours = candidates.labels[z, box[1], box[2]] == lesion
+    counted = mask[z, box[1], box[2]] != BACKGROUND
+    chosen = circle & ours & (counted if erase else ~counted)
+    ys, xs = np.nonzero(chosen)
+    return np.sort((ys + box[1].start) * mask.shape[2] + (xs + box[2].start)).astype(np.int64)
 
 
 def classify_edit(before: int, after: int) -> str:

@@ -7,6 +7,7 @@ Logs name studies by database id only, never by file or patient name.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -61,6 +62,7 @@ from cacscore.web.service import (
     read_study_volume,
     replay,
     rescore,
+    trim_voxels,
 )
 
 log = logging.getLogger("cacscore.web")
@@ -504,6 +506,51 @@ class ReviewStore:
             )
             return self._commit_change(session, study, loaded, version, edit)
 
+    def trim(
+        self,
+        study_id: int,
+        *,
+        version: int,
+        reviewer: str,
+        lesion: int,
+        z: int,
+        center_yx: tuple[float, float],
+        radius_px: float,
+        erase: bool,
+    ) -> dict[str, Any]:
+        """Erase (or paint back) the voxels of a counted lesion under a round brush on slice ``z``.
+
+        Only the lesion's own candidate voxels change; the score is recomputed
+        from the trimmed mask like after any edit.
+
+        Raises
+        ------
+        InvalidInputError
+            Lesion not counted, slice outside the study, or the brush touches none of its voxels.
+        """
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open_for_change(session, study_id, version)
+            loaded.candidates.check(lesion)
+            z = self._check_slice(loaded, z)
+            code = lesion_label(reviewed.mask, loaded.candidates, lesion)
+            if code == 0:
+                raise InvalidInputError(f"lesion {lesion} is not counted; count it before trimming it")
+            flat = trim_voxels(
+                reviewed.mask, loaded.candidates, lesion, z, center_yx, radius_px, erase=erase
+            )
+            if flat.size == 0:
+                what = "counted" if erase else "uncounted"
+                raise InvalidInputError(f"the brush touches no {what} voxel of lesion {lesion} on slice {z}")
+            edit = Edit(
+                reviewer=_reviewer(reviewer),
+                action="trim",
+                lesion=lesion,
+                before=code if erase else 0,
+                after=0 if erase else code,
+                voxels=json.dumps({"z": z, "yx": flat.tolist()}, separators=(",", ":")),
+            )
+            return self._commit_change(session, study, loaded, version, edit)
+
     def undo(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
         """Cancel the latest edit still in effect (recorded as an ``undo`` audit row)."""
         with self.db.sessions() as session:
@@ -620,7 +667,7 @@ class ReviewStore:
         """Write ``edit``, the study's new summary and the audit row in one transaction."""
         # The new state is computed first so that the summary commits with the edit (a crash between
         # two commits once left the list showing a total the study no longer had).
-        pending = EditRecord(-1, edit.action, edit.lesion, edit.after, edit.undoes)
+        pending = _record(edit, -1)
         reviewed = self._rescored(loaded, [*_records(study.edits), pending], version + 1)
         with AUDIT_LOCK:
             if not bump_version(session, study.id, version):
@@ -642,6 +689,7 @@ class ReviewStore:
                     "before": edit.before,
                     "after": edit.after,
                     "undoes": edit.undoes,
+                    **({"voxels": edit.voxels} if edit.voxels is not None else {}),
                     "version": version + 1,
                     "agatston": reviewed.result.agatston,
                 },
@@ -747,8 +795,16 @@ class ReviewStore:
         }
 
 
+def _record(edit: Edit, edit_id: int) -> EditRecord:
+    voxels = None
+    if edit.voxels is not None:
+        data = json.loads(edit.voxels)
+        voxels = (int(data["z"]), tuple(int(v) for v in data["yx"]))
+    return EditRecord(edit_id, edit.action, edit.lesion, edit.after, edit.undoes, voxels)
+
+
 def _records(edits: Iterable[Edit]) -> list[EditRecord]:
-    return [EditRecord(edit.id, edit.action, edit.lesion, edit.after, edit.undoes) for edit in edits]
+    return [_record(edit, edit.id) for edit in edits]
 
 
 def _before_of(edits: Iterable[Edit], edit_id: int) -> int:

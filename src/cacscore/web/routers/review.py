@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from cacscore.errors import InvalidInputError
 from cacscore.web.dependencies import MAX_DB_INT, StoreDep, StudyId
 
 router = APIRouter()
@@ -31,6 +32,16 @@ class LesionEdit(Change):
     confirm: bool = False
 
 
+class Trim(Change):
+    """Erase (``mode="erase"``) or paint back (``"paint"``) lesion voxels under a round brush on slice ``z``."""
+
+    lesion: int = Field(ge=1, le=2**31 - 1)
+    z: int = Field(ge=0, le=2**31 - 1)
+    center_yx: tuple[float, float] = Field(description="Brush centre (row, column) in pixels.")
+    radius_px: float = Field(gt=0, le=100, allow_inf_nan=False)
+    mode: Literal["erase", "paint"] = "erase"
+
+
 class Withdrawal(Change):
     """Withdraw the signature of ``version`` for the ``reason`` given (kept in the audit log)."""
 
@@ -53,6 +64,24 @@ def edit(study_id: StudyId, change: LesionEdit, store: StoreDep) -> dict[str, An
         lesion=change.lesion,
         artery=change.artery,
         confirm=change.confirm,
+    )
+
+
+@router.post("/{study_id}/trim")
+def trim(study_id: StudyId, change: Trim, store: StoreDep) -> dict[str, Any]:
+    """Trim a counted lesion in one slice (brush or eraser); answers the new state."""
+    y, x = change.center_yx
+    if not (abs(y) < 1e6 and abs(x) < 1e6):
+        raise InvalidInputError("center_yx must be finite pixel coordinates")
+    return store.trim(
+        study_id,
+        version=change.version,
+        reviewer=change.reviewer,
+        lesion=change.lesion,
+        z=change.z,
+        center_yx=(y, x),
+        radius_px=change.radius_px,
+        erase=change.mode == "erase",
     )
 
 

@@ -196,6 +196,7 @@ const viewer = {
   showLesions: true,
   busy: false,
   reader: "",          // confirmed reader name (this page only)
+  tool: null,          // "erase" | "paint" | null (brush tools)
 };
 
 const canvas = $("canvas");
@@ -370,7 +371,8 @@ function renderEdits() {
   const undone = new Set(edits.filter((e) => e.action === "undo").map((e) => e.undoes));
   $("edits").replaceChildren(...edits.map((e) => el("li", { class: undone.has(e.id) ? "undone" : "" },
     `${e.time.slice(0, 16).replace("T", " ")} · ${e.reviewer}: ${e.action} lesion #${e.lesion} `
-    + `(${LABEL_NAMES[e.before]} → ${LABEL_NAMES[e.after]})`)));
+    + (e.action === "trim" ? `(${e.n_voxels} voxels on slice ${e.slice + 1}: ${LABEL_NAMES[e.before]} → ${LABEL_NAMES[e.after]})`
+      : `(${LABEL_NAMES[e.before]} → ${LABEL_NAMES[e.after]})`))));
 }
 
 function renderTicks() {
@@ -617,7 +619,8 @@ window.addEventListener("mouseup", (event) => {
   drag = null;
   canvas.classList.remove("grabbing");
   if (wasClick) {
-    const { id } = candidateAt(event.clientX, event.clientY);
+    const { voxel, id } = candidateAt(event.clientX, event.clientY);
+    if (viewer.tool && voxel) { trimAt(voxel, id); return; }
     if (id) selectLesion(id, false, event); else { viewer.selectedId = 0; hidePopup(); renderLesions(); draw(); }
   }
 });
@@ -775,6 +778,28 @@ async function applyEdit(id, artery) {
   if (viewer.selectedId === id && !$("popup").hidden) showPopup(id, null);
 }
 
+// ------------------------------------------------------------------ brush and eraser
+
+// With a tool on, a click trims the lesion under the cursor in this slice only: the eraser takes its
+// counted voxels within the radius out, the brush paints its uncounted ones back. The server rescores.
+function setTool(tool) {
+  viewer.tool = viewer.tool === tool ? null : tool;
+  $("tool-erase").classList.toggle("active", viewer.tool === "erase");
+  $("tool-paint").classList.toggle("active", viewer.tool === "paint");
+  canvas.classList.toggle("brush", Boolean(viewer.tool));
+  hidePopup();
+}
+
+function trimAt(voxel, id) {
+  if (!id) { toast("Click on a lesion to trim it."); return; }
+  const radius = Number($("brush-radius").value);
+  if (!(radius > 0)) { toast("Set a brush radius above 0."); return; }
+  change("trim", { lesion: id, z: viewer.z, center_yx: [voxel.y, voxel.x], radius_px: radius, mode: viewer.tool });
+}
+
+$("tool-erase").addEventListener("click", () => setTool("erase"));
+$("tool-paint").addEventListener("click", () => setTool("paint"));
+
 $("undo").addEventListener("click", () => { hidePopup(); change("undo", {}); });
 $("sign").addEventListener("click", () => {
   $("sign-text").textContent = `Agatston ${fmt(viewer.state.score.agatston)}, category `
@@ -833,6 +858,8 @@ document.addEventListener("keydown", (event) => {
   else if (key === "ArrowDown" || key === "PageDown") { event.preventDefault(); goToSlice(viewer.z - 1); }
   else if (key === "Escape") { viewer.selectedId = 0; hidePopup(); renderLesions(); draw(); }
   else if (key === "r" || key === "R") resetView();
+  else if (key === "e" || key === "E") setTool("erase");
+  else if (key === "b" || key === "B") setTool("paint");
   else if (key === "c" || key === "C") { viewer.win = { ...PRESETS.calcium }; draw(); }
   else if (key === "s" || key === "S") { viewer.win = { ...PRESETS.soft }; draw(); }
   else if (key === "n" || key === "N" || key === "p" || key === "P") stepLesion(key.toLowerCase() === "n" ? 1 : -1);
