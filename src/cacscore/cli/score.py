@@ -24,6 +24,7 @@ from cacscore.cli.common import out_console, prepare_output_dir, user_errors
 from cacscore.errors import CacScoreWarning, InvalidInputError
 
 if TYPE_CHECKING:
+    from cacscore.anatomy import DomainCheck
     from cacscore.io.volume import CTVolume
     from cacscore.labels import MaskConvention
     from cacscore.scoring.results import ScoreResult
@@ -93,6 +94,35 @@ def score_with_mask(
     return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}}
 
 
+def read_and_check(
+    input_path: Path,
+    *,
+    series: str | None = None,
+    skip_unreadable: bool = False,
+    skip_domain_check: bool = False,
+) -> tuple[CTVolume, DomainCheck]:
+    """Read a volume and run the input-domain check (:func:`cacscore.anatomy.check_domain`), without the model.
+
+    Cheap (no torch import): a missing file or a refused scan answers at once.
+
+    Raises
+    ------
+    VolumeReadError
+        If the volume cannot be read.
+    NoHeartError, ContrastEnhancedError
+        If the scan is outside the domain and ``skip_domain_check`` is false.
+    """
+    from cacscore.anatomy import check_domain
+    from cacscore.io import read_volume
+
+    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
+    check = check_domain(volume)
+    if skip_domain_check:
+        return volume, check.skip()
+    check.require(str(input_path))
+    return volume, check
+
+
 def score_with_model_path(
     input_path: Path,
     model_dir: Path | None,
@@ -101,11 +131,16 @@ def score_with_model_path(
     series: str | None = None,
     skip_unreadable: bool = False,
     skip_domain_check: bool = False,
+    checked: tuple[CTVolume, DomainCheck] | None = None,
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any], Any]:
     """Read a volume, check its domain, and score it with the ensemble's mask (the branch without ``--mask``).
 
-    The volume is read and checked before the model is loaded, so that a missing file or a refused scan
-    answers at once.
+    The volume is read and checked (:func:`read_and_check`) before the model is loaded.
+
+    Parameters
+    ----------
+    checked : tuple of CTVolume and DomainCheck, optional
+        The result of :func:`read_and_check` when the caller ran it already.
 
     Returns
     -------
@@ -128,15 +163,8 @@ def score_with_model_path(
     """
     import os
 
-    from cacscore.anatomy import check_domain
-    from cacscore.io import read_volume
-
-    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
-    check = check_domain(volume)
-    if skip_domain_check:
-        check = check.skip()
-    else:
-        check.require(str(input_path))
+    volume, check = checked if checked is not None else read_and_check(
+        input_path, series=series, skip_unreadable=skip_unreadable, skip_domain_check=skip_domain_check)
 
     import torch
 
@@ -275,16 +303,17 @@ def _score_command(
         options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
         if mask is not None and model is not None:
             raise InvalidInputError("give either --mask (score that mask) or --model (segment with a model), not both")
-        products = SCORE_PRODUCTS if mask is not None else [*SCORE_PRODUCTS, *_model_products()]
         if out is not None:
             # Refuse early, before any reading, rather than after minutes of work.
-            prepare_output_dir(out, products, force=force)
+            prepare_output_dir(out, SCORE_PRODUCTS, force=force)
         labels = None
         if mask is None:
-            volume, result, extra, labels = score_with_model_path(
-                input, model, options, series=series, skip_unreadable=skip_unreadable,
-                skip_domain_check=skip_domain_check,
-            )
+            # Read and check first: the model products' names come with the model package (torch, seconds).
+            checked = read_and_check(input, series=series, skip_unreadable=skip_unreadable,
+                                     skip_domain_check=skip_domain_check)
+            if out is not None:
+                prepare_output_dir(out, [*SCORE_PRODUCTS, *_model_products()], force=force)
+            volume, result, extra, labels = score_with_model_path(input, model, options, checked=checked)
         else:
             volume, result, extra = score_with_mask(
                 input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value),
