@@ -7,10 +7,9 @@ Prints, for the model (and the naive threshold baseline):
 - lesion-level F1 as in orCaScore (target >= 0.90), with
   :func:`cacscore.evaluate.lesions.lesion_detection`;
 - the % of cases where mitral annulus or aortic valve calcium was counted as
-  coronary (target <= 2 %): a predicted calcium voxel that is not reference
-  calcium inside one of the case's ``truth.json`` distractor ellipsoids
-  (1.5 mm margin); and, outside the targets, the same for aortic root plaques
-  beside the coronary ostia, the commonest cause of added calcium;
+  coronary (target <= 2 %), with :func:`cacscore.evaluate.distractors.distractor_hit`;
+  and, outside the targets, the same for aortic root plaques beside the
+  coronary ostia, the commonest cause of added calcium;
 - with ``--compare-paths``: whether the faster ways of running the members give
   the same masks and scores as the networks run exactly as trained in fp32:
   the shipped fp32 path (batch norm folded, oneDNN convolutions) and bf16
@@ -37,63 +36,40 @@ from typing import Any
 
 import numpy as np
 
-VALVE_KINDS = ("mitral_annulus", "aortic_valve")
-ROOT_KINDS = ("aortic_root",)
-MARGIN_MM = 1.5
+from cacscore.evaluate.distractors import ROOT_KINDS, VALVE_KINDS, distractor_hit
+from cacscore.evaluate.quality import print_rows, summarise
 
 
-def distractor_hit(volume: Any, labels: np.ndarray, reference: np.ndarray, distractors: list[dict[str, Any]],
-                   kinds: tuple[str, ...]) -> bool:
-    """True when predicted calcium that is not reference calcium lies inside a distractor of one of ``kinds``.
+def _compare_paths(volume: Any, prediction: Any, ensemble: Any, reference: Any, others: dict[str, Any],
+                   agreement: dict[str, dict[str, Any]]) -> None:
+    """Tally, per faster path, whether its mask and category equal those of the networks as trained in fp32."""
+    from cacscore.model import score_with_model
 
-    Reference voxels are left out because the mitral annulus runs beside the LCX and root plaques sit
-    at the ostia: a correctly found coronary lesion within the margin is not a distractor counted.
-    """
-    zyx = np.argwhere((labels > 0) & (reference == 0))
-    if zyx.size == 0:
-        return False
-    xyz = volume.index_to_patient(zyx)
-    for d in distractors:
-        if d["type"] not in kinds:
-            continue
-        for part in d.get("parts") or [{"center_mm": d["position_mm"], "axes": np.eye(3).tolist(),
-                                        "radii_mm": [d["size_mm"] / 2] * 3}]:
-            local = (xyz - np.asarray(part["center_mm"])) @ np.asarray(part["axes"]).T
-            scaled = local / (np.asarray(part["radii_mm"]) + MARGIN_MM)
-            if np.any((scaled**2).sum(axis=1) <= 1):
-                return True
-    return False
+    exact = reference.predict(volume)
+    a = score_with_model(volume, reference, prediction=exact)
+    for name, fast in others.items():
+        other = prediction if fast is ensemble else fast.predict(volume)
+        b = score_with_model(volume, fast, prediction=other)
+        tally = agreement[name]
+        tally["same_masks"] += int(np.array_equal(other.labels, exact.labels))
+        tally["same_categories"] += int(a.risk_category == b.risk_category)
+        tally["max_agatston_diff"] = max(tally["max_agatston_diff"], abs(a.agatston - b.agatston))
 
 
-def summarise(name: str, evaluations: list[Any], hits: list[bool], root_hits: list[bool]) -> dict[str, Any]:
-    from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c
+def _cohort(args: argparse.Namespace) -> Path:
+    """The cohort folder: generated (or completed) unless it is a `cacscore hybrid` cohort."""
+    from cacscore.phantom import generate_cohort
 
-    ref = [e.ref_category for e in evaluations]
-    pred = [e.pred_category for e in evaluations]
-    lesions = aggregate_lesions(e.lesions for e in evaluations).metrics()["overall"]
-    return {
-        "method": name,
-        "n": len(evaluations),
-        "category_accuracy": category_accuracy(ref, pred),
-        "harrell_c": harrell_c(ref, pred),
-        "lesion_f1": lesions["f1"],
-        "lesion_sensitivity": lesions["sensitivity"],
-        "lesion_ppv": lesions["ppv"],
-        "fp_per_scan": lesions["fp_per_scan"],
-        "valve_or_annulus_counted_pct": 100.0 * float(np.mean(hits)) if hits else float("nan"),
-        "aortic_root_counted_pct": 100.0 * float(np.mean(root_hits)) if root_hits else float("nan"),
-    }
-
-
-def print_rows(rows: list[dict[str, Any]]) -> None:
-    """The table of :func:`summarise` rows, and the targets."""
-    print(f"{'method':36s} {'n':>4s} {'accuracy':>9s} {'Harrell C':>10s} {'lesion F1':>10s} "
-          f"{'sens':>6s} {'PPV':>6s} {'FP/scan':>8s} {'valve/MAC %':>12s} {'root %':>7s}")
-    for r in rows:
-        print(f"{r['method']:36s} {r['n']:4d} {r['category_accuracy']:9.3f} {r['harrell_c']:10.3f} "
-              f"{r['lesion_f1']:10.3f} {r['lesion_sensitivity']:6.3f} {r['lesion_ppv']:6.3f} "
-              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f} {r['aortic_root_counted_pct']:7.1f}")
-    print("targets: accuracy >= 0.95, Harrell C >= 0.98, lesion F1 >= 0.90, valve/MAC <= 2 % (root %: no target)")
+    cohort: Path = args.cohort or Path("runs") / f"quality-{args.seed}"
+    t0 = time.perf_counter()
+    settings = cohort / "generation.json"
+    if settings.is_file() and json.loads(settings.read_text()).get("family") == "hybrid":
+        # A `cacscore hybrid` cohort: written with its backgrounds, never regenerated here.
+        print(f"cohort: the hybrid cohort in {cohort}")
+    else:
+        generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
+        print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
+    return cohort
 
 
 def main() -> None:
@@ -113,19 +89,9 @@ def main() -> None:
 
     from cacscore.datasets import list_cases
     from cacscore.evaluate.runner import evaluate_case, threshold_baseline
-    from cacscore.model import load_ensemble, score_with_model
-    from cacscore.phantom import generate_cohort
-
+    from cacscore.model import load_ensemble
     torch.set_num_threads(os.cpu_count() or 1)
-    cohort = args.cohort or Path("runs") / f"quality-{args.seed}"
-    t0 = time.perf_counter()
-    settings = cohort / "generation.json"
-    if settings.is_file() and json.loads(settings.read_text()).get("family") == "hybrid":
-        # A `cacscore hybrid` cohort: written with its backgrounds, never regenerated here.
-        print(f"cohort: the hybrid cohort in {cohort}")
-    else:
-        generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
-        print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
+    cohort = _cohort(args)
     ensemble = load_ensemble(args.model, precision="fp32", device=args.device)
     print(f"model: {ensemble.info()}")
     reference = others = None
@@ -158,15 +124,7 @@ def main() -> None:
         for kinds, hits in model_hits.items():
             hits.append(distractor_hit(case.volume, prediction.labels, case.label, truth["distractors"], kinds))
         if reference is not None and others is not None:
-            exact = reference.predict(case.volume)
-            a = score_with_model(case.volume, reference, prediction=exact)
-            for name, fast in others.items():
-                other = prediction if fast is ensemble else fast.predict(case.volume)
-                b = score_with_model(case.volume, fast, prediction=other)
-                tally = agreement[name]
-                tally["same_masks"] += int(np.array_equal(other.labels, exact.labels))
-                tally["same_categories"] += int(a.risk_category == b.risk_category)
-                tally["max_agatston_diff"] = max(tally["max_agatston_diff"], abs(a.agatston - b.agatston))
+            _compare_paths(case.volume, prediction, ensemble, reference, others, agreement)
         if not args.no_baseline:
             base = threshold_baseline(case)
             base_evals.append(evaluate_case(case.case_id, case.volume, case.label, base))

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import print_rows, summarise
-
+from cacscore.evaluate.quality import print_rows, summarise
 from cacscore.evaluate.runner import CaseEvaluation
 
 

@@ -4,7 +4,8 @@ Pure metric functions live in :mod:`cacscore.evaluate.metrics`,
 :mod:`cacscore.evaluate.lesions` and :mod:`cacscore.evaluate.bootstrap`; the
 cohort runner in :mod:`cacscore.evaluate.runner`; the report files and plots in
 :mod:`cacscore.evaluate.report` and :mod:`cacscore.evaluate.plots`; the Table 1
-experiment in :mod:`cacscore.evaluate.experiment`. See ``docs/evaluation.md``.
+experiment in :mod:`cacscore.evaluate.experiment`; distractor calcium counted as
+coronary in :mod:`cacscore.evaluate.distractors`. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ ensemble member; nothing else is needed to rebuild the networks. Keys of
 ``members``
     One entry per member: ``file``, ``seed``, ``best_epoch``, ``val_dice``.
     A model whose members were chosen among several runs
-    (``benchmarks/choose_members.py``) has ``training.runs`` (each run's
+    (:mod:`cacscore.model.selection`, ``cacscore choose-members``) has ``training.runs`` (each run's
     identity, data and settings), ``members[].picked_from`` (run and member)
     and ``selection`` (the cohort, objective and figures of the choice).
 ``inference``

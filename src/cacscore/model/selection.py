@@ -1,52 +1,43 @@
 """Choose an ensemble's members and vote rule on a labelled development cohort; write the model folder.
 
 The paper keeps every trained member and a majority vote. With members of
-several training runs at hand (e.g. a model and its fine-tuned copy), this
-script picks the best ensemble of ``--members`` of them by greedy forward
-selection (or, where it scores higher, one run's own members as trained:
-greedy selection may miss them), and with it the ``inference.min_votes``
-and ``inference.min_lesion_voxels`` of the plan (with ``--small-lesion-votes``,
-also ``inference.small_lesion_votes``: null or all members), on a cohort that neither
-training nor the final test used (as nnU-Net chooses its post-processing on
-validation data). The objective is
+several training runs at hand (e.g. a model and its fine-tuned copy),
+:func:`choose_members` picks the best ensemble of ``n_members`` of them by
+greedy forward selection (or, where it scores higher, one run's own members as
+trained: greedy selection may miss them), and with it the ``inference.min_votes``
+and ``inference.min_lesion_voxels`` of the plan (with ``keep_small``, also
+``inference.small_lesion_votes``: null or all members), on a cohort that
+neither training nor the final test used (as nnU-Net chooses its
+post-processing on validation data). The objective is
 
     risk category accuracy + lesion F1 - 0.01 x (% of cases with aortic valve or mitral annulus calcium counted)
 
-the last term only where the cases hold a phantom ``truth.json``.
+the last term only where the cases hold a phantom ``truth.json``
+(:mod:`cacscore.evaluate.distractors`). ``cacscore choose-members`` is the command.
 
-Usage::
-
-    python benchmarks/choose_members.py --data runs/dev/cohort-55001 [--data runs/dev/cohort-66001] \\
-        --model src/cacscore/model/default --model runs/ft/v2 --out runs/chosen --model-version 2 \\
-        [--members 5] [--cache runs/choose-cache]
-
-Several ``--data`` cohorts are pooled into one development set.
-
-Member probabilities are cached per model and case in ``--cache``: an
+Member probabilities are cached per model and case in ``cache``: an
 interrupted run continues where it stopped. The output folder gets the
-chosen members' weights, and a ``plan.json`` (that of the first ``--model``)
+chosen members' weights, and a ``plan.json`` (that of the first model)
 whose ``members`` say where each came from and whose ``selection`` block
 records the cohort, the objective and the figures of every greedy step. A lesion
 filter in the first model's plan is not carried over (it was fitted to other
 members): fit one for the written model with ``cacscore train-lesion-filter``.
-Expected duration on 2 CPU cores: about 1.2 s per case and model for the
+Duration on 2 CPU cores: about 1.2 s per case and model for the
 probabilities, then a few seconds per candidate ensemble and 100 cases, shared among
-``--workers`` processes (ensembles that vote alike on a case reuse its outcome).
+``workers`` processes (ensembles that vote alike on a case reuse its outcome).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import functools
 import hashlib
 import json
 import multiprocessing
-import os
 import shutil
-import sys
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,24 +45,21 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_quality import VALVE_KINDS, distractor_hit
-
 from cacscore.arrays import bounding_box
 from cacscore.datasets import list_cases
-from cacscore.errors import CacScoreWarning
+from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection
-from cacscore.model import Plan, load_ensemble
-from cacscore.model.ensemble import labels_in_box, remove_small_lesions, vote
+from cacscore.evaluate.distractors import VALVE_KINDS, distractor_hit
+from cacscore.model.ensemble import labels_in_box, load_ensemble, remove_small_lesions, vote
+from cacscore.model.plan import Plan
 from cacscore.preprocess import Grid, scaled_threshold, upsample_labels
 from cacscore.scoring import score_calcium
-from cacscore.train.loop import init_dict
 
 LESION_VOXEL_CHOICES = (1, 2, 3)
 
 
 class _Cropped:
-    """``index_to_patient`` of a box of a volume (for :func:`distractor_hit`)."""
+    """``index_to_patient`` of a box of a volume (for :func:`~cacscore.evaluate.distractors.distractor_hit`)."""
 
     def __init__(self, volume: Any, box: tuple[slice, ...]) -> None:
         self.volume, self.offset = volume, np.array([b.start for b in box])
@@ -120,9 +108,9 @@ def _cache_file(cache: Path, model: Path, ref: Any) -> Path:
     return cache / f"{model.name}-{tag}" / f"{ref.case_id}-{case_tag}.npz"
 
 
-def cache_probabilities(models: list[Path], refs: list[Any], cache: Path) -> None:
+def cache_probabilities(models: list[Path], refs: list[Any], cache: Path, *, progress_bar: bool = False) -> None:
     """Write every member's softmax of every case (float16), skipping those already cached."""
-    with Progress() as progress:
+    with Progress(disable=not progress_bar, transient=True) as progress:
         for model in models:
             todo = [r for r in refs if not _cache_file(cache, model, r).is_file()]
             if not todo:
@@ -137,7 +125,7 @@ def cache_probabilities(models: list[Path], refs: list[Any], cache: Path) -> Non
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.stem + ".tmp.npz")
                 np.savez(tmp, probabilities=probs)
-                tmp.replace(path)
+                tmp.replace(path)  # whole files only: an interrupted run leaves no half-written cache
                 progress.advance(task)
 
 
@@ -146,16 +134,17 @@ def _load(ref: Any) -> Any:
         warnings.simplefilter("ignore", CacScoreWarning)
         case = ref.load()
     if case.label is None:
-        raise SystemExit(f"{ref.image_path}: case without a reference label")
+        raise InvalidInputError(f"{ref.image_path}: case without a reference label; member selection needs one")
     return case
 
 
-def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan) -> list[DevCase]:
+def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan, *,
+                   progress_bar: bool = False) -> list[DevCase]:
     """Cases with the cached probabilities of all members, cropped to where calcium can be."""
     ensemble = load_ensemble(models[0])
     level = scaled_threshold(plan.threshold_hu, plan.clip_hu)
     cases = []
-    with Progress() as progress:
+    with Progress(disable=not progress_bar, transient=True) as progress:
         for ref in progress.track(refs, description="loading the cohort"):
             case = _load(ref)
             image, grid = ensemble.preprocess(case.volume)
@@ -164,8 +153,8 @@ def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan)
             voxels = np.flatnonzero(anything)
             reference = np.asarray(case.label)
             boxes = [b for b in (grid.source_box(anything), bounding_box(reference)) if b is not None]
-            box = tuple(slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3)) \
-                if boxes else (slice(0, 1),) * 3
+            box = (tuple(slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3))
+                   if boxes else (slice(0, 1),) * 3)
             truth = Path(ref.image_path).parent / "truth.json"
             hu = np.asarray(case.volume.hu)[box]
             cases.append(DevCase(
@@ -254,7 +243,8 @@ _WORK: tuple[list[DevCase], Plan, bool] | None = None  # what forked workers eva
 
 
 def _evaluate_job(job: tuple[list[int], int]) -> dict[Rule, dict[str, float]]:
-    assert _WORK is not None
+    if _WORK is None:
+        raise RuntimeError("greedy() sets the shared work before its workers start")
     cases, plan, keep_small = _WORK
     return evaluate(cases, job[0], job[1], plan, lesion_rules(len(job[0]), keep_small))
 
@@ -271,12 +261,14 @@ def _keep_best(best: dict[str, Any] | None, members: list[int], min_votes: int,
         if best is None or objective(figures) > objective(best["figures"]):
             best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
                     "small_lesion_votes": small_votes, "figures": figures}
-    assert best is not None
+    if best is None:
+        raise ValueError("no candidate rule to compare")
     return best
 
 
 def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
-           workers: int = 1, keep_small: bool = False) -> list[dict[str, Any]]:
+           workers: int = 1, keep_small: bool = False, *, report: Callable[[str], None] | None = None,
+           progress_bar: bool = False) -> list[dict[str, Any]]:
     """Forward selection: each step adds the member (and rule) that most raises the objective.
 
     The candidates of a step are evaluated by ``workers`` forked processes
@@ -288,7 +280,8 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
     chosen: list[int] = []
     steps = []
     context = multiprocessing.get_context("fork")
-    with Progress() as progress, context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with (Progress(disable=not progress_bar, transient=True) as progress,
+          context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool):
         task = progress.add_task("greedy selection", total=sum((len(candidates) - k) * len(vote_rules(k + 1))
                                                                for k in range(size)))
         for _ in range(size):
@@ -298,10 +291,11 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
             for (trial, min_votes), figures_by_rule in zip(jobs, (pool.imap if pool else map)(_evaluate_job, jobs)):
                 best = _keep_best(best, trial, min_votes, figures_by_rule)
                 progress.advance(task)
-            assert best is not None
+            if best is None:
+                raise ValueError("no candidate member left to add")
             chosen = best["members"]
             steps.append(best)
-            progress.console.print(f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
+            (report or (lambda _: None))(f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
                                    f"{best['min_lesion_voxels']} small_lesion_votes "
                                    f"{best['small_lesion_votes']}: " + ", ".join(
                                        f"{key} {value:.3f}" for key, value in best["figures"].items()))
@@ -321,14 +315,16 @@ def whole_runs(cases: list[DevCase], runs: list[list[int]], plan: Plan,
         for min_votes in vote_rules(len(members)):
             best = _keep_best(best, members, min_votes,
                               evaluate(cases, members, min_votes, plan, lesion_rules(len(members), keep_small)))
-        assert best is not None
-        results.append(best)
+        if best is not None:
+            results.append(best)
     return results
 
 
 def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: list[dict[str, Any]],
                 data: list[Path], n_cases: int, version: str, runs: list[dict[str, Any]]) -> None:
     """The model folder of the chosen members; plan.json records each source run once and the selection."""
+    from cacscore.train.loop import init_dict
+
     plans = [Plan.load(m) for m in models]
     sources = [(run, entry) for run, plan in enumerate(plans) for entry in plan.members]
     out.mkdir(parents=True, exist_ok=False)
@@ -365,46 +361,85 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
     Plan(plan_data).save(out)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, action="append", required=True,
-                        help="labelled development cohort (repeat to pool several)")
-    parser.add_argument("--model", type=Path, action="append", required=True, help="candidate model (repeat)")
-    parser.add_argument("--out", type=Path, required=True, help="new model folder (must not exist)")
-    parser.add_argument("--members", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes evaluating candidate ensembles (default: one per core)")
-    parser.add_argument("--cache", type=Path, default=Path("runs/choose-cache"))
-    parser.add_argument("--model-version", default="chosen")
-    parser.add_argument("--small-lesion-votes", dest="keep_small", action="store_true",
-                        help="also try keeping lesions under min_lesion_voxels that all members found (it raised "
-                             "lesion F1 by 0.007 on the development cohorts but not on the test cohorts: "
-                             "docs/training.md)")
-    args = parser.parse_args()
-    if args.out.exists():
-        raise SystemExit(f"{args.out}: already exists; choose another --out")
-    plans = [Plan.load(m) for m in args.model]
+def choose_members(
+    data: Sequence[Path],
+    models: Sequence[Path],
+    out: Path,
+    *,
+    n_members: int = 5,
+    cache: Path,
+    model_version: str = "chosen",
+    workers: int = 1,
+    keep_small: bool = False,
+    report: Callable[[str], None] | None = None,
+    progress_bar: bool = False,
+) -> dict[str, Any]:
+    """Choose the members and lesion rule of a new model on development cohorts and write its folder.
+
+    Parameters
+    ----------
+    data : sequence of Path
+        Labelled development cohorts (any layout :func:`cacscore.datasets.list_cases` reads), pooled.
+    models : sequence of Path
+        Candidate model folders; the first one's plan is the new model's base.
+    out : Path
+        New model folder (must not exist).
+    n_members : int
+        Members of the new ensemble.
+    cache : Path
+        Folder of cached member probabilities (resumable).
+    model_version : str
+        ``model_version`` of the new plan.
+    workers : int
+        Processes evaluating candidate ensembles.
+    keep_small : bool
+        Also try keeping lesions under ``min_lesion_voxels`` that all members found.
+    report : callable, optional
+        Receives one line per greedy step and whole run.
+    progress_bar : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        The chosen candidate: ``members`` (indices over all models' members in order),
+        ``min_votes``, ``min_lesion_voxels``, ``small_lesion_votes`` and ``figures``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``out`` exists, the models cannot be mixed (other network, head or
+        preprocessing), a cohort is empty or a case has no reference.
+    ModelFolderError
+        If a model folder is incomplete.
+    """
+    if out.exists():
+        raise InvalidInputError(f"{out}: already exists; choose another output folder")
+    if n_members < 1:
+        raise InvalidInputError(f"n_members must be >= 1, got {n_members}")
+    models = list(models)
+    plans = [Plan.load(m) for m in models]
     if any(p.init_args != plans[0].init_args or p.class_codes != plans[0].class_codes
            or p.data["preprocessing"] != plans[0].data["preprocessing"] for p in plans):
-        raise SystemExit("the candidate models differ in network, head or preprocessing; they cannot be mixed")
-    refs = [ref for data in args.data for ref in list_cases(data)]
-    cache_probabilities(args.model, refs, args.cache)
-    cases = load_dev_cases(args.model, refs, args.cache, plans[0])
+        raise InvalidInputError("the candidate models differ in network, head or preprocessing; they cannot be mixed")
+    refs = [ref for folder in data for ref in list_cases(folder)]
+    if not refs:
+        raise InvalidInputError(f"no cases in {', '.join(str(d) for d in data)}")
+    cache_probabilities(models, refs, cache, progress_bar=progress_bar)
+    cases = load_dev_cases(models, refs, cache, plans[0], progress_bar=progress_bar)
     # A fine-tuned member that kept its starting weights (epoch 0) is a copy of its parent's member.
-    digests = [d for m in args.model for d in member_digests(m)]
+    digests = [d for m in models for d in member_digests(m)]
     candidates = [k for k, d in enumerate(digests) if d not in digests[:k]]
-    steps = greedy(cases, candidates, min(args.members, len(candidates)), plans[0], args.workers, args.keep_small)
+    steps = greedy(cases, candidates, min(n_members, len(candidates)), plans[0], workers, keep_small,
+                   report=report, progress_bar=progress_bar)
     offsets = np.cumsum([0] + [len(p.members) for p in plans])
     runs = whole_runs(cases, [list(range(offsets[r], offsets[r + 1])) for r, p in enumerate(plans)
-                              if len(p.members) == args.members], plans[0], args.keep_small)
+                              if len(p.members) == n_members], plans[0], keep_small)
     for run in runs:
-        print(f"whole run {run['members']}: min_votes {run['min_votes']} min_lesion_voxels "
-              f"{run['min_lesion_voxels']} small_lesion_votes {run['small_lesion_votes']}, "
-              f"objective {objective(run['figures']):.3f}")
+        (report or (lambda _: None))(
+            f"whole run {run['members']}: min_votes {run['min_votes']} min_lesion_voxels "
+            f"{run['min_lesion_voxels']} small_lesion_votes {run['small_lesion_votes']}, "
+            f"objective {objective(run['figures']):.3f}")
     chosen = max([steps[-1], *runs], key=lambda c: objective(c["figures"]))  # ties: the greedy choice
-    write_model(args.out, args.model, chosen, steps, args.data, len(refs), args.model_version, runs)
-    print(f"model written to {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    write_model(out, models, chosen, steps, list(data), len(refs), model_version, runs)
+    return chosen
