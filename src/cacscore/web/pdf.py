@@ -35,6 +35,8 @@ class ReportContent:
     mask: np.ndarray
     lesions: list[dict[str, Any]]
     review: dict[str, Any]
+    #: Patient and study details from the DICOM header (see :func:`cacscore.web.patient.patient_details`).
+    patient: dict[str, str] | None = None
 
 
 def build_pdf(content: ReportContent) -> bytes:
@@ -73,9 +75,17 @@ def build_pdf(content: ReportContent) -> bytes:
 
     story.append(Paragraph("Study", heading))
     spacing = volume.spacing
+    patient = dict(content.patient or {})
+    patient.setdefault("Patient ID", volume.patient_id or "-")
+    # Patient and study details in pairs, two per row, before the scan's own identifiers.
+    details = [(label, _escape(value)) for label, value in patient.items()]
+    details += [("", "")] * (len(details) % 2)
     identifiers = [
+        [details[i][0], details[i][1], details[i + 1][0], details[i + 1][1]] for i in range(0, len(details), 2)
+    ]
+    identifiers += [
         ["Study", _escape(study["name"]), "Review id", str(study["id"])],
-        ["Patient ID", _escape(volume.patient_id or "-"), "kVp", _fmt(volume.kvp, "{:g}")],
+        ["kVp", _fmt(volume.kvp, "{:g}"), "", ""],
         [
             "Study UID",
             _escape(volume.study_uid or "-"),
@@ -134,7 +144,10 @@ def build_pdf(content: ReportContent) -> bytes:
         + [("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"), ("ALIGN", (1, 0), (-1, -1), "RIGHT")]
     )
     for i, row in enumerate(rows[1:-1], start=1):
-        style.add("TEXTCOLOR", (0, i), (0, i), colors.HexColor(ARTERY_COLOURS[row[0]]))
+        # The artery colour as the cell's background under black text: the yellow of LM is unreadable as
+        # text on white paper, and every colour reads as a swatch.
+        style.add("BACKGROUND", (0, i), (0, i), colors.HexColor(ARTERY_COLOURS[row[0]]))
+        style.add("TEXTCOLOR", (0, i), (0, i), colors.black)
         style.add("FONTNAME", (0, i), (0, i), "Helvetica-Bold")
     scores.setStyle(style)
     story.append(scores)

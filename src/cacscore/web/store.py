@@ -724,6 +724,7 @@ class ReviewStore:
 
     def report_pdf(self, study_id: int) -> bytes:
         """The one-page PDF report of the edited state."""
+        from cacscore.web.patient import patient_details
         from cacscore.web.pdf import ReportContent, build_pdf
 
         with self.db.sessions() as session:
@@ -735,6 +736,7 @@ class ReviewStore:
                 mask=reviewed.mask,
                 lesions=reviewed.lesions,
                 review=self._review_block(study),
+                patient=patient_details(loaded.volume.source),
             )
             return build_pdf(content)
 
