@@ -38,7 +38,7 @@ from cacscore.scoring.conventions import FULL_26, RISK_CATEGORIES, risk_category
 #: Name of this generator family (``cacscore phantom --family``).
 FAMILY = "sdf"
 #: Version written into every case; bump when the same seed gives other images.
-GENERATOR_VERSION = "sdf-1.0"
+GENERATOR_VERSION = "sdf-1.1"
 #: Agatston ranges (log-uniform) a balanced case aims at, per risk category.
 TARGET_RANGES: dict[str, tuple[float, float]] = {
     "A": (0.0, 0.0),
@@ -356,6 +356,217 @@ def _label(
     return label, ids, peaks, estimates
 
 
+@dataclass
+class _Scene:
+    """Everything of a case but its lesions: geometry, the image without calcium, distractors, imaging."""
+
+    grid: SliceGrid
+    heart: Any
+    branches: list[Branch]
+    planes: np.ndarray
+    base: np.ndarray
+    forbidden: np.ndarray
+    distractors: list[Inclusion]
+    sigma_px: float
+    vendor: str
+    outside: np.ndarray
+    streaky: bool
+    imaging: dict[str, Any]
+    anatomy: dict[str, Any]
+
+
+def _scene(seed: int, config: SdfConfig, clock: _Clock) -> _Scene:
+    rng_anat, rng_tree, rng_grid, rng_dis, rng_img = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 0x5DF]).spawn(5)
+    )
+    origin = np.array([rng_anat.uniform(5, 20), rng_anat.uniform(-10, 10), 0.0])
+    heart = sample_heart(rng_anat, origin, top_z_mm=200.0)
+    dominance = str(rng_tree.choice(["right", "left", "co"], p=[0.8, 0.1, 0.1]))
+    branches = build_tree(heart, rng_tree, dominance)
+    hlo, hhi = heart_extent(heart, branches)
+    female = bool(rng_anat.random() < 0.45)
+    thorax = sample_thorax(rng_anat, hlo, hhi, female)
+    tissues = Tissues.sample(rng_anat)
+    ostia_z = max(float(b.points[0, 2]) for b in branches if b.parent is None)
+    grid = _grid(rng_grid, config, hlo, hhi, max(ostia_z, float(heart.root_centre[2])))
+    clock.lap("anatomy")
+    planes, _ = paint_anatomy(grid, thorax, heart, branches, tissues, rng_anat, extent=(hlo, hhi))
+    clock.lap("painting")
+    base, sigma_px, imaging = _imaging_chain(rng_img, config, grid, planes)
+    clock.lap("profile and blur")
+
+    z_range = (grid.origin[2], grid.origin[2] + (grid.shape[0] - 1) * grid.spacing[0])
+    distractors = sample_distractors(
+        rng_dis, config.distractor_probabilities, heart, branches, thorax, z_range
+    )
+    forbidden = np.zeros(grid.shape, dtype=bool)
+    kept = []
+    for inc in distractors:
+        r = render(inc, grid, planes, sigma_px)
+        if r is None:
+            continue
+        kept.append(inc)
+        base[r.box] += r.contribution
+        forbidden[r.box] |= ndimage.binary_dilation(r.occupancy > 0.003, iterations=1)
+        if inc.kind in METAL:
+            _metal_streaks(rng_img, base, r, grid.spacing[2])
+    clock.lap("distractors")
+
+    vendor = str(rng_img.choice(list(VENDORS)))
+    noise = NoiseTexture(
+        sd_hu=float(rng_img.uniform(*config.noise_sd_hu)),
+        alpha=float(rng_img.uniform(0.4, 1.3)),
+        fc_per_mm=float(rng_img.uniform(0.35, 0.75)),
+        beta=float(rng_img.uniform(2.0, 4.0)),
+        lateral_gain=float(rng_img.uniform(0.0, 0.4)),
+    )
+    base += noise.sample(rng_img, grid.shape, grid.spacing[2])
+    streaky = bool(rng_img.random() < config.streak_probability)
+    models = VENDORS[vendor]["models"]
+    kernels = VENDORS[vendor]["kernels"]
+    imaging.update(
+        {
+            "manufacturer": vendor,
+            "model": models[seed % len(models)],
+            "kernel": kernels[seed % len(kernels)],
+            "noise_sd_hu": round(noise.sd_hu, 2),
+            "noise_alpha": round(noise.alpha, 3),
+            "noise_fc_per_mm": round(noise.fc_per_mm, 3),
+            "noise_lateral_gain": round(noise.lateral_gain, 3),
+            "calcium_streaks": streaky,
+            "outside_hu": int(VENDORS[vendor]["outside_hu"]),
+            "kvp": 120.0,
+        }
+    )
+    clock.lap("noise")
+    anatomy = {
+        "dominance": dominance,
+        "female": female,
+        "long_axis_mm": round(heart.lv_length_mm + abs(heart.la.centre[0]) + heart.la.radii[0], 1),
+        "long_axis_direction": [round(float(v), 3) for v in heart.frame.axes[0]],
+        "epicardial_fat_base_mm": round(heart.fat_base_mm, 2),
+        "tissues_hu": tissues.to_dict(),
+        "branches": {
+            b.name: {
+                "artery": b.artery,
+                "length_mm": round(b.length_mm, 1),
+                "proximal_radius_mm": round(float(b.radius_mm[0]), 2),
+            }
+            for b in branches
+        },
+    }
+    outside = ~inside_circle(grid.shape[1:])
+    return _Scene(
+        grid,
+        heart,
+        branches,
+        planes,
+        base,
+        forbidden,
+        kept,
+        sigma_px,
+        vendor,
+        outside,
+        streaky,
+        imaging,
+        anatomy,
+    )
+
+
+def _imaging_chain(
+    rng: np.random.Generator, config: SdfConfig, grid: SliceGrid, planes: np.ndarray
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Slice profile, point spread (core and tail, on the coarse grid) and upsampling of the anatomy."""
+    px = grid.spacing[2]
+    fwhm = float(rng.uniform(*config.psf_fwhm_mm))
+    sigma_px = fwhm / 2.3548 / px
+    tail_share = float(rng.uniform(0.0, 0.15))
+    tail_sigma_px = sigma_px * float(rng.uniform(2.5, 4.0))
+    _, slices = grid.integrate(planes, 0)
+    coarse_sigma = sigma_px / grid.coarse
+    blurred = ndimage.gaussian_filter(slices, (0, coarse_sigma, coarse_sigma), mode="nearest")
+    if tail_share > 0:
+        tail = tail_sigma_px / grid.coarse
+        wide = ndimage.gaussian_filter(slices, (0, tail, tail), mode="nearest")
+        blurred = (1 - tail_share) * blurred + tail_share * wide
+    base = upsample(blurred.astype(np.float32), grid.coarse, grid.shape[1:])
+    info = {
+        "fov_mm": round(grid.shape[2] * px, 2),
+        "pixel_spacing_mm": px,
+        "slice_thickness_mm": grid.thickness_mm,
+        "slice_increment_mm": grid.spacing[0],
+        "slice_profile_edge": round(grid.edge, 3),
+        "psf_fwhm_mm": round(fwhm, 3),
+        "psf_tail_share": round(tail_share, 3),
+    }
+    return base, sigma_px, info
+
+
+def _initial_lesions(
+    rng: np.random.Generator, config: SdfConfig, lesions: _Lesions, target: str | None
+) -> float | None:
+    """Draw the first lesions; return the Agatston goal of a targeted case (None: natural)."""
+    if target is None:
+        if rng.random() >= config.zero_fraction:
+            burden = float(rng.lognormal(0.0, 0.8))
+            mean = max((config.mean_lesions - 1) * burden, 0.1)
+            count = 1 + int(rng.negative_binomial(0.7, 0.7 / (0.7 + mean)))
+            for _ in range(min(count, 40)):
+                lesions.add(float(np.clip(rng.beta(1.5, 3.0) * burden**0.5, 0.0, 1.0)))
+        return None
+    lo, hi = TARGET_RANGES[target]
+    goal = 0.0 if hi == 0 else float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    if target == "A":
+        if rng.random() < 0.3:
+            lesions.add_faint()  # a true speck that partial volume hides: category A all the same
+    else:
+        lesions.fill(goal, size_bias=-0.1)
+    return goal
+
+
+def _adjust(
+    lesions: _Lesions,
+    target: str,
+    goal: float,
+    score: float,
+    measured: dict[int, float],
+    attempt: int,
+) -> None:
+    """One round towards the target category: add lesions when too low, drop the best-fitting one when too high."""
+    low, _ = risk_category_bounds(target)
+    if score <= low:
+        lesions.fill(
+            sum(estimate_agatston(i) for i in lesions.items) + max(goal - score, 1.0),
+            size_bias=min(0.1 * attempt, 0.6),
+        )
+        return
+    excess = score - goal
+    if not measured:
+        lesions.items = lesions.items[1:]
+        return
+    lesions.drop_group(min(measured, key=lambda k: abs(measured[k] - excess)))
+    if target != "A" and not lesions.items:
+        lesions.fill(goal, size_bias=-0.2)
+
+
+def _measured(
+    rendered: list[Rendered],
+    voxels: list[float],
+    peaks: list[tuple[int, int, int] | None],
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+) -> dict[int, float]:
+    """Rough Agatston of each lesion (by id) from its labelled voxels and peak: volume x weight / 3."""
+    weights = thresholds_for(120.0)
+    out: dict[int, float] = {}
+    for r, v, p in zip(rendered, voxels, peaks, strict=True):
+        if p is not None:
+            w = int(weights.weights([float(hu[p])])[0])
+            key = int(r.inclusion.info["id"])
+            out[key] = out.get(key, 0.0) + v * float(np.prod(spacing)) * w / 3
+    return out
+
+
 def generate_case(
     seed: int, *, config: SdfConfig | None = None, target_category: str | None = None
 ) -> SdfCase:
@@ -390,137 +601,33 @@ def generate_case(
         )
     config = config if config is not None else SdfConfig()
     clock = _Clock()
-    rng_anat, rng_tree, rng_grid, rng_dis, rng_img, rng_les = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 0x5DF]).spawn(6)
+    scene = _scene(seed, config, clock)
+    grid = scene.grid
+    rng_les = np.random.default_rng(np.random.SeedSequence([seed, 0x5DF, 1]))
+    lesions = _Lesions(
+        rng_les,
+        scene.branches,
+        scene.distractors,
+        lambda inc: render(inc, grid, scene.planes, scene.sigma_px),
     )
-    origin = np.array([rng_anat.uniform(5, 20), rng_anat.uniform(-10, 10), 0.0])
-    heart = sample_heart(rng_anat, origin, top_z_mm=200.0)
-    dominance = str(rng_tree.choice(["right", "left", "co"], p=[0.8, 0.1, 0.1]))
-    branches = build_tree(heart, rng_tree, dominance)
-    hlo, hhi = heart_extent(heart, branches)
-    female = bool(rng_anat.random() < 0.45)
-    thorax = sample_thorax(rng_anat, hlo, hhi, female)
-    tissues = Tissues.sample(rng_anat)
-    ostia_z = max(float(b.points[0, 2]) for b in branches if b.parent is None)
-    grid = _grid(rng_grid, config, hlo, hhi, max(ostia_z, float(heart.root_centre[2])))
-    clock.lap("anatomy")
-    planes, _ = paint_anatomy(grid, thorax, heart, branches, tissues, rng_anat)
-    clock.lap("painting")
+    goal = _initial_lesions(rng_les, config, lesions, target_category)
 
-    # Imaging chain of the anatomy: slice profile, point spread (on the coarse grid), upsampling.
-    px = grid.spacing[2]
-    fwhm = float(rng_img.uniform(*config.psf_fwhm_mm))
-    sigma_px = fwhm / 2.3548 / px
-    tail_share = float(rng_img.uniform(0.0, 0.15))
-    tail_sigma_px = sigma_px * float(rng_img.uniform(2.5, 4.0))
-    _, slices = grid.integrate(planes, 0)
-    coarse_sigma = sigma_px / grid.coarse
-    blurred = ndimage.gaussian_filter(slices, (0, coarse_sigma, coarse_sigma), mode="nearest")
-    if tail_share > 0:
-        tail = tail_sigma_px / grid.coarse
-        wide = ndimage.gaussian_filter(slices, (0, tail, tail), mode="nearest")
-        blurred = (1 - tail_share) * blurred + tail_share * wide
-    base = upsample(blurred.astype(np.float32), grid.coarse, grid.shape[1:])
-    del slices, blurred
-    clock.lap("profile and blur")
-
-    distractors = sample_distractors(
-        rng_dis,
-        config.distractor_probabilities,
-        heart,
-        branches,
-        thorax,
-        (grid.origin[2], grid.origin[2] + (grid.shape[0] - 1) * grid.spacing[0]),
-    )
-    forbidden = np.zeros(grid.shape, dtype=bool)
-    kept_distractors = []
-    for inc in distractors:
-        r = render(inc, grid, planes, sigma_px)
-        if r is None:
-            continue
-        kept_distractors.append(inc)
-        base[r.box] += r.contribution
-        forbidden[r.box] |= ndimage.binary_dilation(r.occupancy > 0.003, iterations=1)
-        if inc.kind in METAL:
-            _metal_streaks(rng_img, base, r, px)
-    clock.lap("distractors")
-
-    vendor = str(rng_img.choice(list(VENDORS)))
-    noise = NoiseTexture(
-        sd_hu=float(rng_img.uniform(*config.noise_sd_hu)),
-        alpha=float(rng_img.uniform(0.4, 1.3)),
-        fc_per_mm=float(rng_img.uniform(0.35, 0.75)),
-        beta=float(rng_img.uniform(2.0, 4.0)),
-        lateral_gain=float(rng_img.uniform(0.0, 0.4)),
-    )
-    base += noise.sample(rng_img, grid.shape, px)
-    outside = ~inside_circle(grid.shape[1:])
-    outside_hu = int(VENDORS[vendor]["outside_hu"])
-    streaky = bool(rng_img.random() < config.streak_probability)
-    clock.lap("noise")
-
-    def render_one(inc: Inclusion) -> Rendered | None:
-        return render(inc, grid, planes, sigma_px)
-
-    lesions = _Lesions(rng_les, branches, kept_distractors, render_one)
-    goal: float | None = None
-    if target_category is None:
-        if rng_les.random() >= config.zero_fraction:
-            burden = float(rng_les.lognormal(0.0, 0.8))
-            count = 1 + int(
-                rng_les.negative_binomial(0.7, 0.7 / (0.7 + max((config.mean_lesions - 1) * burden, 0.1)))
-            )
-            for _ in range(min(count, 40)):
-                lesions.add(float(np.clip(rng_les.beta(1.5, 3.0) * burden**0.5, 0.0, 1.0)))
-    else:
-        lo, hi = TARGET_RANGES[target_category]
-        goal = 0.0 if hi == 0 else float(np.exp(rng_les.uniform(np.log(lo), np.log(hi))))
-        if target_category == "A":
-            if rng_les.random() < 0.3:
-                lesions.add_faint()
-        else:
-            lesions.fill(goal, size_bias=-0.1)
-
-    thresholds = thresholds_for(120.0)
-    threshold = thresholds.threshold_hu
+    threshold = thresholds_for(120.0).threshold_hu
     affine = CTVolume(np.zeros((1, 1, 1), np.int16), grid.spacing, origin=grid.origin).affine
-    dz, dy, dx = grid.spacing
+    outside_hu = int(scene.imaging["outside_hu"])
     for attempt in range(_ROUNDS):
         rendered = lesions.rendered()
-        hu = _compose(base, rendered, outside, outside_hu, streaky, rng_img, px)
-        label, ids, peaks, voxels = _label(hu, rendered, forbidden, threshold)
+        hu = _compose(scene.base, rendered, scene.outside, outside_hu, scene.streaky, grid.spacing[2])
+        label, ids, peaks, voxels = _label(hu, rendered, scene.forbidden, threshold)
         reference = score_calcium(hu, grid.spacing, label, kvp=120.0, affine=affine)
-        score = reference.agatston
-        if target_category is None or goal is None or risk_category(score) == target_category:
+        if target_category is None or goal is None or risk_category(reference.agatston) == target_category:
             break
-        if attempt == _ROUNDS - 1:
-            break
-        low, _ = risk_category_bounds(target_category)
-        if score <= low:
-            lesions.fill(
-                sum(estimate_agatston(i) for i in lesions.items) + max(goal - score, 1.0),
-                size_bias=min(0.1 * attempt, 0.6),
-            )
-        else:
-            per_id: dict[int, float] = {}
-            for r, v, p in zip(rendered, voxels, peaks, strict=True):
-                if p is not None:
-                    weight = int(thresholds.weights([float(hu[p])])[0])
-                    per_id[r.inclusion.info["id"]] = (
-                        per_id.get(r.inclusion.info["id"], 0.0) + v * dx * dy * dz * weight / 3
-                    )
-            excess = score - (goal if target_category != "A" else 0.0)
-            if not per_id:
-                lesions.items = lesions.items[1:]
-            else:
-                drop = min(per_id, key=lambda k: abs(per_id[k] - excess))
-                lesions.drop_group(drop)
-                if target_category != "A" and not lesions.items:
-                    lesions.fill(goal, size_bias=-0.2)
+        if attempt < _ROUNDS - 1:
+            measured = _measured(rendered, voxels, peaks, hu, grid.spacing)
+            _adjust(lesions, target_category, goal, reference.agatston, measured, attempt)
     target_met = target_category is None or risk_category(reference.agatston) == target_category
     clock.lap("lesions, truth and scoring")
 
-    kernel_list = VENDORS[vendor]["kernels"]
     volume = CTVolume(
         hu=hu,
         spacing=grid.spacing,
@@ -530,14 +637,51 @@ def generate_case(
         study_uid=_uid(seed, "study"),
         series_uid=_uid(seed, "series"),
         modality="CT",
-        manufacturer=vendor,
+        manufacturer=scene.vendor,
         patient_id=f"PHANTOM-SDF-{seed}",
         series_description=f"Calcium score {grid.thickness_mm:g} mm",
     )
+    points, lesion_truth = _lesion_truth(volume, lesions.items, rendered, peaks, ids, label)
+    truth = {
+        "schema": "cacscore.phantom-truth/1",
+        "family": FAMILY,
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "target_category": target_category,
+        "target_agatston": goal,
+        "target_met": target_met,
+        "lesions": lesion_truth,
+        "distractors": [d.info for d in scene.distractors],
+        "imaging": scene.imaging,
+        "anatomy": scene.anatomy,
+    }
+    tags: dict[str, Any] = {
+        "ManufacturerModelName": scene.imaging["model"],
+        "ConvolutionKernel": scene.imaging["kernel"],
+        "PatientName": f"PhantomSDF^{seed}",
+        "ScanOptions": "CARDIAC",
+        "ReconstructionDiameter": scene.imaging["fov_mm"],
+        "ContrastBolusAgent": "",
+    }
+    if outside_hu < -1024:
+        # Padding below air is unambiguous; readers that honour it mask the outside of the circle.
+        tags["PixelPaddingValue"] = outside_hu + 1024
+    return SdfCase(volume, label, points, truth, reference, scene.forbidden, seed, clock.laps, tags)
+
+
+def _lesion_truth(
+    volume: CTVolume,
+    items: list[Inclusion],
+    rendered: list[Rendered],
+    peaks: list[tuple[int, int, int] | None],
+    ids: np.ndarray,
+    label: np.ndarray,
+) -> tuple[list[tuple[float, float, float, str]], list[dict[str, Any]]]:
+    """Points (one per labelled lesion part, plus one per unmarked piece) and the lesions' truth entries."""
     points: list[tuple[float, float, float, str]] = []
-    lesion_truth = []
+    entries = []
     position = {id(r.inclusion): n for n, r in enumerate(rendered)}
-    for inc in lesions.items:
+    for inc in items:
         item: dict[str, Any] = {
             **inc.info,
             "artery": inc.artery,
@@ -553,69 +697,11 @@ def generate_case(
             item["point_mm"] = [round(float(v), 3) for v in xyz]
             item["n_voxels"] = int(np.count_nonzero(ids == n + 1))
             points.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), str(inc.artery)))
-        lesion_truth.append(item)
-    marked = [p for p in peaks if p is not None]
-    for zyx, code in _unmarked_pieces(label, hu, marked):
+        entries.append(item)
+    for zyx, code in _unmarked_pieces(label, volume.hu, [p for p in peaks if p is not None]):
         xyz = volume.index_to_patient(np.array(zyx))[0]
         points.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), labels.ARTERY_NAMES[code]))
-    model = VENDORS[vendor]["models"][seed % len(VENDORS[vendor]["models"])]
-    kernel = kernel_list[seed % len(kernel_list)]
-    truth = {
-        "schema": "cacscore.phantom-truth/1",
-        "family": FAMILY,
-        "generator_version": GENERATOR_VERSION,
-        "seed": seed,
-        "target_category": target_category,
-        "target_agatston": goal,
-        "target_met": target_met,
-        "lesions": lesion_truth,
-        "distractors": [d.info for d in kept_distractors],
-        "imaging": {
-            "manufacturer": vendor,
-            "model": model,
-            "kernel": kernel,
-            "fov_mm": round(grid.shape[2] * px, 2),
-            "pixel_spacing_mm": px,
-            "slice_thickness_mm": grid.thickness_mm,
-            "slice_increment_mm": grid.spacing[0],
-            "slice_profile_edge": round(grid.edge, 3),
-            "psf_fwhm_mm": round(fwhm, 3),
-            "psf_tail_share": round(tail_share, 3),
-            "noise_sd_hu": round(noise.sd_hu, 2),
-            "noise_alpha": round(noise.alpha, 3),
-            "noise_fc_per_mm": round(noise.fc_per_mm, 3),
-            "calcium_streaks": streaky,
-            "outside_hu": outside_hu,
-            "kvp": 120.0,
-        },
-        "anatomy": {
-            "dominance": dominance,
-            "female": female,
-            "long_axis_mm": round(heart.lv_length_mm + abs(heart.la.centre[0]) + heart.la.radii[0], 1),
-            "long_axis_direction": [round(float(v), 3) for v in heart.frame.axes[0]],
-            "epicardial_fat_base_mm": round(heart.fat_base_mm, 2),
-            "tissues_hu": tissues.to_dict(),
-            "branches": {
-                b.name: {
-                    "artery": b.artery,
-                    "length_mm": round(b.length_mm, 1),
-                    "proximal_radius_mm": round(float(b.radius_mm[0]), 2),
-                }
-                for b in branches
-            },
-        },
-    }
-    tags = {
-        "ManufacturerModelName": model,
-        "ConvolutionKernel": kernel,
-        "PatientName": f"PhantomSDF^{seed}",
-        "ScanOptions": "CARDIAC",
-        "ReconstructionDiameter": round(grid.shape[2] * px, 2),
-        "ContrastBolusAgent": "",
-    }
-    if outside_hu < -1024:
-        tags["PixelPaddingValue"] = outside_hu + 1024
-    return SdfCase(volume, label, points, truth, reference, forbidden, seed, clock.laps, tags)
+    return points, entries
 
 
 def _metal_streaks(rng: np.random.Generator, image: np.ndarray, r: Rendered, px: float) -> None:
@@ -641,13 +727,7 @@ def _metal_streaks(rng: np.random.Generator, image: np.ndarray, r: Rendered, px:
 
 
 def _compose(
-    base: np.ndarray,
-    rendered: list[Rendered],
-    outside: np.ndarray,
-    outside_hu: int,
-    streaky: bool,
-    rng: np.random.Generator,
-    px: float,
+    base: np.ndarray, rendered: list[Rendered], outside: np.ndarray, outside_hu: int, streaky: bool, px: float
 ) -> np.ndarray:
     image = base.copy()
     for r in rendered:

@@ -42,13 +42,9 @@ class Chamber:
         )
 
     def cavity(self, a: Array, b: Array, c: Array) -> Array:
-        inner = tuple(max(r - self.wall_mm, 2.0) for r in self.radii)
+        rx, ry, rz = (max(r - self.wall_mm, 2.0) for r in self.radii)
         return superquadric(
-            a - self.centre[0],
-            b - self.centre[1],
-            c - self.centre[2],
-            inner,
-            self.exponent,  # type: ignore[arg-type]
+            a - self.centre[0], b - self.centre[1], c - self.centre[2], (rx, ry, rz), self.exponent
         )
 
 
@@ -418,9 +414,8 @@ def build_tree(heart: Heart, rng: np.random.Generator, dominance: str) -> list[B
 
     # LCX: left AV groove, round to the crux when left-dominant.
     r_lcx0 = float(rng.uniform(1.4, 1.9))
-    end = {"left": phi_post_pos - 2 * np.pi, "co": phi_post_pos - 2 * np.pi + np.deg2rad(25)}.get(
-        dominance, np.deg2rad(rng.uniform(-150, -105))
-    )
+    ends = {"left": phi_post_pos - 2 * np.pi, "co": phi_post_pos - 2 * np.pi + np.deg2rad(25)}
+    end = float(ends[dominance]) if dominance in ends else float(np.deg2rad(rng.uniform(-150, -105)))
     phi = np.linspace(bif_phi - np.deg2rad(10), end, n)
     lcx_r_end = 1.1 if dominance == "left" else 0.8
     radius = r_lcx0 + (lcx_r_end - r_lcx0) * np.linspace(0, 1, n)

@@ -122,14 +122,14 @@ class Thorax:
 def heart_extent(heart: Heart, branches: list[Branch] | None = None) -> tuple[Array, Array]:
     """Bounding box (LPS mm, ``(lo, hi)`` of x, y, z) of the heart with its fat and great-vessel roots."""
     centre = heart.frame.to_patient(np.array([[0.3 * heart.lv_length_mm, 0.0, 0.0]]))[0]
-    ax = [centre[k] + np.arange(-95.0, 95.1, 3.0) for k in range(3)]
+    ax = [centre[k] + np.arange(-96.0, 96.1, 4.0) for k in range(3)]
     x, y, z = np.meshgrid(*ax, indexing="ij")
     chambers, _, _ = heart.ventricles_atria(x, y, z)
     a, _, _ = heart.frame.local(x, y, z)
-    inside = (chambers - heart.fat_thickness(a, x, y, z)) < 3.0
+    inside = (chambers - heart.fat_thickness(a, x, y, z)) < 4.0
     idx = np.argwhere(inside)
-    lo = np.array([ax[k][idx[:, k].min()] for k in range(3)]) - 3.0
-    hi = np.array([ax[k][idx[:, k].max()] for k in range(3)]) + 3.0
+    lo = np.array([ax[k][idx[:, k].min()] for k in range(3)]) - 4.0
+    hi = np.array([ax[k][idx[:, k].max()] for k in range(3)]) + 4.0
     if branches:
         pts = np.concatenate([b.points for b in branches])
         lo = np.minimum(lo, pts.min(axis=0) - 6.0)
@@ -143,7 +143,7 @@ def sample_thorax(rng: np.random.Generator, heart_lo: Array, heart_hi: Array, fe
     subcut = float(u(6, 35))
     muscle = float(u(14, 24))
     wall = subcut + muscle
-    anterior_inner = heart_lo[1] + float(u(0.0, 10.0))  # the right ventricle touches the chest wall
+    anterior_inner = heart_lo[1] + float(u(3.0, 12.0))  # the right ventricle touches the chest wall
     body_front = anterior_inner - wall - 8.0  # sternum depth
     vr = (float(u(17, 23)), float(u(14, 19)))
     spine_front = heart_hi[1] + float(u(16, 28))
@@ -245,8 +245,19 @@ def paint_anatomy(
     branches: list[Branch],
     tissues: Tissues,
     rng: np.random.Generator,
+    extent: tuple[Array, Array] | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """HU of every sub-plane on the coarse grid, and the heart fields on it.
+
+    Parameters
+    ----------
+    grid : SliceGrid
+    thorax, heart, branches, tissues
+        The case's anatomy and tissue values.
+    rng : numpy.random.Generator
+        For the lung texture and the pulmonary vessels.
+    extent : tuple of 2 ndarray, optional
+        :func:`heart_extent` of the heart with its coronaries, if already known.
 
     Returns
     -------
@@ -310,7 +321,7 @@ def paint_anatomy(
     # Heart fields on a 2 mm grid over its box, interpolated to the coarse grid.
     lo = np.array([xs[0], ys[0], zs[0]])
     pts = np.concatenate([b.points for b in branches]) if branches else np.zeros((0, 3))
-    hlo, hhi = heart_extent(heart)
+    hlo, hhi = heart_extent(heart) if extent is None else extent
     hlo = np.minimum(hlo, pts.min(axis=0) - 8.0) if len(pts) else hlo
     hhi = np.maximum(hhi, pts.max(axis=0) + 8.0) if len(pts) else hhi
     hlo = hlo - 6.0
@@ -328,7 +339,7 @@ def paint_anatomy(
         int(np.clip(np.floor((hlo[2] - lo[2]) / h), 0, nz)),
         int(np.clip(np.ceil((hhi[2] - lo[2]) / h), 0, nz)),
     )
-    step = 2.0
+    step = 2.5  # the heart's distance fields are smooth: sampled at 2.5 mm, interpolated
     gx = np.arange(xs[ix0] - step, xs[max(ix1 - 1, ix0)] + 2 * step, step) if ix1 > ix0 else np.array([0.0])
     gy = np.arange(ys[iy0] - step, ys[max(iy1 - 1, iy0)] + 2 * step, step) if iy1 > iy0 else np.array([0.0])
     gz = np.arange(zs[iz0] - step, zs[max(iz1 - 1, iz0)] + 2 * step, step) if iz1 > iz0 else np.array([0.0])
@@ -343,6 +354,7 @@ def paint_anatomy(
         f = _interp_axis(f, 1, (ys[iy0:iy1] - gy[0]) / step)
         fields[name] = _interp_axis(f, 2, (xs[ix0:ix1] - gx[0]) / step)
     vessel, sleeve = _vessel_distance(branches, xs[ix0:ix1], ys[iy0:iy1], zs[iz0:iz1])
+    lung_vessel = _capsules(lung_vessels(rng, heart), xs, ys, zs)
     fields["vessel"] = vessel
     fields["box"] = np.array([iz0, iz1, iy0, iy1, ix0, ix1])
 
@@ -392,7 +404,7 @@ def paint_anatomy(
         p[band] = vals
         for bx, by, bz, rx, ry, rz in t.breasts:
             if abs(z - bz) < rz:
-                sd = superquadric(X - bx, Y - by, np.float32(z - bz), (rx, ry, rz))
+                sd = superquadric(X - bx, Y - by, np.full((1, 1), z - bz, np.float32), (rx, ry, rz))
                 front = (Y < t.centre_y) & (body > -2.0)
                 _mix(p, _occ(sd, px) * front, ti.fat_subcutaneous)
                 p[(blobs[k] > 0.3) & (sd < -8.0) & front] = ti.glandular
@@ -416,6 +428,7 @@ def paint_anatomy(
                 fields["vessel"][k - iz0] > 6.0
             )
         p[lung] = (lung_static + 45.0 * blobs[k])[lung]
+        _mix(p, _occ(lung_vessel[k], px) * lung, ti.blood)
         if in_box:
             q = p[iy0:iy1, ix0:ix1]
             o, f, b = fields["outer"][k - iz0], fields["fat"][k - iz0], fields["blood"][k - iz0]
@@ -429,32 +442,97 @@ def paint_anatomy(
 
 
 def _vessel_distance(branches: list[Branch], xs: Array, ys: Array, zs: Array) -> tuple[Array, Array]:
-    """Signed distance to the coronary lumens and to their fat sleeves on a box of the coarse grid (mm)."""
+    """Signed distance to the coronary lumens and to their fat sleeves (2.5 mm) on a box of the coarse grid, mm."""
+    if not branches:
+        shape = (len(zs), len(ys), len(xs))
+        return np.full(shape, 99.0, dtype=np.float32), np.full(shape, 99.0, dtype=np.float32)
+    points = np.concatenate([b.points[::2] for b in branches])
+    radii = np.concatenate([b.radius_mm[::2] for b in branches])
+    return _sweep(points, radii, xs, ys, zs, 2.5)
+
+
+def _sweep(
+    points: Array, radii: Array, xs: Array, ys: Array, zs: Array, sleeve_mm: float
+) -> tuple[Array, Array]:
+    """Signed distance (mm) to a union of spheres on a grid, and to the spheres grown by ``sleeve_mm``."""
     shape = (len(zs), len(ys), len(xs))
     lumen = np.full(shape, 99.0, dtype=np.float32)
     sleeve = np.full(shape, 99.0, dtype=np.float32)
-    if not all(shape) or not branches:
+    if not all(shape):
         return lumen, sleeve
     px = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
     h = float(zs[1] - zs[0]) if len(zs) > 1 else 1.0
-    for b in branches:
-        sleeve_mm = 2.5
-        for i in range(0, len(b.s_mm), 2):
-            c = b.points[i]
-            r = float(b.radius_mm[i])
-            reach = r + sleeve_mm + 1.0
-            i0 = max(int(np.floor((c[0] - reach - xs[0]) / px)), 0)
-            i1 = min(int(np.ceil((c[0] + reach - xs[0]) / px)) + 1, len(xs))
-            j0 = max(int(np.floor((c[1] - reach - ys[0]) / px)), 0)
-            j1 = min(int(np.ceil((c[1] + reach - ys[0]) / px)) + 1, len(ys))
-            k0 = max(int(np.floor((c[2] - reach - zs[0]) / h)), 0)
-            k1 = min(int(np.ceil((c[2] + reach - zs[0]) / h)) + 1, len(zs))
-            if i0 >= i1 or j0 >= j1 or k0 >= k1:
-                continue
-            dx = (xs[i0:i1] - c[0]).astype(np.float32)[None, None, :]
-            dy = (ys[j0:j1] - c[1]).astype(np.float32)[None, :, None]
-            dz = (zs[k0:k1] - c[2]).astype(np.float32)[:, None, None]
-            d = np.sqrt(dx * dx + dy * dy + dz * dz)
-            np.minimum(lumen[k0:k1, j0:j1, i0:i1], d - r, out=lumen[k0:k1, j0:j1, i0:i1])
-            np.minimum(sleeve[k0:k1, j0:j1, i0:i1], d - r - sleeve_mm, out=sleeve[k0:k1, j0:j1, i0:i1])
+    for c, r in zip(points, radii, strict=True):
+        reach = float(r) + sleeve_mm + 1.0
+        i0 = max(int(np.floor((c[0] - reach - xs[0]) / px)), 0)
+        i1 = min(int(np.ceil((c[0] + reach - xs[0]) / px)) + 1, len(xs))
+        j0 = max(int(np.floor((c[1] - reach - ys[0]) / px)), 0)
+        j1 = min(int(np.ceil((c[1] + reach - ys[0]) / px)) + 1, len(ys))
+        k0 = max(int(np.floor((c[2] - reach - zs[0]) / h)), 0)
+        k1 = min(int(np.ceil((c[2] + reach - zs[0]) / h)) + 1, len(zs))
+        if i0 >= i1 or j0 >= j1 or k0 >= k1:
+            continue
+        dx = (xs[i0:i1] - c[0]).astype(np.float32)[None, None, :]
+        dy = (ys[j0:j1] - c[1]).astype(np.float32)[None, :, None]
+        dz = (zs[k0:k1] - c[2]).astype(np.float32)[:, None, None]
+        d = np.sqrt(dx * dx + dy * dy + dz * dz) - np.float32(r)
+        np.minimum(lumen[k0:k1, j0:j1, i0:i1], d, out=lumen[k0:k1, j0:j1, i0:i1])
+        if sleeve_mm > 0:
+            np.minimum(sleeve[k0:k1, j0:j1, i0:i1], d - sleeve_mm, out=sleeve[k0:k1, j0:j1, i0:i1])
     return lumen, sleeve
+
+
+def lung_vessels(rng: np.random.Generator, heart: Heart) -> Array:
+    """Pulmonary vessel trees from both hila: segments ``(N, 8)`` = start xyz, end xyz, start and end radius (mm).
+
+    Each hilum sends 7-11 trunks outwards (3-5 mm radius, 25-45 mm long), each dividing
+    four times into two thinner, shorter children at 25-45 degrees.
+    """
+    la = heart.frame.to_patient(np.array([heart.la.centre]))[0]
+    segments: list[Array] = []
+    for side in (1.0, -1.0):  # patient left, then right
+        hilum = la + np.array([side * rng.uniform(35, 55), rng.uniform(-5, 10), rng.uniform(0, 15)])
+        stack = []
+        for _ in range(int(rng.integers(7, 12))):
+            d = np.array([side * rng.uniform(0.4, 1.0), rng.uniform(-0.6, 0.8), rng.uniform(-0.9, 0.9)])
+            stack.append(
+                (hilum, d / np.linalg.norm(d), float(rng.uniform(3.0, 5.0)), float(rng.uniform(25, 45)), 0)
+            )
+        while stack:
+            start, d, r, length, depth = stack.pop()
+            end = start + d * length
+            segments.append(np.concatenate([start, end, [r, r * 0.8]]))
+            if depth < 4:
+                for _ in range(2):
+                    turn = rng.normal(0, 1, 3)
+                    turn -= (turn @ d) * d
+                    turn /= max(float(np.linalg.norm(turn)), 1e-6)
+                    angle = np.deg2rad(rng.uniform(25, 45))
+                    child = np.cos(angle) * d + np.sin(angle) * turn
+                    stack.append((end, child, r * 0.68, length * 0.75, depth + 1))
+    return np.array(segments)
+
+
+def _capsules(segments: Array, xs: Array, ys: Array, zs: Array) -> Array:
+    """Signed distance (mm) to a union of tapered capsules (rows of :func:`lung_vessels`) on a grid."""
+    shape = (len(zs), len(ys), len(xs))
+    out = np.full(shape, 99.0, dtype=np.float32)
+    for seg in segments:
+        a, b, r0, r1 = seg[:3], seg[3:6], float(seg[6]), float(seg[7])
+        lo = np.minimum(a, b) - max(r0, r1) - 1.0
+        hi = np.maximum(a, b) + max(r0, r1) + 1.0
+        i0, i1 = np.searchsorted(xs, lo[0]), np.searchsorted(xs, hi[0])
+        j0, j1 = np.searchsorted(ys, lo[1]), np.searchsorted(ys, hi[1])
+        k0, k1 = np.searchsorted(zs, lo[2]), np.searchsorted(zs, hi[2])
+        if i0 >= i1 or j0 >= j1 or k0 >= k1:
+            continue
+        d = (b - a).astype(np.float32)
+        px = (xs[i0:i1] - a[0]).astype(np.float32)[None, None, :]
+        py = (ys[j0:j1] - a[1]).astype(np.float32)[None, :, None]
+        pz = (zs[k0:k1] - a[2]).astype(np.float32)[:, None, None]
+        t = np.clip((px * d[0] + py * d[1] + pz * d[2]) / max(float(d @ d), 1e-6), 0.0, 1.0)
+        dist = np.sqrt((px - t * d[0]) ** 2 + (py - t * d[1]) ** 2 + (pz - t * d[2]) ** 2) - (
+            r0 + t * (r1 - r0)
+        )
+        np.minimum(out[k0:k1, j0:j1, i0:i1], dist, out=out[k0:k1, j0:j1, i0:i1])
+    return out
