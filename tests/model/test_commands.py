@@ -57,7 +57,14 @@ def test_demo_runs_with_the_shipped_model(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "Model vs phantom reference" in result.output
-    for name in ("image.nii.gz", "score.json", "lesions.csv", "prediction.nii.gz", "montage.png", "reference.json"):
-        assert (out / name).is_file()
+    # The final message and --out's help name every file written, and nothing else.
+    from cacscore.cli.demo import DEMO_FILES
+    from cacscore.model.products import MODEL_PRODUCTS
+
+    assert sorted(p.name for p in out.iterdir()) == sorted(DEMO_FILES)
+    assert set(MODEL_PRODUCTS) <= set(DEMO_FILES)
+    assert f"files in {out}: {', '.join(DEMO_FILES)}" in " ".join(result.output.split())
+    help_text = " ".join(CliRunner().invoke(app, ["demo", "--help"], terminal_width=200).output.split())
+    assert all(name in help_text for name in DEMO_FILES)
     again = CliRunner().invoke(app, ["demo", "--out", str(out)])
     assert again.exit_code == 1 and "--force" in again.output

@@ -10,8 +10,8 @@ import typer
 
 from cacscore.cli.common import out_console, prepare_output_dir, user_errors
 
-#: Files the demo writes (besides the model products).
-DEMO_PRODUCTS = ["score.json", "lesions.csv", "reference.json", "image.nii.gz"]
+#: Every file the demo writes, in the order they are listed (the model products among them).
+DEMO_FILES = ["image.nii.gz", "score.json", "lesions.csv", "prediction.nii.gz", "montage.png", "reference.json"]
 #: Tries to find a seed whose phantom has calcium in at least two arteries.
 _SEED_TRIES = 8
 
@@ -29,7 +29,11 @@ def _several_arteries_case(seed: int) -> Any:
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's files.")] = Path("demo-output"),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for the demo's files: image.nii.gz (the phantom CT), score.json and lesions.csv "
+                      "(the model's score), prediction.nii.gz (its label mask), montage.png (key images, model "
+                      "beside reference) and reference.json (the phantom's reference score)."),
+    ] = Path("demo-output"),
     seed: Annotated[int, typer.Option("--seed", min=0, help="Phantom seed.")] = 7,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in --out.")] = False,
     model: Annotated[Path | None, typer.Option("--model", help="Model folder (default: the shipped model).")] = None,
@@ -41,10 +45,10 @@ def demo(
         from cacscore.cli.score import ScoringOptions, emit_report
         from cacscore.io import write_volume
         from cacscore.model import load_ensemble, score_with_model
-        from cacscore.model.products import MODEL_PRODUCTS, write_model_products
+        from cacscore.model.products import write_model_products
         from cacscore.scoring import VESSELS, score_report
 
-        prepare_output_dir(out, [*DEMO_PRODUCTS, *MODEL_PRODUCTS], force=force)
+        prepare_output_dir(out, DEMO_FILES, force=force)
         console = out_console()
         ensemble = load_ensemble(model)
         console.print(f"generating a phantom calcium-scoring CT (seed {seed}) ...")
@@ -76,8 +80,7 @@ def demo(
         table.add_row("risk category", report["risk_category"], reference["risk_category"])
         table.add_row("lesions", str(len(report["lesions"])), str(len(reference["lesions"])))
         console.print(table)
-        console.print(f"files in {out}: image.nii.gz, score.json, lesions.csv, prediction.nii.gz, montage.png, "
-                      "reference.json")
+        console.print(f"files in {out}: {', '.join(DEMO_FILES)}")
 
 
 def register(app: typer.Typer) -> None:
