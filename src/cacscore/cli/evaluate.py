@@ -1,13 +1,16 @@
 """``cacscore evaluate`` and ``cacscore experiment table1``: prove how well a model scores.
 
 ``evaluate`` compares predictions (saved masks, a model, or the naive threshold
-baseline) with the references of a dataset and writes ``metrics.json``,
-``cases.csv``, ``report.md`` and four PNG plots. ``experiment table1`` repeats
-the protocol of Gogin et al. 2021, Table 1, on phantom cohorts.
+baseline) with the references of one or several datasets and writes
+``metrics.json``, ``cases.csv``, ``report.md`` and four PNG plots, with the
+figures of the pool and of each data source (dataset folder, generator family
+and version). ``experiment table1`` repeats the protocol of Gogin et al. 2021,
+Table 1, on phantom cohorts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,29 +46,45 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
-def prediction_path(pred_dir: Path, case_id: str) -> Path:
+def prediction_path(pred_dir: Path, case_id: str, dataset: str | None = None) -> Path:
     """The saved prediction of a case: ``<case_id>.nii.gz`` or ``<case_id>/prediction.nii.gz`` in ``pred_dir``.
+
+    With several datasets, ``pred_dir/<dataset>/`` is looked in first (case ids may repeat across datasets).
 
     Raises
     ------
     InvalidInputError
-        If neither file exists (the message names both).
+        If no such file exists (the message names them).
     """
-    for candidate in (pred_dir / f"{case_id}.nii.gz", pred_dir / case_id / "prediction.nii.gz"):
-        if candidate.is_file():
-            return candidate
-    raise InvalidInputError(
-        f"no prediction for case {case_id} in {pred_dir} (looked for {case_id}.nii.gz and {case_id}/prediction.nii.gz)"
-    )
+    folders = ([pred_dir / dataset] if dataset else []) + [pred_dir]
+    names = (f"{case_id}.nii.gz", f"{case_id}/prediction.nii.gz")
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    where = " or ".join(str(f) for f in folders)
+    raise InvalidInputError(f"no prediction for case {case_id} in {where} (looked for {' and '.join(names)})")
 
 
-def _saved_predictor(pred_dir: Path) -> Predictor:
+def _saved_predictor(pred_dir: Path, dataset: str | None = None) -> Predictor:
     from cacscore.io import read_mask
 
     def predict(case: Any) -> Any:
-        return read_mask(prediction_path(pred_dir, case.case_id), like=case.volume)
+        return read_mask(prediction_path(pred_dir, case.case_id, dataset), like=case.volume)
 
     return predict
+
+
+def dataset_labels(folders: Sequence[Path]) -> list[str]:
+    """The name each ``--data`` folder is reported under: its folder name, or its path where names repeat.
+
+    Examples
+    --------
+    >>> dataset_labels([Path("a/cohort"), Path("b/cohort"), Path("mine")])
+    ['a/cohort', 'b/cohort', 'mine']
+    """
+    names = [Path(f).name or str(f) for f in folders]
+    return [str(f) if names.count(n) > 1 else n for f, n in zip(folders, names, strict=True)]
 
 
 def _model_predictor(model_dir: Path) -> Predictor:
@@ -98,7 +117,7 @@ def _choose_predictor(model: Path | None, pred: Path | None, baseline: Baseline 
 
 
 def run_evaluate(
-    data: Path,
+    data: Path | Sequence[Path],
     out: Path,
     *,
     model: Path | None = None,
@@ -108,8 +127,13 @@ def run_evaluate(
     n_bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    mask_labels: str | None = None,
 ) -> dict[str, Any]:
     """The body of ``cacscore evaluate``; returns the metrics dictionary.
+
+    ``data`` is one dataset folder or several, each its own data source in the
+    report (:func:`dataset_labels`); ``mask_labels`` declares the convention of
+    their reference masks (``--mask-labels``).
 
     Raises
     ------
@@ -124,12 +148,21 @@ def run_evaluate(
 
     if n_bootstrap < 0:
         raise InvalidInputError(f"--bootstrap must be >= 0 resamples, got {n_bootstrap}")
+    folders = [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]
+    if not folders:
+        raise InvalidInputError("give at least one --data folder")
     predictor, source = _choose_predictor(model, pred, baseline)
-    cases = list_cases(data)
+    labels = dataset_labels(folders)
+    datasets = [(label, list_cases(folder, mask_labels=mask_labels)) for label, folder in zip(labels, folders)]
     prepare_output_dir(out, list(REPORT_FILES), force=force)
+    evaluations, failures = [], []
     with Progress(console=err_console, disable=not progress, transient=True) as bar:
-        task = bar.add_task("evaluating", total=len(cases))
-        evaluations, failures = evaluate_cases(cases, predictor, on_case=lambda _: bar.advance(task))
+        task = bar.add_task("evaluating", total=sum(len(cases) for _, cases in datasets))
+        for label, cases in datasets:
+            chosen = _saved_predictor(pred, label if len(datasets) > 1 else None) if pred is not None else predictor
+            done, failed = evaluate_cases(cases, chosen, on_case=lambda _: bar.advance(task), dataset=label)
+            evaluations += done
+            failures += failed
     for failure in failures:
         err_console.print(f"[yellow]skipped[/] {failure.case_id}: {failure.reason}", soft_wrap=True)
     metrics = summarize(evaluations, failures, n_bootstrap=n_bootstrap, seed=seed, source=source)
@@ -142,7 +175,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        data: Annotated[Path, typer.Option("--data", help="Dataset folder with references (any layout cacscore reads).")],
+        data: Annotated[list[Path], typer.Option(
+            "--data", help="Dataset folder with references (any layout cacscore reads); repeat for several, each "
+                           "reported as its own data source."
+        )],
         out: Annotated[Path, typer.Option("--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs).")],
         model: Annotated[Path | None, typer.Option("--model", help="Model folder: run this ensemble on every case.")] = None,
         pred: Annotated[Path | None, typer.Option(
@@ -157,12 +193,16 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool | None, typer.Option(
             "--progress/--no-progress", help="Progress bar (default: on a terminal)."
         )] = None,
+        mask_labels: Annotated[str | None, typer.Option(
+            "--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore (1 LAD incl. "
+                                  "LM, 2 LCX, 3 RCA) or binary [default: each layout's own]."
+        )] = None,
     ) -> None:
-        """Compare predicted calcium masks with a dataset's references and write a report."""
+        """Compare predicted calcium masks with the references of one or more datasets and write a report."""
         with user_errors():
             metrics = run_evaluate(
                 data, out, model=model, pred=pred, baseline=baseline, force=force, n_bootstrap=n_bootstrap,
-                seed=seed, progress=is_tty() if progress is None else progress,
+                seed=seed, progress=is_tty() if progress is None else progress, mask_labels=mask_labels,
             )
             cat = metrics["category"]
 
@@ -176,6 +216,18 @@ def register(app: typer.Typer) -> None:
                 f"ICC Agatston {show(metrics['agatston']['icc'])}, lesion F1 "
                 f"{'n/a' if metrics['lesions']['overall']['f1'] is None else round(metrics['lesions']['overall']['f1'], 3)}"
             )
+            for key, table in (metrics.get("groups") or {}).items():
+                if len(table) < 2:
+                    continue  # one source: the pooled line above says it all
+                for value, figures in table.items():
+                    ratio = figures["median_ratio_de"]["value"]
+                    f1 = figures["lesion_f1"]
+                    typer.echo(
+                        f"  {key} {value}: {figures['n_evaluated']} cases, accuracy {show(figures['accuracy'])}, "
+                        f"Harrell's C {show(figures['harrell_c'])}, ICC Agatston {show(figures['icc_agatston'])}, "
+                        f"median ratio D/E {'n/a' if ratio is None else f'{ratio:.2f}'}, "
+                        f"lesion F1 {'n/a' if f1 is None else f'{f1:.3f}'}"
+                    )
             typer.echo(f"report: {out / 'report.md'}")
 
     experiment = typer.Typer(help="Experiments that reproduce the paper's results.", no_args_is_help=True)

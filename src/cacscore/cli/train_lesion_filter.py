@@ -27,6 +27,11 @@ def train_lesion_filter(
     model_version: Annotated[
         str | None, typer.Option("--model-version", help="Version of the new model (default: the source's).")
     ] = None,
+    mask_labels: Annotated[
+        str | None,
+        typer.Option("--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore "
+                                           "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary [default: each layout's own]."),
+    ] = None,
 ) -> None:
     """Fit a lesion filter (a logistic regression on each candidate lesion and its surroundings) for a model.
 
@@ -37,7 +42,7 @@ def train_lesion_filter(
         from cacscore.model.lesion_filter import FEATURE_NAMES
         from cacscore.train.fit_lesion_filter import train_lesion_filter as fit
 
-        datasets = [(folder, list_cases(folder)) for folder in data]
+        datasets = [(folder, list_cases(folder, mask_labels=mask_labels)) for folder in data]
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), console=err_console)
         with progress:

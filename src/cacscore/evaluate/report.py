@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cacscore.evaluate.runner import CaseEvaluation
+from cacscore.evaluate.runner import GROUP_KEYS, UNKNOWN, CaseEvaluation
 
 #: Files :func:`write_report` creates (the command refuses to overwrite them without ``--force``).
 REPORT_FILES: tuple[str, ...] = (
@@ -36,7 +36,11 @@ CASE_COLUMNS: tuple[str, ...] = (
     "lesion_fp",
     "lesion_fn",
     "lesion_pred_tp",
+    *GROUP_KEYS,
 )
+#: Titles of the per-source tables of ``report.md``.
+GROUP_TITLES: dict[str, str] = {"dataset": "dataset (--data)", "family": "generator family",
+                                "generator_version": "generator version"}
 
 
 def cases_csv(evaluations: Sequence[CaseEvaluation]) -> str:
@@ -54,7 +58,7 @@ def cases_csv(evaluations: Sequence[CaseEvaluation]) -> str:
         writer.writerow([
             e.case_id, f"{e.ref_agatston:.3f}", f"{e.pred_agatston:.3f}", f"{e.ref_volume_mm3:.3f}",
             f"{e.pred_volume_mm3:.3f}", e.ref_category, e.pred_category, int(e.ref_category == e.pred_category),
-            c.tp, c.fp, c.fn, c.n_pred_true,
+            c.tp, c.fp, c.fn, c.n_pred_true, *(e.groups.get(key, UNKNOWN) for key in GROUP_KEYS),
         ])
     return buffer.getvalue()
 
@@ -114,6 +118,7 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
     ]
     for label, row in zip(cat["labels"], cat["confusion_matrix"], strict=True):
         lines.append(f"| **{label}** | " + " | ".join(str(v) for v in row) + " |")
+    lines += _group_lines(metrics.get("groups") or {})
     lesions = metrics["lesions"]
     lines += [
         "",
@@ -141,6 +146,31 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         "",
     ]
     return "\n".join(lines)
+
+
+def _group_lines(groups: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """The per-source tables: one per key of ``groups`` whose cases are not all of unknown source."""
+    lines: list[str] = []
+    for key, table in groups.items():
+        if not table or set(table) == {UNKNOWN}:
+            continue
+        if not lines:
+            lines += ["", "## By data source", "",
+                      "Each source's cases alone (95 % CIs as above). Median ratio: predicted / reference Agatston "
+                      "in the cases of reference category D or E."]
+        lines += ["", f"### By {GROUP_TITLES.get(key, key)}", "",
+                  "| " + key + " | cases (failed) | accuracy | Harrell's C | kappa | ICC Agatston | "
+                  "median ratio D/E (n) | lesion sensitivity | lesion PPV | lesion F1 | FP / scan |",
+                  "|---" * 11 + "|"]
+        for value, m in table.items():
+            ratio = m["median_ratio_de"]
+            lines.append(
+                f"| {value} | {m['n_evaluated']} ({m['n_failed']}) | {_fmt(m['accuracy'])} | {_fmt(m['harrell_c'])} "
+                f"| {_fmt(m['kappa_linear'])} | {_fmt(m['icc_agatston'])} | {_num(ratio['value'], 2)} ({ratio['n']}) "
+                f"| {_num(m['lesion_sensitivity'])} | {_num(m['lesion_ppv'])} | {_num(m['lesion_f1'])} "
+                f"| {_num(m['fp_per_scan'], 2)} |"
+            )
+    return lines
 
 
 def atomic_write(path: Path, text: str) -> None:

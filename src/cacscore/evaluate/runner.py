@@ -4,14 +4,18 @@
 loads cases, asks a *predictor* for each predicted mask and keeps going when a
 case fails: the failure is recorded with its reason, never dropped.
 :func:`summarize` turns the records into the ``metrics.json`` dictionary
-(schema in ``docs/evaluation.md``).
+(schema in ``docs/evaluation.md``), with the headline figures again for each
+data source (:data:`GROUP_KEYS`: the dataset folder, and the generator family
+and version that a phantom cohort records per case; ``"unknown"`` where the
+data does not say), so that a model is judged on each source by itself, not
+only on the pool.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +41,13 @@ from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 METRICS_SCHEMA = "cacscore.evaluation/1"
 #: HU threshold of the naive baseline (every voxel at or above it is called calcium).
 BASELINE_THRESHOLD_HU = AGATSTON_THRESHOLD_HU
+#: What evaluation reports figures by: the dataset folder (``--data``), and each case's generator
+#: family and version where the dataset states them (:meth:`cacscore.datasets.CaseRef.attribute`).
+GROUP_KEYS: tuple[str, ...] = ("dataset", "family", "generator_version")
+#: Value of a group that the data does not state.
+UNKNOWN = "unknown"
+#: Reference categories whose median predicted/reference Agatston ratio is reported (large scores).
+RATIO_CATEGORIES: tuple[str, ...] = ("D", "E")
 
 
 class LoadedCaseLike(Protocol):
@@ -79,6 +90,8 @@ class CaseEvaluation:
         Agatston score per artery name (LM, LAD, LCX, RCA, unspecified).
     lesions : LesionCounts
         Lesion-level tallies (``n_scans`` = 1).
+    groups : dict of str to str
+        The case's value of each of :data:`GROUP_KEYS` (data source).
     """
 
     case_id: str
@@ -91,6 +104,7 @@ class CaseEvaluation:
     ref_arteries: dict[str, float]
     pred_arteries: dict[str, float]
     lesions: LesionCounts
+    groups: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict; :meth:`from_dict` inverts it."""
@@ -105,6 +119,7 @@ class CaseEvaluation:
             "ref_arteries": dict(self.ref_arteries),
             "pred_arteries": dict(self.pred_arteries),
             "lesions": self.lesions.to_dict(),
+            "groups": dict(self.groups),
         }
 
     @classmethod
@@ -121,6 +136,7 @@ class CaseEvaluation:
             ref_arteries={k: float(v) for k, v in data["ref_arteries"].items()},
             pred_arteries={k: float(v) for k, v in data["pred_arteries"].items()},
             lesions=LesionCounts.from_dict(data["lesions"]),
+            groups={str(k): str(v) for k, v in (data.get("groups") or {}).items()},
         )
 
 
@@ -130,10 +146,25 @@ class CaseFailure:
 
     case_id: str
     reason: str
+    groups: dict[str, str] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
-        return {"case_id": self.case_id, "reason": self.reason}
+        return {"case_id": self.case_id, "reason": self.reason, "groups": dict(self.groups)}
+
+
+def case_groups(ref: Any, dataset: str | None = None) -> dict[str, str]:
+    """The value of each of :data:`GROUP_KEYS` for a listed case (``"unknown"`` where not stated).
+
+    ``dataset`` names the dataset the case was listed from; the other keys come
+    from ``ref.attribute(key)`` where the case has that method.
+    """
+    attribute = getattr(ref, "attribute", None)
+    groups = {"dataset": dataset or UNKNOWN}
+    for key in GROUP_KEYS[1:]:
+        value = attribute(key) if callable(attribute) else None
+        groups[key] = UNKNOWN if value is None or str(value).strip() == "" else str(value)
+    return groups
 
 
 def evaluate_case(case_id: str, volume: CTVolume, ref_label: np.ndarray, pred_label: np.ndarray) -> CaseEvaluation:
@@ -179,6 +210,7 @@ def evaluate_cases(
     predictor: Predictor,
     *,
     on_case: Callable[[str], None] | None = None,
+    dataset: str | None = None,
 ) -> tuple[list[CaseEvaluation], list[CaseFailure]]:
     """Evaluate every case; a case that fails is recorded in the failures and skipped.
 
@@ -190,6 +222,9 @@ def evaluate_cases(
         Loaded case -> predicted (Z, Y, X) label mask in project codes.
     on_case : callable, optional
         Called with each case id after it is done (progress bars).
+    dataset : str, optional
+        Name of the dataset the cases come from, recorded in each result's
+        ``groups`` (see :func:`case_groups`).
 
     Returns
     -------
@@ -200,16 +235,18 @@ def evaluate_cases(
     evaluations: list[CaseEvaluation] = []
     failures: list[CaseFailure] = []
     for ref in cases:
+        groups = case_groups(ref, dataset)
         try:
             case = ref.load()
             if case.label is None:
                 raise ValueError("case has no reference label mask")
             pred = np.asarray(predictor(case))
-            evaluations.append(evaluate_case(ref.case_id, case.volume, case.label, pred))
+            result = evaluate_case(ref.case_id, case.volume, case.label, pred)
+            evaluations.append(replace(result, groups=groups))
         # One bad case (unreadable file, odd mask, model error) must not end a cohort run; it is reported instead.
         except Exception as exc:  # noqa: BLE001
             message = " ".join(str(exc).split()) or type(exc).__name__
-            failures.append(CaseFailure(ref.case_id, f"{type(exc).__name__}: {message}"))
+            failures.append(CaseFailure(ref.case_id, f"{type(exc).__name__}: {message}", groups))
         if on_case is not None:
             on_case(ref.case_id)
     return evaluations, failures
@@ -223,6 +260,70 @@ def _icc_or_nan(x: np.ndarray, y: np.ndarray) -> float:
     return icc_absolute(x, y) if x.size >= 2 else math.nan
 
 
+def median_ratio(evaluations: Sequence[CaseEvaluation],
+                 categories: Sequence[str] = RATIO_CATEGORIES) -> tuple[float, int]:
+    """Median predicted/reference Agatston over the cases whose reference category is in ``categories``.
+
+    Returns
+    -------
+    median : float
+        ``nan`` without such cases.
+    n : int
+        Cases it is taken over.
+
+    Examples
+    --------
+    >>> from cacscore.evaluate.lesions import LesionCounts
+    >>> def case(ref, pred, cat):
+    ...     return CaseEvaluation("c", ref, pred, 0, 0, cat, cat, {}, {}, LesionCounts(1))
+    >>> median_ratio([case(200, 100, "D"), case(500, 550, "E"), case(800, 880, "E"), case(5, 50, "B")])
+    (1.1, 3)
+    """
+    ratios = [e.pred_agatston / e.ref_agatston for e in evaluations
+              if e.ref_category in categories and e.ref_agatston > 0]
+    return (float(np.median(ratios)) if ratios else math.nan), len(ratios)
+
+
+def summarize_groups(
+    evaluations: Sequence[CaseEvaluation],
+    failures: Iterable[CaseFailure] = (),
+    *,
+    keys: Sequence[str] = GROUP_KEYS,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The headline figures of each data source: ``{key: {value: figures}}`` for each of ``keys``.
+
+    The figures of a group are those of :func:`summarize` on its cases alone:
+    ``n_evaluated``, ``n_failed``, ``accuracy``, ``harrell_c``, ``kappa_linear``
+    and ``icc_agatston`` (each ``{"value", "ci95"}``), ``median_ratio_de``
+    (``{"value", "n"}``: median predicted/reference Agatston of the D and E
+    cases) and the lesion ``sensitivity``, ``ppv``, ``f1`` and ``fp_per_scan``.
+    """
+    failures = list(failures)
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for key in keys:
+        values = sorted({e.groups.get(key, UNKNOWN) for e in evaluations}
+                        | {f.groups.get(key, UNKNOWN) for f in failures})
+        table[key] = {}
+        for value in values:
+            chosen = [e for e in evaluations if e.groups.get(key, UNKNOWN) == value]
+            failed = [f for f in failures if f.groups.get(key, UNKNOWN) == value]
+            full = summarize(chosen, failed, n_bootstrap=n_bootstrap, seed=seed, groups=False)
+            cat = full["category"]
+            lesions = full["lesions"]["overall"]
+            table[key][value] = {
+                "n_evaluated": full["n_evaluated"], "n_failed": full["n_failed"],
+                **{name: {"value": cat[name]["value"], "ci95": cat[name]["ci95"]}
+                   for name in ("accuracy", "harrell_c", "kappa_linear")},
+                "icc_agatston": {"value": full["agatston"]["icc"]["value"], "ci95": full["agatston"]["icc"]["ci95"]},
+                "median_ratio_de": full["agatston"]["median_ratio_de"],
+                **{f"lesion_{name}": lesions[name] for name in ("sensitivity", "ppv", "f1")},
+                "fp_per_scan": lesions["fp_per_scan"],
+            }
+    return _json_safe(table)  # type: ignore[no-any-return]
+
+
 def summarize(
     evaluations: Sequence[CaseEvaluation],
     failures: Iterable[CaseFailure] = (),
@@ -230,6 +331,7 @@ def summarize(
     n_bootstrap: int = 1000,
     seed: int = 0,
     source: str = "",
+    groups: bool = True,
 ) -> dict[str, Any]:
     """Cohort metrics as the ``metrics.json`` dictionary (``nan`` written as ``null``).
 
@@ -244,6 +346,8 @@ def summarize(
         Bootstrap seed.
     source : str
         What produced the predictions (e.g. ``"pred:DIR"``, ``"model:DIR"``, ``"baseline:threshold"``).
+    groups : bool
+        Add ``groups``: the figures of each data source (:func:`summarize_groups`).
     """
     failures = list(failures)
     n = len(evaluations)
@@ -303,6 +407,7 @@ def summarize(
             "bland_altman": bland_altman(ref_ag, pred_ag).to_dict() if n else None,
             "ref_total": float(ref_ag.sum()),
             "pred_total": float(pred_ag.sum()),
+            "median_ratio_de": dict(zip(("value", "n"), median_ratio(evaluations), strict=True)),
         },
         "volume_mm3": {
             "icc": metric("icc_volume", "ICC(2,1) on volume scores, mm^3"),
@@ -316,6 +421,7 @@ def summarize(
             for name in artery_names
         },
         "lesions": {**lesions.metrics(), "counts": lesions.to_dict()},
+        **({"groups": summarize_groups(evaluations, failures, n_bootstrap=n_bootstrap, seed=seed)} if groups else {}),
     })
 
 

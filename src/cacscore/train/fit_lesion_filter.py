@@ -83,11 +83,15 @@ def _case_file(folder: Path, index: int, ref: CaseRef) -> Path:
 def _run_identity(plan: Plan, model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]],
                   candidate_votes: int) -> dict[str, Any]:
     """What the saved candidates depend on: the members' weights, the data folders in order, the votes."""
-    return {
+    identity: dict[str, Any] = {
         "members": [hashlib.sha1((model_dir / m["file"]).read_bytes()).hexdigest() for m in plan.members],
         "data": [str(Path(folder).resolve()) for folder, _ in datasets],
         "candidate_votes": candidate_votes,
     }
+    declared = sorted({ref.mask_labels for _, cases in datasets for ref in cases if ref.mask_labels})
+    if declared:  # masks read in another convention give other truths (absent: as runs before the option)
+        identity["mask_labels"] = declared
+    return identity
 
 
 def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
