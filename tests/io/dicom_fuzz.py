@@ -121,7 +121,7 @@ def _pixel_tag_offset(data: bytes) -> int:
     return offset if offset > 0 else len(data)
 
 
-def _edit(path: Path, keyword: str, value: Any) -> None:
+def edit_tag(path: Path, keyword: str, value: Any) -> None:
     """Set or delete (``value`` None) one attribute, writing even values pydicom calls invalid."""
     from pydicom import config
     from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -159,7 +159,7 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _set_syntax(path: Path, uid: str) -> None:
+def set_transfer_syntax(path: Path, uid: str) -> None:
     """Rewrite the file meta with another transfer syntax, leaving the data set bytes as they are."""
     data = path.read_bytes()
     with warnings.catch_warnings():
@@ -207,7 +207,7 @@ def make_case(index: int, seed: int, bases: dict[str, Path], root: Path, kind: s
         target.write_bytes(rng.randbytes(len(data)))
     elif kind == "delete_tag":
         keyword = rng.choice(_DELETABLE)
-        _edit(target, keyword, None)
+        edit_tag(target, keyword, None)
         detail += f" {keyword}"
     elif kind == "inconsistent_tag":
         keyword, value = rng.choice(_BAD_VALUES)
@@ -220,11 +220,11 @@ def make_case(index: int, seed: int, bases: dict[str, Path], root: Path, kind: s
             value = 1 - int(ds.PixelRepresentation)
         elif value == "more":
             value = str(len(files) + 1)
-        _edit(target, keyword, value)
+        edit_tag(target, keyword, value)
         detail += f" {keyword}={value}"
     elif kind == "wrong_transfer_syntax":
         uid = rng.choice(_SYNTAXES)
-        _set_syntax(target, uid)
+        set_transfer_syntax(target, uid)
         detail += f" {uid}"
     elif kind == "duplicate":
         copy = rng.choice([folder / "IM09999.dcm", folder / "copy" / target.name, folder / "copy of slice"])
@@ -278,7 +278,7 @@ def make_case(index: int, seed: int, bases: dict[str, Path], root: Path, kind: s
         damaged = ["loop", "loop_a", "loop_b", "broken_link", "IM00200.dcm", "IM00201.dcm"]
         detail = what
     elif kind == "other_series_uid":
-        _edit(target, "SeriesInstanceUID", pydicom.uid.generate_uid(entropy_srcs=[str(seed), str(index)]))
+        edit_tag(target, "SeriesInstanceUID", pydicom.uid.generate_uid(entropy_srcs=[str(seed), str(index)]))
     elif kind == "remove_first_slice":
         target = files[0]
         target.unlink()

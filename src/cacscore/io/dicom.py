@@ -1070,8 +1070,9 @@ def _content_notes(folder: Path, images: list[_Image]) -> list[str]:
     for source in (images[0].header, _functional_item(images[0].header, 0, "MultienergyCTProcessingSequence")):
         energy = energy or (_float(source, "MonoenergeticEnergyEquivalent") if source is not None else None)
     if types or energy is not None:
-        what = f"image type {', '.join(sorted(types))}" if types else ""
-        what += (" and " if what else "") + (f"monoenergetic energy {energy:g} keV" if energy is not None else "")
+        parts = [f"image type {', '.join(sorted(types))}"] if types else []
+        parts += [f"monoenergetic energy {energy:g} keV"] if energy is not None else []
+        what = " and ".join(parts)
         notes.append(
             f"{folder}: {what}: a virtual monoenergetic or other multi-energy reconstruction, not a "
             f"{AGATSTON_KVP:g} kVp image; Agatston's 130 HU threshold may not apply"
