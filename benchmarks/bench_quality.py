@@ -1,4 +1,4 @@
-"""Quality of a model on a newly generated, balanced phantom cohort (targets of issue 5).
+"""Quality of a model on a newly generated, balanced phantom cohort, against the quality targets.
 
 Prints, for the model (and the naive threshold baseline):
 
@@ -66,6 +66,9 @@ def _cohort(args: argparse.Namespace) -> Path:
     if settings.is_file() and json.loads(settings.read_text()).get("family") == "hybrid":
         # A `cacscore hybrid` cohort: written with its backgrounds, never regenerated here.
         print(f"cohort: the hybrid cohort in {cohort}")
+    elif (cohort / "cases.csv").is_file():
+        # A complete cohort of any family or generator version (cases.csv is written last): judged as written.
+        print(f"cohort: the complete cohort in {cohort}")
     else:
         generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
         print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
