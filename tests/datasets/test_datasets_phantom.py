@@ -109,12 +109,12 @@ def test_phantom_case_attributes_come_from_the_row_then_truth_then_generation(
     header = HEADER.strip() + ",family,generator_version\n"
     rows = [_case(tmp_path, f"case_000{i}", volume, label, dicom=False).strip() for i in range(3)]
     rows = [rows[0] + ",sdf,2.0\n", rows[1] + ",,\n", rows[2] + ",,\n"]
-    (tmp_path / "case_0001" / "truth.json").write_text(json.dumps({"family": "classic", "generator_version": "1.3"}))
+    (tmp_path / "case_0001" / "truth.json").write_text(json.dumps({"family": "sdf", "generator_version": "1.3"}))
     (tmp_path / "generation.json").write_text(json.dumps({"generator_version": "1.4"}))
     (tmp_path / "cases.csv").write_text(header + "".join(rows))
     cases = list_cases(tmp_path)
     assert [(c.attribute("family"), c.attribute("generator_version")) for c in cases] == [
-        ("sdf", "2.0"), ("classic", "1.3"), ("unknown", "1.4")]
+        ("sdf", "2.0"), ("sdf", "1.3"), ("classic", "1.4")]  # no family stated: classic, as phantom reads it
     # Without cases.csv (a generation still running) the same sources are read.
     (tmp_path / "cases.csv").unlink()
-    assert [c.attribute("family") for c in list_cases(tmp_path)] == ["unknown", "classic", "unknown"]
+    assert [c.attribute("family") for c in list_cases(tmp_path)] == ["classic", "sdf", "classic"]

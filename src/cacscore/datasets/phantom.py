@@ -16,7 +16,9 @@ The reference is the label mask, or the points when a case has no mask.
 Each case's origin (:data:`ATTRIBUTES`: the generator ``family`` and
 ``generator_version``) is taken from its ``cases.csv`` row, else its
 ``truth.json``, else ``generation.json``; ``cacscore evaluate`` reports
-figures per value, and a value stated nowhere is ``"unknown"``.
+figures per value. A family stated nowhere is ``"classic"`` (cohorts written
+before a second family existed, as ``cacscore phantom`` reads them); another
+value stated nowhere is ``"unknown"``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ _EXPECTED = f"{MANIFEST} or {SETTINGS} next to case_*/ folders holding image and
 TRUTH = "truth.json"
 #: Case attributes read from the cohort's metadata (see the module docstring).
 ATTRIBUTES: tuple[str, ...] = ("family", "generator_version")
+#: Family of a cohort that names none (as :mod:`cacscore.phantom.cohort` reads such a cohort).
+DEFAULT_FAMILY = "classic"
 
 
 def _json_object(path: Path) -> dict[str, object]:
@@ -70,6 +74,7 @@ def _attributes(root: Path, case_id: str, row: dict[str, str] | None, cohort: di
             value = cohort.get(name)
         if value not in (None, ""):
             found[name] = str(value)
+    found.setdefault("family", DEFAULT_FAMILY)
     return found
 
 
