@@ -158,6 +158,7 @@ def phantom(
                 workers=workers,
                 progress=progress,
                 config=config,
+                family="classic",  # a folder of another family is refused, not resumed with other settings
             )
             from cacscore.scoring.conventions import RISK_CATEGORIES
 
