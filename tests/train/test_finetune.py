@@ -109,7 +109,7 @@ def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
     monkeypatch.setattr(finetuning, "collect_candidates", candidates)
     events: list[tuple[Any, ...]] = []
     out = tmp_path / "ft"
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=out),
+    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=out, filter_data=(cohort,)),
                        report=lambda *e: events.append(e))
     inference = plan.data["inference"]
     assert (inference["min_votes"], inference["min_lesion_voxels"], inference["small_lesion_votes"]) == (2, 3, 2)
@@ -117,7 +117,9 @@ def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
     assert fitted["threshold"] == 0.4 and fitted["candidate_votes"] == 1  # the parent's settings
     assert fitted["fitted_on"]["lesions"] == 80 and fitted["fitted_on"]["l2"] == 2.0
     assert fitted["coefficients"][0] > 1.0 and fitted["coefficients"] != [0.5] * len(FEATURE_NAMES)
-    assert seen["refs"] == plan.data["training"]["val_case_ids"]
+    # The validation cases, and those of --filter-data (here the same cohort, under their own ids).
+    assert seen["refs"] == plan.data["training"]["val_case_ids"] + [f"filter0-case_000{i}" for i in range(5)]
+    assert plan.data["training"]["init"]["filter_data"] == [str(cohort)]
     record = plan.data["training"]["post_processing"]
     assert record["lesion_filter"] == "refitted" and record["reliable"] is True
     assert Plan.load(out).lesion_filter(2) is not None
@@ -169,6 +171,8 @@ def test_replay_draws_its_share_of_patches(fraction: float, expected: float) -> 
 def test_replay_is_recorded_and_needs_a_parent(parent: Path, cohort: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="replay .* needs init"):
         TrainConfig(data=cohort, out=tmp_path / "x", replay=cohort).check()
+    with pytest.raises(InvalidInputError, match="filter_data .* needs init"):
+        TrainConfig(data=cohort, out=tmp_path / "x", filter_data=(cohort,)).check()
     plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "r", replay=cohort,
                                              replay_fraction=0.5, lesion_filter="drop", members=1))
     assert plan.data["training"]["replay"] == {"path": str(cohort), "fraction": 0.5}

@@ -164,6 +164,12 @@ def train(
         typer.Option("--lesion-filter", help="With --init and a parent with a lesion filter: refit (on the "
                                              "validation cases, at the end) or drop (the vote rules decide)."),
     ] = "refit",
+    filter_data: Annotated[
+        list[Path] | None,
+        typer.Option("--filter-data", help="With --init: more labelled cases (not used for training; repeat for "
+                                           "several folders) to fit the lesion filter on, besides the validation "
+                                           "cases, e.g. phantoms of the parent's family."),
+    ] = None,
     fp32: Annotated[
         bool, typer.Option("--fp32", help="Train in float32 (default: bfloat16 autocast).")
     ] = False,
@@ -195,6 +201,7 @@ def train(
             "workers": workers, "max_minutes": max_minutes, "cache_dir": cache, "name": name,
             "model_version": model_version, "mask_labels": mask_labels, "replay": replay,
             "replay_fraction": replay_fraction, "lesion_filter": lesion_filter,
+            "filter_data": tuple(filter_data or ()),
         }
         if init is not None and not resume:
             config = TrainConfig.fine_tune(init, **settings, **common)

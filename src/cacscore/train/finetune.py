@@ -62,7 +62,8 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
     out : Path
         The new model folder.
     refs : sequence of CaseRef
-        Labelled cases that did not train the members (the validation cases).
+        Labelled cases that did not train the members (the validation cases,
+        and those of ``filter_data``).
     work : Path
         Folder for each case's candidate lesions (resumable; outside the model folder).
     refit : bool
@@ -121,14 +122,14 @@ def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef]
     except InvalidInputError as exc:
         return {**counts, "lesion_filter": "not refitted", "reliable": False,
                 "message": f"the parent's lesion filter belongs to the parent's members and could not be fitted "
-                           f"again on the {len(refs)} validation cases ({exc}); the model uses the vote rule "
+                           f"again on the {len(refs)} cases that trained nothing ({exc}); the model uses the vote rule "
                            f"({rules_text}). Fit one on more labelled cases: {refit_command(out)}"}
     fitted = dataclasses.replace(fitted, fitted_on={
         **(fitted.fitted_on or {}), "cases": len(refs), "l2": l2,
-        "data": "validation cases of the fine-tune (training.val_case_ids)"})
+        "data": "validation cases of the fine-tune (training.val_case_ids) and training.init.filter_data"})
     plan.data["inference"]["lesion_filter"] = fitted.to_dict()
     reliable = min(n_true, n_false) >= MIN_LESIONS_PER_CLASS
-    message = (f"lesion filter fitted again for the new members on {len(refs)} validation cases "
+    message = (f"lesion filter fitted again for the new members on {len(refs)} cases that trained nothing "
                f"({truth.size} candidate lesions, {n_true} true, {n_false} false)")
     if not reliable:
         message += (f"; fewer than {MIN_LESIONS_PER_CLASS} of a kind: it is unreliable. Fit it on more labelled "

@@ -157,6 +157,10 @@ class TrainConfig:
         Fine-tuning a parent with a lesion filter: fit a new one for the new
         members on the validation cases at the end ("refit"), or leave it out
         ("drop": the inherited vote rules decide).
+    filter_data : tuple of Path
+        More labelled datasets the refit also uses (cases that train nothing,
+        e.g. phantoms of the parent's family: they hold the aortic root and
+        valve calcium the filter learns to drop).
     inherited : tuple of str
         The settings taken from the parent (set by :meth:`fine_tune`; recorded in the plan).
     name, model_version : str
@@ -196,6 +200,7 @@ class TrainConfig:
     replay: Path | None = None
     replay_fraction: float = 0.25
     lesion_filter: str = "refit"
+    filter_data: tuple[Path, ...] = ()
     inherited: tuple[str, ...] = ()
 
     @classmethod
@@ -274,6 +279,8 @@ class TrainConfig:
             raise InvalidInputError(f"lesion_filter must be 'refit' or 'drop', got {self.lesion_filter!r}")
         if self.replay is not None and self.init is None:
             raise InvalidInputError("replay mixes in the data of the model being fine-tuned: it needs init")
+        if self.filter_data and self.init is None:
+            raise InvalidInputError("filter_data is for refitting a fine-tuned model's lesion filter: it needs init")
         if self.init is not None:
             parent = Plan.load(self.init)
             filters = tuple(parent.init_args.get("filters", ()))
@@ -304,7 +311,7 @@ class TrainConfig:
             "replay": None if self.replay is None else {"path": str(self.replay), "fraction": self.replay_fraction},
             "init": None if self.init is None else {
                 **init_dict(Plan.load(self.init), Path(self.init)), "inherited": list(self.inherited),
-                "lesion_filter": self.lesion_filter},
+                "lesion_filter": self.lesion_filter, "filter_data": [str(p) for p in self.filter_data]},
         }
 
 
@@ -546,6 +553,10 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     refit = (parent is not None and parent.data.get("inference", {}).get("lesion_filter") is not None
              and config.lesion_filter == "refit")
     filter_refs = [by_id[i] for i in val_ids]
+    if refit:
+        for n, folder in enumerate(config.filter_data):
+            filter_refs += [replace(r, case_id=f"filter{n}-{r.case_id}")
+                            for r in list_cases(folder, mask_labels=config.mask_labels)]
     # What the end of the run needs, so that the time limit holds with it: reading each validation case
     # again (timed on one) and running every member on it (from the validation passes).
     read_s = _time_read(filter_refs[0]) if refit and deadline is not None else 0.0
@@ -607,6 +618,7 @@ def _restore_settings(config: TrainConfig, existing: dict[str, Any]) -> None:
     config.init = Path(stored["init"]["path"]) if stored.get("init") else None
     if stored.get("init"):
         config.lesion_filter = stored["init"].get("lesion_filter", config.lesion_filter)
+        config.filter_data = tuple(Path(p) for p in stored["init"].get("filter_data", []))
     config.filters = tuple(existing["network"]["init_args"]["filters"])
     stored_val = existing.get("data", {}).get("val_data")
     if config.val_data is None and stored_val:
