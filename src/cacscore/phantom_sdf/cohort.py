@@ -218,9 +218,15 @@ def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[],
 
 
 def write_preview(
-    path: str | Path, seed: int, *, config: SdfConfig | None = None, category: str | None = None
+    path: str | Path,
+    seed: int,
+    *,
+    config: SdfConfig | None = None,
+    category: str | None = None,
+    n_slices: int = 9,
+    dpi: int = 72,
 ) -> Path:
-    """A PNG montage of one case of this family (the classic family's montage renderer)."""
+    """A PNG montage of ``n_slices`` axial slices of one case of this family (the classic family's renderer)."""
     from cacscore.phantom.preview import render_preview
 
     case = generate_case(seed, config=config, target_category=category)
@@ -229,4 +235,6 @@ def write_preview(
         f"{FAMILY} phantom seed {seed}: Agatston {case.reference.agatston:.1f} ({case.reference.risk_category}), "
         f"{v.manufacturer}, {v.slice_thickness_mm:g} mm / {v.spacing[0]:g} mm, {v.spacing[2]:.2f} mm pixels"
     )
-    return render_preview(v, case.label, path, distractors=case.truth["distractors"], title=title)
+    return render_preview(
+        v, case.label, path, distractors=case.truth["distractors"], title=title, n_slices=n_slices, dpi=dpi
+    )

@@ -60,6 +60,8 @@ def _line(a: Array, b: Array, n: int = 40) -> Array:
 
 
 def _describe(inc: Inclusion, kind: str) -> Inclusion:
+    """Fill ``info`` for truth.json: type, centre, size, density, and ``parts`` (ellipsoids, LPS mm) where the
+    shape is a union of blobs or a solid tube, so that evaluations can tell which voxels it covers."""
     size = float(np.max(inc.hi - inc.lo))
     inc.info.update(
         {
@@ -69,6 +71,28 @@ def _describe(inc: Inclusion, kind: str) -> Inclusion:
             "density_hu": round(float(inc.density_hu), 1),
         }
     )
+    eye = np.eye(3).tolist()
+    shape = inc.shape
+    parts = []
+    if isinstance(shape, Blobs):
+        parts = [
+            {
+                "center_mm": [round(float(v), 2) for v in c],
+                "axes": eye,
+                "radii_mm": [round(float(v), 2) for v in r],
+            }
+            for c, r in zip(shape.centres, shape.radii, strict=True)
+        ]
+    elif shape.solid and shape.r_inner == 0.0:
+        line = shape.line
+        keep = np.abs(line.s_mm - shape.s_centre) <= shape.half_length
+        radius = round(float(shape.thickness), 2)
+        for c in line.points[keep][::3]:
+            parts.append(
+                {"center_mm": [round(float(v), 2) for v in c], "axes": eye, "radii_mm": [radius] * 3}
+            )
+    if parts:
+        inc.info["parts"] = parts
     return inc
 
 
