@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import typer
+from dicom_fuzz import set_transfer_syntax
 
 from cacscore.cli import common
 from cacscore.cli.common import user_errors, warning_line, warnings_as_lines
 from cacscore.errors import CacScoreError, CacScoreWarning
 from cacscore.io import CTVolume, write_dicom_series
-
-from dicom_fuzz import set_transfer_syntax
 
 Factory = Callable[..., CTVolume]
 #: The hang grew memory without end; anything that answers within this many seconds did not loop.
@@ -52,7 +51,7 @@ def test_library_warning_then_error_does_not_loop() -> None:
         from cacscore.errors import CacScoreError
         try:
             with user_errors():
-                warnings.warn("The number of bytes of compressed pixel data matches", UserWarning)
+                warnings.warn("The number of bytes of compressed pixel data matches", UserWarning, stacklevel=1)
                 warnings.warn("invalid value encountered in cast", RuntimeWarning)
                 raise CacScoreError("IM00001.dcm: cannot decode pixel data")
         except typer.Exit as exc:
@@ -74,19 +73,19 @@ def test_a_warning_raised_while_one_is_shown_is_dropped(monkeypatch: pytest.Monk
 
     def print_and_warn(text: str, **_: object) -> None:
         shown.append(text)
-        warnings.warn("raised by the console itself", UserWarning)  # what showwarning did in the old loop
+        warnings.warn("raised by the console itself", UserWarning, stacklevel=1)  # what showwarning did in the old loop
 
     monkeypatch.setattr(common.err_console, "print", print_and_warn)
     with warnings_as_lines():
-        warnings.warn("first", CacScoreWarning)
-        warnings.warn("first", CacScoreWarning)  # the same line again is not repeated
-        warnings.warn("second", CacScoreWarning)
+        warnings.warn("first", CacScoreWarning, stacklevel=1)
+        warnings.warn("first", CacScoreWarning, stacklevel=1)  # the same line again is not repeated
+        warnings.warn("second", CacScoreWarning, stacklevel=1)
     assert shown == ["[yellow]warning:[/] first", "[yellow]warning:[/] second"]
 
 
 def test_user_errors_shows_cacscore_warnings_as_they_happen(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit) as exit_info, user_errors():
-        warnings.warn("kVp is 100", CacScoreWarning)
+        warnings.warn("kVp is 100", CacScoreWarning, stacklevel=1)
         raise CacScoreError("scan.nii.gz: bad")
     assert exit_info.value.exit_code == 1
     assert capsys.readouterr().err.splitlines() == ["warning: kVp is 100", "error: scan.nii.gz: bad"]

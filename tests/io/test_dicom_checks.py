@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_fuzz import edit_tag, set_transfer_syntax
 
 from cacscore.errors import CacScoreWarning, DicomReadError
 from cacscore.io import CTVolume, list_series, read_volume, write_dicom_series
-
-from dicom_fuzz import edit_tag, set_transfer_syntax
 
 Factory = Callable[..., CTVolume]
 
