@@ -356,7 +356,7 @@ class Reader:
             self.close()
             return {"status": "hang", "seconds": time.perf_counter() - start}
         if result.get("message") == "worker died":
-            self.process = None
+            self.close()
         return result
 
     def close(self) -> None:
@@ -364,6 +364,9 @@ class Reader:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                if stream is not None:
+                    stream.close()
             self.process = None
 
 
