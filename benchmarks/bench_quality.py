@@ -42,7 +42,7 @@ from cacscore.evaluate.quality import print_rows, summarise
 
 def _compare_paths(volume: Any, prediction: Any, ensemble: Any, reference: Any, others: dict[str, Any],
                    agreement: dict[str, dict[str, Any]]) -> None:
-    """Tally, per faster path, whether its mask and category equal those of the networks as trained in fp32."""
+    """Tally, per faster path, whether mask and category equal those of the networks as trained."""
     from cacscore.model import score_with_model
 
     exact = reference.predict(volume)

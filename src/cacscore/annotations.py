@@ -119,7 +119,8 @@ def _point_from_record(record: dict[str, Any], where: str) -> AnnotationPoint:
             x, y, z = (values[order.index(axis)] for axis in range(3))
             return AnnotationPoint((x, y, z), space, parse_artery(keys.get("artery"), where=where))
     raise InvalidInputError(
-        f"{where}: no coordinate columns; expected x_mm,y_mm,z_mm (patient mm), i,j,k or z,y,x (voxel indices), "
+        f"{where}: no coordinate columns; expected x_mm,y_mm,z_mm "
+        "(patient mm), i,j,k or z,y,x (voxel indices), "
         f"found {sorted(keys)}"
     )
 

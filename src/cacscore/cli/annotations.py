@@ -80,7 +80,8 @@ def to_mask(
         for point in report.points:
             if point.status not in ("ok", "moved"):
                 err_console.print(
-                    f"[yellow]warning:[/] point {point.index} ({point.artery}) at {point.position}: {point.status}",
+                    f"[yellow]warning:[/] point {point.index} "
+                    f"({point.artery}) at {point.position}: {point.status}",
                     soft_wrap=True,
                 )
 

@@ -73,7 +73,7 @@ def _rect(i: int) -> Any:
 
 
 def _log_ticks(ax: Any, axis: str, top: float) -> None:
-    """Ticks at readable scores on a log(1 + x) axis; 400 (the D/E bound) only where it does not crowd 1000."""
+    """Ticks at readable scores on a log(1 + x) axis; 400 (the D/E bound) only where it leaves room."""
     ticks = [0.0, 1.0, 10.0, 100.0]
     if top <= 3000:
         ticks.append(400.0)
@@ -221,8 +221,10 @@ def plot_arteries(path: Path, metrics: dict[str, Any]) -> Path:
     right.set_ylim(0, 1.25)
     right.set_ylabel("F1", fontsize=10)
     right.set_title(
-        f"Lesion detection per artery (all: F1 {overall['f1'] if overall['f1'] is None else round(overall['f1'], 3)}, "
-        f"FP/scan {overall['fp_per_scan'] if overall['fp_per_scan'] is None else round(overall['fp_per_scan'], 2)})",
+        "Lesion detection per artery (all: F1 "
+        f"{overall['f1'] if overall['f1'] is None else round(overall['f1'], 3)}, "
+        "FP/scan "
+        f"{overall['fp_per_scan'] if overall['fp_per_scan'] is None else round(overall['fp_per_scan'], 2)})",
         fontsize=11,
     )
     right.legend(fontsize=9, loc="upper center", ncol=2)

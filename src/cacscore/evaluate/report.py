@@ -84,7 +84,8 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         f"# {title}",
         "",
         (f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, {metrics['n_evaluated']} evaluated, "
-        f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, {metrics['bootstrap']['n_resamples']} resamples "
+        f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, "
+        f"{metrics['bootstrap']['n_resamples']} resamples "
         f"of cases, seed {metrics['bootstrap']['seed']}."),
         "",
     ]
@@ -99,7 +100,8 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         "| metric | value (95 % CI) |",
         "|---|---|",
         f"| category accuracy | {_fmt(cat['accuracy'])} |",
-        f"| C-index, Harrell (pairs with different reference category; prediction ties 1/2) | {_fmt(cat['harrell_c'])} |",
+        "| C-index, Harrell (pairs with different reference "
+        f"category; prediction ties 1/2) | {_fmt(cat['harrell_c'])} |",
         f"| C-index, formula printed in the paper (concordant / all pairs) | {_fmt(cat['paper_c_index'])} |",
         f"| linear weighted kappa | {_fmt(cat['kappa_linear'])} |",
         f"| ICC(2,1) Agatston | {_fmt(metrics['agatston']['icc'])} |",
@@ -165,8 +167,10 @@ def _group_lines(groups: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         for value, m in table.items():
             ratio = m["median_ratio_de"]
             lines.append(
-                f"| {value} | {m['n_evaluated']} ({m['n_failed']}) | {_fmt(m['accuracy'])} | {_fmt(m['harrell_c'])} "
-                f"| {_fmt(m['kappa_linear'])} | {_fmt(m['icc_agatston'])} | {_num(ratio['value'], 2)} ({ratio['n']}) "
+                f"| {value} | {m['n_evaluated']} ({m['n_failed']}) "
+                f"| {_fmt(m['accuracy'])} | {_fmt(m['harrell_c'])} "
+                f"| {_fmt(m['kappa_linear'])} | {_fmt(m['icc_agatston'])} "
+                f"| {_num(ratio['value'], 2)} ({ratio['n']}) "
                 f"| {_num(m['lesion_sensitivity'])} | {_num(m['lesion_ppv'])} | {_num(m['lesion_f1'])} "
                 f"| {_num(m['fp_per_scan'], 2)} |"
             )
@@ -174,7 +178,7 @@ def _group_lines(groups: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (no half-written file on interrupt)."""
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

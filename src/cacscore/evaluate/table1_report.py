@@ -72,7 +72,8 @@ def table_markdown(table: dict[str, Any]) -> str:
     ]
     for name, row in PAPER_TABLE1.items():
         lines.append(
-            f"| 1 model trained on {name} (n = {row['n_train']}) | {row['single_c'][0]:.3f} (std={row['single_c'][1]:.3f}) "
+            f"| 1 model trained on {name} (n = {row['n_train']}) | "
+            f"{row['single_c'][0]:.3f} (std={row['single_c'][1]:.3f}) "
             f"| {row['single_acc'][0]:.3f} (std={row['single_acc'][1]:.3f}) |"
         )
         lines.append(f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | {row['ensemble'][1]:.3f} |")

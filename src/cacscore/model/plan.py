@@ -223,7 +223,8 @@ class Plan:
         version = data.get("plan_version")
         if version != PLAN_VERSION:
             raise PlanMismatchError(
-                f"{path}: plan_version {version!r} is not supported by this cacscore (expects {PLAN_VERSION}); "
+                f"{path}: plan_version {version!r} is not supported "
+                f"by this cacscore (expects {PLAN_VERSION}); "
                 "retrain the model or use a matching cacscore version"
             )
         missing = [k for k in ("head", "class_codes", "network", "preprocessing", "members") if k not in data]

@@ -66,7 +66,8 @@ def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(mask)
     if array.shape != shape:
         raise InvalidInputError(
-            f"mask shape {array.shape} does not match the volume shape {shape}; the mask must be on the CT grid"
+            f"mask shape {array.shape} does not match the volume "
+            f"shape {shape}; the mask must be on the CT grid"
         )
     if not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
         raise InvalidInputError(f"mask must hold integer label codes, got dtype {array.dtype}")
@@ -76,7 +77,8 @@ def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
             not np.issubdtype(array.dtype, np.integer) and not np.all(np.mod(array, 1) == 0)
         ):
             raise InvalidInputError(
-                f"mask must hold label codes 0-{max(ARTERY_NAMES)} (0 background, 1 unspecified, 2 LM, 3 LAD, "
+                f"mask must hold label codes 0-{max(ARTERY_NAMES)} "
+                "(0 background, 1 unspecified, 2 LM, 3 LAD, "
                 f"4 LCX, 5 RCA), found values in [{low}, {high}]; convert other conventions with "
                 "cacscore.labels.to_project_labels"
             )

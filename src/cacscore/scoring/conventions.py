@@ -22,7 +22,8 @@ REFERENCES: dict[str, str] = {
         "ultrafast computed tomography. J Am Coll Cardiol 1990;15:827-832. doi:10.1016/0735-1097(90)90282-T"
     ),
     "pipeline": (
-        "Gogin N, Viti M, Nicodeme L, et al. Automatic coronary artery calcium scoring from unenhanced-ECG-gated "
+        "Gogin N, Viti M, Nicodeme L, et al. Automatic coronary "
+        "artery calcium scoring from unenhanced-ECG-gated "
         "CT using deep learning. Diagn Interv Imaging 2021;102:683-690. doi:10.1016/j.diii.2021.05.004"
     ),
     "kvp_thresholds": (
@@ -35,7 +36,8 @@ REFERENCES: dict[str, str] = {
         "scanning: a review and guidelines for use in asymptomatic persons. Mayo Clin Proc 1999;74:243-252"
     ),
     "cac_drs": (
-        "Hecht HS, Blaha MJ, Kazerooni EA, et al. CAC-DRS: Coronary Artery Calcium Data and Reporting System. "
+        "Hecht HS, Blaha MJ, Kazerooni EA, et al. CAC-DRS: "
+        "Coronary Artery Calcium Data and Reporting System. "
         "J Cardiovasc Comput Tomogr 2018;12:185-191. doi:10.1016/j.jcct.2018.03.008"
     ),
     "mass": (
@@ -158,7 +160,8 @@ def thresholds_for(
         if key not in KVP_TABLE:
             raise InvalidInputError(
                 f"no kVp-specific calcium thresholds for {kvp:g} kV (table has "
-                f"{', '.join(f'{k:g}' for k in KVP_TABLE)} kV); score without kvp_thresholds or set threshold_hu"
+                f"{', '.join(f'{k:g}' for k in KVP_TABLE)} kV); "
+                "score without kvp_thresholds or set threshold_hu"
             )
         row, source = KVP_TABLE[key], "kvp_table"
     threshold = row[0]
