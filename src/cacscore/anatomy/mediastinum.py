@@ -51,31 +51,46 @@ class MediastinalMass:
     blood_pool_hu: float | None
 
 
-def between_lungs(lungs: np.ndarray, spacing_x_mm: float) -> np.ndarray:
+def between_lungs(lungs: np.ndarray, spacing_x_mm: float, cut_edge: np.ndarray | None = None) -> np.ndarray:
     """Voxels with lung on both sides in their row, the two no more than :data:`MAX_MEDIASTINUM_WIDTH_MM` apart.
+
+    Where a tight field of view cuts the body (``cut_edge``), the edge may stand in for the lung on one side
+    (a 180 mm view centred on the heart may show only one lung at mid-heart levels), never on both.
 
     Parameters
     ----------
     lungs : (Z', Y', X') ndarray of bool
     spacing_x_mm : float
         Coarse voxel width along x, mm.
+    cut_edge : (Z', Y', X') ndarray of bool, optional
+        Body cut by the edge of the field of view.
 
     Returns
     -------
     (Z', Y', X') ndarray of bool
-        Never true on a lung voxel itself.
+        Never true on a lung or edge voxel itself.
 
     Examples
     --------
     >>> between_lungs(np.array([[[1, 0, 0, 1, 0]]], dtype=bool), 10.0).astype(int)
     array([[[0, 1, 1, 0, 0]]])
     """
+    edge = np.zeros_like(lungs) if cut_edge is None else cut_edge
     n = lungs.shape[2]
+    lung_left, lung_right = _nearest(lungs)
+    any_left, any_right = _nearest(lungs | edge)
+    lung_then_any = (lung_left >= 0) & (any_right < n) & ((any_right - lung_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    any_then_lung = (any_left >= 0) & (lung_right < n) & ((lung_right - any_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    return ~lungs & ~edge & (lung_then_any | any_then_lung)
+
+
+def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column of the nearest true voxel at or left of each voxel (-1: none) and at or right of it (X: none)."""
+    n = mask.shape[2]
     position = np.arange(n)
-    left = np.maximum.accumulate(np.where(lungs, position, -1), axis=2)
-    right = np.minimum.accumulate(np.where(lungs, position, n)[:, :, ::-1], axis=2)[:, :, ::-1]
-    width_mm = (right - left) * spacing_x_mm
-    return ~lungs & (left >= 0) & (right < n) & (width_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    left = np.maximum.accumulate(np.where(mask, position, -1), axis=2)
+    right = np.minimum.accumulate(np.where(mask, position, n)[:, :, ::-1], axis=2)[:, :, ::-1]
+    return left, right
 
 
 def mediastinal_mass(tissues: Tissues, mean_hu: np.ndarray, spacing: tuple[float, float, float]) -> MediastinalMass:
@@ -93,7 +108,7 @@ def mediastinal_mass(tissues: Tissues, mean_hu: np.ndarray, spacing: tuple[float
     -------
     MediastinalMass
     """
-    between = between_lungs(tissues.lungs, spacing[2]) & tissues.tissue
+    between = between_lungs(tissues.lungs, spacing[2], tissues.cut_edge) & tissues.tissue
     # An in-plane opening cuts the thin bridges (a vessel, the chest wall between two lung tips).
     with_dense = largest_component(ndimage.binary_opening(between, structure=IN_PLANE_CROSS))
     mask = largest_component(ndimage.binary_opening(between & ~tissues.bone, structure=IN_PLANE_CROSS))

@@ -42,6 +42,14 @@ MIN_LUNG_PIECE_ML = 5.0
 #: chest wall or lung along most of its edge; a full field of view has air around the body.
 TIGHT_EDGE_FRACTION = 0.5
 
+#: Air gaps along the edge of the field of view up to this many coarse voxels on each side are closed (the
+#: padding's partial volume turns single blocks at the circle's edge into air); outside air along the
+#: edge of a tight view spans tens of blocks.
+EDGE_GAP_VOXELS = 2
+
+#: In-plane 8-neighbourhood without links between slices.
+IN_PLANE_SQUARE = np.zeros((3, 3, 3), dtype=bool)
+IN_PLANE_SQUARE[1] = True
 #: In-plane 4-neighbourhood without links between slices: the anatomy is decided slice by slice.
 IN_PLANE_CROSS = np.zeros((3, 3, 3), dtype=bool)
 IN_PLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
@@ -65,6 +73,9 @@ class Tissues:
         Large dense components (:data:`BONE_MIN_HU`, :data:`MIN_BONE_ML`).
     tight_slices : ndarray of bool
         ``(Z',)``: slices where the field of view cuts the body.
+    cut_edge : ndarray of bool
+        Body at the edge of the field of view in those slices: where the view cuts the body, a lung may
+        lie beyond it.
     """
 
     padding: np.ndarray
@@ -73,6 +84,7 @@ class Tissues:
     tissue: np.ndarray
     bone: np.ndarray
     tight_slices: np.ndarray
+    cut_edge: np.ndarray
 
 
 def classify_tissues(mean_hu: np.ndarray, padding: np.ndarray, voxel_ml: float) -> Tissues:
@@ -106,10 +118,12 @@ def classify_tissues(mean_hu: np.ndarray, padding: np.ndarray, voxel_ml: float) 
     tight_slices = body_on_edge >= TIGHT_EDGE_FRACTION * np.maximum(n_edge, 1)
 
     # Lung density is lung where the body encloses it: not connected, within its slice, to the image
-    # border through anything but the body. Where the field of view cuts the body, its edge closes the
-    # outline. The body is the largest tissue component; the couch and blankets are apart from it.
+    # border through anything but the body. Where the field of view cuts the body or a lung, the edge
+    # closes the outline. The body is the largest tissue component; the couch and blankets are apart from it.
     body = largest_component(ndimage.binary_opening(tissue, structure=IN_PLANE_CROSS))
-    solid = body | padding | (edge & tight_slices[:, None, None])
+    # A few air blocks along the edge (partial volume with the padding) do not open a lung to the outside.
+    seal = ndimage.binary_dilation(edge & ~air, structure=IN_PLANE_SQUARE, iterations=EDGE_GAP_VOXELS, mask=edge)
+    solid = body | padding | seal | (edge & tight_slices[:, None, None])
     open_space, _ = ndimage.label(~solid, structure=IN_PLANE_CROSS)
     frame = np.zeros_like(valid)
     frame[:, 0, :] = frame[:, -1, :] = frame[:, :, 0] = frame[:, :, -1] = True
@@ -117,7 +131,8 @@ def classify_tissues(mean_hu: np.ndarray, padding: np.ndarray, voxel_ml: float) 
     outside = np.isin(open_space, outside_ids[outside_ids > 0])
     lungs = ndimage.binary_opening(lung_density & ~outside, structure=IN_PLANE_CROSS)
     lungs = _large_components(lungs, MIN_LUNG_PIECE_ML / voxel_ml)
-    return Tissues(padding, air, lungs, tissue, bone, tight_slices)
+    cut_edge = edge & ~air & tight_slices[:, None, None]
+    return Tissues(padding, air, lungs, tissue, bone, tight_slices, cut_edge)
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
