@@ -65,8 +65,8 @@ def test_variation_draws_stay_in_their_ranges() -> None:
         for k in range(300)
     ]
     heart = np.array([[v.heart.scale, v.heart.epicardial_fat_mm, v.heart.azimuth_deg, v.heart.tilt_deg] for v in draws])
-    assert heart[:, 0].min() >= 0.8 and heart[:, 0].max() <= 1.25
-    assert heart[:, 1].min() >= 0.3 and heart[:, 1].max() <= 12.0
+    assert heart[:, 0].min() >= 0.8 and heart[:, 0].max() <= 1.2
+    assert heart[:, 1].min() >= 0.3 and heart[:, 1].max() <= 10.0
     # Thin and thick fat are both common (log-uniform): a quarter below 1 mm, a quarter above 4 mm.
     assert (heart[:, 1] < 1.0).mean() > 0.2 and (heart[:, 1] > 4.0).mean() > 0.2
     assert heart[:, 2].min() >= 25 and heart[:, 2].max() <= 70 and heart[:, 3].min() >= 12 and heart[:, 3].max() <= 50
@@ -77,7 +77,7 @@ def test_variation_draws_stay_in_their_ranges() -> None:
     for v in draws:
         lo, hi = KERNELS[v.imaging.kernel][0]
         assert lo <= v.imaging.fwhm_mm <= hi and 0.4 <= v.imaging.fwhm_mm <= 1.6
-        assert 25 <= v.tissue.heart_hu <= 65  # a non-contrast blood pool, always
+        assert 30 <= v.tissue.heart_hu <= 65  # a non-contrast blood pool, always
         assert -920 <= v.tissue.lung_hu <= -760
         assert len(v.lesions.shape_weights) == len(LESION_SHAPES)
         assert 0.5 <= v.heart.rv_offset <= 0.95 and 0.7 <= v.coronary.calibre_scale <= 1.4

@@ -18,7 +18,7 @@ import numpy as np
 
 from cacscore.phantom.anatomy import Anatomy, Ellipsoid
 from cacscore.phantom.coronary import Artery, project_to_surface
-from cacscore.phantom.render import Box, Grid, capsule_distance, occupancy, orthonormal_frame
+from cacscore.phantom.render import Box, DistanceFn, Grid, capsule_distance, occupancy, orthonormal_frame
 
 if TYPE_CHECKING:
     from cacscore.phantom.variation import LesionStyle
@@ -96,7 +96,29 @@ class CalciumObject:
         box = grid.box(lo, hi, z_extra_mm=grid.profile_half_width_mm)
         if box is None:
             return None
-        return box, occupancy(grid, box, self.distance, n_z=8, n_xy=2)
+        if not self.tubes:
+            return box, occupancy(grid, box, self.distance, n_z=8, n_xy=2)
+        # Long devices (leads, stents) span large boxes that they barely fill: sample each tube segment and
+        # part in its own small box and keep the largest fraction (the union, up to overlaps).
+        out = np.zeros(tuple(sl.stop - sl.start for sl in box), dtype=np.float32)
+        pieces: list[tuple[tuple[np.ndarray, np.ndarray], DistanceFn]] = [
+            (part.bounds(1.0), part.distance()) for part in self.parts
+        ]
+        for a, b, r_out, r_in in self.tubes:
+            tube = CalciumObject(self.kind, [], self.density_hu, tubes=[(a, b, r_out, r_in)])
+            pieces.append(((np.minimum(a, b) - r_out - 1.0, np.maximum(a, b) + r_out + 1.0), tube.distance))
+        for (p_lo, p_hi), dist in pieces:
+            sub = grid.box(p_lo, p_hi, z_extra_mm=grid.profile_half_width_mm)
+            if sub is None:
+                continue
+            sub = tuple(
+                slice(max(s.start, g.start), min(s.stop, g.stop)) for s, g in zip(sub, box, strict=True)
+            )
+            if any(s.start >= s.stop for s in sub):
+                continue
+            local = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(sub, box, strict=True))
+            np.maximum(out[local], occupancy(grid, sub, dist, n_z=8, n_xy=2), out=out[local])  # type: ignore[arg-type]
+        return box, out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description: kind, artery, position, size, density and the ellipsoid parts."""

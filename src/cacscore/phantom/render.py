@@ -190,11 +190,11 @@ def occupancy(
     """Fraction (0-1) of each voxel's slice profile and pixel covered by a primitive, ``float32`` box-shaped.
 
     The slice profile (``grid.profile``, FWHM ``grid.thickness_mm``) centred on each slice is
-    sampled at ``n_z`` positions (twice as many for the wider triangle and Gaussian profiles,
+    sampled at ``n_z`` positions (1.5 times as many for the wider triangle and Gaussian profiles,
     weighted); ``n_xy`` x ``n_xy`` samples per pixel in-plane.
     """
     if grid.profile != "rect":
-        return _weighted_occupancy(grid, box, distance, n_z=2 * n_z, n_xy=n_xy)
+        return _weighted_occupancy(grid, box, distance, n_z=n_z * 3 // 2, n_xy=n_xy)
     zs, ys, xs = box
     _, dy, dx = grid.spacing
     offs_z = ((np.arange(n_z) + 0.5) / n_z - 0.5) * grid.thickness_mm

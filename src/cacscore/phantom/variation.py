@@ -37,7 +37,7 @@ class HeartShape:
     Attributes
     ----------
     scale : float
-        Factor on every heart dimension (0.8-1.25).
+        Factor on every heart dimension (0.8-1.2).
     azimuth_deg, tilt_deg : float
         Long axis azimuth (from anterior towards the left, 25-70 deg) and caudal tilt (12-50 deg).
     body_rotation_deg : float
@@ -47,7 +47,8 @@ class HeartShape:
     rv_offset : float
         Lateral position of the RV centre, in LV radii (0.5-0.95).
     epicardial_fat_mm, paracardial_fat_mm : float
-        Fat thickness from thin (0.3 mm) to thick (12 mm), and paracardial fat (0-14 mm).
+        Fat thickness from thin (0.3 mm) to thick (10 mm), and paracardial fat (0-8 mm). Thicker fat
+        and larger hearts widen the mediastinum past what a heart between two lungs measures (220 mm).
     surface_bump_mm : float
         Amplitude of the gentle bumps of the heart outline (0-3 mm).
     """
@@ -68,16 +69,16 @@ class HeartShape:
     def sample(cls, rng: np.random.Generator) -> HeartShape:
         """Draw one heart; the epicardial fat is log-uniform so that thin and thick are equally common."""
         return cls(
-            scale=float(rng.uniform(0.8, 1.25)),
+            scale=float(rng.uniform(0.8, 1.2)),
             azimuth_deg=float(rng.uniform(25, 70)),
             tilt_deg=float(rng.uniform(12, 50)),
             body_rotation_deg=float(rng.uniform(-15, 15)),
             lv_radius_scale=float(rng.uniform(0.85, 1.2)),
-            rv_scale=float(rng.uniform(0.75, 1.35)),
-            atria_scale=float(rng.uniform(0.8, 1.3)),
+            rv_scale=float(rng.uniform(0.75, 1.25)),
+            atria_scale=float(rng.uniform(0.8, 1.25)),
             rv_offset=float(rng.uniform(0.5, 0.95)),
-            epicardial_fat_mm=float(np.exp(rng.uniform(np.log(0.3), np.log(12.0)))),
-            paracardial_fat_mm=float(rng.uniform(0.0, 14.0)),
+            epicardial_fat_mm=float(np.exp(rng.uniform(np.log(0.3), np.log(10.0)))),
+            paracardial_fat_mm=float(rng.uniform(0.0, 8.0)),
             surface_bump_mm=float(rng.uniform(0.0, 3.0)),
         )
 
@@ -94,12 +95,12 @@ class TissueHU:
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> TissueHU:
-        """Draw densities that keep the heart a non-contrast blood pool (25-65 HU) between lungs."""
+        """Draw densities that keep the heart a non-contrast blood pool (30-65 HU) between lungs."""
         return cls(
             fat_hu=float(rng.uniform(-130, -70)),
             epicardial_fat_hu=float(rng.uniform(-125, -55)),
             muscle_hu=float(rng.uniform(30, 70)),
-            heart_hu=float(rng.uniform(25, 65)),
+            heart_hu=float(rng.uniform(30, 65)),
             lung_hu=float(rng.uniform(-920, -760)),
         )
 
