@@ -367,6 +367,7 @@ def test_cross_site_pages_change_nothing(
                     browser.close()
         finally:
             attacker.shutdown()
+            attacker.server_close()
         with httpx.Client(base_url=base, headers={"X-Cacscore-Request": "1"}) as direct:
             studies = direct.get("/api/studies").json()
             assert [row["id"] for row in studies] == [1] and studies[0]["n_edits"] == 0

@@ -166,3 +166,44 @@ def test_interpretation_texts() -> None:
     assert interpretation(score_volume(volume, np.zeros_like(automatic_mask())))["cac_drs"].startswith(
         "CAC-DRS A0"
     )
+
+
+def test_plausibility_rules_mark_what_they_say() -> None:
+    from cacscore.io import CTVolume
+    from cacscore.web.service import plausibility_warnings
+
+    # 1 mm voxels: a 4 x 4 x 4 plaque at the centre (64 mm^3), a 2 x 2 x 50 mm "rib" (200 mm^3, 50 mm long)
+    # 30 mm away, and a 9 x 9 x 9 block (729 mm^3) 85 mm from the plaque.
+    hu = np.zeros((60, 120, 120), np.int16)
+    hu[10:14, 10:14, 10:14] = 400  # plaque, counted automatically; centre (11.5, 11.5, 11.5)
+    hu[10:12, 40:42, 20:70] = 700  # rib
+    hu[40:49, 80:89, 60:69] = 300  # block; centre (44, 84, 64): sqrt(32.5^2 + 72.5^2 + 52.5^2) = 95 mm away
+    volume = CTVolume(hu, (1.0, 1.0, 1.0), slice_thickness_mm=3.0)
+    candidates = find_candidates(volume)
+    auto = (candidates.labels == candidates.labels[11, 11, 11]).astype(np.uint8) * 3
+    plaque, rib, block = (int(candidates.labels[p]) for p in ((11, 11, 11), (10, 40, 30), (44, 84, 64)))
+    reasons = plausibility_warnings(volume, candidates, auto)
+    assert plaque not in reasons
+    assert reasons[rib] == ["50 mm long, more than 40 mm (rib, sternum, spine?)"]
+    assert reasons[block][0] == "volume 729 mm³ is above 500 mm³ (bone or valve?)"
+    assert reasons[block][1].startswith("95 mm from the nearest automatically counted lesion")
+    # The anatomy's heart region and bone mask, as box lookups.
+    outside = plausibility_warnings(
+        volume,
+        candidates,
+        auto,
+        heart=lambda box: np.zeros(tuple(s.stop - s.start for s in box), bool),
+        bone=lambda box: np.ones(tuple(s.stop - s.start for s in box), bool),
+    )
+    assert outside[plaque] == [
+        "outside the heart region (anatomy: mediastinum between the lungs)",
+        "in bone (anatomy: rib, sternum or vertebra)",
+    ]
+
+
+def test_candidate_table_lists_implausible_ones_last() -> None:
+    volume = synthetic_volume()
+    candidates = find_candidates(volume)
+    rows = candidate_table(volume, candidates, {1: ["too long"]})
+    assert rows[-1]["id"] == 1 and rows[-1]["warnings"] == ["too long"]
+    assert all(row["warnings"] == [] for row in rows[:-1])

@@ -77,38 +77,35 @@ def build_pdf(content: ReportContent) -> bytes:
     spacing = volume.spacing
     patient = dict(content.patient or {})
     patient.setdefault("Patient ID", volume.patient_id or "-")
-    # Patient and study details in pairs, two per row, before the scan's own identifiers.
-    details = [(label, _escape(value)) for label, value in patient.items()]
-    details += [("", "")] * (len(details) % 2)
-    identifiers = [
-        [details[i][0], details[i][1], details[i + 1][0], details[i + 1][1]] for i in range(0, len(details), 2)
+    # Label/value pairs, three to a row (the page has no room for a row per item), then the UIDs.
+    pairs = [(label, _escape(value)) for label, value in patient.items()] + [
+        ("Study", _escape(study["name"])),
+        ("Review id", str(study["id"])),
+        ("kVp", _fmt(volume.kvp, "{:g}")),
+        ("Slices", f"{volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}"),
+        ("Increment / thickness", f"{spacing[0]:g} / {_fmt(volume.slice_thickness_mm, '{:g}')} mm"),
     ]
+    pairs += [("", "")] * (-len(pairs) % 3)
+    identifiers = [[cell for pair in pairs[i : i + 3] for cell in pair] for i in range(0, len(pairs), 3)]
+    n_pair_rows = len(identifiers)
     identifiers += [
-        ["Study", _escape(study["name"]), "Review id", str(study["id"])],
-        ["kVp", _fmt(volume.kvp, "{:g}"), "", ""],
-        [
-            "Study UID",
-            _escape(volume.study_uid or "-"),
-            "Slices",
-            f"{volume.shape[0]} x {volume.shape[1]} x {volume.shape[2]}",
-        ],
-        [
-            "Series UID",
-            _escape(volume.series_uid or "-"),
-            "Increment / thickness",
-            f"{spacing[0]:g} / {_fmt(volume.slice_thickness_mm, '{:g}')} mm",
-        ],
+        ["Study UID", _escape(volume.study_uid or "-"), "", "", "", ""],
+        ["Series UID", _escape(volume.series_uid or "-"), "", "", "", ""],
     ]
     table = Table(
         [[Paragraph(c, small) for c in row] for row in identifiers],
-        colWidths=[22 * mm, 86 * mm, 32 * mm, 40 * mm],
+        colWidths=[22 * mm, 38 * mm] * 3,
     )
     table.setStyle(
         TableStyle(
             [
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#bbbbbb")),
-                ("BACKGROUND", (0, 0), (0, -1), colors.HexColor("#f3f3f3")),
-                ("BACKGROUND", (2, 0), (2, -1), colors.HexColor("#f3f3f3")),
+                ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+                *[("BACKGROUND", (col, 0), (col, n_pair_rows - 1), colors.HexColor("#f3f3f3")) for col in (0, 2, 4)],
+                ("BACKGROUND", (0, n_pair_rows), (0, -1), colors.HexColor("#f3f3f3")),
+                ("SPAN", (1, n_pair_rows), (-1, n_pair_rows)),
+                ("SPAN", (1, n_pair_rows + 1), (-1, n_pair_rows + 1)),
             ]
         )
     )

@@ -14,7 +14,7 @@ kept on the side.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -382,8 +382,17 @@ PLAUSIBLE_EXTENT_MM = 40.0
 PLAUSIBLE_DISTANCE_MM = 80.0
 
 
+#: A region mask (heart region, bone) cut to a bounding box of the source grid: ``(Z, Y, X)`` bool.
+BoxMask = Callable[[tuple[slice, slice, slice]], np.ndarray]
+
+
 def plausibility_warnings(
-    volume: CTVolume, candidates: Candidates, auto_mask: np.ndarray
+    volume: CTVolume,
+    candidates: Candidates,
+    auto_mask: np.ndarray,
+    *,
+    heart: BoxMask | None = None,
+    bone: BoxMask | None = None,
 ) -> dict[int, list[str]]:
     """Why each implausible candidate is unlikely to be coronary calcium (plausible ones are absent).
 
@@ -395,6 +404,9 @@ def plausibility_warnings(
         Its candidate components.
     auto_mask : (Z, Y, X) ndarray of uint8
         The automatic result: counted candidates define where the coronary tree is.
+    heart, bone : callable, optional
+        The heart region and the bone mask of :mod:`cacscore.anatomy`, cut to a box: a candidate
+        with most of its voxels outside the heart region, or in bone, is marked.
 
     Returns
     -------
@@ -433,6 +445,11 @@ def plausibility_warnings(
                     f"{distance:.0f} mm from the nearest automatically counted lesion, more than "
                     f"{PLAUSIBLE_DISTANCE_MM:.0f} mm (outside the coronary tree?)"
                 )
+        _, inside = candidates.voxels(lesion)
+        if heart is not None and float(np.mean(~heart(box)[inside])) > 0.5:
+            found.append("outside the heart region (anatomy: mediastinum between the lungs)")
+        if bone is not None and float(np.mean(bone(box)[inside])) > 0.5:
+            found.append("in bone (anatomy: rib, sternum or vertebra)")
         if found:
             reasons[lesion] = found
     return reasons

@@ -45,6 +45,7 @@ from cacscore.web.db import (
 )
 from cacscore.web.service import (
     ARTERY_COLOURS,
+    BoxMask,
     Candidates,
     EditRecord,
     Scorer,
@@ -351,7 +352,8 @@ class ReviewStore:
         if study.error is not None:
             study.error = None
             session.commit()
-        loaded.warnings = plausibility_warnings(volume, candidates, loaded.auto_mask)
+        heart, bone = _anatomy_masks(volume)
+        loaded.warnings = plausibility_warnings(volume, candidates, loaded.auto_mask, heart=heart, bone=bone)
         loaded.candidate_rows = candidate_table(volume, candidates, loaded.warnings)
         return loaded
 
@@ -795,6 +797,28 @@ class ReviewStore:
             "edits": [edit.to_dict() for edit in study.edits],
             "software": f"cacscore {__version__}",
         }
+
+
+def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None]:
+    """The heart region (when a heart was found) and the bone mask of ``volume``, as box lookups."""
+    from cacscore.anatomy import analyse_chest, check_domain
+
+    try:
+        anatomy = analyse_chest(volume)
+        region = check_domain(volume, anatomy).region
+    except (CacScoreError, ValueError) as exc:
+        # Without anatomy the size and distance rules still hold; the study opens all the same.
+        log.warning("anatomy not available for the plausibility checks (%s)", type(exc).__name__)
+        return None, None
+    grid = anatomy.grid
+    bone_mask = anatomy.tissues.bone
+
+    def bone(box: tuple[slice, slice, slice]) -> np.ndarray:
+        return np.asarray(grid.to_source(bone_mask, box), dtype=bool)
+
+    if not region.found:
+        return None, bone
+    return (lambda box: np.asarray(region.source_mask(box), dtype=bool)), bone
 
 
 def _record(edit: Edit, edit_id: int) -> EditRecord:
