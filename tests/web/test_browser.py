@@ -157,7 +157,10 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             expect(total).to_have_attribute("data-value", re.compile(r"\d"), timeout=30_000)
             # Orientation markers of an axial slice in the standard (identity) orientation.
             assert [page.inner_text(f"#orient-{side}") for side in ("left", "right", "top", "bottom")] == [
-                "R", "L", "A", "P"
+                "R",
+                "L",
+                "A",
+                "P",
             ]
 
             # The score shown is the score cacscore computes for this volume and mask.

@@ -66,7 +66,9 @@ numbers = st.one_of(
 )
 path_values = st.one_of(
     numbers.map(str),
-    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"), max_size=12),
+    st.text(
+        alphabet=st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?#%"), max_size=12
+    ),
     st.sampled_from(
         ["1", "0", "-1", "1e3", "0x10", "1.5", "99999999999999999999999999", "%00", "..", "%2e%2e"]
     ),

@@ -63,4 +63,7 @@ def test_the_pdf_shows_them(client: TestClient, data_dir: Path) -> None:
     assert response.status_code == 200, response.text
     text = pdf_text(response.content)
     for label, value in SHOWN.items():
-        assert all(word in text for word in label.split()) and value in text, (label, value)  # labels may wrap
+        assert all(word in text for word in label.split()) and value in text, (
+            label,
+            value,
+        )  # labels may wrap

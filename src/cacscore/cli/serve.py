@@ -131,7 +131,9 @@ def serve(
         if generated:
             err_console.print(f"access token (keep it secret): {token}", soft_wrap=True)
         suffix = f"/?token={token}" if generated else "/?token=<your token>" if token else "/"
-        err_console.print(f"review app on {scheme}://{shown}:{port}{suffix}  (Ctrl+C stops it)", soft_wrap=True)
+        err_console.print(
+            f"review app on {scheme}://{shown}:{port}{suffix}  (Ctrl+C stops it)", soft_wrap=True
+        )
         # The viewer fetches every slice separately; per-request access lines would drown the useful ones.
         uvicorn.run(
             app,

@@ -40,7 +40,9 @@ ERROR_STATUS: tuple[tuple[type[CacScoreError], int], ...] = (
 )
 
 
-def _guard_middleware(app: FastAPI) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+def _guard_middleware(
+    app: FastAPI,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
     failures = FailedAttempts()
 
     async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -102,7 +102,10 @@ def build_pdf(content: ReportContent) -> bytes:
                 ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#bbbbbb")),
                 ("TOPPADDING", (0, 0), (-1, -1), 1.5),
                 ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-                *[("BACKGROUND", (col, 0), (col, n_pair_rows - 1), colors.HexColor("#f3f3f3")) for col in (0, 2, 4)],
+                *[
+                    ("BACKGROUND", (col, 0), (col, n_pair_rows - 1), colors.HexColor("#f3f3f3"))
+                    for col in (0, 2, 4)
+                ],
                 ("BACKGROUND", (0, n_pair_rows), (0, -1), colors.HexColor("#f3f3f3")),
                 ("SPAN", (1, n_pair_rows), (-1, n_pair_rows)),
                 ("SPAN", (1, n_pair_rows + 1), (-1, n_pair_rows + 1)),

@@ -421,7 +421,9 @@ def plausibility_warnings(
     counts = np.bincount(candidates.labels.ravel(), minlength=candidates.n + 1)
     ids = np.arange(1, candidates.n + 1)
     # Bounding-box centres: exact enough against an 80 mm limit, and no volume-sized temporary arrays.
-    centres = np.array([[(sl.start + sl.stop - 1) / 2 for sl in box] for box in candidates.boxes], dtype=float)
+    centres = np.array(
+        [[(sl.start + sl.stop - 1) / 2 for sl in box] for box in candidates.boxes], dtype=float
+    )
     centres_mm = centres.reshape(-1, 3) * spacing
     counted = np.unique(candidates.labels[auto_mask != BACKGROUND])
     counted = counted[counted != 0]
@@ -436,7 +438,9 @@ def plausibility_warnings(
                 f"volume {volume_mm3:.0f} mm³ is above {PLAUSIBLE_VOLUME_MM3:.0f} mm³ (bone or valve?)"
             )
         if extent_mm > PLAUSIBLE_EXTENT_MM:
-            found.append(f"{extent_mm:.0f} mm long, more than {PLAUSIBLE_EXTENT_MM:.0f} mm (rib, sternum, spine?)")
+            found.append(
+                f"{extent_mm:.0f} mm long, more than {PLAUSIBLE_EXTENT_MM:.0f} mm (rib, sternum, spine?)"
+            )
         others = counted[counted != lesion]
         if others.size:
             distance = float(np.min(np.linalg.norm(centres_mm[others - 1] - centres_mm[lesion - 1], axis=1)))

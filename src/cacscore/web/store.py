@@ -170,7 +170,9 @@ class ReviewStore:
             return 0
         with self.db.sessions() as session, AUDIT_LOCK:
             known = set(session.scalars(select(Study.path).where(Study.root == "data")))
-            new = [Study(root="data", path=item.path, name=item.name) for item in found if item.path not in known]
+            new = [
+                Study(root="data", path=item.path, name=item.name) for item in found if item.path not in known
+            ]
             session.add_all(new)
             session.flush()
             if new or actor is not None:
@@ -245,7 +247,9 @@ class ReviewStore:
             worker.join()
         self.db.engine.dispose()
 
-    def upload(self, filename: str | None, chunks: Iterable[bytes], actor: str = "uploader") -> dict[str, Any]:
+    def upload(
+        self, filename: str | None, chunks: Iterable[bytes], actor: str = "uploader"
+    ) -> dict[str, Any]:
         """Store an uploaded zip of a DICOM series or NIfTI file as a new study, after reading it once.
 
         Raises
@@ -398,7 +402,9 @@ class ReviewStore:
         """The automatic mask with ``records`` replayed, rescored."""
         mask = replay(loaded.auto_mask, loaded.candidates, records)
         result, lesion_map = rescore(loaded.volume, mask)
-        lesions = lesion_table(loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence)
+        lesions = lesion_table(
+            loaded.candidates, mask, loaded.auto_mask, result, lesion_map, loaded.confidence
+        )
         return Reviewed(version, mask, result, lesions)
 
     def _open(self, session: Session, study_id: int) -> tuple[Study, LoadedStudy, Reviewed]:
@@ -537,9 +543,7 @@ class ReviewStore:
             code = lesion_label(reviewed.mask, loaded.candidates, lesion)
             if code == 0:
                 raise InvalidInputError(f"lesion {lesion} is not counted; count it before trimming it")
-            flat = trim_voxels(
-                reviewed.mask, loaded.candidates, lesion, z, center_yx, radius_px, erase=erase
-            )
+            flat = trim_voxels(reviewed.mask, loaded.candidates, lesion, z, center_yx, radius_px, erase=erase)
             if flat.size == 0:
                 what = "counted" if erase else "uncounted"
                 raise InvalidInputError(f"the brush touches no {what} voxel of lesion {lesion} on slice {z}")
@@ -606,7 +610,9 @@ class ReviewStore:
         """
         why = " ".join(str(reason).split())[:1000]
         if not why:
-            raise InvalidInputError("give a reason for withdrawing the signature (it is kept in the audit log)")
+            raise InvalidInputError(
+                "give a reason for withdrawing the signature (it is kept in the audit log)"
+            )
         with self.db.sessions() as session:
             study = self._get(session, study_id)
             if study.signed_at is None:
