@@ -153,7 +153,8 @@ def main() -> int:
     run = subprocess.run(command, capture_output=True, text=True)
     elapsed = time.time() - start
     log = run.stderr
-    (HERE / "fuzz_dicom_reader.log").write_text(log[-20000:])
+    log_path = artifacts / "libfuzzer.log"
+    log_path.write_text(log)
     executions = re.findall(r"stat::number_of_executed_units:\s*(\d+)", log)
     merged = args.corpus.with_name(args.corpus.name + "_merged")
     shutil.rmtree(merged, ignore_errors=True)
@@ -165,12 +166,12 @@ def main() -> int:
         merged.rename(args.corpus)
     else:
         shutil.rmtree(merged, ignore_errors=True)
-    findings = sorted(p.name for p in artifacts.iterdir())
+    findings = sorted(p.name for p in artifacts.iterdir() if p.name != "libfuzzer.log")
     corpus_files = list(args.corpus.iterdir())
     print(f"fuzzing time: {elapsed:.0f} s (asked {seconds} s); libFuzzer exit code {run.returncode}")
     print(f"executions: {executions[-1] if executions else 'unknown'}")
     print(f"corpus: {len(corpus_files)} files, {sum(p.stat().st_size for p in corpus_files)} bytes in {args.corpus}")
-    print(f"findings: {len(findings)} {findings[:5]}")
+    print(f"findings: {len(findings)} {findings[:5]} (inputs and libFuzzer's log in {artifacts})")
     if findings:
         print(log[-3000:])
     return 0 if run.returncode == 0 and not findings else 1

@@ -270,3 +270,17 @@ def test_monoenergetic_classic_series_warns(tmp_path: Path, make_volume: Factory
     read = _read_quietly(tmp_path)
     assert read.warnings == [f"{tmp_path}: image type VMI: a virtual monoenergetic or other multi-energy "
                              "reconstruction, not a 120 kVp image; Agatston's 130 HU threshold may not apply"]
+
+
+def test_damaged_uid_with_line_breaks_stays_one_line(tmp_path: Path, make_volume: Factory) -> None:
+    """Found by fuzzing: a SeriesInstanceUID holding line breaks and NULs made a multi-line error."""
+    _, paths = _series(tmp_path, make_volume, extra_tags={"Modality": "MR"})
+    uid = pydicom.dcmread(paths[0]).SeriesInstanceUID
+    damaged = uid[:10] + "\n\0" + uid[12:]
+    for path in paths:
+        path.write_bytes(path.read_bytes().replace(uid.encode(), damaged.encode()))
+    with pytest.raises(DicomReadError) as info:
+        read_volume(tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "\0" not in message
+    assert f"no readable CT series found ({uid[:10]} {uid[12:]}: modality MR, not CT)" in message

@@ -57,15 +57,28 @@ def warning_line(message: Warning | str, category: type[Warning], filename: str)
     True
     """
     if issubclass(category, CacScoreWarning):
-        return str(message)
+        return one_line(str(message))
     if issubclass(category, _DEVELOPER_WARNINGS):
         return None
-    text = " ".join(str(message).split())
+    text = one_line(str(message))
     if len(text) > _MAX_WARNING_CHARS:
         text = text[: _MAX_WARNING_CHARS - 3] + "..."
     match = re.search(r"(?:site|dist)-packages[\\/]+([A-Za-z0-9_]+)", filename)
     library = match.group(1) if match else Path(filename).stem or "a library"
     return f"{library} reported: {text}"
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters as spaces, so that a message stays one line.
+
+    Examples
+    --------
+    >>> one_line("IM1.dcm: bad\\x00value\\nhere")
+    'IM1.dcm: bad value here'
+    """
+    if text.isprintable():
+        return text
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 @contextlib.contextmanager
@@ -119,12 +132,13 @@ def user_errors() -> Iterator[None]:
         try:
             yield
         except CacScoreError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except OSError as exc:
             # A file that cannot be written (permissions, a full disk, a read-only place) is the user's to fix.
             where = f"{exc.filename}: " if exc.filename else ""
-            err_console.print(f"[bold red]error:[/] {escape(where + str(exc.strerror or exc))}", soft_wrap=True)
+            text = one_line(where + str(exc.strerror or exc))
+            err_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; finished work is kept, run the command again to resume")

@@ -207,9 +207,11 @@ def _dcmread(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
-def _first_line(value: object) -> str:
-    text = " ".join(str(value).split()) or type(value).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+def _first_line(value: object, limit: int = 200) -> str:
+    """``value`` as one printable line of at most ``limit`` characters (damaged headers hold any bytes)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    text = " ".join(text.split()) or type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _file_meta_length_problem(path: Path) -> str | None:
@@ -310,8 +312,11 @@ def _text(header: Dataset, keyword: str) -> str:
     if value is None:
         return ""
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
+        text = "\\".join(str(v) for v in value)
+    else:
+        text = str(value).strip()
+    # Values end up in messages and reports; a damaged one may hold control characters or whole elements.
+    return text if text.isprintable() and len(text) <= 200 else _first_line(text) if text else ""
 
 
 def _float(header: Dataset, keyword: str) -> float | None:
