@@ -73,6 +73,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert (settings.data_dir, settings.db_url, settings.token) == (tmp_path, "sqlite:///x.db", "abc")
     monkeypatch.delenv("CACSCORE_DATA")
     assert Settings.from_env().data_dir is None
+    monkeypatch.setenv("CACSCORE_ALLOWED_HOSTS", "review.example.org, other.example.org")
+    monkeypatch.setenv("CACSCORE_DB", str(tmp_path / "plain.db"))
+    settings = Settings.from_env()
+    assert settings.allowed_hosts == ("review.example.org", "other.example.org")
+    assert settings.db_url == f"sqlite:///{tmp_path / 'plain.db'}"
 
 
 @pytest.mark.parametrize(

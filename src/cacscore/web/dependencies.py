@@ -122,13 +122,21 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        """Settings from ``CACSCORE_DATA``, ``CACSCORE_DB``, ``CACSCORE_UPLOADS``, ``CACSCORE_TOKEN``."""
+        """Settings from ``CACSCORE_DATA``, ``CACSCORE_DB``, ``CACSCORE_UPLOADS``, ``CACSCORE_TOKEN``.
+
+        ``CACSCORE_ALLOWED_HOSTS`` (comma-separated) is ``--allowed-host``.
+        """
         data = os.environ.get("CACSCORE_DATA")
         return cls(
             data_dir=Path(data) if data else None,
             db_url=database_url(os.environ.get("CACSCORE_DB") or cls.db_url),
             upload_dir=Path(os.environ.get("CACSCORE_UPLOADS", str(cls.upload_dir))),
             token=os.environ.get("CACSCORE_TOKEN") or None,
+            allowed_hosts=tuple(
+                name.strip()
+                for name in os.environ.get("CACSCORE_ALLOWED_HOSTS", "").split(",")
+                if name.strip()
+            ),
         )
 
 
