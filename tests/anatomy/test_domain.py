@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from anatomy_volumes import chest, index_of
 
 from cacscore.anatomy import NoHeartError, check_domain, exclude_outside_heart
 from cacscore.anatomy.mediastinum import between_lungs, blood_pool_hu
 from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
-
-from anatomy_volumes import chest, index_of
 
 
 def test_a_chest_with_a_heart_passes_and_a_full_field_of_view_warns() -> None:
