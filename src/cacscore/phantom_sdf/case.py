@@ -38,7 +38,7 @@ from cacscore.scoring.conventions import FULL_26, RISK_CATEGORIES, risk_category
 #: Name of this generator family (``cacscore phantom --family``).
 FAMILY = "sdf"
 #: Version written into every case; bump when the same seed gives other images.
-GENERATOR_VERSION = "sdf-1.1"
+GENERATOR_VERSION = "sdf-1.2"
 #: Agatston ranges (log-uniform) a balanced case aims at, per risk category.
 TARGET_RANGES: dict[str, tuple[float, float]] = {
     "A": (0.0, 0.0),
@@ -70,7 +70,7 @@ VENDORS: dict[str, dict[str, Any]] = {
         "outside_hu": -2000,
     },
 }
-_ROUNDS = 14
+_ROUNDS = 20
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def _grid(
     px = round(fov / config.matrix, 4)
     weights = np.array([w for _, _, w in config.slice_options], dtype=float)
     thickness, increment, _ = config.slice_options[int(rng.choice(len(weights), p=weights / weights.sum()))]
-    top = top_z + float(rng.uniform(12, 30))
+    top = top_z + float(rng.uniform(20, 40))  # from about the pulmonary bifurcation
     bottom = float(hlo[2]) - float(rng.uniform(5, 20))
     n = int(round((top - bottom) / increment)) + 1
     centre = (hlo[:2] + hhi[:2]) / 2 + rng.uniform(-8, 8, 2)
@@ -535,9 +535,11 @@ def _adjust(
     """One round towards the target category: add lesions when too low, drop the best-fitting one when too high."""
     low, _ = risk_category_bounds(target)
     if score <= low:
+        # Larger lesions when partial volume keeps hiding them, but not for the low categories.
+        growth = 0.1 if target in ("D", "E") else 0.03
         lesions.fill(
             sum(estimate_agatston(i) for i in lesions.items) + max(goal - score, 1.0),
-            size_bias=min(0.1 * attempt, 0.6),
+            size_bias=min(growth * attempt, 0.6),
         )
         return
     excess = score - goal

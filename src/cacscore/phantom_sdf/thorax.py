@@ -306,7 +306,7 @@ def paint_anatomy(
             Y - mid_y,
             np.zeros((1, 1), np.float32),
             (t.mediastinum_half_width_mm, (t.spine_y - t.centre_y + t.semi_y) / 2, 1e6),
-            4.0,
+            2.5,
         )
         < 0
     )
