@@ -243,3 +243,14 @@ def test_bad_mask_labels_option_is_one_line(cohort: Path, tmp_path: Path) -> Non
     assert result.exit_code == 1
     assert "unknown mask label convention 'nnunet'" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_candidate_collection_stops_before_a_case_when_time_is_up(tmp_path: Path) -> None:
+    from cacscore.datasets import CaseRef
+    from cacscore.train.fit_lesion_filter import collect_candidates
+
+    done: list[int] = []
+    refs = [(0, CaseRef("a", "generic", tmp_path / "missing.nii.gz"))]
+    features, truth = collect_candidates(None, refs, tmp_path, stop=lambda: True,  # type: ignore[arg-type]
+                                         report=lambda d, t: done.append(d))
+    assert features.shape == (0, len(FEATURE_NAMES)) and truth.shape == (0,) and done == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -175,6 +176,7 @@ def train(
     ] = False,
 ) -> None:
     """Train the 3-D residual U-Net ensemble (Gogin et al. 2021) and write a model folder."""
+    started = time.monotonic()  # --max-minutes counts from here: importing torch and reading the data included
     with user_errors():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -255,7 +257,7 @@ def train(
                 progress.update(tasks["filter"], completed=done)
 
         with progress:
-            plan = train_model(config, resume=resume, report=report)
+            plan = train_model(config, resume=resume, report=report, started=started)
         err_console.print(f"model written to {out} ({len(plan.members)} members, head {plan.head})")
         for member in plan.members:
             typer.echo(

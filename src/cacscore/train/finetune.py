@@ -15,6 +15,7 @@ recorded in ``plan.json`` (``training.post_processing``, with a one-line
 from __future__ import annotations
 
 import dataclasses
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,8 +50,8 @@ def inherit_vote_rules(plan: Plan, parent: Plan) -> dict[str, Any]:
 
 
 def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef], work: Path, *,
-                     refit: bool = True, drop: bool = False,
-                     emit: Callable[..., None] | None = None) -> dict[str, Any]:
+                     refit: bool = True, drop: bool = False, emit: Callable[..., None] | None = None,
+                     deadline: float | None = None, case_s: float = 0.0) -> dict[str, Any]:
     """Give a fine-tuned model the parent's vote rules and a lesion filter fitted for its own members.
 
     Parameters
@@ -72,6 +73,13 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
         Leave the parent's filter out without fitting one.
     emit : callable, optional
         Called with ("filter", done, total) per case and ("post_processing", record) at the end.
+    deadline : float, optional
+        :func:`time.monotonic` by which the refit must end: a case is only
+        started when it ends in time (``case_s`` estimates the first, each
+        case's own time the next), so a refit under a time limit may use
+        fewer cases (``cases`` in the record says how many).
+    case_s : float
+        Estimated seconds per case.
 
     Returns
     -------
@@ -95,7 +103,7 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
                       message=f"the parent's lesion filter was left out (it belongs to the parent's members); the "
                               f"model uses the vote rule ({rules_text}). Fit one: {refit_command(out)}")
     else:
-        record.update(_refit(plan, block, out, refs, work, report, rules_text))
+        record.update(_refit(plan, block, out, refs, work, report, rules_text, deadline, case_s))
     plan.data.setdefault("training", {})["post_processing"] = record
     plan.save(out)
     report("post_processing", record)
@@ -103,7 +111,8 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
 
 
 def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef], work: Path,
-           report: Callable[..., None], rules_text: str) -> dict[str, Any]:
+           report: Callable[..., None], rules_text: str, deadline: float | None,
+           case_s: float) -> dict[str, Any]:
     n_members = len(plan.members)
     threshold = float(block.get("threshold", 0.5))
     votes = max(1, min(int(block.get("candidate_votes", 1)), n_members))
@@ -111,10 +120,22 @@ def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef]
     ensemble = load_ensemble(out)
     work.mkdir(parents=True, exist_ok=True)
     report("filter", 0, len(refs))
+    clock = {"last": time.monotonic(), "case_s": case_s, "done": 0}
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        clock["case_s"], clock["last"], clock["done"] = now - clock["last"], now, done
+        report("filter", done, total)
+
+    def stop() -> bool:
+        return deadline is not None and time.monotonic() + clock["case_s"] > deadline
+
     features, truth = collect_candidates(ensemble, [(0, ref) for ref in refs], work, candidate_votes=votes,
-                                         report=lambda done, total: report("filter", done, total))
+                                         report=progress, stop=stop)
+    used = int(clock["done"])
+    cut = f" (the time limit left {used} of the {len(refs)} cases)" if used < len(refs) else ""
     n_true, n_false = int(truth.sum()), int((~truth).sum())
-    counts = {"cases": len(refs), "lesions": int(truth.size), "true_lesions": n_true}
+    counts = {"cases": used, "cases_offered": len(refs), "lesions": int(truth.size), "true_lesions": n_true}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CacScoreWarning)
@@ -122,14 +143,14 @@ def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef]
     except InvalidInputError as exc:
         return {**counts, "lesion_filter": "not refitted", "reliable": False,
                 "message": f"the parent's lesion filter belongs to the parent's members and could not be fitted "
-                           f"again on the {len(refs)} cases that trained nothing ({exc}); the model uses the vote rule "
+                           f"again on {used} cases that trained nothing{cut} ({exc}); the model uses the vote rule "
                            f"({rules_text}). Fit one on more labelled cases: {refit_command(out)}"}
     fitted = dataclasses.replace(fitted, fitted_on={
-        **(fitted.fitted_on or {}), "cases": len(refs), "l2": l2,
+        **(fitted.fitted_on or {}), "cases": used, "l2": l2,
         "data": "validation cases of the fine-tune (training.val_case_ids) and training.init.filter_data"})
     plan.data["inference"]["lesion_filter"] = fitted.to_dict()
     reliable = min(n_true, n_false) >= MIN_LESIONS_PER_CLASS
-    message = (f"lesion filter fitted again for the new members on {len(refs)} cases that trained nothing "
+    message = (f"lesion filter fitted again for the new members on {used} cases that trained nothing{cut} "
                f"({truth.size} candidate lesions, {n_true} true, {n_false} false)")
     if not reliable:
         message += (f"; fewer than {MIN_LESIONS_PER_CLASS} of a kind: it is unreliable. Fit it on more labelled "

@@ -116,7 +116,8 @@ def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
 
 def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], work: Path, *,
                        candidate_votes: int = 1,
-                       report: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       report: Callable[[int, int], None] | None = None,
+                       stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The labelled candidate lesions of every case, each case's saved in ``work`` as it is computed.
 
     Parameters
@@ -131,6 +132,9 @@ def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], 
         See :func:`labelled_candidates`.
     report : callable, optional
         Called with (cases done, cases in all) after each case.
+    stop : callable, optional
+        Asked before each case that is not saved yet; True ends the collection
+        there (a time limit), with the cases done so far.
 
     Returns
     -------
@@ -146,6 +150,8 @@ def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], 
     for done, (k, ref) in enumerate(refs, start=1):
         path = _case_file(work, k, ref)
         if not path.is_file():
+            if stop is not None and stop():
+                break
             with warnings.catch_warnings():
                 # As for training input (cacscore.train.data): read warnings matter when scoring.
                 warnings.simplefilter("ignore", CacScoreWarning)

@@ -440,7 +440,8 @@ def _data_info(root: Path, layout: str) -> dict[str, Any]:
     return info
 
 
-def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter | None = None) -> Plan:
+def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter | None = None,
+                started: float | None = None) -> Plan:
     """Train an ensemble and write the model folder (``plan.json``, ``member_<k>.safetensors``).
 
     The model folder holds nothing else: preprocessed cases and the
@@ -463,6 +464,9 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         kept, the current member continues from its last checkpoint.
     report : callable, optional
         Progress callback (see :data:`Reporter`).
+    started : float, optional
+        :func:`time.monotonic` when the command started; ``config.max_minutes``
+        counts from it (default: from this call).
 
     Returns
     -------
@@ -477,7 +481,7 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     """
     from cacscore.datasets import detect_layout, list_cases
 
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     deadline = None if config.max_minutes is None else started + config.max_minutes * 60
     emit: Reporter = report or (lambda *args: None)
     config.check()
@@ -557,19 +561,23 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         for n, folder in enumerate(config.filter_data):
             filter_refs += [replace(r, case_id=f"filter{n}-{r.case_id}")
                             for r in list_cases(folder, mask_labels=config.mask_labels)]
-    # What the end of the run needs, so that the time limit holds with it: reading each validation case
-    # again (timed on one) and running every member on it (from the validation passes).
+    # What the end of the run needs, so that the time limit holds with it: reading each case of the lesion
+    # filter's refit again (timed on one) and running every member on it (from the validation passes). The
+    # training keeps at least half of the time; the refit uses the cases that fit into the rest.
     read_s = _time_read(filter_refs[0]) if refit and deadline is not None else 0.0
     timing: dict[str, float] = {}
+
+    def filter_case_s() -> float:
+        return read_s + 1.5 * config.members * timing.get("val_s", 0.0) / max(1, len(val_cases))
 
     def member_end(members_left: int) -> float | None:
         if deadline is None:
             return None
+        now = time.monotonic()
         reserve = 0.0
         if refit:
-            per_pass = timing.get("val_s", 0.0) / max(1, len(val_cases))
-            reserve = len(filter_refs) * (read_s + 1.5 * config.members * per_pass) + 2.0
-        now = time.monotonic()
+            cap = timing.setdefault("reserve_cap_s", 0.5 * max(0.0, deadline - now))
+            reserve = min(len(filter_refs) * filter_case_s() + 2.0, cap)
         return now + max(0.0, deadline - now - reserve) / max(1, members_left)
 
     if device.type == "cuda" and config.max_minutes is not None:
@@ -591,8 +599,9 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     if parent is not None:
         from cacscore.train.finetune import finish_fine_tune
 
-        finish_fine_tune(plan, parent, out, filter_refs, work / "lesion_candidates",
-                         refit=refit, drop=config.lesion_filter == "drop", emit=emit)
+        finish_fine_tune(plan, parent, out, filter_refs, work / "lesion_candidates", refit=refit,
+                         drop=config.lesion_filter == "drop", emit=emit, deadline=deadline,
+                         case_s=filter_case_s() if refit else 0.0)
     shutil.rmtree(work, ignore_errors=True)  # checkpoints and candidates: not part of the model
     return plan
 
