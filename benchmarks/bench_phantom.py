@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_phantom.py            # 5 balanced full-size cases (512 x 512)
     python benchmarks/bench_phantom.py --n 10 --write   # also time writing each case as DICOM
+    python benchmarks/bench_phantom.py --generator-version 2   # domain-randomised version 2
 
 Target: at most 3 s per case on one core, so that a 400-case training
 cohort takes minutes on a many-core machine. Run it with one thread per
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cacscore.phantom import generate_case, write_case
+from cacscore.phantom import PhantomConfig, generate_case, write_case
 from cacscore.phantom.cohort import case_seed, case_target
 
 
@@ -28,8 +29,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="number of cases")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="also write each case as a DICOM case folder")
+    parser.add_argument("--generator-version", type=int, default=1, choices=(1, 2))
     args = parser.parse_args()
-    generate_case(case_seed(args.seed, 10_000))  # warm-up: imports and first-call costs
+    config = PhantomConfig.for_version(args.generator_version)
+    generate_case(case_seed(args.seed, 10_000), config=config)  # warm-up: imports and first-call costs
     totals: list[float] = []
     writes: list[float] = []
     stages: dict[str, list[float]] = {}
@@ -37,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.n):
             start = time.perf_counter()
-            case = generate_case(case_seed(args.seed, i), target_category=case_target(i, True))
+            case = generate_case(case_seed(args.seed, i), config=config, target_category=case_target(i, True))
             totals.append(time.perf_counter() - start)
             slices.append(case.volume.shape[0])
             for name, value in case.timings_s.items():
@@ -46,7 +49,10 @@ def main() -> None:
                 start = time.perf_counter()
                 write_case(case, Path(tmp) / f"case_{i}", fmt="dicom")
                 writes.append(time.perf_counter() - start)
-    print(f"{args.n} cases, 512 x 512 x {min(slices)}-{max(slices)} slices (mean {np.mean(slices):.0f})")
+    print(
+        f"{args.n} cases (generator version {config.version_string}), "
+        f"512 x 512 x {min(slices)}-{max(slices)} slices (mean {np.mean(slices):.0f})"
+    )
     print(f"generate_case: {np.mean(totals):.2f} s per case (min {min(totals):.2f}, max {max(totals):.2f})")
     for name, values in stages.items():
         print(f"  {name:28s} {np.mean(values):6.3f} s")

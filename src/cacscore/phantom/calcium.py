@@ -53,6 +53,7 @@ class CalciumObject:
     segment: str | None = None
     heterogeneity: float = 0.0
     texture_seed: int = 0
+    shape: str | None = None
 
     def bounds(self, margin_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """LPS bounding box of all parts, mm."""
@@ -140,6 +141,7 @@ class CalciumObject:
             ],
             # Version 2 fields only where set, so that version 1 truth files stay as they were.
             **({"segment": self.segment} if self.segment else {}),
+            **({"shape": self.shape} if self.shape else {}),
             **({"heterogeneity": round(self.heterogeneity, 3)} if self.heterogeneity else {}),
             **(
                 {
@@ -481,4 +483,5 @@ def sample_lesion_v2(
         segment=artery.segment or None,
         heterogeneity=float(style.heterogeneity * rng.uniform(0.3, 1.0)),
         texture_seed=int(rng.integers(2**31)),
+        shape=shape,
     )

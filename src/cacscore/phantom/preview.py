@@ -24,7 +24,16 @@ _SHORT = {
     "mitral_annulus": "MAC",
     "aortic_wall": "Ao wall",
     "sternal_wire": "wire",
+    "stent": "stent",
+    "pacemaker_lead": "lead",
+    "pericardial": "pericardium",
+    "lymph_node": "node",
+    "costal_cartilage": "cartilage",
+    "osteophyte": "osteophyte",
+    "breast": "breast",
 }
+#: Largest ring drawn around a distractor, mm (a breast would hide the slice).
+_MAX_RING_MM = 40.0
 
 
 def pick_slices(
@@ -123,7 +132,7 @@ def render_preview(
                 ax.contour(m.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
         for d in distractors:
             zyx = volume.patient_to_index(np.array(d["position_mm"]))[0]
-            size_px = max(float(d.get("size_mm", 4.0)), 4.0) / dx
+            size_px = min(max(float(d.get("size_mm", 4.0)), 4.0), _MAX_RING_MM) / dx
             if abs(zyx[0] - k) * dz <= max(dz, float(d.get("size_mm", 4.0)) / 2):
                 ax.add_patch(
                     plt.Circle(
@@ -144,6 +153,9 @@ def render_preview(
                 )
         z_mm = volume.index_to_patient(np.array([k, 0, 0]))[0, 2]
         ax.set_title(f"slice {k}  z={z_mm:.1f} mm", fontsize=8)
+        # Rings and names beyond the image must not shrink it.
+        ax.set_xlim(-0.5, volume.shape[2] - 0.5)
+        ax.set_ylim(volume.shape[1] - 0.5, -0.5)
     handles = [
         plt.Line2D([], [], color=c, label=labels.ARTERY_NAMES[code])
         for code, c in ARTERY_COLOURS.items()
@@ -156,5 +168,107 @@ def render_preview(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=dpi, facecolor="black" if False else "white")
+    plt.close(fig)
+    return path
+
+
+def render_strip(
+    volume: CTVolume,
+    label: np.ndarray,
+    path: str | Path,
+    *,
+    centres_mm: Sequence[Sequence[float]],
+    distractors: Sequence[dict[str, Any]] = (),
+    title: str = "",
+    crop_mm: float = 140.0,
+    window: tuple[float, float] = (40.0, 400.0),
+    dpi: int = 60,
+    coronal: bool = False,
+) -> Path:
+    """Write a small PNG: up to 3 axial crops of ``crop_mm`` around ``centres_mm`` (LPS), reference outlined.
+
+    ``coronal`` shows coronal reformats through the centres instead (the whole z range), where
+    slice thickness and stair-step artefacts show.
+
+    For the documentation of single variations and distractor kinds (``docs/phantom.md``); the
+    rings of :func:`render_preview` mark ``distractors``.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``label`` does not match the volume's shape or no centre is given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if label.shape != volume.shape:
+        raise InvalidInputError(f"label shape {label.shape} does not match volume shape {volume.shape}")
+    if not centres_mm:
+        raise InvalidInputError("render_strip needs at least one centre")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _, dy, dx = volume.spacing
+    half_y, half_x = round(crop_mm / 2 / dy), round(crop_mm / 2 / dx)
+    centres = [volume.patient_to_index(np.asarray(c, dtype=float))[0] for c in list(centres_mm)[:3]]
+    fig, axes = plt.subplots(
+        1, len(centres), figsize=(2.6 * len(centres), 2.9 if title else 2.6), squeeze=False
+    )
+    level, width = window
+    for ax, (cz, cy, cx) in zip(axes.ravel(), centres, strict=True):
+        if coronal:
+            row = int(np.clip(round(cy), 0, volume.shape[1] - 1))
+            x0 = int(np.clip(round(cx) - half_x, 0, max(volume.shape[2] - 2 * half_x, 0)))
+            xs = slice(x0, x0 + 2 * half_x)
+            ax.imshow(
+                volume.hu[::-1, row, xs],
+                cmap="gray",
+                vmin=level - width / 2,
+                vmax=level + width / 2,
+                interpolation="nearest",
+                aspect=volume.spacing[0] / dx,
+            )
+            m = label[::-1, row, xs] > 0
+            if m.any():
+                ax.contour(m.astype(float), levels=[0.5], colors=["#ff3b30"], linewidths=0.8)
+            ax.axis("off")
+            continue
+        k = int(np.clip(round(cz), 0, volume.shape[0] - 1))
+        y0 = int(np.clip(round(cy) - half_y, 0, max(volume.shape[1] - 2 * half_y, 0)))
+        x0 = int(np.clip(round(cx) - half_x, 0, max(volume.shape[2] - 2 * half_x, 0)))
+        ys, xs = slice(y0, y0 + 2 * half_y), slice(x0, x0 + 2 * half_x)
+        ax.imshow(
+            volume.hu[k, ys, xs],
+            cmap="gray",
+            vmin=level - width / 2,
+            vmax=level + width / 2,
+            interpolation="bilinear",
+        )
+        for code, colour in ARTERY_COLOURS.items():
+            m = label[k, ys, xs] == code
+            if m.any():
+                ax.contour(m.astype(float), levels=[0.5], colors=[colour], linewidths=0.8)
+        for d in distractors:
+            zyx = volume.patient_to_index(np.array(d["position_mm"]))[0]
+            size_px = min(max(float(d.get("size_mm", 4.0)), 4.0), _MAX_RING_MM) / dx
+            if abs(zyx[0] - k) <= 1.0:
+                ax.add_patch(
+                    plt.Circle(
+                        (zyx[2] - x0, zyx[1] - y0),
+                        size_px * 0.8,
+                        fill=False,
+                        color="#ff2dff",
+                        linewidth=0.8,
+                        linestyle="--",
+                    )
+                )
+        ax.set_xlim(-0.5, 2 * half_x - 0.5)
+        ax.set_ylim(2 * half_y - 0.5, -0.5)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    fig.savefig(path, dpi=dpi, facecolor="white")
     plt.close(fig)
     return path
