@@ -387,6 +387,8 @@ def test_cross_site_pages_change_nothing(
 
 def test_trim_in_the_browser(settings: Settings) -> None:
     """The eraser takes six pixels out of lesion A on slice 2: the total drops by 6 (see test_trim.py)."""
+    import sqlite3
+
     from playwright.sync_api import expect, sync_playwright
 
     from .conftest import known_scorer
@@ -418,5 +420,15 @@ def test_trim_in_the_browser(settings: Settings) -> None:
             expect(total).not_to_have_attribute("data-value", str(shown))
             assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown - 6.0, abs=1e-9)
             expect(page.locator("#edits li").last).to_contain_text("trim lesion #2 (6 voxels on slice 2")
+
+            # The audit chain verifies, and no longer does once a row is changed directly in SQLite.
+            verify = "async () => (await fetch('/api/audit/verify')).json()"
+            assert page.evaluate(verify) == {"ok": True, "rows": 2, "problems": []}  # first scan + trim
+            with sqlite3.connect(settings.db_url.removeprefix("sqlite:///")) as con:
+                con.execute("update audit set actor = 'Dr Else' where action = 'trim'")
+            check = page.evaluate(verify)
+            assert not check["ok"] and check["problems"] == [
+                "audit row 2: content changed after it was written"
+            ]
         finally:
             browser.close()
