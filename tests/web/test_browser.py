@@ -428,7 +428,8 @@ def test_trim_in_the_browser(settings: Settings) -> None:
                 con.execute("update audit set actor = 'Dr Else' where action = 'trim'")
             check = page.evaluate(verify)
             assert not check["ok"] and check["problems"] == [
-                "audit row 2: content changed after it was written"
+                "audit row 2: content changed after it was written",
+                "edit 1 of study 1: differs from its audit row",  # the edit names Dr Trim, the row no longer
             ]
         finally:
             browser.close()
