@@ -284,3 +284,11 @@ def test_damaged_uid_with_line_breaks_stays_one_line(tmp_path: Path, make_volume
     message = str(info.value)
     assert "\n" not in message and "\0" not in message
     assert f"no readable CT series found ({uid[:10]} {uid[12:]}: modality MR, not CT)" in message
+
+
+@pytest.mark.parametrize("intercept", ["1e30", "-4e4"])
+def test_rescale_beyond_int16_is_an_error(tmp_path: Path, make_volume: Factory, intercept: str) -> None:
+    _, paths = _series(tmp_path, make_volume)
+    edit_tag(paths[2], "RescaleIntercept", intercept)
+    with pytest.raises(DicomReadError, match=r"IM00003.dcm: HU values .* after rescale do not fit in int16"):
+        read_volume(tmp_path)

@@ -55,6 +55,8 @@ GAP_FACTOR = 1.5
 #: Slice steps may differ from the median by this much (mm, or fraction of it, whichever is larger).
 SPACING_TOLERANCE_MM = 0.01
 SPACING_TOLERANCE_FRACTION = 0.01
+#: Largest image size (rows or columns) read; CT images are 512-1024, some 2048.
+MAX_IMAGE_SIZE = 8192
 #: A group of other-series files next to the chosen series is a stray slice of it (a damaged
 #: SeriesInstanceUID) when it has at most this fraction of the series' slice count and sits on its grid.
 STRAY_FRACTION = 0.25
@@ -835,6 +837,10 @@ def _size_of(header: Dataset, label: str, path: Path) -> tuple[int, int]:
     cols = _required(header, "Columns", label, path)
     if rows < 1 or cols < 1 or rows != int(rows) or cols != int(cols):
         raise _Unreadable(path, f"{_where(label, path)}image size {rows:g}x{cols:g} is not a positive size")
+    if max(rows, cols) > MAX_IMAGE_SIZE:
+        # A damaged size would make a decoder allocate gigabytes before it finds the data too short.
+        raise _Unreadable(path, f"{_where(label, path)}image size {rows:g}x{cols:g} is larger than any CT image "
+                                f"(at most {MAX_IMAGE_SIZE} x {MAX_IMAGE_SIZE})")
     return int(rows), int(cols)
 
 
@@ -1158,8 +1164,9 @@ def _to_hu(array: np.ndarray, image: _Image) -> np.ndarray:
         from pydicom.pixels import apply_modality_lut
 
         values = np.asarray(apply_modality_lut(array, image.header))
-    elif image.slope == 1.0 and image.intercept == int(image.intercept):
-        values = array.astype(np.int64) + int(image.intercept)
+    elif image.slope == 1.0 and image.intercept == int(image.intercept) and abs(image.intercept) < 1e6:
+        # int32 holds every 8- and 16-bit stored value plus an intercept; 32-bit data needs int64.
+        values = array.astype(np.int64 if array.dtype.itemsize > 2 else np.int32) + int(image.intercept)
     else:
         values = np.rint(array * image.slope + image.intercept)
     low, high = values.min(), values.max()
