@@ -34,7 +34,8 @@ def test_no_lungs_means_no_heart_and_a_one_line_error_naming_the_file() -> None:
     with pytest.raises(NoHeartError, match=r"^scan.nii: no heart in the field of view: lungs 0 mL left"):
         check.require("scan.nii")
     skipped = check.skip()
-    assert not skipped.refused or skipped.skipped
+    assert skipped.skipped
+    skipped.require("scan.nii")  # no longer raises
     assert skipped.warnings[0].startswith("domain check skipped: no heart in the field of view")
 
 
@@ -110,3 +111,16 @@ def test_without_a_heart_no_lesion_counts_and_a_warning_says_why() -> None:
                                  AGATSTON_THRESHOLD_HU)
     assert kept.n_removed == 1 and not kept.labels.any()
     assert kept.warnings[0].startswith("heart region not found")
+
+
+def test_the_outline_is_the_region_border_in_one_slice() -> None:
+    volume = chest()
+    region = check_domain(volume).region
+    z = volume.shape[0] // 2
+    outline = region.outline_slice(z)
+    inside = region.source_mask()[z]
+    assert outline.shape == inside.shape and outline.any()
+    assert not (outline & ~inside).any()  # on the region, never beside it
+    # The heart's centre row crosses the border exactly twice (left and right).
+    row = outline[volume.shape[1] // 2]
+    assert 2 <= int(row.sum()) <= 4

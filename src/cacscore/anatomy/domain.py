@@ -165,7 +165,7 @@ class DomainCheck:
         }
 
     def require(self, where: str | None = None) -> None:
-        """Raise the refusal, if any.
+        """Raise the refusal, if any and not skipped (:meth:`skip`).
 
         Parameters
         ----------
@@ -176,7 +176,7 @@ class DomainCheck:
         ------
         NoHeartError, ContrastEnhancedError
         """
-        if self.refusal is None:
+        if self.refusal is None or self.skipped:
             return
         message = self.refusal if where is None else f"{where}: {self.refusal}"
         suffix = " (--skip-domain-check scores it anyway)"

@@ -50,10 +50,11 @@ class HeartRegion:
         """The region on the source grid, or on a box of it, ``(Z, Y, X)`` bool."""
         return self.grid.to_source(self.mask, box)
 
-    def outline(self) -> np.ndarray:
-        """The region's border on the source grid, ``(Z, Y, X)`` bool: the outline the review page draws."""
-        region = self.source_mask()
-        return region & ~ndimage.binary_erosion(region, structure=IN_PLANE_CROSS)
+    def outline_slice(self, z: int) -> np.ndarray:
+        """The region's border in source slice ``z``, ``(Y, X)`` bool: the outline the review page draws."""
+        z = int(z)
+        region = self.source_mask((slice(z, z + 1), slice(None), slice(None)))[0]
+        return region & ~ndimage.binary_erosion(region, structure=IN_PLANE_CROSS[1])
 
 
 def grow_region(mass: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

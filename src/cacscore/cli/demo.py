@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,11 +38,15 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Phantom seed.")] = 7,
     force: Annotated[bool, typer.Option("--force", help="Overwrite a previous demo in --out.")] = False,
     model: Annotated[Path | None, typer.Option("--model", help="Model folder (default: the shipped model).")] = None,
+    skip_domain_check: Annotated[
+        bool, typer.Option("--skip-domain-check", help="Score the phantom even where the domain check refuses it.")
+    ] = False,
 ) -> None:
     """Generate a phantom CT, score it with the model and print the result next to the phantom's reference."""
     with user_errors():
         from rich.table import Table
 
+        from cacscore.anatomy import check_domain
         from cacscore.cli.score import ScoringOptions, emit_report
         from cacscore.io import write_volume
         from cacscore.model import load_ensemble, score_with_model
@@ -61,9 +66,13 @@ def demo(
 
         console.print(f"scoring it with {ensemble.plan.name} v{ensemble.plan.model_version} "
                       f"({len(ensemble.members)} members) ...")
-        prediction = ensemble.predict(volume)
+        check = check_domain(volume)
+        check = check.skip() if skip_domain_check else check
+        check.require(str(image_path))
+        prediction = ensemble.predict(volume, region=check.region)
         result = score_with_model(volume, ensemble, prediction=prediction, **ScoringOptions().as_kwargs())
-        report = score_report(volume, result, image_path, extra={"model": ensemble.info()})
+        result = replace(result, warnings=[*check.warnings, *result.warnings])
+        report = score_report(volume, result, image_path, extra={"model": ensemble.info(), "domain": check.to_dict()})
         emit_report(report, as_json=False, out=out, force=True, console=console)
         write_model_products(out, volume, prediction.labels, result=result,
                              reference_labels=case.label, reference_lesions=case.reference.lesions,

@@ -22,7 +22,7 @@ from cacscore import __version__
 from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.web.dependencies import AppStores, Settings, app_stores, get_settings
 from cacscore.web.files import UploadTooLargeError
-from cacscore.web.routers import audit, export, review, studies
+from cacscore.web.routers import anatomy, audit, export, review, studies
 from cacscore.web.security import FailedAttempts, guard
 from cacscore.web.store import ConfirmationNeededError, ConflictError, StudyNotFoundError, StudySignedError
 
@@ -98,5 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(studies.router, prefix="/api/studies", tags=["studies"])
     app.include_router(review.router, prefix="/api/studies", tags=["review"])
     app.include_router(export.router, prefix="/api/studies", tags=["export"])
+    app.include_router(anatomy.router, prefix="/api/studies", tags=["anatomy"])
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
     return app

@@ -108,6 +108,8 @@ class LoadedStudy:
     warnings: dict[int, list[str]] = field(default_factory=dict)
     reviewed: Reviewed | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The heart region (:mod:`cacscore.anatomy`), found on first request of its outline.
+    heart_region: Any = None
 
 
 class ReviewStore:
@@ -457,6 +459,19 @@ class ReviewStore:
             _, loaded, reviewed = self._open(session, study_id)
             z = self._check_slice(loaded, z)
             return loaded.candidates.labels[z].astype("<i4").tobytes() + reviewed.mask[z].tobytes()
+
+    def heart_outline_bytes(self, study_id: int, z: int) -> bytes:
+        """Slice ``z`` of the heart region's outline (uint8, 1 on the border; all 0 where no heart was found)."""
+        from cacscore.anatomy import check_domain
+
+        with self.db.sessions() as session:
+            loaded = self._load(session, self._get(session, study_id))
+            z = self._check_slice(loaded, z)
+        with loaded.lock:
+            if loaded.heart_region is None:
+                loaded.heart_region = check_domain(loaded.volume).region
+            region = loaded.heart_region
+        return np.asarray(region.outline_slice(z), dtype=np.uint8).tobytes()
 
     @staticmethod
     def _check_slice(loaded: LoadedStudy, z: int) -> int:

@@ -7,6 +7,8 @@ const KEY_ARTERIES = { "1": "LM", "2": "LAD", "3": "LCX", "4": "RCA" };
 const ARTERY_ORDER = ["LM", "LAD", "LCX", "RCA", "unspecified"];
 const LABEL_NAMES = { 0: "none", 1: "unspecified", 2: "LM", 3: "LAD", 4: "LCX", 5: "RCA" };
 const OUTLINE = [255, 120, 200];
+// The heart region's outline (cacscore.anatomy): light blue, apart from every artery colour.
+const HEART_OUTLINE = [120, 200, 255];
 
 // ------------------------------------------------------------------ API
 
@@ -186,6 +188,7 @@ const viewer = {
   win: { ...PRESETS.calcium },
   slices: new Map(),   // z -> Int16Array
   overlays: new Map(), // z -> {version, ids: Int32Array, labels: Uint8Array}
+  heartOutlines: new Map(), // z -> Uint8Array (1 on the heart region's border)
   pending: new Map(),  // request key -> promise
   hoverId: 0,
   selectedId: 0,
@@ -216,6 +219,7 @@ async function openStudy(id) {
   hidePopup();
   viewer.slices.clear();
   viewer.overlays.clear();
+  viewer.heartOutlines.clear();
   viewer.pending.clear();
   viewer.selectedId = 0;
   viewer.hoverId = 0;
@@ -278,6 +282,7 @@ function setState(state) {
   if (previous && previous.version !== state.version) {
     // Labels changed: drop cached overlays (candidate ids stay the same but arrive with them).
     viewer.overlays.clear();
+  viewer.heartOutlines.clear();
   }
   renderScores();
   renderLesions();
@@ -403,6 +408,20 @@ function fetchSlice(z) {
   return viewer.pending.get(key);
 }
 
+// The heart region's outline (only there can calcium count as coronary); fetched once per slice.
+function fetchHeartOutline(z) {
+  const cached = viewer.heartOutlines.get(z);
+  if (cached) return Promise.resolve(cached);
+  const id = viewer.study.id;
+  return api(`/api/studies/${id}/heart-region/${z}`).then((r) => r.arrayBuffer()).then((buffer) => {
+    if (!viewer.study || viewer.study.id !== id) return null;
+    const outline = new Uint8Array(buffer);
+    viewer.heartOutlines.set(z, outline);
+    if (viewer.z === z) draw();
+    return outline;
+  }).catch(() => null);
+}
+
 function fetchOverlay(z) {
   const version = viewer.state.version;
   const cached = viewer.overlays.get(z);
@@ -443,6 +462,7 @@ async function goToSlice(z) {
   updateHud();
   const [slice, overlay] = await Promise.all([fetchSlice(z), fetchOverlay(z)]);
   if (viewer.z === z && slice && overlay) draw();
+  fetchHeartOutline(z);
 }
 
 // ------------------------------------------------------------------ drawing
@@ -460,6 +480,7 @@ function composeSlice() {
   const { ids, labels } = overlay;
   const colourOf = [null, viewer.colours.unspecified, viewer.colours.LM, viewer.colours.LAD, viewer.colours.LCX, viewer.colours.RCA];
   const selected = viewer.selectedId, hover = viewer.hoverId;
+  const heart = viewer.heartOutlines.get(z);
   for (let i = 0, y = 0; y < h; y++) {
     for (let x = 0; x < w; x++, i++) {
       let g = (hu[i] - low) * scale;
@@ -480,6 +501,7 @@ function composeSlice() {
         }
         if (edge && (id === selected || (id === hover && label))) { r = 255; gg = 255; b = 255; }
       }
+      if (heart && heart[i]) { r = r * 0.4 + HEART_OUTLINE[0] * 0.6; gg = gg * 0.4 + HEART_OUTLINE[1] * 0.6; b = b * 0.4 + HEART_OUTLINE[2] * 0.6; }
       const o = 4 * i;
       px[o] = r; px[o + 1] = gg; px[o + 2] = b; px[o + 3] = 255;
     }
