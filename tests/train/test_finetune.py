@@ -94,6 +94,19 @@ def test_fine_tune_inherits_the_parent_recipe_unless_given(parent: Path, cohort:
     assert config.max_minutes is None  # a time limit belongs to a machine, not to a recipe
 
 
+def test_an_augmentation_of_the_first_format_is_not_inherited(parent: Path, cohort: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(parent, old)
+    plan = json.loads((old / "plan.json").read_text())
+    plan["training"]["augmentation"] = {"p_spatial": 0.33, "rotation_deg": 10.0, "scale": 0.1, "p_intensity": 0.5,
+                                        "intensity_scale": 0.05, "intensity_shift": 0.01, "p_noise": 0.3,
+                                        "noise_sd": 0.01}
+    (old / "plan.json").write_text(json.dumps(plan))
+    config = TrainConfig.fine_tune(old, data=cohort, out=tmp_path / "ft")
+    assert config.augmentation == Augmentation() and "augmentation" not in config.inherited
+    assert config.loss == "dice_topk"  # the rest of the recipe is still the parent's
+
+
 def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
         parent: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)

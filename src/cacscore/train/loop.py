@@ -207,7 +207,9 @@ class TrainConfig:
     def fine_tune(cls, init: Path, **settings: Any) -> TrainConfig:
         """A configuration that fine-tunes ``init``: every setting of :data:`INHERITED` not given is the parent's.
 
-        The head and filters are the parent's (they must be); the other
+        An augmentation block of the first format (models before augmentation
+        version 2, such as model version 6) is not inherited: this version's
+        defaults replace it. The head and filters are the parent's (they must be); the other
         settings (data, out, time limit, device...) come from ``settings`` or
         the defaults. The inherited names are listed in :attr:`inherited`.
 
@@ -221,6 +223,10 @@ class TrainConfig:
         taken: dict[str, Any] = {}
         for key, name in INHERITED.items():
             if name in settings or key not in stored or (stored[key] is None and key != "steps_per_epoch"):
+                continue
+            if name == "augmentation" and isinstance(stored[key], dict) and "version" not in stored[key]:
+                # Written before augmentation version 2 (rotation, scaling, intensity, noise only): inheriting
+                # it would switch off what this version adds; this version's defaults are used instead.
                 continue
             value = stored[key]
             try:
