@@ -56,7 +56,7 @@ def routes(client: TestClient) -> list[tuple[str, str]]:
 def test_the_schema_lists_every_route(fuzz_client: TestClient) -> None:
     found = routes(fuzz_client)
     assert ("POST", "/api/studies/{study_id}/edits") in found and ("GET", "/api/audit/verify") in found
-    assert len(found) == 16
+    assert len(found) >= 16
 
 
 numbers = st.one_of(

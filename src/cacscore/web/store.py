@@ -358,7 +358,7 @@ class ReviewStore:
         if study.error is not None:
             study.error = None
             session.commit()
-        heart, bone = _anatomy_masks(volume)
+        heart, bone, loaded.heart_region = _anatomy_masks(volume)  # the viewer's outline reuses the region
         loaded.warnings = plausibility_warnings(volume, candidates, loaded.auto_mask, heart=heart, bone=bone)
         loaded.candidate_rows = candidate_table(volume, candidates, loaded.warnings)
         return loaded
@@ -820,8 +820,9 @@ class ReviewStore:
         }
 
 
-def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None]:
-    """The heart region (when a heart was found) and the bone mask of ``volume``, as box lookups."""
+def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None, Any]:
+    """The heart region (when a heart was found) and the bone mask of ``volume`` as box lookups, and the
+    :class:`cacscore.anatomy.HeartRegion` itself (None when the anatomy could not be computed)."""
     from cacscore.anatomy import analyse_chest, check_domain
 
     try:
@@ -830,7 +831,7 @@ def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None]:
     except (CacScoreError, ValueError) as exc:
         # Without anatomy the size and distance rules still hold; the study opens all the same.
         log.warning("anatomy not available for the plausibility checks (%s)", type(exc).__name__)
-        return None, None
+        return None, None, None
     grid = anatomy.grid
     bone_mask = anatomy.tissues.bone
 
@@ -838,8 +839,8 @@ def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None]:
         return np.asarray(grid.to_source(bone_mask, box), dtype=bool)
 
     if not region.found:
-        return None, bone
-    return (lambda box: np.asarray(region.source_mask(box), dtype=bool)), bone
+        return None, bone, region
+    return (lambda box: np.asarray(region.source_mask(box), dtype=bool)), bone, region
 
 
 def _record(edit: Edit, edit_id: int) -> EditRecord:
