@@ -289,7 +289,8 @@ class PhantomCase:
     points : list of (x_mm, y_mm, z_mm, artery)
         One LPS position per calcification that survived rendering (its peak voxel).
     truth : dict
-        Ideal lesions (all, with ``survived``), distractors and the case's drawn parameters.
+        Ideal lesions (all, with ``survived``), distractors and the case's drawn parameters
+        (generator version 2 adds ``variation``: every setting its domain randomisation drew).
     reference : ScoreResult
         Scores of the rendered image with ``label``.
     distractor_mask : (Z, Y, X) ndarray of bool
