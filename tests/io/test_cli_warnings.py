@@ -102,3 +102,28 @@ def test_user_errors_shows_cacscore_warnings_as_they_happen(capsys: pytest.Captu
 ])
 def test_warning_line(message: str, category: type[Warning], filename: str, line: str | None) -> None:
     assert warning_line(message, category, filename) == line
+
+
+def test_score_names_a_damaged_end_slice_and_skips_it_when_asked(tmp_path: Path, make_volume: Factory) -> None:
+    from typer.testing import CliRunner
+
+    from cacscore.cli.main import app
+    from cacscore.io import read_volume, write_mask
+
+    paths = write_dicom_series(make_volume(), tmp_path / "series", uid_seed="skip")
+    paths[-1].write_bytes(b"")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        kept = read_volume(tmp_path / "series", skip_unreadable=True)
+    write_mask(kept.hu * 0, kept, tmp_path / "mask.nii.gz")
+    args = ["score", str(tmp_path / "series"), "--mask", str(tmp_path / "mask.nii.gz"), "--json"]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {paths[-1]}: empty file, though named like the series' slices; remove the file(s), or read with "
+        "--skip-unreadable (skip_unreadable=True) to go on without them, each named in a warning"
+    ]
+    scored = CliRunner().invoke(app, [*args, "--skip-unreadable"])
+    assert scored.exit_code == 0, scored.output
+    assert f"warning: {paths[-1]}: skipped: empty file, though named like the series' slices" in scored.stderr
+    assert f"{paths[-1]}: skipped: empty file, though named like the series' slices" in scored.stdout
