@@ -32,6 +32,9 @@ def train_lesion_filter(
         typer.Option("--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore "
                                            "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary [default: each layout's own]."),
     ] = None,
+    device: Annotated[
+        str, typer.Option("--device", help="cpu or cuda: where the members run to find the candidate lesions.")
+    ] = "cpu",
 ) -> None:
     """Fit a lesion filter (a logistic regression on each candidate lesion and its surroundings) for a model.
 
@@ -48,7 +51,7 @@ def train_lesion_filter(
         with progress:
             task = progress.add_task("candidate lesions", total=sum(len(cases) for _, cases in datasets))
             plan = fit(model, datasets, out, threshold=threshold, candidate_votes=candidate_votes,
-                       model_version=model_version,
+                       model_version=model_version, device=device,
                        report=lambda done, total: progress.update(task, completed=done, total=total))
         block = plan.data["inference"]["lesion_filter"]
         record = block["fitted_on"]

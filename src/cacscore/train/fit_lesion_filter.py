@@ -192,7 +192,7 @@ def fit_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.0, thre
 
 def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]], out: Path, *,
                         threshold: float = 0.5, candidate_votes: int = 1, l2: float = 1.0,
-                        model_version: str | None = None,
+                        model_version: str | None = None, device: str = "cpu",
                         report: Callable[[int, int], None] | None = None) -> Plan:
     """Fit a lesion filter for the model in ``model_dir`` and write the model with it to ``out``.
 
@@ -208,6 +208,8 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
         See :func:`cacscore.model.lesion_filter.fit_lesion_filter`.
     model_version : str, optional
         The new model's version (default: the source model's).
+    device : str
+        Where the members run to find the candidates ("cpu" or "cuda"); the filter does not depend on it.
     report : callable, optional
         Called with (cases done, cases in all) after each case.
 
@@ -231,7 +233,7 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
         raise InvalidInputError(f"--threshold must be between 0 and 1, got {threshold}")
     if not l2 > 0:
         raise InvalidInputError(f"the L2 penalty must be positive, got {l2}")
-    ensemble = load_ensemble(model_dir)
+    ensemble = load_ensemble(model_dir, device=device)
     if not 1 <= candidate_votes <= len(ensemble.members):
         raise InvalidInputError(f"--candidate-votes must be in 1..{len(ensemble.members)}, got {candidate_votes}")
     work = out / CANDIDATES_DIR
