@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Model version 7 and its leave-one-family-out companions in ONE run on one GPU machine
-# (1 GPU, 16 cores; measured 2026-12-04 on an NVIDIA H200: see benchmarks/RESULTS.md).
+# Model version 7 and its leave-one-family-out companions in ONE run on one GPU machine (1 GPU, 16 cores).
+# Sized to end within about 9.5 minutes on an NVIDIA H200 with 16 cores (estimate from the phantom and
+# training speeds in benchmarks/RESULTS.md; not yet run there: as of 2026-12-04 the chain has only been
+# dry-run on 2 CPU cores with the tiny sizes below).
 #
 #   scripts/train_model_v7.sh            # environment: OUT (results), WORK (scratch), DEVICE, sizes below
 #
