@@ -64,6 +64,9 @@ def main() -> None:
             kinds[message.split(":")[0].split("(")[0].strip()] += 1
         if check.refused:
             refused.append((seed, str(check.refusal)))
+            print(f"refused seed {seed}: {check.refusal}", flush=True)
+        if (index + 1) % 50 == 0:
+            print(f"... {index + 1} of {args.n}", flush=True)
     print(f"family {args.family}, {args.n} phantoms from seed {args.seed}")
     print(f"refused: {len(refused)} of {args.n} ({100 * len(refused) / max(args.n, 1):.1f} %)")
     for seed, reason in refused:
