@@ -207,3 +207,15 @@ def test_candidate_table_lists_implausible_ones_last() -> None:
     rows = candidate_table(volume, candidates, {1: ["too long"]})
     assert rows[-1]["id"] == 1 and rows[-1]["warnings"] == ["too long"]
     assert all(row["warnings"] == [] for row in rows[:-1])
+
+
+def test_orientation_letters_follow_the_direction_matrix() -> None:
+    from cacscore.web.service import orientation_labels
+
+    assert orientation_labels(np.eye(3)) == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    # Columns running to the patient's right and rows running anterior (a flipped, upside-down image).
+    flipped = np.diag([-1.0, -1.0, 1.0])
+    assert orientation_labels(flipped) == {"left": "L", "right": "R", "top": "P", "bottom": "A"}
+    # A coronal image: rows run from head to feet.
+    coronal = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
+    assert orientation_labels(coronal) == {"left": "R", "right": "L", "top": "S", "bottom": "I"}

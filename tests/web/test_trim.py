@@ -107,3 +107,12 @@ def test_an_older_database_gets_the_new_column(tmp_path: Path) -> None:
     open_database(f"sqlite:///{db}").engine.dispose()
     with sqlite3.connect(db) as con:
         assert "voxels" in [row[1] for row in con.execute("pragma table_info(edits)")]
+
+
+def test_a_trimmed_lesion_is_already_in_its_artery(client: TestClient) -> None:
+    client.get("/api/studies/1")
+    post(client, "trim", version=0, reviewer="Dr T", mode="erase", **BRUSH)
+    response = client.post(
+        "/api/studies/1/edits", json={"version": 1, "reviewer": "Dr T", "lesion": BLOB_A, "artery": "LAD"}
+    )
+    assert response.status_code == 422 and "already LAD" in response.json()["detail"]

@@ -516,7 +516,9 @@ class ReviewStore:
                     "Count it only if you are sure (confirm)."
                 )
             box, inside = loaded.candidates.voxels(lesion)
-            if np.all(reviewed.mask[box][inside] == code):
+            labels = reviewed.mask[box][inside]
+            # A counted lesion is "already" in an artery when all its counted voxels are (a trim leaves zeros).
+            if np.all(labels == code) or (code != 0 and before != 0 and np.all(labels[labels != 0] == code)):
                 raise InvalidInputError(
                     f"lesion {lesion} is already {ARTERY_NAMES.get(code, 'not counted')}; nothing to change"
                 )
