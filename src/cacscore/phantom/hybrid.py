@@ -32,7 +32,7 @@ from cacscore.phantom.generate import CATEGORIES, TARGET_RANGES
 from cacscore.phantom.hybrid_anatomy import HeartRegion, locate_heart
 from cacscore.phantom.imaging import white_noise_sd_for
 from cacscore.scoring import risk_category, score_calcium
-from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU, risk_category_bounds
 
 #: Version of the hybrid generator (recorded in every case; changes when the same seed would give
 #: another image).
@@ -151,6 +151,13 @@ class Background:
     region: HeartRegion
     imaging: ImagingEstimate
     _sites: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def own_score(self) -> Any:
+        """ScoreResult of the patient's own annotated coronary calcium (cached)."""
+        if "own" not in self._cache:
+            self._cache["own"] = _score(self.volume, self.volume.hu, self.calcium)
+        return self._cache["own"]
 
     @property
     def name(self) -> str:
@@ -389,16 +396,53 @@ def insert_lesion(
         subsample=SUBSAMPLE, blur_sigma_px=sigma_px,
     )
     box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
+    values, fraction = compose(hu[box], fraction, signal, imaging.noise_sd_hu, sigma_px, rng)
+    return Inserted(lesion, box, fraction, values)  # type: ignore[arg-type]
+
+
+def compose(
+    background: np.ndarray,
+    fraction: np.ndarray,
+    signal: np.ndarray,
+    noise_sd_hu: float,
+    noise_sigma_px: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put a rendered lesion into background voxels.
+
+    Parameters
+    ----------
+    background : (Z, Y, X) ndarray of int
+        Background values, HU.
+    fraction, signal : (Z, Y, X) ndarray of float
+        From :func:`render_fine`.
+    noise_sd_hu : float
+        Background noise SD, HU.
+    noise_sigma_px : float
+        In-plane correlation of the added noise (the background's blur), pixels.
+    rng : numpy.random.Generator
+        Noise source.
+
+    Returns
+    -------
+    values : (Z, Y, X) ndarray, ``background``'s dtype
+        ``round((1 - f) x background + signal + noise)`` inside the support (``f >=``
+        :data:`SUPPORT_FRACTION`), the background unchanged outside it. The noise has SD
+        ``noise_sd_hu x sqrt(1 - (1 - f)^2)``, which restores the background's noise level where
+        the lesion replaced tissue (and its noise).
+    fraction : (Z, Y, X) ndarray of float
+        ``f`` inside the support, 0 outside.
+    """
     support = fraction >= SUPPORT_FRACTION
-    bg = hu[box].astype(np.float64)
+    bg = background.astype(np.float64)
     noise = rng.standard_normal(fraction.shape)
-    if sigma_px > 0:
-        noise = ndi.gaussian_filter(noise, sigma=(0.0, sigma_px, sigma_px))
-        noise *= 1.0 / white_noise_sd_for(1.0, (sigma_px, sigma_px))
-    extra_sd = imaging.noise_sd_hu * np.sqrt(np.clip(1.0 - (1.0 - fraction) ** 2, 0.0, 1.0))
+    if noise_sigma_px > 0:
+        noise = ndi.gaussian_filter(noise, sigma=(0.0, noise_sigma_px, noise_sigma_px))
+        noise *= 1.0 / white_noise_sd_for(1.0, (noise_sigma_px, noise_sigma_px))
+    extra_sd = noise_sd_hu * np.sqrt(np.clip(1.0 - (1.0 - fraction) ** 2, 0.0, 1.0))
     new = (1.0 - fraction) * bg + signal + noise * extra_sd
-    values = np.where(support, np.clip(np.rint(new), -1024, 3071), bg).astype(hu.dtype)
-    return Inserted(lesion, box, np.where(support, fraction, 0.0), values)  # type: ignore[arg-type]
+    values = np.where(support, np.clip(np.rint(new), -1024, 3071), bg).astype(background.dtype)
+    return values, np.where(support, fraction, 0.0)
 
 
 # --------------------------------------------------------------------------- placing lesions
@@ -465,14 +509,19 @@ def candidate_sites(background: Background) -> dict[int, np.ndarray]:
     """
     if background._sites:
         return background._sites
+    from cacscore.phantom.hybrid_anatomy import _box
+
     vol, region = background.volume, background.region
     spacing = vol.spacing
     flat = (1e3, spacing[1], spacing[2])
-    near_heart = ndi.distance_transform_edt(~region.heart, sampling=flat) <= 5.0
-    far_lung = ndi.distance_transform_edt(~region.lungs, sampling=flat) >= 4.0
-    dense = vol.hu >= 100
+    # Sites lie beside the heart: the distance maps are computed in its bounding box grown by 20 mm.
+    box = _box(region.heart, spacing, 20.0)
+    near_heart = ndi.distance_transform_edt(~region.heart[box], sampling=flat) <= 5.0
+    far_lung = ndi.distance_transform_edt(~region.lungs[box], sampling=flat) >= 4.0
+    dense = vol.hu[box] >= 100
     far_dense = ndi.distance_transform_edt(~dense, sampling=spacing) >= 6.0 if dense.any() else True
-    ok = region.fat & near_heart & far_lung & far_dense
+    ok = np.zeros(vol.shape, bool)
+    ok[box] = region.fat[box] & near_heart & far_lung & far_dense
     lo, hi = region.heart_slices
     ok[: lo] = False
     ok[hi + 1 :] = False
@@ -580,7 +629,7 @@ def _score(volume: CTVolume, hu: np.ndarray, label: np.ndarray) -> Any:
 
 def feasible_categories(background: Background) -> list[str]:
     """Categories a hybrid of this background can reach: the patient's own and the higher ones."""
-    own = risk_category(_score(background.volume, background.volume.hu, background.calcium).agatston)
+    own = risk_category(background.own_score().agatston)
     return list(CATEGORIES[CATEGORIES.index(own) :])
 
 
@@ -628,7 +677,12 @@ def generate_hybrid(
     occupied = background.calcium > 0
 
     def total() -> float:
-        return float(_score(vol, hu, label).agatston)
+        # Agatston sums 2-D components of labelled voxels: scoring the labelled bounding box is exact.
+        if not label.any():
+            return 0.0
+        idx = np.argwhere(label > 0)
+        box = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(axis=0), idx.max(axis=0), strict=True))
+        return float(score_calcium(hu[box], vol.spacing, mask=label[box], kvp=vol.kvp or 120.0).agatston)
 
     if target_category is None:
         n = int(rng_les.poisson(2.5)) if rng_les.random() > 0.3 else 0
@@ -640,6 +694,15 @@ def generate_hybrid(
         sizes = []
     rounds = 0
     score = total()
+    if target_category not in (None, "A") and score >= goal_lo:
+        # The patient's own calcium already reaches the target range: insert lesions of their own on
+        # top, as long as the total stays in the category (for E: 50-800 Agatston more).
+        upper = risk_category_bounds(target_category)[1]
+        room = min(upper - score, 800.0)
+        if room >= 1.5:
+            extra = float(np.exp(rng_les.uniform(np.log(min(50.0, room / 2)), np.log(room))))
+            goal = score + extra
+            goal_lo, goal_hi = goal, min(upper, goal + max(0.5 * extra, 1.0))
     while rounds < max_rounds:
         if target_category is None:
             if not sizes:
@@ -766,13 +829,12 @@ def _truth(
     hu: np.ndarray, label: np.ndarray,
 ) -> dict[str, Any]:
     vol = background.volume
-    own = _score(vol, vol.hu, background.calcium)
+    own = background.own_score()
     lesions = []
     for i, ins in enumerate(inserted, start=1):
-        mine = np.zeros(label.shape, np.uint8)
         hit = (label[ins.box] == ins.lesion.artery) & (ins.fraction > 0)
-        mine[ins.box][hit] = ins.lesion.artery
-        sc = _score(vol, hu, mine)
+        sc = score_calcium(hu[ins.box], vol.spacing, mask=hit.astype(np.uint8) * ins.lesion.artery,
+                           kvp=vol.kvp or 120.0)
         lesions.append({
             "id": i, **ins.lesion.to_dict(), "survived": bool(hit.any()), "n_voxels": int(hit.sum()),
             "agatston": round(float(sc.agatston), 4),
