@@ -142,22 +142,29 @@ def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
     assert plan.data["training"]["init"]["inherited"] and plan.data["training"]["init"]["lesion_filter"] == "refit"
 
 
-def test_too_few_or_one_sided_candidates_say_how_to_refit(parent: Path, cohort: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    few = (np.random.default_rng(1).normal(size=(12, len(FEATURE_NAMES))), np.arange(12) < 9)
-    monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: few)
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "a"))
+FEW = (np.random.default_rng(1).normal(size=(12, len(FEATURE_NAMES))), np.arange(12) < 9)
+
+
+def test_too_few_candidates_say_how_to_refit(parent: Path, cohort: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: FEW)
+    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "a", members=1))
     record = plan.data["training"]["post_processing"]
     assert record["lesion_filter"] == "refitted" and record["reliable"] is False
     assert "unreliable" in record["message"] and f"--model {tmp_path / 'a'}" in record["message"]
 
-    one_sided = (few[0], np.ones(12, bool))
-    monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: one_sided)
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "b"))
+
+def test_one_sided_candidates_leave_the_vote_rules(parent: Path, cohort: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: (FEW[0], np.ones(12, bool)))
+    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "b", members=1))
     record = plan.data["training"]["post_processing"]
     assert record["lesion_filter"] == "not refitted" and "lesion_filter" not in plan.data["inference"]
-    assert "cacscore train-lesion-filter --model" in record["message"] and "min_votes=2" in record["message"]
+    # The parent's votes (2 of 2) are capped at the one member.
+    assert "cacscore train-lesion-filter --model" in record["message"] and "min_votes=1" in record["message"]
 
+
+def test_drop_leaves_the_filter_out(parent: Path, cohort: Path, tmp_path: Path) -> None:
     plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "c", lesion_filter="drop"))
     assert plan.data["training"]["post_processing"]["lesion_filter"] == "dropped"
     assert "lesion_filter" not in plan.data["inference"] and plan.data["inference"]["min_votes"] == 2
