@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
         )] = None,
         mask_labels: Annotated[str | None, typer.Option(
             "--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore (1 LAD incl. "
-                                  "LM, 2 LCX, 3 RCA) or binary [default: each layout's own]."
+                                  "LM, 2 LCX, 3 RCA) or binary (default: each layout's own)."
         )] = None,
     ) -> None:
         """Compare predicted calcium masks with the references of one or more datasets and write a report."""

@@ -65,35 +65,35 @@ def train(
         ),
     ] = None,
     members: Annotated[
-        int | None, typer.Option("--members", help="Ensemble members [default: 5, or the --init model's].")
+        int | None, typer.Option("--members", help="Ensemble members (default: 5, or the --init model's).")
     ] = None,
     head: Annotated[
-        str | None, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium) [default: arteries].")
+        str | None, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium) (default: arteries).")
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Maximum epochs per member [default: 40, or the --init model's].")
+        int | None, typer.Option("--epochs", help="Maximum epochs per member (default: 40, or the --init model's).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     val_cases: Annotated[
         int | None,
         typer.Option("--val-cases", help="Validation cases choosing each member's best epoch (at most a fifth "
-                                         "of the cases) [default: 20, or the --init model's]."),
+                                         "of the cases) (default: 20, or the --init model's)."),
     ] = None,
     patch: Annotated[
         str | None,
-        typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels [default: 64,96,96, or the "
-                                     "--init model's]."),
+        typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels (default: 64,96,96, or the "
+                                     "--init model's)."),
     ] = None,
-    batch: Annotated[int | None, typer.Option("--batch", help="Patches per step [default: 2].")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Patches per step (default: 2).")] = None,
     steps_per_epoch: Annotated[
-        int | None, typer.Option("--steps-per-epoch", help="Steps per epoch [default: one pass].")
+        int | None, typer.Option("--steps-per-epoch", help="Steps per epoch (default: one pass).")
     ] = None,
     loss: Annotated[
         str | None,
         typer.Option(
             "--loss",
             help="dice (the paper), dice_ce (Dice + cross-entropy) or dice_topk (Dice + cross-entropy "
-            "of the hardest 10 % of voxels) [default: dice_ce, or the --init model's].",
+            "of the hardest 10 % of voxels) (default: dice_ce, or the --init model's).",
         ),
     ] = None,
     val_metric: Annotated[
@@ -102,17 +102,17 @@ def train(
             "--val-metric",
             help="What chooses each member's best epoch: dice (pooled over the validation cases) or "
             "case_dice (mean of each case's Dice; penalises false positives in scans without calcium) "
-            "[default: dice, or the --init model's].",
+            "(default: dice, or the --init model's).",
         ),
     ] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Initial Adam learning rate [default: 2e-3, or the --init model's].")
+        float | None, typer.Option("--lr", help="Initial Adam learning rate (default: 2e-3, or the --init model's).")
     ] = None,
     augmentation: Annotated[
         str | None,
         typer.Option("--augmentation", help="default (this version's), none, or a JSON file of "
-                                            "training.augmentation settings [default: default, or the --init "
-                                            "model's]."),
+                                            "training.augmentation settings (default: default, or the --init "
+                                            "model's)."),
     ] = None,
     folds: Annotated[
         bool | None,
@@ -127,7 +127,7 @@ def train(
                                            "the lesion filter."),
     ] = None,
     filters: Annotated[
-        str | None, typer.Option("--filters", help="Filters per level [default: 16,32,64,128, or the --init model's].")
+        str | None, typer.Option("--filters", help="Filters per level (default: 16,32,64,128, or the --init model's).")
     ] = None,
     name: Annotated[
         str, typer.Option("--name", help="Model name written to plan.json.")
@@ -138,7 +138,7 @@ def train(
     cache: Annotated[
         Path | None,
         typer.Option("--cache", help="Cache folder for preprocessed cases and checkpoints "
-                                     "[default: $CACSCORE_CACHE_DIR or ~/.cache/cacscore]; never the model folder."),
+                                     "(default: $CACSCORE_CACHE_DIR or ~/.cache/cacscore); never the model folder."),
     ] = None,
     init: Annotated[
         Path | None,
@@ -150,7 +150,7 @@ def train(
         str | None,
         typer.Option("--mask-labels", help="Label convention of the masks of --data and --val-data: project "
                                            "(0-5), orcascore (1 LAD incl. LM, 2 LCX, 3 RCA) or binary "
-                                           "[default: each layout's own]."),
+                                           "(default: each layout's own)."),
     ] = None,
     replay: Annotated[
         Path | None,
@@ -205,10 +205,11 @@ def train(
             "replay_fraction": replay_fraction, "lesion_filter": lesion_filter,
             "filter_data": tuple(filter_data or ()),
         }
-        if init is not None and not resume:
+        if init is not None:
             config = TrainConfig.fine_tune(init, **settings, **common)
-            shown = ", ".join(f"{key} {_describe(getattr(config, key))}" for key in config.inherited)
-            err_console.print(f"fine-tuning {init}: inherited {shown or 'nothing'}", soft_wrap=True)
+            if not resume:  # a resumed run takes every setting from its own plan
+                shown = ", ".join(f"{key} {_describe(getattr(config, key))}" for key in config.inherited)
+                err_console.print(f"fine-tuning {init}: inherited {shown or 'nothing'}", soft_wrap=True)
         else:
             config = TrainConfig(**settings, **common, init=init)
         progress = Progress(

@@ -30,7 +30,7 @@ def train_lesion_filter(
     mask_labels: Annotated[
         str | None,
         typer.Option("--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore "
-                                           "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary [default: each layout's own]."),
+                                           "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary (default: each layout's own)."),
     ] = None,
     device: Annotated[
         str, typer.Option("--device", help="cpu or cuda: where the members run to find the candidate lesions.")
