@@ -5,7 +5,8 @@ the model's lesions (3-D 26-connected groups of predicted calcium) are checked a
 background's heart region (:func:`cacscore.phantom.hybrid_anatomy.locate_heart`, grown by 10 mm) and
 bone mask. Prints per case the reference and predicted Agatston and category, lesions outside the
 heart and lesions on bone; then category accuracy. With ``--montage DIR`` it writes, per background,
-a PNG of the slices with the model's lesions (red) next to the reader's annotated calcium (green).
+a PNG of the slices with the model's lesions (red) next to the reader's annotated calcium (green),
+and ``hybrid_example.png``: a lung1 hybrid of category D beside its background.
 
 Usage::
 
@@ -79,6 +80,32 @@ def montage(path: Path, hu: np.ndarray, predicted: np.ndarray, annotated: np.nda
     plt.close(fig)
 
 
+def example(path: Path, background_hu: np.ndarray, hybrid_hu: np.ndarray, label: np.ndarray,
+            own: np.ndarray, title: str) -> None:
+    """Background and hybrid side by side on up to 3 slices with inserted lesions (reference in yellow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    inserted = (label > 0) & (own == 0)
+    ks = [int(k) for k in np.flatnonzero(inserted.any(axis=(1, 2)))][:3]
+    fig, axes = plt.subplots(len(ks), 2, figsize=(5.2, 2.6 * len(ks) + 0.4), squeeze=False)
+    for row, k in zip(axes, ks):
+        ys, xs = np.nonzero(inserted[k])
+        cy, cx = int(ys.mean()), int(xs.mean())
+        sl = (slice(max(0, cy - 45), cy + 45), slice(max(0, cx - 45), cx + 45))
+        for ax, img, name in ((row[0], background_hu, "background"), (row[1], hybrid_hu, "hybrid")):
+            ax.imshow(img[k][sl], cmap="gray", vmin=-250, vmax=450)
+            ax.set_title(f"{name}, slice {k}", fontsize=7)
+            ax.axis("off")
+        row[1].contour(inserted[k][sl], levels=[0.5], colors="yellow", linewidths=0.6)
+    fig.suptitle(f"{title}\nyellow: reference of the inserted lesions", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=None, help="a cacscore hybrid cohort folder")
@@ -140,6 +167,9 @@ def main() -> None:
                   f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
                   f"heart, {bone} on bone", flush=True)
             result["cases"].append({**ev.to_dict(), "background": bg.name, "lesions": lesions})
+            if args.montage is not None and bg.name == "lung1_image" and ev.ref_category == "D":
+                example(args.montage / "hybrid_example.png", bg.volume.hu, case.volume.hu, case.label, bg.calcium,
+                        f"{case.case_id}: lung1 with lesions inserted (reference {ev.ref_agatston:.0f}, D)")
         acc = float(np.mean([a == b for a, b in zip(ref_cat, pred_cat)])) if ref_cat else float("nan")
         print(f"\nhybrids: {len(ref_cat)} cases, category accuracy {acc:.3f}, lesions outside the heart "
               f"{total_out}, on bone {total_bone}")

@@ -259,11 +259,16 @@ def test_real_backgrounds(real_chest_ct: dict[str, Path]) -> None:
     """On lung1 and lung2: inserted lesions in the heart region and its fat, never on bone."""
     for name in ("lung1", "lung2"):
         bg = load_background(real_chest_ct[name], DOCS / f"{name}_points.csv")
-        near = bg.region.heart_neighbourhood(bg.volume.spacing, 0.0)
+        # Centred in epicardial fat; a long lesion's blurred ends may reach a few mm beyond the fat mask.
+        near = bg.region.heart_neighbourhood(bg.volume.spacing, 5.0)
         case = generate_hybrid(bg, 3, target_category="E")
         assert case.reference.risk_category == "E"
         inserted = (case.label > 0) & (bg.calcium == 0)
         assert inserted.any()
-        assert near[inserted].mean() > 0.95
+        assert near[inserted].all()
         assert not (inserted & bg.region.bone).any()
+        fat = ndi.binary_dilation(bg.region.fat, iterations=1)
+        for lesion in case.truth["lesions"]:
+            centre = tuple(int(round(c / s)) for c, s in zip(lesion["centre_grid_mm"], bg.volume.spacing, strict=True))
+            assert fat[centre]
         assert case.truth["background_calcium"]["risk_category"] == ("A" if name == "lung1" else "E")
