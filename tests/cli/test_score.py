@@ -156,8 +156,11 @@ def test_mask_on_another_grid_is_an_error(case: dict[str, Path]) -> None:
 def test_bad_labels_missing_model_and_kvp_table(case: dict[str, Path], tmp_path: Path) -> None:
     bad = run(case["ct"], "--mask", case["mask"], "--mask-labels", "orcascore")
     assert bad.exit_code == 1 and "does not define" in bad.stderr
-    # Without --mask the model segments; a model folder that does not exist is a one-line error.
-    no_model = run(case["ct"], "--model", tmp_path / "no-model")
+    # Without --mask the model segments; a model folder that does not exist is a one-line error. The scan is
+    # read and checked first (this tiny array has no heart: --skip-domain-check gets past that).
+    refused = run(case["ct"], "--model", tmp_path / "no-model")
+    assert refused.exit_code == 1 and "no heart in the field of view" in refused.stderr
+    no_model = run(case["ct"], "--model", tmp_path / "no-model", "--skip-domain-check")
     assert no_model.exit_code == 1 and "model folder not found" in no_model.stderr
     assert "Traceback" not in no_model.output
     nothing = run(case["ct"].with_name("absent.nii.gz"), "--mask", case["mask"])

@@ -76,7 +76,8 @@ def score_with_mask(
     volume : CTVolume
     result : ScoreResult
     extra : dict
-        Additional report keys: ``{"mask": {"path", "labels"}}``.
+        Additional report keys: ``{"mask": {"path", "labels"}, "domain": {...}}``; the domain check's
+        refusal and lesions of the mask outside the heart region are warnings in ``result``.
 
     Raises
     ------
@@ -85,13 +86,25 @@ def score_with_mask(
     InvalidInputError
         If the mask holds codes the convention does not define, or an option is out of range.
     """
+    from cacscore.anatomy import check_domain, exclude_outside_heart
     from cacscore.io import read_mask, read_volume
     from cacscore.scoring import score_volume
+    from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
     volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
     mask = read_mask(mask_path, like=volume, convention=mask_labels)
     result = score_volume(volume, mask, **options.as_kwargs())
-    return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}}
+    # A given mask is the user's decision: the domain check and the heart region only warn here.
+    check = check_domain(volume)
+    notes = [f"{check.refusal} (the given mask is scored anyway)"] if check.refused else []
+    if check.heart_in_view:
+        threshold = float(result.conventions.get("threshold_hu", AGATSTON_THRESHOLD_HU))
+        outside = exclude_outside_heart(mask, volume.hu, volume.spacing, check.region, threshold)
+        if outside.n_removed:
+            notes.append(f"{outside.n_removed} lesion(s) of the mask lie outside the heart region or are joined "
+                         "to bone (counted, as the mask says)")
+    result = replace(result, warnings=[*result.warnings, *notes, *check.warnings])
+    return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}, "domain": check.to_dict()}
 
 
 def read_and_check(
