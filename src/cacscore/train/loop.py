@@ -2,8 +2,10 @@
 
 Each member is a :class:`cacscore.model.network.ResUNet3d` trained from
 scratch (or, with ``init``, fine-tuned from member k of an existing model)
-with Adam on random patches (2/3 centred on calcium) of the preprocessed
-training cases; after every epoch it segments the whole low-resolution
+with Adam on random, augmented patches (2/3 centred on calcium, 1/5 on
+calcium-like voxels near the heart that are not coronary; see
+:class:`cacscore.train.data.PatchSampler` and :mod:`cacscore.train.augment`)
+of the preprocessed training cases; after every epoch it segments the whole low-resolution
 validation volumes, and the epoch with the best mean
 calcium-class Dice becomes the member's weights (as the paper chooses its
 best epoch on 20 validation cases). Members differ by seed, hence by
@@ -22,6 +24,11 @@ The learning rate follows a polynomial decay, ``lr * (1 - progress) ** 0.9``,
 where progress is the larger of the epoch fraction and, with a time limit,
 the fraction of the member's time share used; a member stops when progress
 reaches 1, so a time-limited run still ends with a low learning rate.
+
+Fine-tuning (``init``; :meth:`TrainConfig.fine_tune` inherits the parent's
+recipe) ends with the parent's post-processing adapted to the new members
+(:mod:`cacscore.train.finetune`). Preprocessed cases and checkpoints live in
+the cache folder, never in the model folder.
 """
 
 from __future__ import annotations
