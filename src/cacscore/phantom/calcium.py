@@ -389,8 +389,12 @@ def sample_lesion_v2(
     *,
     size_mm: float | None = None,
     density_hu: float | None = None,
+    min_density_hu: float | None = None,
 ) -> CalciumObject:
     """Draw one coronary calcification of generator version 2.
+
+    ``min_density_hu`` asks for a solid lesion (chain or blob) at least that dense, for a case whose
+    calcium all vanished in partial volume.
 
     Anywhere along the artery and its side branches (Beta(``style.position_beta``) of the length,
     or at a bifurcation with ``style.bifurcation_fraction``), in one of
@@ -420,6 +424,9 @@ def sample_lesion_v2(
     density = float(np.clip(rng.lognormal(np.log(style.density_median_hu), style.density_sigma), 130, 1600))
     if density_hu is not None:
         density = density_hu
+    if min_density_hu is not None:
+        density = max(density, min_density_hu)
+        shape = "blob" if shape in ("blob", "spotty", "ring") else "chain"
     n = len(s_all)
     i = int(np.clip(np.searchsorted(s_all, s), 0, n - 1))
     lo, hi = style.wall_offset
