@@ -169,11 +169,10 @@ class Blobs:
     radii: Array
 
     def inside(self, x: Array, y: Array, z: Array) -> Array:
-        out = None
+        """Membership of the (broadcastable) points in any of the ellipsoids."""
+        out = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), dtype=bool)
         for c, r in zip(self.centres, self.radii, strict=True):
-            hit = ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1.0
-            out = hit if out is None else out | hit
-        assert out is not None
+            out |= ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1.0
         return out
 
 
