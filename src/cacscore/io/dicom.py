@@ -209,9 +209,18 @@ def _dcmread(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
     return ds
 
 
+def _unexpected(exc: Exception) -> str:
+    """Reason for a file whose damaged header made pydicom raise where a value was read or converted."""
+    return f"corrupt DICOM file: {type(exc).__name__}: {_first_line(exc)}"
+
+
 def _first_line(value: object, limit: int = 200) -> str:
     """``value`` as one printable line of at most ``limit`` characters (damaged headers hold any bytes)."""
-    text = "".join(c if c.isprintable() else " " for c in str(value))
+    try:
+        raw = str(value)
+    except Exception:  # noqa: BLE001 - a damaged pydicom value may fail even to print
+        raw = f"(unprintable {type(value).__name__})"
+    text = "".join(c if c.isprintable() else " " for c in raw)
     text = " ".join(text.split()) or type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -301,6 +310,9 @@ def _scan(folder: Path) -> _Scan:
         except DicomReadError as exc:
             scan.unreadable.append((path, str(exc).removeprefix(f"{path}: ")))
             continue
+        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; whatever a damaged one raises
+            scan.unreadable.append((path, _unexpected(exc)))
+            continue
         scan.slices.append(_Slice(path, header))
     return scan
 
@@ -313,10 +325,13 @@ def _text(header: Dataset, keyword: str) -> str:
         return ""
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value).strip()
+    try:
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            text = "\\".join(str(v) for v in value)
+        else:
+            text = str(value).strip()
+    except Exception:  # noqa: BLE001 - a sequence converts its items only now; a damaged one raises
+        return ""
     # Values end up in messages and reports; a damaged one may hold control characters or whole elements.
     return text if text.isprintable() and len(text) <= 200 else _first_line(text) if text else ""
 
@@ -344,10 +359,10 @@ def _number(header: Dataset, keyword: str, label: str, path: Path, *, required: 
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not a number: {str(value)[:40]!r}") from None
+    except Exception:  # noqa: BLE001 - any value that does not convert, whatever its type
+        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not a number: {_first_line(value, 40)!r}") from None
     if not np.isfinite(number):
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not finite: {str(value)[:40]!r}")
+        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not finite: {_first_line(value, 40)!r}")
     return number
 
 
@@ -370,12 +385,12 @@ def _vector(header: Dataset | None, keyword: str, n: int, label: str, path: Path
     try:
         values = np.asarray([float(v) for v in (value if isinstance(value, (list, tuple)) or
                                                   type(value).__name__ == "MultiValue" else [value])])
-    except (TypeError, ValueError):
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not numeric: {str(value)[:60]!r}") from None
+    except Exception:  # noqa: BLE001 - any value that does not convert, whatever its type
+        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not numeric: {_first_line(value, 60)!r}") from None
     if values.shape != (n,):
         raise _Unreadable(path, f"{_where(label, path)}{keyword} has {values.size} value(s), {n} expected")
     if not np.all(np.isfinite(values)):
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not finite: {str(value)[:60]!r}")
+        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not finite: {_first_line(value, 60)!r}")
     return values
 
 
@@ -965,6 +980,8 @@ def _images(slices: list[_Slice], skip: bool, notes: list[str]) -> tuple[list[_I
                 images.append(_classic_image(item, defaults))
         except _Unreadable as exc:
             problems.append((exc.path, exc.reason))
+        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; whatever a damaged one raises
+            problems.append((item.path, _unexpected(exc)))
     if images:
         problems.extend(_inconsistent(images))
     _handle_problems(problems, skip, notes, action="skipped")
@@ -1197,6 +1214,9 @@ def _read_series(folder: Path, slices: list[_Slice], *, skip_unreadable: bool, n
         except (_Unreadable, DicomReadError) as exc:
             reason = exc.reason if isinstance(exc, _Unreadable) else str(exc).removeprefix(f"{path}: ")
             problems.append((path, reason))
+            keep[indices] = False
+        except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily; whatever a damaged one raises
+            problems.append((path, _unexpected(exc)))
             keep[indices] = False
     _handle_problems(problems, skip_unreadable, notes, action="skipped")
     if problems:
