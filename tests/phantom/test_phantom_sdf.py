@@ -301,3 +301,19 @@ def test_bad_seed_and_category_are_refused() -> None:
         generate_case(-1, config=REDUCED)
     with pytest.raises(InvalidInputError, match="target_category"):
         generate_case(1, config=REDUCED, target_category="F")
+
+
+def test_workers_do_not_change_the_files(tmp_path: Path) -> None:
+    small = SdfConfig(matrix=64)
+    one = generate_cohort(tmp_path / "one", 2, 9, fmt="nifti", balance=True, progress=False, config=small)
+    two = generate_cohort(
+        tmp_path / "two", 2, 9, fmt="nifti", balance=True, progress=False, config=small, workers=2
+    )
+    assert one == [{**row} for row in two]
+    for row in one:
+        a = _read(tmp_path / "one" / row["image"])
+        b = _read(tmp_path / "two" / row["image"])
+        np.testing.assert_array_equal(a.hu, b.hu)
+        assert (tmp_path / "one" / row["points"]).read_text() == (
+            tmp_path / "two" / row["points"]
+        ).read_text()
