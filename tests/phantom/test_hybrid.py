@@ -272,3 +272,23 @@ def test_real_backgrounds(real_chest_ct: dict[str, Path]) -> None:
             centre = tuple(int(round(c / s)) for c, s in zip(lesion["centre_grid_mm"], bg.volume.spacing, strict=True))
             assert fat[centre]
         assert case.truth["background_calcium"]["risk_category"] == ("A" if name == "lung1" else "E")
+
+
+def test_cli_writes_a_cohort_and_refuses_unpaired_points(
+    chest: tuple[Path, CTVolume, dict[str, np.ndarray]], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cacscore.cli.main import app
+
+    path, _, _ = chest
+    bad = CliRunner().invoke(app, ["hybrid", "--background", str(path), "--points", "a.csv", "--points", "b.csv",
+                                   "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1
+    assert "--points given 2 times for 1 --background" in bad.output
+    assert not (tmp_path / "x").exists()
+    ok = CliRunner().invoke(app, ["hybrid", "--background", str(path), "--n", "1", "--seed", "3",
+                                  "--out", str(tmp_path / "h")])
+    assert ok.exit_code == 0, ok.output
+    assert "1 hybrid cases" in ok.output
+    assert (tmp_path / "h" / "case_0000" / "reference.json").is_file()

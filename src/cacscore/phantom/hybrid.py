@@ -571,7 +571,8 @@ def _axes_from(direction: np.ndarray, rng: np.random.Generator) -> tuple[tuple[f
     c = np.cross(a, b)
     angle = rng.uniform(0, np.pi)
     b, c = np.cos(angle) * b + np.sin(angle) * c, -np.sin(angle) * b + np.cos(angle) * c
-    return tuple(tuple(float(v) for v in row) for row in (a, b, c))
+    rows: list[tuple[float, float, float]] = [(float(r[0]), float(r[1]), float(r[2])) for r in (a, b, c)]
+    return tuple(rows)
 
 
 def draw_lesion(

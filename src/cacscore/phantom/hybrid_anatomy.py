@@ -175,8 +175,8 @@ def locate_heart(hu: np.ndarray, spacing: tuple[float, float, float]) -> HeartRe
     # In-plane opening (slices are up to 5 mm apart, so a 3-D ball would erase thin slabs).
     disk = _ball(8.0, (1e9, cs[1], cs[2]))[0]
     core = np.zeros_like(soft)
-    for k in np.flatnonzero(soft.any(axis=(1, 2))):
-        core[k] = ndi.binary_opening(soft[k], structure=disk)
+    for kk in np.flatnonzero(soft.any(axis=(1, 2))):
+        core[kk] = ndi.binary_opening(soft[kk], structure=disk)
     if not core.any():
         raise InvalidInputError("no soft tissue between the lungs thick enough for a heart")
     depth = ndi.distance_transform_edt(core, sampling=(1e3, cs[1], cs[2]))
