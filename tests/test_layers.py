@@ -1,4 +1,4 @@
-"""Lower layers never import higher ones: nothing under src/cacscore imports cacscore.cli except cli itself."""
+"""Lower layers never import higher ones: nothing under src/cacscore but cli itself imports cacscore.cli."""
 
 from __future__ import annotations
 

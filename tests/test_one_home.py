@@ -102,7 +102,7 @@ def _category_bounds(tokens: list[tokenize.TokenInfo]) -> bool:
 
 
 def _artery_list(tokens: list[tokenize.TokenInfo]) -> bool:
-    """Three or more artery names spelled out as strings in one run: a list of the arteries or a name table."""
+    """Three or more artery names as strings in one run: a list of the arteries or a name table."""
     run = 0
     for token in tokens:
         if token.type == tokenize.STRING and _value(token) in ARTERY_NAMES:

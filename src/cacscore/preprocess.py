@@ -369,7 +369,7 @@ def restrict_to_calcium(labels: np.ndarray, hu: np.ndarray, threshold_hu: float 
 
 
 def preprocessing_dict() -> dict[str, Any]:
-    """The ``preprocessing`` block of a model's ``plan.json``: this module's settings, in words and numbers."""
+    """The ``preprocessing`` block of a model's ``plan.json``: this module's settings in words and numbers."""
     return {
         "target_spacings_mm": list(TARGET_SPACINGS_MM),
         "target_spacing_rule": "the choice nearest the slice increment, ties to the finer",

@@ -1,4 +1,4 @@
-"""Member selection (cacscore.model.selection, cacscore choose-members) on a small fake: tiny networks, 3 cases."""
+"""Member selection (cacscore.model.selection, cacscore choose-members) on tiny networks and 3 cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Key images: one crop per lesion, one overview per artery with calcium, print resolution, one colour table."""
+"""Key images: a crop per lesion, an overview per artery with calcium, print resolution, one colour table."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from cacscore.scoring import score_volume
 
 
 def _case() -> tuple[CTVolume, np.ndarray]:
-    """6 slices of 100 x 100 at 3 x 0.5 x 0.5 mm: an LAD plaque on slices 1-2 (larger on 2), an RCA plaque on 4."""
+    """6 slices of 100 x 100 at 3 x 0.5 x 0.5 mm: LAD plaque on slices 1-2 (larger on 2), RCA plaque on 4."""
     hu = np.full((6, 100, 100), 40, dtype=np.int16)
     mask = np.zeros(hu.shape, dtype=np.uint8)
     hu[1, 10:12, 10:12] = hu[2, 9:14, 9:14] = 400

@@ -166,7 +166,7 @@ def write_subset_manifest(folder: Path, cases: Sequence[Any]) -> Path:
 
 
 def model_scores(evaluations: Sequence[CaseEvaluation]) -> dict[str, float | None]:
-    """C-indices (Harrell's and the paper's printed formula), accuracy and kappa of one model on the test cases."""
+    """C-indices (Harrell's and the paper's formula), accuracy and kappa of one model on the test cases."""
     ref = [e.ref_category for e in evaluations]
     pred = [e.pred_category for e in evaluations]
     values = {

@@ -47,5 +47,6 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         print(f"{r['method']:36s} {r['n']:4d} {r['category_accuracy']:9.3f} {r['harrell_c']:10.3f} "
               f"{r['lesion_f1']:10.3f} {r['lesion_sensitivity']:6.3f} {r['lesion_ppv']:6.3f} "
-              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f} {r['aortic_root_counted_pct']:7.1f}")
+              f"{r['fp_per_scan']:8.2f} {r['valve_or_annulus_counted_pct']:12.1f} "
+              f"{r['aortic_root_counted_pct']:7.1f}")
     print(TARGETS)

@@ -83,7 +83,8 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
     lines = [
         f"# {title}",
         "",
-        (f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, {metrics['n_evaluated']} evaluated, "
+        (f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, "
+        f"{metrics['n_evaluated']} evaluated, "
         f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, "
         f"{metrics['bootstrap']['n_resamples']} resamples "
         f"of cases, seed {metrics['bootstrap']['seed']}."),
@@ -110,8 +111,8 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         (f"| Bland-Altman Agatston: 95 % limits of agreement | {_num(ba.get('loa_low'), 1)} to "
         f"{_num(ba.get('loa_high'), 1)} |"),
         "",
-        ("Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when reference "
-        "categories tie (see `docs/evaluation.md`)."),
+        ("Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when "
+        "reference categories tie (see `docs/evaluation.md`)."),
         "",
         "### Confusion matrix (rows: reference, columns: prediction)",
         "",

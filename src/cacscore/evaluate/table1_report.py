@@ -35,12 +35,14 @@ def table_markdown(table: dict[str, Any]) -> str:
     lines = [
         f"# Table 1 on phantoms (scale `{scale['name']}`)",
         "",
-        (f"Date {table['date']}; hardware: {hardware}. Training sets of {', '.join(str(s) for s in scale['train_sizes'])} "
+        (f"Date {table['date']}; hardware: {hardware}. Training sets of "
+        f"{', '.join(str(s) for s in scale['train_sizes'])} "
         f"cases (+ {scale['n_val']} validation cases), {scale['n_members']} members each, "
         f"at most {scale['epochs']} epoch(s) x {scale['steps_per_epoch']} steps of batch {scale['batch']}"
         + (f" within {scale['max_minutes']} minutes per set" if scale.get("max_minutes") else "")
         + "; "
-        f"test cohort of {n_test} evaluated cases (reference categories {table['test_reference_counts']})."),
+        f"test cohort of {n_test} evaluated cases "
+        f"(reference categories {table['test_reference_counts']})."),
         "For 1 model, mean and sample SD (ddof = 1) across the members.",
         "",
         "| Method | C-index (Harrell) | C-index (paper formula) | category accuracy |",
@@ -64,8 +66,8 @@ def table_markdown(table: dict[str, Any]) -> str:
         lines += [f"- {s['set']}: {f['case_id']}: {f['reason']}" for s in table["sets"] for f in s["failures"]]
     lines += [
         "",
-        ("Paper (Gogin et al. 2021, Table 1; real CT, 98 test exams; the printed C-index formula cannot give these "
-        "values, so they are read as Harrell's C):"),
+        ("Paper (Gogin et al. 2021, Table 1; real CT, 98 test exams; the printed C-index formula cannot "
+        "give these values, so they are read as Harrell's C):"),
         "",
         "| Method | C-index | category accuracy |",
         "|---|---|---|",
@@ -76,7 +78,9 @@ def table_markdown(table: dict[str, Any]) -> str:
             f"{row['single_c'][0]:.3f} (std={row['single_c'][1]:.3f}) "
             f"| {row['single_acc'][0]:.3f} (std={row['single_acc'][1]:.3f}) |"
         )
-        lines.append(f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | {row['ensemble'][1]:.3f} |")
+        lines.append(
+            f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | {row['ensemble'][1]:.3f} |"
+        )
     lines += ["", "![C-index vs accuracy](figure3.png)", ""]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ and ``inference.min_lesion_voxels`` of the plan (with ``keep_small``, also
 neither training nor the final test used (as nnU-Net chooses its
 post-processing on validation data). The objective is
 
-    risk category accuracy + lesion F1 - 0.01 x (% of cases with aortic valve or mitral annulus calcium counted)
+    category accuracy + lesion F1 - 0.01 x (% of cases with aortic valve or mitral annulus calcium counted)
 
 the last term only where the cases hold a phantom ``truth.json``
 (:mod:`cacscore.evaluate.distractors`). ``cacscore choose-members`` is the command.
@@ -59,7 +59,7 @@ LESION_VOXEL_CHOICES = (1, 2, 3)
 
 
 class _Cropped:
-    """``index_to_patient`` of a box of a volume (for :func:`~cacscore.evaluate.distractors.distractor_hit`)."""
+    """``index_to_patient`` of a box of a volume (for :func:`cacscore.evaluate.distractors.distractor_hit`)."""
 
     def __init__(self, volume: Any, box: tuple[slice, ...]) -> None:
         self.volume, self.offset = volume, np.array([b.start for b in box])
