@@ -40,8 +40,8 @@ def main() -> None:
 
     from cacscore.anatomy import check_domain
     from cacscore.io import read_volume, write_dicom_series
-    from cacscore.model.ensemble import restrict_to_heart
     from cacscore.model import load_ensemble, score_with_model
+    from cacscore.model.ensemble import restrict_to_heart
     from cacscore.phantom import PhantomConfig, generate_case
 
     torch.set_num_threads(args.threads)
