@@ -30,7 +30,6 @@ PENDING: dict[str, dict[str, str]] = {
         "model/ensemble.py": "its own 26-neighbourhood for majority_artery_per_lesion",
         "phantom/hybrid.py": "labels the background's calcium with np.ones((3, 3, 3))",
     },
-    "risk categories A-E": {"phantom_sdf/case.py": "TARGET_RANGES spells the letters (classic: zip(RISK_CATEGORIES, ...))"},
     "calcium threshold 130 HU": {"phantom/calcium.py": "the lowest lesion density is clipped at 130"},
     "artery names": {
         "phantom/coronary.py": "ARTERIES spells the four names",

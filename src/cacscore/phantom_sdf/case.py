@@ -40,13 +40,9 @@ FAMILY = "sdf"
 #: Version written into every case; bump when the same seed gives other images.
 GENERATOR_VERSION = "sdf-1.2"
 #: Agatston ranges (log-uniform) a balanced case aims at, per risk category.
-TARGET_RANGES: dict[str, tuple[float, float]] = {
-    "A": (0.0, 0.0),
-    "B": (1.0, 9.5),
-    "C": (12.0, 95.0),
-    "D": (110.0, 390.0),
-    "E": (420.0, 1800.0),
-}
+TARGET_RANGES: dict[str, tuple[float, float]] = dict(
+    zip(RISK_CATEGORIES, ((0.0, 0.0), (1.0, 9.5), (12.0, 95.0), (110.0, 390.0), (420.0, 1800.0)), strict=True)
+)
 #: Scanner vendors of this family: models, reconstruction kernels, value outside the reconstruction circle.
 VENDORS: dict[str, dict[str, Any]] = {
     "GE MEDICAL SYSTEMS": {
