@@ -71,7 +71,8 @@ def _cohort(args: argparse.Namespace) -> Path:
         print(f"cohort: the complete cohort in {cohort}")
     else:
         generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
-        print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({time.perf_counter() - t0:.0f} s)")
+        seconds = time.perf_counter() - t0
+        print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({seconds:.0f} s)")
     return cohort
 
 
@@ -153,7 +154,8 @@ def main() -> None:
                   for e, valve, root in zip(model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])],
     }
     for name, tally in agreement.items():
-        print(f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, identical "
+        print(f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, "
+              "identical "
               f"categories in {tally['same_categories']}/{len(refs)}, largest Agatston difference "
               f"{tally['max_agatston_diff']:.2f}")
     if agreement:

@@ -284,7 +284,8 @@ def icc_2_1(ratings: npt.ArrayLike) -> float:
 
     Examples
     --------
-    >>> round(icc_2_1([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]), 2)
+    >>> ratings = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
+    >>> round(icc_2_1(ratings), 2)
     0.29
     """
     table = np.asarray(ratings, dtype=float)

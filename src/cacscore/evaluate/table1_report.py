@@ -79,7 +79,8 @@ def table_markdown(table: dict[str, Any]) -> str:
             f"| {row['single_acc'][0]:.3f} (std={row['single_acc'][1]:.3f}) |"
         )
         lines.append(
-            f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | {row['ensemble'][1]:.3f} |"
+            f"| Ensemble of 5 models trained on {name} | {row['ensemble'][0]:.3f} | "
+            f"{row['ensemble'][1]:.3f} |"
         )
     lines += ["", "![C-index vs accuracy](figure3.png)", ""]
     return "\n".join(lines)

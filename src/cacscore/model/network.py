@@ -185,7 +185,7 @@ def count_parameters(net: nn.Module) -> int:
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, valid: torch.Tensor | None = None,
                    include_background: bool = False, eps: float = 1e-5) -> torch.Tensor:
-    """Soft multi-class Dice loss, 1 - mean Dice over the classes present in the target, pooled over the batch.
+    """Soft multi-class Dice loss: 1 - mean Dice over the classes present in the target, pooled over a batch.
 
     Classes absent from the whole batch are left out of the mean: with tiny
     calcifications most patches lack most arteries, and a smoothed Dice of an

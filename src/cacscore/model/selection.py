@@ -59,7 +59,7 @@ LESION_VOXEL_CHOICES = (1, 2, 3)
 
 
 class _Cropped:
-    """``index_to_patient`` of a box of a volume (for :func:`cacscore.evaluate.distractors.distractor_hit`)."""
+    """``index_to_patient`` of a box of a volume, for :func:`cacscore.evaluate.distractors.distractor_hit`."""
 
     def __init__(self, volume: Any, box: tuple[slice, ...]) -> None:
         self.volume, self.offset = volume, np.array([b.start for b in box])
