@@ -12,9 +12,10 @@ reference lesions (or the reverse). Per artery, each lesion is filed under its
 own artery; a lesion of unspecified artery that overlaps named calcium on the
 other side is filed under that artery (the most frequent one it overlaps).
 sensitivity = detected reference lesions / reference lesions, PPV = true predicted
-lesions / predicted lesions. The volume variant does the same voxel by voxel: sensitivity by volume = reference calcium
-volume covered by compatible predicted calcium / reference volume, PPV by volume
-= predicted volume on compatible reference calcium / predicted volume.
+lesions / predicted lesions. The volume variant does the same voxel by voxel:
+sensitivity by volume = reference calcium volume covered by compatible predicted
+calcium / reference volume, PPV by volume = predicted volume on compatible
+reference calcium / predicted volume.
 """
 
 from __future__ import annotations
