@@ -24,6 +24,7 @@ from scipy import ndimage
 from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.io import CTVolume, read_volume
 from cacscore.labels import ARTERY_CODES, ARTERY_COLOURS_BY_NAME, ARTERY_NAMES, BACKGROUND, majority_artery
+from cacscore.render import orientation_labels  # noqa: F401  (served to the viewer; one home)
 from cacscore.scoring import ScoreResult, candidate_mask, label_lesions_3d, score_volume
 
 #: Edit actions recorded in the audit trail.
@@ -517,40 +518,6 @@ def key_slices(lesions: Iterable[dict[str, Any]], limit: int) -> list[int]:
         if row["key_slice"] not in chosen:
             chosen.append(row["key_slice"])
     return sorted(chosen[:limit])
-
-
-#: Patient direction letter of each LPS axis, for the positive and the negative direction.
-_LPS_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))
-
-
-def orientation_labels(direction: np.ndarray) -> dict[str, str]:
-    """Patient-direction letters at the edges of an axial slice as the viewer draws it.
-
-    Parameters
-    ----------
-    direction : (3, 3) ndarray of float
-        :attr:`cacscore.io.CTVolume.direction` (ITK convention: column 0 is the
-        LPS direction of the image columns, column 1 that of the rows).
-
-    Returns
-    -------
-    dict of str to str
-        ``left``, ``right``, ``top`` and ``bottom`` -> a letter (L, R, A, P, S, I),
-        the dominant patient direction each edge points to.
-
-    Examples
-    --------
-    >>> orientation_labels(np.eye(3))
-    {'left': 'R', 'right': 'L', 'top': 'A', 'bottom': 'P'}
-    """
-    direction = np.asarray(direction, dtype=float)
-
-    def letter(vector: np.ndarray) -> str:
-        axis = int(np.argmax(np.abs(vector)))
-        return _LPS_LETTERS[axis][0 if vector[axis] > 0 else 1]
-
-    columns, rows = direction[:, 0], direction[:, 1]
-    return {"left": letter(-columns), "right": letter(columns), "top": letter(-rows), "bottom": letter(rows)}
 
 
 def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
