@@ -222,12 +222,18 @@ def _read_itk(path: Path) -> sitk.Image:
         _check_metaimage(path)
     elif image_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti(path)
+    # ITK prints its warnings straight to stderr, outside Python's warnings; the checks before and after this
+    # read say what matters in cacscore's words, so ITK's own lines are not shown.
+    display = sitk.ProcessObject_GetGlobalWarningDisplay()
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise VolumeReadError(
             f"{path}: cannot read image file (corrupt, truncated or unsupported): {_itk_error_detail(exc)}"
         ) from None
+    finally:
+        sitk.ProcessObject_SetGlobalWarningDisplay(display)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise VolumeReadError(
             f"{path}: holds {image.GetNumberOfComponentsPerPixel()} values per voxel (RGB or vector image); "
