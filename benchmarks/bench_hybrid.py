@@ -106,6 +106,35 @@ def example(path: Path, background_hu: np.ndarray, hybrid_hu: np.ndarray, label:
     plt.close(fig)
 
 
+def recheck(path: Path, backgrounds: list[Path], points: list[Path]) -> None:
+    """Lesion centres of an earlier ``--json`` result against the current heart and bone masks."""
+    from cacscore.errors import CacScoreWarning
+    from cacscore.phantom.hybrid import load_background
+
+    warnings.simplefilter("ignore", CacScoreWarning)
+    result = json.loads(path.read_text(encoding="utf-8"))
+    regions = {}
+    for i, bg_path in enumerate(backgrounds):
+        bg = load_background(bg_path, points[i] if i < len(points) else None)
+        regions[bg.name] = (bg.region, bg.region.heart_neighbourhood(bg.volume.spacing, 10.0))
+    totals = {"backgrounds": [0, 0, 0], "cases": [0, 0, 0]}
+    for key in totals:
+        for entry in result[key]:
+            name = entry.get("background") or Path(entry["path"]).name.split(".")[0]
+            region, near = regions[name]
+            for les in entry["lesions"]:
+                c = tuple(int(round(v)) for v in les["centre_zyx"])
+                out, bone = not bool(near[c]), bool(region.bone[c])
+                totals[key][0] += 1
+                totals[key][1] += out
+                totals[key][2] += bone
+                if out or bone:
+                    print(f"{entry['case_id']} ({name}): lesion at {list(c)}{'  OUTSIDE HEART' if out else ''}"
+                          f"{'  ON BONE' if bone else ''}")
+        n, out, bone = totals[key]
+        print(f"{key}: {n} lesions, {out} centred outside the heart (10 mm margin), {bone} centred on bone")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=None, help="a cacscore hybrid cohort folder")
@@ -114,7 +143,13 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--montage", type=Path, default=None, help="folder for hybrid_<name>_model.png")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--recheck", type=Path, default=None,
+                        help="a --json result: check its lesion centres against the heart and bone masks again "
+                             "(after a change of those masks) without running the model")
     args = parser.parse_args()
+    if args.recheck is not None:
+        recheck(args.recheck, args.background, args.points)
+        return
 
     import torch
 

@@ -11,7 +11,8 @@ view and can be checked by eye. Steps, per axial slice and then in 3-D:
    that vessels and the oesophagus fall away, the 3-D component around the thickest part of it
    (most distance from its border) in slices where both lungs are present;
 5. epicardial fat: fat (-190 to -30 HU) inside the mediastinum within 12 mm of the heart;
-6. bone: >= 150 HU voxels outside the heart and its fat, closed (ribs, sternum, spine).
+6. bone: >= 150 HU voxels outside the lungs' hull, or in a dense structure larger than 3 cm^3
+   (ribs, sternum, spine; not mediastinal calcium), closed.
 
 The result is approximate by design: lesions are inserted only where every test agrees (fat next to
 the heart surface, far from lung and from anything >= 100 HU), and ``docs/hybrids.md`` shows the
@@ -33,6 +34,9 @@ AIR_MAX_HU = -400.0
 FAT_HU = (-190.0, -30.0)
 SOFT_TISSUE_HU = (-40.0, 160.0)
 BONE_MIN_HU = 150.0
+#: A dense structure this large is bone even inside the mediastinum (a vertebra is ~30 000 mm^3; the
+#: largest coronary calcification seen on the real backgrounds ~1 000 mm^3).
+LARGE_BONE_MM3 = 3000.0
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,14 @@ def locate_heart(hu: np.ndarray, spacing: tuple[float, float, float]) -> HeartRe
     fat[box] = fat_band & near & ~heart[box]
     margin = np.zeros(shape, bool)
     margin[box] = _grow(heart[box], spacing, 3.0)
-    bone = (hu >= BONE_MIN_HU) & ~margin & body
+    # Bone: dense voxels outside the lungs' hull (ribs, sternum, scapulae), or in a large dense structure
+    # (the spine reaches into the hull). Calcium in the mediastinum (coronary, aortic, valve) is in
+    # neither: its components are far smaller than a vertebra.
+    dense = (hu >= BONE_MIN_HU) & body & ~margin
+    comps, _ = ndi.label(dense, structure=np.ones((3, 3, 3), bool))
+    volume_mm3 = np.bincount(comps.ravel()) * float(np.prod(spacing))
+    large = (volume_mm3 >= LARGE_BONE_MM3)[comps] & (comps > 0)
+    bone = dense & (~(mediastinum | lungs) | large)
     bone = ndi.binary_closing(bone, structure=np.ones((1, 3, 3), bool))
     return HeartRegion(
         body=body, lungs=lungs, mediastinum=mediastinum, heart=heart, fat=fat, bone=bone,
