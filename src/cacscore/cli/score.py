@@ -308,6 +308,10 @@ def _score_command(
         typer.Option("--skip-domain-check",
                      help="Score a scan the domain check refuses (no heart in view, contrast); the report says so."),
     ] = False,
+    no_dicom: Annotated[
+        bool,
+        typer.Option("--no-dicom", help="Do not write seg.dcm, sr.dcm and report_pdf.dcm for a DICOM INPUT."),
+    ] = False,
 ) -> None:
     """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask, or with the model without --mask."""
     with user_errors():
@@ -316,9 +320,10 @@ def _score_command(
         options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
         if mask is not None and model is not None:
             raise InvalidInputError("give either --mask (score that mask) or --model (segment with a model), not both")
+        dicom_products = [] if no_dicom else _dicom_products()
         if out is not None:
             # Refuse early, before any reading, rather than after minutes of work.
-            prepare_output_dir(out, SCORE_PRODUCTS, force=force)
+            prepare_output_dir(out, [*SCORE_PRODUCTS, *dicom_products], force=force)
         labels = None
         if mask is None:
             # Read and check first: the model products' names come with the model package (torch, seconds).
@@ -340,6 +345,33 @@ def _score_command(
             from cacscore.model.products import write_model_products
 
             write_model_products(out, volume, labels, title=f"{input.name}: {report['agatston']:.1f} Agatston")
+        if out is not None and dicom_products and volume.dicom is not None:
+            _write_dicom(out, volume, labels, report, mask, mask_labels, as_json)
+
+
+def _dicom_products() -> list[str]:
+    from cacscore.export import DICOM_PRODUCTS
+
+    return DICOM_PRODUCTS
+
+
+def _write_dicom(out: Path, volume: CTVolume, labels: Any, report: dict[str, Any], mask: Path | None,
+                 mask_labels: MaskLabels, as_json: bool) -> None:
+    """Write the DICOM Segmentation, SR and encapsulated PDF of a DICOM input next to score.json."""
+    from cacscore.export import Algorithm, write_dicom_outputs
+    from cacscore.io import read_mask
+
+    if mask is not None:
+        # A given mask is the user's (a reader's) segmentation, not an algorithm's.
+        labels = read_mask(mask, like=volume, convention=cast("MaskConvention", mask_labels.value))
+        algorithm = Algorithm(name="given mask", version="-", manual=True)
+    else:
+        model = report.get("model") or {}
+        algorithm = Algorithm(name=str(model.get("name") or "cacscore model"),
+                              version=str(model.get("version") or "unversioned"))
+    written = write_dicom_outputs(out, volume, labels, report, algorithm)
+    if not as_json:
+        out_console().print("wrote " + ", ".join(str(path) for path in written))
 
 
 def _model_products() -> list[str]:

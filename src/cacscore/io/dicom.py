@@ -48,7 +48,7 @@ from cacscore.io.checks import (
     axis_angle_deg,
     canonical_orientation,
 )
-from cacscore.io.volume import CTVolume
+from cacscore.io.volume import CTVolume, DicomSource, SourceImage
 
 #: A slice step longer than this many median increments means missing slices.
 GAP_FACTOR = 1.5
@@ -1245,4 +1245,28 @@ def _read_series(folder: Path, slices: list[_Slice], *, skip_unreadable: bool, n
         manufacturer=_text(header, "Manufacturer") or None,
         patient_id=_text(header, "PatientID") or None,
         series_description=_text(header, "SeriesDescription") or None,
+        dicom=_dicom_source(images),
+    )
+
+
+def _dicom_source(images: list[_Image]) -> DicomSource:
+    """Identifiers and headers of the images kept in the volume, for the DICOM exports."""
+    headers: dict[Path, Dataset] = {}
+    for image in images:
+        headers.setdefault(image.path, image.header)
+    return DicomSource(
+        images=tuple(
+            SourceImage(
+                sop_class_uid=_text(image.header, "SOPClassUID"),
+                sop_instance_uid=_text(image.header, "SOPInstanceUID"),
+                frame=None if image.frame is None else image.frame + 1,
+                position_mm=(float(image.position[0]), float(image.position[1]), float(image.position[2])),
+                orientation=tuple(float(v) for v in image.orientation),  # type: ignore[arg-type]
+                pixel_spacing_mm=image.pixel_spacing,
+                rows=image.size[0],
+                columns=image.size[1],
+            )
+            for image in images
+        ),
+        headers=tuple(headers.values()),
     )

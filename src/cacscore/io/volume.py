@@ -16,6 +16,56 @@ from cacscore.errors import InvalidInputError
 Spacing = tuple[float, float, float]
 
 
+@dataclass(frozen=True)
+class SourceImage:
+    """One 2-D image of the DICOM series a volume was read from (a classic file, or one Enhanced CT frame).
+
+    Parameters
+    ----------
+    sop_class_uid, sop_instance_uid : str
+        The image's SOPClassUID and SOPInstanceUID.
+    frame : int or None
+        1-based frame number in a multi-frame (Enhanced CT) instance; None for a single-frame image.
+    position_mm : tuple of 3 float
+        ImagePositionPatient (LPS, mm): centre of the image's first pixel.
+    orientation : tuple of 6 float
+        ImageOrientationPatient: LPS unit vectors along a row (columns increase), then along a column.
+    pixel_spacing_mm : tuple of 2 float
+        PixelSpacing ``(between rows, between columns)`` in mm.
+    rows, columns : int
+        Image size in pixels.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    frame: int | None
+    position_mm: tuple[float, float, float]
+    orientation: tuple[float, float, float, float, float, float]
+    pixel_spacing_mm: tuple[float, float]
+    rows: int
+    columns: int
+
+
+@dataclass
+class DicomSource:
+    """What the DICOM exports need of the series a volume was read from (see :mod:`cacscore.export`).
+
+    Kept per source image and per file, not per array slice: slices are matched to
+    source images by position, so reordering or flipping the array cannot mislabel them.
+
+    Parameters
+    ----------
+    images : tuple of SourceImage
+        Every image of the series that is in the volume, in no guaranteed order.
+    headers : tuple of pydicom Dataset
+        The header (no pixel data) of each source file, in the order of first appearance in ``images``:
+        patient, study, equipment and frame of reference attributes are taken from them.
+    """
+
+    images: tuple[SourceImage, ...]
+    headers: tuple[object, ...]
+
+
 @dataclass
 class CTVolume:
     """A CT series in Hounsfield units with its geometry and identifiers.
@@ -48,6 +98,8 @@ class CTVolume:
     warnings : list of str
         Non-fatal problems found while reading (kVp not 120, overlapping
         reconstruction, unusual slice thickness, ...).
+    dicom : DicomSource or None
+        The source images' identifiers and headers when read from DICOM.
     """
 
     hu: np.ndarray
@@ -64,6 +116,7 @@ class CTVolume:
     patient_id: str | None = None
     series_description: str | None = None
     warnings: list[str] = field(default_factory=list)
+    dicom: DicomSource | None = None
 
     def __post_init__(self) -> None:
         hu = np.asarray(self.hu)

@@ -1,0 +1,89 @@
+"""What every DICOM export shares: the source study's identifiers and cacscore's equipment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+
+import cacscore
+from cacscore.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cacscore.io.volume import CTVolume, DicomSource
+
+MANUFACTURER = "cacscore"
+MODEL_NAME = "cacscore"
+#: highdicom needs a device serial number; cacscore is software without one.
+SERIAL_NUMBER = "none"
+
+#: Patient and General Study module attributes copied from the source (type 2: present, maybe empty).
+STUDY_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+)
+
+
+@dataclass(frozen=True)
+class Equipment:
+    """Identification of the software that writes the exports (General Equipment module)."""
+
+    manufacturer: str = MANUFACTURER
+    model_name: str = MODEL_NAME
+    software_version: str = cacscore.__version__
+
+
+def require_dicom_source(volume: CTVolume) -> DicomSource:
+    """The volume's DICOM source, or an error naming the volume when it was not read from DICOM.
+
+    Raises
+    ------
+    InvalidInputError
+        If the volume has no DICOM source (read from NIfTI/MetaImage/NRRD or built in memory).
+    """
+    if volume.dicom is None or not volume.dicom.images or not volume.dicom.headers:
+        raise InvalidInputError(f"{volume.source or 'volume'}: DICOM outputs need a volume read from DICOM")
+    return volume.dicom
+
+
+def first_header(volume: CTVolume) -> Dataset:
+    """The header of the first source file (patient, study and frame of reference attributes)."""
+    header = require_dicom_source(volume).headers[0]
+    if not isinstance(header, Dataset):
+        raise InvalidInputError(f"{volume.source or 'volume'}: DICOM source header is not a pydicom Dataset")
+    return header
+
+
+def study_attributes(header: Dataset) -> Dataset:
+    """A dataset holding the source's Patient and General Study attributes (empty when absent)."""
+    out = Dataset()
+    for keyword in STUDY_KEYWORDS:
+        setattr(out, keyword, header.get(keyword, ""))
+    return out
+
+
+def completed_headers(volume: CTVolume) -> list[Dataset]:
+    """Copies of the source headers with the type 2 study attributes present (empty when missing).
+
+    highdicom reads them from its source images; some writers leave them out (e.g. AccessionNumber).
+    """
+    import copy
+
+    headers = []
+    for header in require_dicom_source(volume).headers:
+        if not isinstance(header, Dataset):
+            raise InvalidInputError(f"{volume.source or 'volume'}: DICOM source header is not a pydicom Dataset")
+        completed = copy.deepcopy(header)
+        for keyword in STUDY_KEYWORDS:
+            if keyword not in completed:
+                setattr(completed, keyword, "")
+        headers.append(completed)
+    return headers
+
+
+def now() -> tuple[str, str]:
+    """Current date and time as DICOM DA and TM strings."""
+    moment = datetime.now()
+    return moment.strftime("%Y%m%d"), moment.strftime("%H%M%S")

@@ -1,0 +1,186 @@
+"""DICOM Segmentation of the calcium label mask, one segment per artery, on the source series' grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cacscore.errors import InvalidInputError
+from cacscore.export.codes import ARTERY_SITES, SEGMENT_CATEGORY, SEGMENT_TYPE
+from cacscore.export.common import Equipment, completed_headers, require_dicom_source
+from cacscore.labels import ARTERY_NAMES, MAJORITY_ORDER
+
+if TYPE_CHECKING:
+    import highdicom as hd
+
+    from cacscore.io.volume import CTVolume, SourceImage
+
+#: A source pixel maps to a voxel centre when its fractional index is this close (voxels) to an integer.
+GRID_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """The algorithm that made the mask: name and version, e.g. the model's (``AUTOMATIC`` segments).
+
+    ``manual=True`` marks a reader's mask or corrections (``MANUAL`` segments, no algorithm identification).
+    """
+
+    name: str
+    version: str
+    manual: bool = False
+
+
+def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImage, np.ndarray]]:
+    """The label mask resliced onto each source image's own pixel grid, matched by patient position.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Volume read from DICOM (``volume.dicom`` set).
+    labels : (Z, Y, X) ndarray of int
+        Label mask on the volume's grid (project codes 0-5).
+
+    Returns
+    -------
+    list of (SourceImage, (rows, columns) ndarray of uint8)
+        One entry per source image, in ``volume.dicom.images`` order: its labels pixel by pixel.
+
+    Raises
+    ------
+    InvalidInputError
+        If the mask's shape differs from the volume's, or a source image's pixels do not fall on
+        voxel centres of the volume (the volume is not that series' grid).
+    """
+    source = require_dicom_source(volume)
+    labels = np.asarray(labels)
+    if labels.shape != volume.shape:
+        raise InvalidInputError(f"label mask shape {labels.shape} does not match volume shape {volume.shape}")
+    frames = []
+    for image in source.images:
+        row_dir = np.asarray(image.orientation[:3])
+        col_dir = np.asarray(image.orientation[3:])
+        dr, dc = image.pixel_spacing_mm
+        r, c = np.meshgrid(np.arange(image.rows), np.arange(image.columns), indexing="ij")
+        # PS3.3 C.7.6.2.1.1: pixel (r, c) lies at position + c * dc * row direction + r * dr * column direction.
+        corners = np.array([[0, 0], [1, 0], [0, 1]], dtype=float)
+        points = (np.asarray(image.position_mm) + corners[:, 1:2] * dc * row_dir + corners[:, 0:1] * dr * col_dir)
+        origin, step_r, step_c = volume.patient_to_index(points)
+        index = origin + r[..., None] * (step_r - origin) + c[..., None] * (step_c - origin)
+        rounded = np.rint(index)
+        if np.abs(index - rounded).max() > GRID_TOLERANCE:
+            raise InvalidInputError(
+                f"{volume.source or 'volume'}: source image {image.sop_instance_uid} does not lie on the volume's grid"
+            )
+        zyx = rounded.astype(np.int64)
+        if (zyx < 0).any() or (zyx >= np.asarray(volume.shape)).any():
+            raise InvalidInputError(
+                f"{volume.source or 'volume'}: source image {image.sop_instance_uid} lies outside the volume"
+            )
+        frames.append((image, labels[zyx[..., 0], zyx[..., 1], zyx[..., 2]].astype(np.uint8)))
+    return frames
+
+
+def build_segmentation(
+    volume: CTVolume,
+    labels: np.ndarray,
+    algorithm: Algorithm,
+    *,
+    series_uid: str | None = None,
+    series_number: int = 901,
+    equipment: Equipment | None = None,
+) -> hd.seg.Segmentation | None:
+    """DICOM Segmentation (binary) of the calcium mask, one segment per artery present.
+
+    Segments are numbered 1.. in the order LM, LAD, LCX, RCA, unspecified (arteries without calcium
+    have none); each carries category "Morphologically abnormal structure", type "Calcified
+    atheromatous plaque", the artery as anatomic region, and the algorithm (``AUTOMATIC``) or
+    ``MANUAL``. Frames reference their source image (DerivationImageSequence), matched by position.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Volume read from DICOM.
+    labels : (Z, Y, X) ndarray of int
+        Label mask on the volume's grid (0 background, 1 unspecified, 2 LM, 3 LAD, 4 LCX, 5 RCA).
+    algorithm : Algorithm
+        What made the mask.
+    series_uid : str, optional
+        SeriesInstanceUID of the new series (default: a new UID).
+    series_number : int
+        SeriesNumber of the new series.
+    equipment : Equipment, optional
+        Manufacturer, model name and software version written (default: cacscore's).
+
+    Returns
+    -------
+    highdicom.seg.Segmentation or None
+        None when the mask holds no calcium (a Segmentation needs at least one segment).
+
+    Raises
+    ------
+    InvalidInputError
+        If the volume was not read from DICOM or the mask does not fit it (see :func:`source_frames`).
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    equipment = equipment or Equipment()
+    source = require_dicom_source(volume)
+    frames = source_frames(volume, labels)
+    present = [code for code in MAJORITY_ORDER if any((pixels == code).any() for _, pixels in frames)]
+    if not present:
+        return None
+    segment_of = {code: number for number, code in enumerate(present, start=1)}
+    identification = None if algorithm.manual else hd.AlgorithmIdentificationSequence(
+        name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=segment_of[code],
+            segment_label=f"{ARTERY_NAMES[code]} calcium",
+            segmented_property_category=SEGMENT_CATEGORY,
+            segmented_property_type=SEGMENT_TYPE,
+            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.MANUAL if algorithm.manual
+                            else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
+            algorithm_identification=identification,
+            tracking_uid=generate_uid(),
+            tracking_id=f"{ARTERY_NAMES[code]} calcium",
+            anatomic_regions=[ARTERY_SITES[code]],
+        )
+        for code in present
+    ]
+    # highdicom pairs pixel frames with source images: frame k of a single-frame series is source image k,
+    # frame k of an Enhanced CT instance is its frame k + 1. Order the resliced frames the same way.
+    by_key = {(image.sop_instance_uid, image.frame or 1): pixels for image, pixels in frames}
+    rows, columns = frames[0][1].shape
+    ordered = []
+    headers = completed_headers(volume)
+    for header in headers:
+        n_frames = int(getattr(header, "NumberOfFrames", 1) or 1)
+        for frame in range(1, n_frames + 1):
+            key = (str(header.SOPInstanceUID), frame)  # type: ignore[attr-defined]
+            ordered.append(by_key.get(key, np.zeros((rows, columns), np.uint8)))
+    stack = np.stack(ordered)
+    binary = np.stack([stack == code for code in present], axis=-1).astype(np.uint8)
+    return hd.seg.Segmentation(
+        source_images=headers,
+        pixel_array=binary,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=series_uid or generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=equipment.manufacturer,
+        manufacturer_model_name=equipment.model_name,
+        software_versions=equipment.software_version,
+        device_serial_number="none",
+        series_description="Coronary calcium segmentation",
+        content_label="CALCIUM",
+        content_description="Coronary artery calcium by artery",
+        content_creator_name=None,
+    )

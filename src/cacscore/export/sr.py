@@ -1,0 +1,177 @@
+"""Comprehensive 3D SR (TID 1500 Measurement Report) of the calcium scores, per artery and in total."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cacscore.export.codes import (
+    AGATSTON_METHOD,
+    AGATSTON_SCORE,
+    ARTERY_SITES,
+    CAC_DRS,
+    CALCIUM_MASS,
+    CALCIUM_VOLUME,
+    LOCAL_SCHEME,
+    PROCEDURE,
+    RISK_CATEGORY,
+    SEGMENT_TYPE,
+    UNIT_MG,
+    UNIT_MM3,
+    UNIT_SCORE,
+)
+from cacscore.export.common import Equipment, completed_headers
+from cacscore.labels import ARTERY_CODES, UNSPECIFIED
+
+if TYPE_CHECKING:
+    import highdicom as hd
+
+    from cacscore.export.seg import Algorithm
+    from cacscore.io.volume import CTVolume
+
+
+def _measurements(scores: dict[str, Any]) -> list[hd.sr.Measurement]:
+    import highdicom as hd
+
+    return [
+        hd.sr.Measurement(name=AGATSTON_SCORE, value=float(scores["agatston"]), unit=UNIT_SCORE,
+                          method=AGATSTON_METHOD),
+        hd.sr.Measurement(name=CALCIUM_VOLUME, value=float(scores["volume_mm3"]), unit=UNIT_MM3),
+        hd.sr.Measurement(name=CALCIUM_MASS, value=float(scores["mass_mg"]), unit=UNIT_MG),
+    ]
+
+
+def build_measurement_report(
+    volume: CTVolume,
+    report: dict[str, Any],
+    segmentation: hd.seg.Segmentation | None,
+    *,
+    algorithm: Algorithm | None = None,
+    reviewer: str | None = None,
+    signed: bool = False,
+    organization: str | None = None,
+    series_uid: str | None = None,
+    series_number: int = 902,
+    equipment: Equipment | None = None,
+) -> hd.sr.Comprehensive3DSR:
+    """Measurement Report of a ``cacscore.score/1`` report: totals, risk category, CAC-DRS and per artery.
+
+    One image-level group (TID 1501) holds the total Agatston, volume and mass with the risk category
+    and CAC-DRS as qualitative evaluations; one volumetric group (TID 1411) per artery with calcium holds
+    that artery's scores and references its segment of ``segmentation``.
+
+    Parameters
+    ----------
+    volume : CTVolume
+        Volume read from DICOM (its source images are the SR's evidence).
+    report : dict
+        ``cacscore.score/1`` report (``arteries``, ``agatston``, ``volume_mm3``, ``mass_mg``,
+        ``risk_category``, ``cac_drs``).
+    segmentation : highdicom.seg.Segmentation or None
+        The SEG of the same mask (:func:`cacscore.export.seg.build_segmentation`); None when there is no
+        calcium (no per-artery group is written then).
+    algorithm : Algorithm, optional
+        The algorithm named in the groups.
+    reviewer : str, optional
+        Person observer (DICOM person name, e.g. ``"Doe^Jane"``) next to the cacscore device observer.
+    signed : bool
+        The reviewer signed the result: the SR is final and VERIFIED by ``reviewer`` for ``organization``.
+    organization : str, optional
+        Verifying organization (required by DICOM when ``signed``; default "unknown").
+    series_uid, series_number, equipment
+        New series' UID (default: new) and number; manufacturer and software version.
+
+    Raises
+    ------
+    InvalidInputError
+        If the volume was not read from DICOM, or ``signed`` without a ``reviewer``.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.uid import generate_uid
+
+    from cacscore.errors import InvalidInputError
+
+    if signed and not reviewer:
+        raise InvalidInputError("a signed SR needs the reviewer's name")
+    equipment = equipment or Equipment()
+    headers = completed_headers(volume)
+    device = hd.sr.ObserverContext(
+        observer_type=codes.cid270.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[equipment.manufacturer, equipment.software_version]),
+            name=f"{equipment.model_name} {equipment.software_version}",
+            manufacturer_name=equipment.manufacturer,
+            model_name=equipment.model_name,
+        ),
+    )
+    person = None if not reviewer else hd.sr.ObserverContext(
+        observer_type=codes.cid270.Person,
+        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reviewer),
+    )
+    context = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
+    algorithm_id = None if algorithm is None or algorithm.manual else hd.sr.AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version)
+    total = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Total coronary calcium"),
+        finding_type=SEGMENT_TYPE,
+        finding_sites=[hd.sr.FindingSite(ARTERY_SITES[UNSPECIFIED])],
+        algorithm_id=algorithm_id,
+        measurements=_measurements(report),
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                RISK_CATEGORY,
+                hd.sr.CodedConcept(str(report["risk_category"]), LOCAL_SCHEME,
+                                   f"Risk category {report['risk_category']}")),
+            hd.sr.QualitativeEvaluation(
+                CAC_DRS, hd.sr.CodedConcept(str(report["cac_drs"]), LOCAL_SCHEME, f"CAC-DRS {report['cac_drs']}")),
+        ],
+    )
+    groups: list[Any] = [total]
+    if segmentation is not None:
+        numbers = {str(item.SegmentLabel).removesuffix(" calcium"): int(item.SegmentNumber)
+                   for item in segmentation.SegmentSequence}
+        for name, scores in report["arteries"].items():
+            if name not in numbers:
+                continue
+            groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{name} calcium"),
+                referenced_segment=hd.sr.ReferencedSegment.from_segmentation(segmentation, numbers[name]),
+                finding_type=SEGMENT_TYPE,
+                finding_sites=[hd.sr.FindingSite(ARTERY_SITES[ARTERY_CODES[name]])],
+                algorithm_id=algorithm_id,
+                measurements=_measurements(scores),
+            ))
+    content = hd.sr.MeasurementReport(
+        observation_context=context,
+        procedure_reported=PROCEDURE,
+        imaging_measurements=groups,
+        title=codes.cid7021.ImagingMeasurementReport,
+    )
+    evidence = [*headers, *([segmentation] if segmentation is not None else [])]
+    document = hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=content,
+        series_instance_uid=series_uid or generate_uid(),
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=equipment.manufacturer,
+        is_complete=True,
+        is_final=signed,
+        is_verified=signed,
+        verifying_observer_name=reviewer if signed else None,
+        verifying_organization=(organization or "unknown") if signed else None,
+        series_description="Coronary calcium measurement report",
+    )
+    # General Equipment: highdicom sets only the manufacturer.
+    document.ManufacturerModelName = equipment.model_name
+    document.SoftwareVersions = equipment.software_version
+    # Declare the local coding scheme of the risk category and CAC-DRS (PS3.3 C.12.1.1.2 / PS3.16 8.2).
+    from pydicom.dataset import Dataset
+
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator = LOCAL_SCHEME
+    scheme.CodingSchemeName = "cacscore local codes"
+    scheme.CodingSchemeResponsibleOrganization = equipment.manufacturer
+    document.CodingSchemeIdentificationSequence = [scheme]
+    return document
