@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -81,6 +84,18 @@ def completed_headers(volume: CTVolume) -> list[Dataset]:
                 setattr(completed, keyword, "")
         headers.append(completed)
     return headers
+
+
+@contextmanager
+def source_names_as_they_are() -> Iterator[None]:
+    """Silence highdicom's doubt about single-component person names copied from the source.
+
+    The source's PatientName, ReferringPhysicianName... travel unchanged (never rewrite patient data);
+    a name such as "Anonymous" is the source's choice, not a problem of the export.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent", category=UserWarning)
+        yield
 
 
 def now() -> tuple[str, str]:

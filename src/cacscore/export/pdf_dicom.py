@@ -100,7 +100,7 @@ def build_encapsulated_pdf(
     InvalidInputError
         If the volume was not read from DICOM.
     """
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     equipment = equipment or Equipment()
     header = first_header(volume)
@@ -129,7 +129,7 @@ def build_encapsulated_pdf(
     # OB values have even length: pad with a NUL byte (the length above is the document's own).
     ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ENCAPSULATED_PDF_STORAGE
+    meta.MediaStorageSOPClassUID = UID(ENCAPSULATED_PDF_STORAGE)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cacscore.errors import InvalidInputError
 from cacscore.export.codes import ARTERY_SITES, SEGMENT_CATEGORY, SEGMENT_TYPE
-from cacscore.export.common import Equipment, completed_headers, require_dicom_source
+from cacscore.export.common import (
+    Equipment,
+    completed_headers,
+    require_dicom_source,
+    source_names_as_they_are,
+)
 from cacscore.labels import ARTERY_NAMES, MAJORITY_ORDER
 
 if TYPE_CHECKING:
@@ -129,7 +134,6 @@ def build_segmentation(
     from pydicom.uid import generate_uid
 
     equipment = equipment or Equipment()
-    source = require_dicom_source(volume)
     frames = source_frames(volume, labels)
     present = [code for code in MAJORITY_ORDER if any((pixels == code).any() for _, pixels in frames)]
     if not present:
@@ -166,12 +170,21 @@ def build_segmentation(
             ordered.append(by_key.get(key, np.zeros((rows, columns), np.uint8)))
     stack = np.stack(ordered)
     binary = np.stack([stack == code for code in present], axis=-1).astype(np.uint8)
+    with source_names_as_they_are():
+        return _segmentation(headers, binary, descriptions, series_uid or generate_uid(), series_number, equipment)
+
+
+def _segmentation(headers: list[Any], binary: np.ndarray, descriptions: list[Any], series_uid: str,
+                  series_number: int, equipment: Equipment) -> hd.seg.Segmentation:
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
     return hd.seg.Segmentation(
         source_images=headers,
         pixel_array=binary,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=series_uid or generate_uid(),
+        series_instance_uid=series_uid,
         series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,

@@ -19,7 +19,7 @@ from cacscore.export.codes import (
     UNIT_MM3,
     UNIT_SCORE,
 )
-from cacscore.export.common import Equipment, completed_headers
+from cacscore.export.common import Equipment, completed_headers, source_names_as_they_are
 from cacscore.labels import ARTERY_CODES, UNSPECIFIED
 
 if TYPE_CHECKING:
@@ -148,21 +148,9 @@ def build_measurement_report(
         title=codes.cid7021.ImagingMeasurementReport,
     )
     evidence = [*headers, *([segmentation] if segmentation is not None else [])]
-    document = hd.sr.Comprehensive3DSR(
-        evidence=evidence,
-        content=content,
-        series_instance_uid=series_uid or generate_uid(),
-        series_number=series_number,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=equipment.manufacturer,
-        is_complete=True,
-        is_final=signed,
-        is_verified=signed,
-        verifying_observer_name=reviewer if signed else None,
-        verifying_organization=(organization or "unknown") if signed else None,
-        series_description="Coronary calcium measurement report",
-    )
+    with source_names_as_they_are():
+        document = _document(evidence, content, series_uid or generate_uid(), series_number, equipment,
+                             reviewer if signed else None, (organization or "unknown") if signed else None)
     # General Equipment: highdicom sets only the manufacturer.
     document.ManufacturerModelName = equipment.model_name
     document.SoftwareVersions = equipment.software_version
@@ -175,3 +163,25 @@ def build_measurement_report(
     scheme.CodingSchemeResponsibleOrganization = equipment.manufacturer
     document.CodingSchemeIdentificationSequence = [scheme]
     return document
+
+
+def _document(evidence: list[Any], content: Any, series_uid: str, series_number: int, equipment: Equipment,
+              verifier: str | None, organization: str | None) -> hd.sr.Comprehensive3DSR:
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    return hd.sr.Comprehensive3DSR(
+        evidence=evidence,
+        content=content,
+        series_instance_uid=series_uid,
+        series_number=series_number,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer=equipment.manufacturer,
+        is_complete=True,
+        is_final=verifier is not None,
+        is_verified=verifier is not None,
+        verifying_observer_name=verifier,
+        verifying_organization=organization,
+        series_description="Coronary calcium measurement report",
+    )
