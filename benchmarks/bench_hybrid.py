@@ -122,7 +122,7 @@ def recheck(path: Path, backgrounds: list[Path], points: list[Path]) -> None:
         for entry in result[key]:
             name = entry.get("background") or Path(entry["path"]).name.split(".")[0]
             region, near = regions[name]
-            for les in entry["lesions"]:
+            for les in entry.get("predicted_lesions", entry["lesions"]):
                 c = tuple(int(round(v)) for v in les["centre_zyx"])
                 out, bone = not bool(near[c]), bool(region.bone[c])
                 totals[key][0] += 1
@@ -178,7 +178,7 @@ def main() -> None:
         for les in lesions:
             print(f"    lesion at zyx {les['centre_zyx']} ({les['n_voxels']} voxels)"
                   f"{'  OUTSIDE HEART' if les['outside_heart'] else ''}{'  ON BONE' if les['on_bone'] else ''}")
-        result["backgrounds"].append({"path": str(path), **ev.to_dict(), "lesions": lesions})
+        result["backgrounds"].append({"path": str(path), **ev.to_dict(), "predicted_lesions": lesions})
         if args.montage is not None:
             montage(args.montage / f"hybrid_{bg.name.removesuffix('_image')}_model.png", bg.volume.hu,
                     pred.labels, bg.calcium, bg.region, f"{bg.name} as it is (no inserted lesions)")
@@ -201,7 +201,7 @@ def main() -> None:
             print(f"{case.case_id} ({bg.name}): reference {ev.ref_agatston:.1f} ({ev.ref_category}), model "
                   f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
                   f"heart, {bone} on bone", flush=True)
-            result["cases"].append({**ev.to_dict(), "background": bg.name, "lesions": lesions})
+            result["cases"].append({**ev.to_dict(), "background": bg.name, "predicted_lesions": lesions})
             if args.montage is not None and bg.name == "lung1_image" and ev.ref_category == "D":
                 example(args.montage / "hybrid_example.png", bg.volume.hu, case.volume.hu, case.label, bg.calcium,
                         f"{case.case_id}: lung1 with lesions inserted (reference {ev.ref_agatston:.0f}, D)")
