@@ -260,3 +260,23 @@ def test_names_of_artery_segments_cover_every_label() -> None:
     from cacscore.export.codes import ARTERY_SITES
 
     assert set(ARTERY_SITES) == set(ARTERY_NAMES)
+
+
+def test_one_segment_of_an_enhanced_ct_is_referenced_with_its_frames(case: Path, tmp_path: Path) -> None:
+    """One segment on a multi-frame source: highdicom shares its identification; the SR still finds its frames."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        classic = read_volume(case / "image")
+        labels = read_mask(case / "label.nii.gz", like=classic)
+        (tmp_path / "ect").mkdir()
+        write_enhanced_ct(classic, tmp_path / "ect" / "ct.dcm")
+        volume = read_volume(tmp_path / "ect")
+    lad = np.where(labels == ARTERY_CODES["LAD"], labels, 0)
+    write_dicom_outputs(tmp_path, volume, lad, _report_for(volume, lad), Algorithm("m", "1"))
+    sr = hd.sr.srread(tmp_path / "sr.dcm")
+    (group,) = sr.content.get_volumetric_roi_measurement_groups()
+    (source,) = group.referenced_segment.source_images_for_segmentation
+    expected_frames = [z + 1 for z in range(volume.shape[0]) if lad[z].any()]
+    assert source.referenced_frame_numbers == expected_frames
+    for name in ("seg.dcm", "sr.dcm"):
+        assert _dciodvfy(tmp_path / name) == []

@@ -40,6 +40,36 @@ def _measurements(scores: dict[str, Any]) -> list[hd.sr.Measurement]:
     ]
 
 
+def _referenced_segment(segmentation: hd.seg.Segmentation, number: int) -> hd.sr.ReferencedSegment:
+    """Reference to one segment with the source images of its frames.
+
+    Written here rather than with ``ReferencedSegment.from_segmentation``, which misses the segment
+    number when highdicom put it in the shared functional groups (one segment of a multi-frame source).
+    """
+    import highdicom as hd
+
+    shared = segmentation.SharedFunctionalGroupsSequence[0]
+    sources: dict[str, tuple[str, set[int]]] = {}
+    for item in segmentation.PerFrameFunctionalGroupsSequence:
+        identification = item.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+        if int(identification[0].ReferencedSegmentNumber) != number:
+            continue
+        for derivation in item.get("DerivationImageSequence", []):
+            for ref in derivation.SourceImageSequence:
+                _, frames = sources.setdefault(str(ref.ReferencedSOPInstanceUID), (str(ref.ReferencedSOPClassUID), set()))
+                if "ReferencedFrameNumber" in ref:
+                    frames.add(int(ref.ReferencedFrameNumber))
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=segmentation.SOPClassUID,
+        sop_instance_uid=segmentation.SOPInstanceUID,
+        segment_number=number,
+        source_images=[
+            hd.sr.SourceImageForSegmentation(class_uid, instance_uid, sorted(frames) or None)
+            for instance_uid, (class_uid, frames) in sources.items()
+        ],
+    )
+
+
 def build_measurement_report(
     volume: CTVolume,
     report: dict[str, Any],
@@ -135,7 +165,7 @@ def build_measurement_report(
                 continue
             groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{name} calcium"),
-                referenced_segment=hd.sr.ReferencedSegment.from_segmentation(segmentation, numbers[name]),
+                referenced_segment=_referenced_segment(segmentation, numbers[name]),
                 finding_type=SEGMENT_TYPE,
                 finding_sites=[hd.sr.FindingSite(ARTERY_SITES[ARTERY_CODES[name]])],
                 algorithm_id=algorithm_id,
