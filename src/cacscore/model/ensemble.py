@@ -30,9 +30,7 @@ from scipy import ndimage
 from cacscore.arrays import bounding_box, grow_box, label_lesions
 from cacscore.errors import InvalidInputError, ModelFolderError, PlanMismatchError
 from cacscore.io.volume import CTVolume
-
-if TYPE_CHECKING:
-    from cacscore.anatomy import HeartRegion
+from cacscore.labels import MAJORITY_ORDER, majority_artery
 from cacscore.model.lesion_filter import lesion_features, shell_margin_voxels
 from cacscore.model.network import ResUNet3d
 from cacscore.model.plan import Plan, default_model_dir
@@ -45,8 +43,10 @@ from cacscore.preprocess import (
     upsample_labels,
 )
 from cacscore.scoring import ScoreResult, score_volume
+from cacscore.scoring.conventions import FULL_26
 
-_FULL_26 = np.ones((3, 3, 3), dtype=bool)
+if TYPE_CHECKING:
+    from cacscore.anatomy import HeartRegion
 
 
 def save_member(net: torch.nn.Module, path: str | Path, *, half: bool = True) -> Path:
@@ -480,9 +480,10 @@ def candidate_lesions(low: np.ndarray, votes: np.ndarray, probabilities: list[np
 
 
 def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
-    """Give every 26-connected lesion of a label mask the most frequent code of its voxels.
+    """Give every 26-connected lesion of a label mask its majority artery code.
 
-    Ties go to the lower code. The input is not modified.
+    The tie rule is the project's one (:func:`cacscore.labels.majority_artery`): a
+    named artery beats unspecified, then the lower code wins. The input is not modified.
 
     Examples
     --------
@@ -493,12 +494,12 @@ def majority_artery_per_lesion(labels: np.ndarray) -> np.ndarray:
     nonzero = np.flatnonzero(labels)
     if nonzero.size == 0:
         return labels.copy()
-    components, n = ndimage.label(labels != 0, structure=_FULL_26)
+    components, n = ndimage.label(labels != 0, structure=FULL_26)
     comp = components.ravel()[nonzero].astype(np.int64)
     code = labels.ravel()[nonzero].astype(np.int64)
-    slots = int(code.max()) + 1
+    slots = max(int(code.max()) + 1, max(MAJORITY_ORDER) + 1)
     counts = np.bincount(comp * slots + code, minlength=(n + 1) * slots).reshape(n + 1, slots)
-    winner = counts.argmax(axis=1).astype(labels.dtype)
+    winner = majority_artery(counts).astype(labels.dtype)
     out = np.zeros_like(labels)
     out.ravel()[nonzero] = winner[comp]
     return out
