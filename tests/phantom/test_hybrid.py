@@ -228,6 +228,7 @@ def real_chest_ct(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """lung1/lung2_image.nrrd from the pyradiomics 3.1.0 sdist (skips when it cannot be downloaded)."""
     import re
     import tarfile
+    import urllib.parse
     import urllib.request
 
     cache = Path.home() / ".cache" / "cacscore-tests" / "pyradiomics-3.1.0"
