@@ -280,3 +280,19 @@ def test_one_segment_of_an_enhanced_ct_is_referenced_with_its_frames(case: Path,
     assert source.referenced_frame_numbers == expected_frames
     for name in ("seg.dcm", "sr.dcm"):
         assert _dciodvfy(tmp_path / name) == []
+
+
+def test_a_mask_off_the_source_grid_is_refused(case: Path) -> None:
+    """Half a slice off: no source image lies on the volume's voxel centres, so no SEG rather than a wrong one."""
+    from dataclasses import replace
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        volume = read_volume(case / "image")
+    labels = read_mask(case / "label.nii.gz", like=volume)
+    origin = (volume.origin[0], volume.origin[1], volume.origin[2] + volume.spacing[0] / 2)
+    shifted = replace(volume, origin=origin)
+    with pytest.raises(InvalidInputError, match="does not lie on the volume's grid"):
+        build_segmentation(shifted, labels, Algorithm("m", "1"))
+    with pytest.raises(InvalidInputError, match="does not match volume shape"):
+        build_segmentation(volume, labels[1:], Algorithm("m", "1"))

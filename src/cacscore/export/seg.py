@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
     from cacscore.io.volume import CTVolume, SourceImage
 
-#: A source pixel maps to a voxel centre when its fractional index is this close (voxels) to an integer.
-GRID_TOLERANCE = 1e-3
+#: A source pixel maps to a voxel centre when its fractional index is this close (voxels) to an integer:
+#: five times the slice position jitter the DICOM reader accepts (1 % of the increment), far from the
+#: half voxel where the nearest slice would become ambiguous.
+GRID_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,22 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
         row_dir = np.asarray(image.orientation[:3])
         col_dir = np.asarray(image.orientation[3:])
         dr, dc = image.pixel_spacing_mm
-        r, c = np.meshgrid(np.arange(image.rows), np.arange(image.columns), indexing="ij")
         # PS3.3 C.7.6.2.1.1: pixel (r, c) lies at position + c * dc * row direction + r * dr * column direction.
-        corners = np.array([[0, 0], [1, 0], [0, 1]], dtype=float)
-        points = (np.asarray(image.position_mm) + corners[:, 1:2] * dc * row_dir + corners[:, 0:1] * dr * col_dir)
-        origin, step_r, step_c = volume.patient_to_index(points)
-        index = origin + r[..., None] * (step_r - origin) + c[..., None] * (step_c - origin)
-        rounded = np.rint(index)
-        if np.abs(index - rounded).max() > GRID_TOLERANCE:
+        corners = np.asarray(image.position_mm) + np.array([[0.0, 0.0], [dr, 0.0], [0.0, dc]]) @ np.stack(
+            [col_dir, row_dir])
+        origin, step_r, step_c = volume.patient_to_index(corners)
+        # The map from (r, c) to voxel indices is affine: it hits voxel centres everywhere when its origin
+        # and both steps are whole numbers (the steps to within the tolerance spread over the image).
+        affine = np.stack([origin, step_r - origin, step_c - origin])
+        whole = np.rint(affine)
+        spread = np.array([1.0, image.rows, image.columns])[:, None]
+        if (np.abs(affine - whole) * spread).max() > GRID_TOLERANCE:
             raise InvalidInputError(
                 f"{volume.source or 'volume'}: source image {image.sop_instance_uid} does not lie on the volume's grid"
             )
-        zyx = rounded.astype(np.int64)
+        start, down, right = whole.astype(np.int64)
+        zyx = (start + np.arange(image.rows)[:, None, None] * down
+               + np.arange(image.columns)[None, :, None] * right)
         if (zyx < 0).any() or (zyx >= np.asarray(volume.shape)).any():
             raise InvalidInputError(
                 f"{volume.source or 'volume'}: source image {image.sop_instance_uid} lies outside the volume"
