@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -92,11 +92,12 @@ def _check_nifti(path: Path) -> None:
     from nibabel.spatialimages import HeaderDataError
 
     try:
-        image = nib.load(str(path))  # reads the header only
+        # nibabel's stubs type load() as any file-based image; a .nii/.nii.gz is a Nifti1Image.
+        image: Any = nib.load(str(path))  # reads the header only
         proxy = image.dataobj
         expected = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
         sform, sform_code = image.header.get_sform(coded=True)
-        pixdim = np.abs(np.asarray(image.header["pixdim"][1:4], dtype=float))
+        pixdim = np.abs(np.asarray(image.header["pixdim"][1:4], dtype=np.float64))
     except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:
         raise VolumeReadError(f"{path}: truncated or corrupt NIfTI header: {exc}") from None
     held = _nifti_held_bytes(path, expected)
