@@ -23,6 +23,11 @@ from cacscore.arrays import bounding_box, grow_box
 #: edge may count as lung. Two coarse voxels (~6 mm) keep them inside and stay short of the chest wall
 #: and ribs, which lie beyond the lungs or behind the sternum.
 REGION_MARGIN_MM = 6.0
+#: How far the region grows from the mass between the lungs through soft tissue (never through lung or
+#: bone), in-plane, mm. Where the left lung's cardiac notch leaves the front of the heart against the
+#: chest wall, no row has lung on both sides of it: phantoms put the distal LAD up to ~35 mm in front of
+#: the mass between the lungs (10 of 360 reference lesions of cohort 122001 fell outside without it).
+TISSUE_GROWTH_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,13 @@ class HeartRegion:
         return region & ~ndimage.binary_erosion(region, structure=IN_PLANE_CROSS[1])
 
 
-def grow_region(mass: np.ndarray, bone: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    """The mediastinal mass grown by :data:`REGION_MARGIN_MM` in each direction, without bone.
+def grow_region(mass: np.ndarray, bone: np.ndarray, tissue: np.ndarray,
+                spacing: tuple[float, float, float]) -> np.ndarray:
+    """The mediastinal mass grown through soft tissue by :data:`TISSUE_GROWTH_MM`, then by :data:`REGION_MARGIN_MM`, without bone.
 
     Parameters
     ----------
-    mass, bone : (Z', Y', X') ndarray of bool
+    mass, bone, tissue : (Z', Y', X') ndarray of bool
     spacing : tuple of 3 float
         Coarse voxel size ``(dz, dy, dx)``, mm.
 
@@ -72,10 +78,16 @@ def grow_region(mass: np.ndarray, bone: np.ndarray, spacing: tuple[float, float,
     """
     if not mass.any():
         return np.zeros(mass.shape, dtype=bool)
+    steps = int(np.ceil(TISSUE_GROWTH_MM / min(spacing[1:])))
     margin = [int(np.ceil(REGION_MARGIN_MM / s)) for s in spacing]
-    box = grow_box(bounding_box(mass), margin, mass.shape)  # type: ignore[arg-type]
-    # Distance (mm) from the mass, anisotropic: a 5 mm slice grows by one slice at most.
-    distance = ndimage.distance_transform_edt(~mass[box], sampling=spacing)
+    outer = [m + (steps if axis else 0) for axis, m in enumerate(margin)]
+    box = grow_box(bounding_box(mass), outer, mass.shape)  # type: ignore[arg-type]
+    # In-plane growth through soft tissue (not bone, not lung): the heart's front where it meets the chest
+    # wall without lung beside it (the cardiac notch of the left lung), slice by slice.
+    grown = ndimage.binary_dilation(mass[box], structure=IN_PLANE_CROSS, iterations=steps,
+                                    mask=tissue[box] & ~bone[box])
+    # Distance (mm) from the grown mass, anisotropic: a 5 mm slice grows by one slice at most.
+    distance = ndimage.distance_transform_edt(~grown, sampling=spacing)
     region = np.zeros(mass.shape, dtype=bool)
     region[box] = distance <= REGION_MARGIN_MM
     return region & ~bone
