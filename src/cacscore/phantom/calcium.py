@@ -109,16 +109,17 @@ class CalciumObject:
             tube = CalciumObject(self.kind, [], self.density_hu, tubes=[(a, b, r_out, r_in)])
             pieces.append(((np.minimum(a, b) - r_out - 1.0, np.maximum(a, b) + r_out + 1.0), tube.distance))
         for (p_lo, p_hi), dist in pieces:
-            sub = grid.box(p_lo, p_hi, z_extra_mm=grid.profile_half_width_mm)
-            if sub is None:
+            found = grid.box(p_lo, p_hi, z_extra_mm=grid.profile_half_width_mm)
+            if found is None:
                 continue
-            sub = tuple(
-                slice(max(s.start, g.start), min(s.stop, g.stop)) for s, g in zip(sub, box, strict=True)
+            zs, ys, xs = (
+                slice(max(s.start, g.start), min(s.stop, g.stop)) for s, g in zip(found, box, strict=True)
             )
+            sub: Box = (zs, ys, xs)
             if any(s.start >= s.stop for s in sub):
                 continue
             local = tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(sub, box, strict=True))
-            np.maximum(out[local], occupancy(grid, sub, dist, n_z=8, n_xy=2), out=out[local])  # type: ignore[arg-type]
+            np.maximum(out[local], occupancy(grid, sub, dist, n_z=8, n_xy=2), out=out[local])
         return box, out
 
     def to_dict(self) -> dict[str, Any]:
