@@ -135,6 +135,33 @@ def recheck(path: Path, backgrounds: list[Path], points: list[Path]) -> None:
         print(f"{key}: {n} lesions, {out} centred outside the heart (10 mm margin), {bone} centred on bone")
 
 
+def anatomy_check(cohort: Path) -> None:
+    """Reference voxels of every hybrid inside :func:`cacscore.anatomy.chest.analyse_chest`'s heart region."""
+    from cacscore.anatomy.chest import analyse_chest
+    from cacscore.datasets import list_cases
+    from cacscore.errors import CacScoreWarning
+    from cacscore.io import read_volume
+
+    warnings.simplefilter("ignore", CacScoreWarning)
+    regions: dict[str, Any] = {}
+    total = inside = 0
+    for ref in list_cases(cohort):
+        case = ref.load()
+        truth = json.loads((Path(ref.image_path).parent / "truth.json").read_text())
+        path = truth["background"]["path"]
+        if path not in regions:
+            regions[path] = analyse_chest(read_volume(path))
+        anatomy = regions[path]
+        zyx = np.argwhere(case.label > 0)
+        grid = anatomy.grid
+        idx = np.stack([np.minimum(zyx[:, ax] // grid.block[ax], grid.shape[ax] - 1) for ax in range(3)], axis=1)
+        hit = anatomy.region[tuple(idx.T)]
+        total += len(hit)
+        inside += int(hit.sum())
+        print(f"{case.case_id}: {int(hit.sum())} of {len(hit)} reference voxels in the heart region")
+    print(f"all cases: {inside} of {total} reference voxels (inserted and annotated) in cacscore.anatomy's heart region")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=None, help="a cacscore hybrid cohort folder")
@@ -146,7 +173,13 @@ def main() -> None:
     parser.add_argument("--recheck", type=Path, default=None,
                         help="a --json result: check its lesion centres against the heart and bone masks again "
                              "(after a change of those masks) without running the model")
+    parser.add_argument("--anatomy-check", action="store_true",
+                        help="with --cohort: count the reference voxels that lie in cacscore.anatomy's heart region "
+                             "(an independent localisation), without running the model")
     args = parser.parse_args()
+    if args.anatomy_check:
+        anatomy_check(args.cohort)
+        return
     if args.recheck is not None:
         recheck(args.recheck, args.background, args.points)
         return
