@@ -23,17 +23,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cacscore"
 CONVENTIONS = "scoring/conventions.py"
 LABELS = "labels.py"
 ARTERY_NAMES = {"LM", "LAD", "LCX", "RCA"}
-#: Spots in modules other engineers own, not yet moved to the one home: file -> why it is still there.
+#: Spots not yet moved to the one home: file -> why it is still there.
 #: Remove an entry once its file imports the rule.
 PENDING: dict[str, dict[str, str]] = {
-    "connectivity": {
-        "model/ensemble.py": "its own 26-neighbourhood for majority_artery_per_lesion",
-        "phantom/hybrid.py": "labels the background's calcium with np.ones((3, 3, 3))",
-    },
     "calcium threshold 130 HU": {"phantom/calcium.py": "the lowest lesion density is clipped at 130"},
     "artery names": {
         "phantom/coronary.py": "ARTERIES spells the four names",
-        "train/loop.py": "plan class_names spell the four names",
     },
 }
 

@@ -32,7 +32,7 @@ from cacscore.phantom.generate import CATEGORIES, TARGET_RANGES
 from cacscore.phantom.hybrid_anatomy import HeartRegion, locate_heart
 from cacscore.phantom.imaging import white_noise_sd_for
 from cacscore.scoring import risk_category, score_calcium
-from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU, risk_category_bounds
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU, FULL_26, risk_category_bounds
 
 #: Version of the hybrid generator (recorded in every case; changes when the same seed would give
 #: another image).
@@ -816,7 +816,7 @@ def _points(
         zyx = local[int(np.argmax(vals))] + np.array([s.start for s in ins.box])
         x, y, z = volume.index_to_patient(zyx[None])[0]
         points.append((float(x), float(y), float(z), ARTERY_NAMES[ins.lesion.artery]))
-    comps, n = ndi.label(background.calcium > 0, structure=np.ones((3, 3, 3), bool))
+    comps, n = ndi.label(background.calcium > 0, structure=FULL_26)
     for i in range(1, n + 1):
         vox = np.argwhere(comps == i)
         zyx = vox[int(np.argmax(volume.hu[tuple(vox.T)]))]

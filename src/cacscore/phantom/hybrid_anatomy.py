@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import ConvexHull, QhullError
 
 from cacscore.errors import InvalidInputError
+from cacscore.scoring.conventions import FULL_26
 
 #: HU bands of the tissues the localisation separates.
 AIR_MAX_HU = -400.0
@@ -230,7 +231,7 @@ def locate_heart(hu: np.ndarray, spacing: tuple[float, float, float]) -> HeartRe
     # (the spine reaches into the hull). Calcium in the mediastinum (coronary, aortic, valve) is in
     # neither: its components are far smaller than a vertebra.
     dense = (hu >= BONE_MIN_HU) & body & ~margin
-    comps, _ = ndi.label(dense, structure=np.ones((3, 3, 3), bool))
+    comps, _ = ndi.label(dense, structure=FULL_26)
     volume_mm3 = np.bincount(comps.ravel()) * float(np.prod(spacing))
     large = (volume_mm3 >= LARGE_BONE_MM3)[comps] & (comps > 0)
     bone = dense & (~(mediastinum | lungs) | large)

@@ -52,6 +52,7 @@ import torch
 from cacscore import __version__
 from cacscore.datasets.base import CaseRef, check_mask_labels
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
+from cacscore.labels import ARTERY_NAMES, NAMED_ARTERIES
 from cacscore.model.ensemble import load_member, save_member
 from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
@@ -427,8 +428,8 @@ def _new_plan(config: TrainConfig, n_cases: int, train_ids: list[str], val_ids: 
         "code_version": __version__,
         "head": config.head,
         "class_codes": HEAD_CLASS_CODES[config.head],
-        "class_names": ["background", "LM", "LAD", "LCX", "RCA"] if config.head == "arteries"
-        else ["background", "calcium"],
+        "class_names": ["background", *(ARTERY_NAMES[code] for code in NAMED_ARTERIES)]
+        if config.head == "arteries" else ["background", "calcium"],
         "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": n_classes,
                                                         "filters": list(config.filters)},
                     "n_parameters": n_params},
