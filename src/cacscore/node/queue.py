@@ -1,0 +1,138 @@
+"""The DICOM node's on-disk queue: received instances, complete series, done markers.
+
+Layout under the node's folder ``root``::
+
+    incoming/<study UID>/<series UID>/<SOP instance UID>.dcm   received instances
+    results/<series UID>/                                       score.json, DICOM outputs, ``done`` last
+
+Every instance is written to a temporary name, flushed to disk (``fsync``) and renamed, and the
+folder is flushed too, before the sender gets its success status: an acknowledged instance
+survives a crash or a SIGKILL of the node. The ``done`` marker is written the same way, last, so
+a series whose marker exists is never scored again and one without it is scored (again) after a
+restart. Completeness is the quiet period: a series is complete when its newest file is older
+than ``quiet_s`` seconds (file times are on disk, so the clock carries over a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cacscore.errors import InvalidInputError
+
+#: A DICOM UID: digits separated by dots, at most 64 characters (PS3.5 9.1). Anything else must not
+#: become a path component.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+#: Name of the marker written last into a series' result folder.
+DONE_MARKER = "done"
+
+
+def check_uid(value: str, what: str) -> str:
+    """Return ``value`` if it is a valid DICOM UID, safe as a file name.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``value`` is empty, longer than 64 characters or not digits and dots.
+    """
+    value = str(value).strip()
+    if len(value) > 64 or not _UID.match(value):
+        raise InvalidInputError(f"{what} {value!r} is not a DICOM UID")
+    return value
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the file is either absent or complete, even after a crash.
+
+    The bytes go to a temporary name in the same folder, are flushed to disk, renamed over
+    ``path``, and the folder entry is flushed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class PendingSeries:
+    """A received series waiting for (or ready for) scoring."""
+
+    study_uid: str
+    series_uid: str
+    folder: Path
+    n_instances: int
+    newest_s: float  # modification time of its newest instance, seconds since the epoch
+
+
+class NodeQueue:
+    """The on-disk queue of a DICOM node rooted at ``root`` (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.incoming = self.root / "incoming"
+        self.results = self.root / "results"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.results.mkdir(parents=True, exist_ok=True)
+
+    def store(self, study_uid: str, series_uid: str, sop_uid: str, encoded: bytes) -> Path:
+        """Store one received instance (a complete DICOM file's bytes) durably; return its path.
+
+        Raises
+        ------
+        InvalidInputError
+            If a UID is not a DICOM UID.
+        """
+        study = check_uid(study_uid, "StudyInstanceUID")
+        series = check_uid(series_uid, "SeriesInstanceUID")
+        sop = check_uid(sop_uid, "SOPInstanceUID")
+        path = self.incoming / study / series / f"{sop}.dcm"
+        write_atomic(path, encoded)
+        return path
+
+    def result_dir(self, series_uid: str) -> Path:
+        """Folder of a series' results."""
+        return self.results / series_uid
+
+    def is_done(self, series_uid: str) -> bool:
+        """Whether the series has been scored (or refused) and its done marker written."""
+        return (self.result_dir(series_uid) / DONE_MARKER).is_file()
+
+    def mark_done(self, series_uid: str, status: dict[str, Any]) -> None:
+        """Write the series' done marker (last, atomically) with ``status`` as JSON."""
+        write_atomic(self.result_dir(series_uid) / DONE_MARKER,
+                     (json.dumps(status, indent=2) + "\n").encode("utf-8"))
+
+    def pending(self) -> list[PendingSeries]:
+        """Every received series without a done marker, oldest newest-instance first."""
+        found = []
+        for study in sorted(p for p in self.incoming.iterdir() if p.is_dir()):
+            for series in sorted(p for p in study.iterdir() if p.is_dir()):
+                if self.is_done(series.name):
+                    continue
+                times = [p.stat().st_mtime for p in series.glob("*.dcm")]
+                if times:
+                    found.append(PendingSeries(study.name, series.name, series, len(times), max(times)))
+        return sorted(found, key=lambda s: s.newest_s)
+
+    def complete(self, quiet_s: float, now_s: float | None = None) -> list[PendingSeries]:
+        """Pending series whose newest instance is at least ``quiet_s`` seconds old."""
+        now_s = time.time() if now_s is None else now_s
+        return [s for s in self.pending() if now_s - s.newest_s >= quiet_s]
