@@ -40,6 +40,7 @@ def main(args: list[str] | None = None) -> None:
 
 # The command modules come after `app`: each adds its command(s) to it, listed in --help in this order.
 from cacscore.cli import annotations as _annotations  # noqa: E402
+from cacscore.cli import batch as _batch  # noqa: E402
 from cacscore.cli import choose_members as _choose_members  # noqa: E402
 from cacscore.cli import demo as _demo  # noqa: E402
 from cacscore.cli import evaluate as _evaluate  # noqa: E402
@@ -53,6 +54,6 @@ from cacscore.cli import train_lesion_filter as _train_lesion_filter  # noqa: E4
 
 for _command in (
     _series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _choose_members, _serve, _phantom,
-    _hybrid, _demo,
+    _hybrid, _demo, _batch,
 ):
     _command.register(app)

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from cacscore.cli.common import out_console, prepare_output_dir, user_errors
 from cacscore.errors import CacScoreWarning, InvalidInputError
+from cacscore.pipeline import read_and_check
 
 if TYPE_CHECKING:
     from cacscore.anatomy import DomainCheck
@@ -107,35 +108,6 @@ def score_with_mask(
     return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}, "domain": check.to_dict()}
 
 
-def read_and_check(
-    input_path: Path,
-    *,
-    series: str | None = None,
-    skip_unreadable: bool = False,
-    skip_domain_check: bool = False,
-) -> tuple[CTVolume, DomainCheck]:
-    """Read a volume and run the input-domain check (:func:`cacscore.anatomy.check_domain`), without the model.
-
-    Cheap (no torch import): a missing file or a refused scan answers at once.
-
-    Raises
-    ------
-    VolumeReadError
-        If the volume cannot be read.
-    NoHeartError, ContrastEnhancedError
-        If the scan is outside the domain and ``skip_domain_check`` is false.
-    """
-    from cacscore.anatomy import check_domain
-    from cacscore.io import read_volume
-
-    volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
-    check = check_domain(volume)
-    if skip_domain_check:
-        return volume, check.skip()
-    check.require(str(input_path))
-    return volume, check
-
-
 def score_with_model_path(
     input_path: Path,
     model_dir: Path | None,
@@ -181,14 +153,13 @@ def score_with_model_path(
 
     import torch
 
-    from cacscore.model import load_ensemble, score_with_model
+    from cacscore.model import load_ensemble
+    from cacscore.pipeline import score_checked
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ensemble = load_ensemble(model_dir)
-    prediction = ensemble.predict(volume, region=check.region)
-    result = score_with_model(volume, ensemble, prediction=prediction, **options.as_kwargs())
-    result = replace(result, warnings=[*check.warnings, *result.warnings])
-    return volume, result, {"model": ensemble.info(), "domain": check.to_dict()}, prediction.labels
+    result, extra, labels = score_checked(volume, check, ensemble, **options.as_kwargs())
+    return volume, result, extra, labels
 
 
 def emit_report(
