@@ -47,7 +47,7 @@ _COLUMN_TYPES: list[tuple[str, Any]] = [
     ("error", Text), ("agatston", Float), ("volume_mm3", Float), ("mass_mg", Float), ("n_lesions", Integer),
     ("n_vessels", Integer), ("risk_category", String(8)), ("cac_drs", String(16)), ("model_name", String(128)),
     ("model_version", String(64)), ("domain_outcome", String(16)), ("domain", Text), ("warnings", Text),
-    ("read_s", Float), ("score_s", Float), ("total_s", Float), ("worker", String(255)),
+    ("read_s", Float), ("score_s", Float), ("total_s", Float), ("worker", String(255)), ("worker_peak_mib", Float),
     ("finished_at", String(32)), ("cacscore_version", String(32)),
     # One column per artery and score, named from the one home of artery names (LAD_agatston...).
     *((f"{artery}_{score}", Integer if score == "n_lesions" else Float)
@@ -57,7 +57,7 @@ _COLUMN_TYPES: list[tuple[str, Any]] = [
 _metadata = MetaData()
 #: The results table: one row per series. ``status`` is ``done`` or ``failed`` (with ``error``, one line);
 #: ``domain_outcome`` is ``passed``, ``refused`` (the row failed for it), ``skipped``
-#: (``--skip-domain-check``) or None when the series could not be read. Times are seconds;
+#: (``--skip-domain-check``) or None when the series could not be read. Times are seconds, ``worker_peak_mib`` the worker process's peak memory after the task;
 #: ``warnings`` and ``domain`` are JSON text.
 RESULTS = Table(
     "series_results", _metadata,

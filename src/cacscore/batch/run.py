@@ -118,6 +118,7 @@ def run_batch(
     skip_domain_check: bool = False,
     on_start: Callable[[BatchPlan, str | None], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    task: Callable[..., dict[str, Any]] = score_series,
 ) -> BatchSummary:
     """Score every series of ``inputs`` not yet in the results, one database transaction per finished series.
 
@@ -141,6 +142,8 @@ def run_batch(
         Score scans the domain check refuses.
     on_start, on_row : callable, optional
         Called with the plan and the dashboard link before the first task, and with each row written.
+    task : callable
+        The task run per series (:func:`cacscore.batch.worker.score_series`; a benchmark swaps in a no-op).
 
     Returns
     -------
@@ -176,7 +179,7 @@ def run_batch(
             pending = iter(plan.todo)
 
             def submit(item: BatchItem) -> Any:
-                return client.submit(score_series, {**asdict(item), "key": item.key}, str(out),
+                return client.submit(task, {**asdict(item), "key": item.key}, str(out),
                                      model_dir=None if model_dir is None else str(model_dir),
                                      skip_domain_check=skip_domain_check, torch_threads=torch_threads,
                                      key=f"cacscore-{item.key[:16]}", pure=False)

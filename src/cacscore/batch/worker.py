@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 import warnings
@@ -175,8 +176,20 @@ def score_series(
         row.update(status="failed", error=_one_line(f"{path}: unexpected {type(exc).__name__}: {exc}"))
     finished = time.perf_counter()
     row.update(read_s=read_s, score_s=None if read_s is None or row["status"] != "done" else finished - started - read_s,
-               total_s=finished - started, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+               total_s=finished - started, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               worker_peak_mib=peak_memory_mib())
     return row
+
+
+def peak_memory_mib() -> float | None:
+    """Peak resident memory of this process so far, MiB (None where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _worker_threads() -> int:

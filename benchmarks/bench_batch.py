@@ -1,0 +1,132 @@
+"""Throughput of ``cacscore batch`` against a loop over ``cacscore score``, scheduler overhead, worker memory.
+
+Prints, for a DICOM phantom cohort (default 512 x 512 x 60), the scans per hour of a shell loop over
+``cacscore score`` (one process per scan) and of ``cacscore batch`` with 1 and 2 worker processes (wall
+time from the command's start, cluster start-up included), the ratios, the peak memory of each worker
+(ru_maxrss after its last task), and the driver's per-task overhead on a simulated manifest of no-op tasks
+(the real driver: hashing a missing path, Dask round trip, one SQLite transaction per row).
+
+    python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def noop_task(item: dict[str, Any], out: str, **_options: Any) -> dict[str, Any]:
+    """A task that scores nothing: the row of a finished series, at once."""
+    return {"key": item["key"], "case_id": item["case_id"], "path": item["path"],
+            "content_hash": item["content_hash"], "status": "done"}
+
+
+def make_cohort(root: Path, n: int, matrix: int, slices: int) -> list[Path]:
+    from cacscore.phantom import PhantomConfig, generate_cohort
+
+    generate_cohort(root, n, 2112, fmt="dicom", balance=True, progress=False,
+                    config=PhantomConfig.for_version(1, matrix=matrix, n_slices=(slices, slices)))
+    images = sorted(root.glob("case_*/image"))[:n]
+    if len(images) < n:
+        sys.exit(f"error: {root}: {len(images)} cases, {n} asked")
+    return images
+
+
+def cli_loop(images: list[Path]) -> float:
+    """Seconds for ``cacscore score IMAGE --json`` run once per scan, one after the other."""
+    cacscore = str(Path(sys.executable).with_name("cacscore"))
+    started = time.perf_counter()
+    for image in images:
+        subprocess.run([cacscore, "score", str(image), "--json"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def batch(images: list[Path], workers: int, work: Path) -> tuple[float, list[float]]:
+    """Seconds for ``cacscore batch`` over the scans at ``workers`` workers, and each worker's peak MiB."""
+    from cacscore.batch import open_database, read_rows
+    from cacscore.batch.db import database_url
+
+    out = work / f"batch-{workers}"
+    shutil.rmtree(out, ignore_errors=True)
+    manifest = work / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "case_id"])
+        writer.writerows([str(image), image.parent.name] for image in images)
+    cacscore = str(Path(sys.executable).with_name("cacscore"))
+    started = time.perf_counter()
+    subprocess.run([cacscore, "batch", str(manifest), "--out", str(out), "--workers", str(workers),
+                    "--threads-per-worker", "1"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    engine = open_database(database_url(out))
+    rows = read_rows(engine)
+    engine.dispose()
+    if any(row["status"] != "done" for row in rows) or len(rows) != len(images):
+        sys.exit(f"error: {out}: not every scan was scored: {[(r['case_id'], r['error']) for r in rows]}")
+    peaks: dict[str, float] = {}
+    for row in rows:
+        peaks[row["worker"]] = max(peaks.get(row["worker"], 0.0), row["worker_peak_mib"] or 0.0)
+    return seconds, sorted(peaks.values())
+
+
+def scheduler_overhead(n_tasks: int, work: Path) -> float:
+    """Driver seconds per task for ``n_tasks`` no-op series on 2 local workers (the real driver loop)."""
+    from cacscore.batch.run import run_batch
+
+    out = work / "noop"
+    shutil.rmtree(out, ignore_errors=True)
+    manifest = work / "noop.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "case_id"])
+        writer.writerows([f"/no/such/series-{k:05d}", f"s{k:05d}"] for k in range(n_tasks))
+    summary = run_batch([manifest], out, workers=2, threads_per_worker=1, task=noop_task)
+    if summary.n_done != n_tasks:
+        sys.exit(f"error: {summary.n_done} of {n_tasks} no-op tasks done")
+    return summary.seconds / n_tasks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=8, help="scans in the cohort")
+    parser.add_argument("--matrix", type=int, default=512)
+    parser.add_argument("--slices", type=int, default=60)
+    parser.add_argument("--cohort", type=Path, help="cohort folder (made when missing; default: a temporary one)")
+    parser.add_argument("--noop-tasks", type=int, default=10_000)
+    parser.add_argument("--skip-cli", action="store_true", help="do not time the loop over cacscore score")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temporary:
+        work = Path(temporary)
+        cohort = args.cohort or work / "cohort"
+        started = time.perf_counter()
+        images = make_cohort(cohort, args.n, args.matrix, args.slices)
+        print(f"cohort: {len(images)} DICOM phantoms {args.matrix} x {args.matrix} x {args.slices} "
+              f"({time.perf_counter() - started:.0f} s to make or find)")
+        per_hour: dict[str, float] = {}
+        if not args.skip_cli:
+            seconds = cli_loop(images)
+            per_hour["cli"] = len(images) / seconds * 3600
+            print(f"loop over cacscore score: {seconds:.1f} s, {per_hour['cli']:,.0f} scans/hour")
+        for workers in (1, 2):
+            seconds, peaks = batch(images, workers, work)
+            per_hour[f"batch{workers}"] = len(images) / seconds * 3600
+            ratio = f", {per_hour[f'batch{workers}'] / per_hour['cli']:.2f}x the loop" if "cli" in per_hour else ""
+            print(f"cacscore batch --workers {workers}: {seconds:.1f} s, {per_hour[f'batch{workers}']:,.0f} scans/hour"
+                  f"{ratio}; peak memory per worker {', '.join(f'{p:.0f}' for p in peaks)} MiB")
+        print(f"scaling 2 workers / 1 worker: {per_hour['batch2'] / per_hour['batch1']:.2f}x")
+        overhead = scheduler_overhead(args.noop_tasks, work)
+        print(f"driver overhead: {overhead * 1000:.2f} ms per task ({args.noop_tasks:,} no-op tasks, 2 workers; "
+              f"{3600 / overhead:,.0f} tasks/hour at most)")
+
+
+if __name__ == "__main__":
+    main()
