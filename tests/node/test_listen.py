@@ -1,4 +1,5 @@
-"""``cacscore listen`` with real peers started here: dcmtk's storescu/echoscu send, Orthanc receives.
+"""``cacscore listen`` and ``cacscore pacs pull`` with real peers started here: dcmtk's storescu/echoscu
+send, Orthanc (with its DICOMweb plugin) receives and serves.
 
 dcmtk (``storescu``, ``echoscu``) and Orthanc are Debian packages (``.ci/run`` installs them); each
 test that needs one is skipped with the reason when it is absent. Orthanc runs from a temporary
@@ -31,6 +32,8 @@ from cacscore.node.worker import Destination
 LISTENER_AET = "CACNODE"
 SENDER_AET = "CTSCANNER"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+#: Orthanc's DICOMweb plugin (Debian package orthanc-dicomweb).
+DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 def _need(tool: str, package: str) -> str:
@@ -155,7 +158,9 @@ def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
     config.write_text(json.dumps({
         "Name": "cacscore-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
         "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "Plugins": [], "DicomCheckCalledAet": True,
+        "AuthenticationEnabled": False, "DicomCheckCalledAet": True,
+        "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.is_file() else [],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }))
     log = open(tmp_path / "orthanc.log", "wb")  # noqa: SIM115 - closed after the process ends
     process = subprocess.Popen([binary, str(config)], stdout=log, stderr=subprocess.STDOUT)
@@ -176,8 +181,8 @@ def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
         log.close()
 
 
-def _get(http_port: int, path: str, body: bytes | None = None) -> Any:
-    request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", data=body)
+def _get(http_port: int, path: str, body: bytes | None = None, accept: str = "application/json") -> Any:
+    request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", data=body, headers={"Accept": accept})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -214,6 +219,10 @@ def test_storescu_to_listener_scored_and_forwarded_to_orthanc(
                 for name in status["files"]}
     instances = _get(http_port, "/instances?expand")
     assert {i["MainDicomTags"]["SOPInstanceUID"] for i in instances} == sop_uids
+    if DICOMWEB_PLUGIN.is_file():
+        # The same three, found by a DICOMweb client (QIDO-RS).
+        qido = _get(http_port, f"/dicom-web/studies/{study_uid}/series", accept="application/dicom+json")
+        assert sorted(item["00080060"]["Value"][0] for item in qido) == ["DOC", "SEG", "SR"]
 
 
 def test_sigkill_mid_series_then_restart_scores_it_exactly_once(listener_out: Path, series: Path) -> None:
@@ -262,3 +271,47 @@ def test_destination_parses_host_port_aet() -> None:
     for text in ("pacs:4242", "pacs:x:AET", "pacs:70000:AET", ":4242:AET", "pacs:4242:" + "A" * 17):
         with pytest.raises(InvalidInputError, match="HOST:PORT:AET"):
             Destination.parse(text)
+
+
+def test_pacs_pull_scores_a_study_from_orthanc_and_stows_the_results(
+    series: Path, orthanc: tuple[int, int], tmp_path: Path,
+) -> None:
+    if not DICOMWEB_PLUGIN.is_file():
+        pytest.skip(f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)")
+    _, http_port = orthanc
+    study_uid, series_uid = _series_uid(series)
+    files = sorted(series.glob("*.dcm"))
+    for path in files:  # the CT goes into Orthanc through its REST API, as a PACS would hold it
+        _get(http_port, "/instances", body=path.read_bytes())
+    url = f"http://127.0.0.1:{http_port}/dicom-web"
+    command = [sys.executable, "-c", "from cacscore.cli.main import main; main()", "pacs", "pull", "--url", url,
+               "--study", study_uid, "--out", str(tmp_path / "pulled"), "--store"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"series {series_uid}: Agatston" in first.stdout
+    status = json.loads((tmp_path / "pulled" / "results" / series_uid / "done").read_text())
+    assert status["state"] == "scored" and status["n_instances"] == len(files)
+    assert status["forwarded"] == url
+    report = json.loads((tmp_path / "pulled" / "results" / series_uid / "score.json").read_text())
+    assert report["agatston"] == pytest.approx(status["agatston"])
+    qido = _get(http_port, f"/dicom-web/studies/{study_uid}/series", accept="application/dicom+json")
+    assert sorted(item["00080060"]["Value"][0] for item in qido) == ["CT", "DOC", "SEG", "SR"]
+    # Pulled again: the CT series is done, nothing is scored or stored twice (SEG, SR, DOC are not CT).
+    again = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "already scored" in again.stdout
+    qido = _get(http_port, f"/dicom-web/studies/{study_uid}/series", accept="application/dicom+json")
+    assert len(qido) == 4
+
+
+def test_pacs_pull_names_a_missing_study(orthanc: tuple[int, int], tmp_path: Path) -> None:
+    if not DICOMWEB_PLUGIN.is_file():
+        pytest.skip(f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)")
+    url = f"http://127.0.0.1:{orthanc[1]}/dicom-web"
+    result = subprocess.run([sys.executable, "-c", "from cacscore.cli.main import main; main()", "pacs", "pull",
+                             "--url", url, "--study", "1.2.3.4", "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ")
+    assert "1.2.3.4" in result.stderr and url in result.stderr
+    assert "Traceback" not in result.stderr

@@ -46,6 +46,7 @@ from cacscore.cli import demo as _demo  # noqa: E402
 from cacscore.cli import evaluate as _evaluate  # noqa: E402
 from cacscore.cli import hybrid as _hybrid  # noqa: E402
 from cacscore.cli import listen as _listen  # noqa: E402
+from cacscore.cli import pacs as _pacs  # noqa: E402
 from cacscore.cli import phantom as _phantom  # noqa: E402
 from cacscore.cli import score as _score  # noqa: E402
 from cacscore.cli import series as _series  # noqa: E402
@@ -55,6 +56,6 @@ from cacscore.cli import train_lesion_filter as _train_lesion_filter  # noqa: E4
 
 for _command in (
     _series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _choose_members, _serve, _phantom,
-    _hybrid, _demo, _listen, _batch,
+    _hybrid, _demo, _listen, _pacs, _batch,
 ):
     _command.register(app)
