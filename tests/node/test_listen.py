@@ -199,8 +199,12 @@ def test_storescu_to_listener_scored_and_forwarded_to_orthanc(
         sent = store(node.port, files)
         assert sent.returncode == 0, sent.stdout + sent.stderr
         status = node.wait_done(series_uid)
+        # An instance arriving after the series was scored is acknowledged and kept, and the log says so.
+        late = store(node.port, files[:1])
+        assert late.returncode == 0, late.stdout + late.stderr
     finally:
         node.stop()
+    assert "arrived after series" in node.log.read_text()
     assert status["state"] == "scored", status
     assert status["n_instances"] == len(files)
     assert status["forwarded"] == f"ORTHANC@127.0.0.1:{dicom_port}", status

@@ -95,7 +95,10 @@ def start_scp(
         except OSError as error:
             log.error("could not store an instance: %s", error)
             return _STATUS_OUT_OF_RESOURCES
-        log.debug("stored %s", path)
+        if queue.is_done(path.parent.name):
+            # Arrived after its series' quiet period: kept, but the series' result does not include it.
+            log.warning("instance %s arrived after series %s was scored; kept in %s, not scored",
+                        path.stem, path.parent.name, path.parent)
         return 0x0000
 
     try:
