@@ -8,7 +8,9 @@ configuration on free loopback ports, never as the system service.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import shutil
 import signal
 import socket
@@ -40,6 +42,25 @@ def _need(tool: str, package: str) -> str:
     path = shutil.which(tool)
     if path is None:
         pytest.skip(f"{tool} not installed (Debian package {package}; .ci/run installs it)")
+    return path
+
+
+@functools.cache
+def _dcmtk(tool: str) -> str | None:
+    """dcmtk's ``tool`` on PATH: pynetdicom installs its own storescu/echoscu into the virtualenv's bin."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder) / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            version = subprocess.run([str(candidate), "--version"], capture_output=True, text=True, timeout=10)
+            if "dcmtk" in version.stdout.lower():
+                return str(candidate)
+    return None
+
+
+def _need_dcmtk(tool: str) -> str:
+    path = _dcmtk(tool)
+    if path is None:
+        pytest.skip(f"dcmtk's {tool} not installed (Debian package dcmtk; .ci/run installs it)")
     return path
 
 
@@ -100,12 +121,12 @@ class Listener:
 
 
 def echo(port: int, called: str, calling: str = SENDER_AET) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_need("echoscu", "dcmtk"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+    return subprocess.run([_need_dcmtk("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
                           capture_output=True, text=True, timeout=30)
 
 
 def store(port: int, files: list[Path], calling: str = SENDER_AET) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_need("storescu", "dcmtk"), "-aet", calling, "-aec", LISTENER_AET, "127.0.0.1",
+    return subprocess.run([_need_dcmtk("storescu"), "-aet", calling, "-aec", LISTENER_AET, "127.0.0.1",
                            str(port), *map(str, files)], capture_output=True, text=True, timeout=60)
 
 
@@ -116,7 +137,7 @@ def _series_uid(folder: Path) -> tuple[str, str]:
 
 @pytest.fixture
 def listener_out(tmp_path: Path) -> Path:
-    _need("storescu", "dcmtk")
+    _need_dcmtk("storescu")
     return tmp_path / "node"
 
 
