@@ -392,3 +392,31 @@ def test_single_file_of_another_series_than_requested(tmp_path: Path, make_volum
     paths = write_dicom_series(make_volume(), tmp_path, uid_seed="x")
     with pytest.raises(VolumeReadError, match="belongs to series .*, not to the requested 1.2.3"):
         read_volume(paths[0], series_uid="1.2.3")
+
+
+def test_series_whose_uid_an_anonymiser_removed_is_read_with_a_warning(tmp_path: Path, make_volume: Factory) -> None:
+    # Some anonymisers strip SeriesInstanceUID (the TotalSegmentator example series has none): complete
+    # image headers without it are one series, said in a warning; the pixels are read as they are.
+    volume = make_volume()
+    paths = write_dicom_series(volume, tmp_path, uid_seed="anon")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        del ds.SeriesInstanceUID
+        ds.save_as(path)
+    with pytest.warns(CacScoreWarning, match="carry no SeriesInstanceUID"):
+        read = read_volume(tmp_path)
+    np.testing.assert_array_equal(read.hu, volume.hu)
+    assert any(f"the {len(paths)} images without one are read as one series" in w for w in read.warnings)
+
+
+def test_file_cut_before_its_series_uid_is_named_as_truncated(tmp_path: Path, make_volume: Factory) -> None:
+    paths = write_dicom_series(make_volume(), tmp_path, uid_seed="cut")
+    victim = _files_in_slice_order(tmp_path)[3]
+    data = victim.read_bytes()
+    # Cut the file inside its study module, before (0020,000E) SeriesInstanceUID and the image attributes.
+    ds = pydicom.dcmread(victim, stop_before_pixels=True)
+    marker = str(ds.StudyInstanceUID).encode()
+    victim.write_bytes(data[: data.index(marker)])
+    with pytest.raises(DicomReadError, match=f"{victim.name}.*truncated"):
+        read_volume(tmp_path)
+    assert len(paths) == 8

@@ -304,9 +304,10 @@ def _scan(folder: Path) -> _Scan:
             header = _dcmread(path, stop_before_pixels=True)
             if _text(header, "SOPClassUID") == _DICOMDIR_SOP_CLASS:
                 continue  # a DICOMDIR under another name
-            if not _text(header, "SeriesInstanceUID"):
-                # pydicom stops quietly at the end of a truncated file; every DICOM image has this UID.
-                raise DicomReadError(f"{path}: corrupt DICOM file: truncated or without SeriesInstanceUID")
+            if not _text(header, "SeriesInstanceUID") and not _image_header_complete(header):
+                # pydicom stops quietly at the end of a truncated file. A complete image header without the
+                # UID is kept instead: some anonymisers strip it, and such files are read as one series.
+                raise DicomReadError(f"{path}: corrupt DICOM file: truncated (no SeriesInstanceUID, no image size)")
         except DicomReadError as exc:
             scan.unreadable.append((path, str(exc).removeprefix(f"{path}: ")))
             continue
@@ -315,6 +316,15 @@ def _scan(folder: Path) -> _Scan:
             continue
         scan.slices.append(_Slice(path, header))
     return scan
+
+
+def _image_header_complete(header: Dataset) -> bool:
+    """True when a header holds the image attributes that come after SeriesInstanceUID in a file.
+
+    Rows, Columns and ImagePositionPatient (0020,0032) follow SeriesInstanceUID (0020,000E) in tag
+    order, so a file cut short before its UID cannot hold them.
+    """
+    return all(_text(header, keyword) for keyword in ("Rows", "Columns", "ImagePositionPatient"))
 
 
 def _text(header: Dataset, keyword: str) -> str:
@@ -649,6 +659,9 @@ def read_dicom_series(
                 raise DicomReadError(f"{folder}: no readable CT series found ({found})")
             info = max(candidates, key=_preference)
         chosen = groups[info.series_uid]
+        if not info.series_uid:
+            notes.append(f"{folder}: the chosen images carry no SeriesInstanceUID (removed by an anonymiser?); "
+                         f"the {len(chosen)} images without one are read as one series")
         problems, unrelated = _account_for_files(scan, chosen, groups)
         _handle_problems(problems, skip_unreadable, notes, action="skipped")
         notes.extend(unrelated)
