@@ -115,6 +115,9 @@ def test_out_writes_files_and_refuses_to_overwrite(case: dict[str, Path], tmp_pa
     assert report["agatston"] == pytest.approx(EXPECTED["agatston"])
     rows = list(csv.DictReader((out / "lesions.csv").read_text().splitlines()))
     assert [row["artery"] for row in rows] == ["LAD", "RCA"]
+    # The closing line names every file written, and only those (a NIfTI input has no DICOM outputs).
+    assert f"wrote {out}: score.json, lesions.csv" in " ".join(first.stdout.split())
+    assert sorted(p.name for p in out.iterdir()) == ["lesions.csv", "score.json"]
     (out / "score.json").write_text("{}")
     again = run(case["ct"], "--mask", case["mask"], "--out", out)
     assert again.exit_code == 1

@@ -182,8 +182,6 @@ def emit_report(
         typer.echo(text)
     else:
         print_report(report, console or out_console())
-        if out is not None:
-            (console or out_console()).print(f"wrote {out / 'score.json'} and {out / 'lesions.csv'}")
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
@@ -243,7 +241,8 @@ def _score_command(
         typer.Option("--model", help="Model folder used without --mask (default: $CACSCORE_MODEL_DIR or the shipped model)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cacscore.score/1 JSON report.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for score.json and lesions.csv.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for score.json and lesions.csv; with the model (no --mask) also prediction.nii.gz (label mask) and "
+             "montage.png (key images); of a DICOM series also seg.dcm, sr.dcm and report_pdf.dcm (see --no-dicom).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite results already in --out.")] = False,
     series: Annotated[
         str | None, typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder.")
@@ -312,12 +311,19 @@ def _score_command(
             warnings.warn(message, CacScoreWarning, stacklevel=1)
         report = score_report(volume, result, input, extra=extra)
         emit_report(report, as_json=as_json, out=out, force=True)
-        if labels is not None and out is not None:
+        if out is None:
+            return
+        written = [out / name for name in SCORE_PRODUCTS]
+        if labels is not None:
             from cacscore.model.products import write_model_products
 
-            write_model_products(out, volume, labels, title=f"{input.name}: {report['agatston']:.1f} Agatston")
-        if out is not None and dicom_products and volume.dicom is not None:
-            _write_dicom(out, volume, labels, report, mask, mask_labels, as_json)
+            # The montage shows the lesions as scored here (with --min-voxels, --kvp-thresholds, ...).
+            written += write_model_products(out, volume, labels, result=result,
+                                            title=f"{input.name}: {report['agatston']:.1f} Agatston")
+        if dicom_products and volume.dicom is not None:
+            written += _write_dicom(out, volume, labels, report, mask, mask_labels)
+        if not as_json:
+            out_console().print(f"wrote {out}: " + ", ".join(path.name for path in written))
 
 
 def _dicom_products() -> list[str]:
@@ -327,7 +333,7 @@ def _dicom_products() -> list[str]:
 
 
 def _write_dicom(out: Path, volume: CTVolume, labels: Any, report: dict[str, Any], mask: Path | None,
-                 mask_labels: MaskLabels, as_json: bool) -> None:
+                 mask_labels: MaskLabels) -> list[Path]:
     """Write the DICOM Segmentation, SR and encapsulated PDF of a DICOM input next to score.json."""
     from cacscore.export import Algorithm, write_dicom_outputs
     from cacscore.io import read_mask
@@ -340,9 +346,7 @@ def _write_dicom(out: Path, volume: CTVolume, labels: Any, report: dict[str, Any
         model = report.get("model") or {}
         algorithm = Algorithm(name=str(model.get("name") or "cacscore model"),
                               version=str(model.get("version") or "unversioned"))
-    written = write_dicom_outputs(out, volume, labels, report, algorithm)
-    if not as_json:
-        out_console().print("wrote " + ", ".join(str(path) for path in written))
+    return list(write_dicom_outputs(out, volume, labels, report, algorithm))
 
 
 def _model_products() -> list[str]:
