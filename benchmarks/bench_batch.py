@@ -49,8 +49,13 @@ def cli_loop(images: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def batch(images: list[Path], workers: int, work: Path) -> tuple[float, list[float]]:
-    """Seconds for ``cacscore batch`` over the scans at ``workers`` workers, and each worker's peak MiB."""
+def batch(images: list[Path], workers: int, work: Path) -> tuple[float, float, list[float]]:
+    """``cacscore batch`` over the scans at ``workers`` workers.
+
+    Returns the wall seconds of the command, the seconds of its busiest worker's tasks (the batch without
+    the start-up of Python, the cluster and the model: what a long batch approaches), and each worker's
+    peak MiB.
+    """
     from cacscore.batch import open_database, read_rows
     from cacscore.batch.db import database_url
 
@@ -72,9 +77,12 @@ def batch(images: list[Path], workers: int, work: Path) -> tuple[float, list[flo
     if any(row["status"] != "done" for row in rows) or len(rows) != len(images):
         sys.exit(f"error: {out}: not every scan was scored: {[(r['case_id'], r['error']) for r in rows]}")
     peaks: dict[str, float] = {}
+    busy: dict[str, float] = {}
     for row in rows:
         peaks[row["worker"]] = max(peaks.get(row["worker"], 0.0), row["worker_peak_mib"] or 0.0)
-    return seconds, sorted(peaks.values())
+        busy[row["worker"]] = busy.get(row["worker"], 0.0) + row["total_s"]
+    # A worker that got no task is idle: the busiest worker's time is what the batch needed.
+    return seconds, max(busy.values()), sorted(peaks.values())
 
 
 def scheduler_overhead(n_tasks: int, work: Path) -> float:
@@ -117,11 +125,13 @@ def main() -> None:
             per_hour["cli"] = len(images) / seconds * 3600
             print(f"loop over cacscore score: {seconds:.1f} s, {per_hour['cli']:,.0f} scans/hour")
         for workers in (1, 2):
-            seconds, peaks = batch(images, workers, work)
+            seconds, busy, peaks = batch(images, workers, work)
             per_hour[f"batch{workers}"] = len(images) / seconds * 3600
             ratio = f", {per_hour[f'batch{workers}'] / per_hour['cli']:.2f}x the loop" if "cli" in per_hour else ""
             print(f"cacscore batch --workers {workers}: {seconds:.1f} s, {per_hour[f'batch{workers}']:,.0f} scans/hour"
-                  f"{ratio}; peak memory per worker {', '.join(f'{p:.0f}' for p in peaks)} MiB")
+                  f"{ratio}; without start-up {busy:.1f} s of tasks on the busiest worker, "
+                  f"{len(images) / busy * 3600:,.0f} scans/hour; peak memory per worker "
+                  f"{', '.join(f'{p:.0f}' for p in peaks)} MiB")
         print(f"scaling 2 workers / 1 worker: {per_hour['batch2'] / per_hour['batch1']:.2f}x")
         overhead = scheduler_overhead(args.noop_tasks, work)
         print(f"driver overhead: {overhead * 1000:.2f} ms per task ({args.noop_tasks:,} no-op tasks, 2 workers; "
