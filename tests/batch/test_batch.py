@@ -174,3 +174,25 @@ def test_a_missing_input_is_a_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["batch", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "no such file or folder" in result.output and "Traceback" not in result.output
+
+
+def test_a_series_that_kills_its_worker_is_a_failed_row_and_the_batch_goes_on(
+        cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
+    from cacscore.batch.worker import score_series
+
+    def crash_on_case_0001(item: dict[str, Any], out: str, **options: Any) -> dict[str, Any]:
+        if item["case_id"] == "case_0001":
+            import os
+
+            os._exit(1)  # as the kernel's OOM killer would end it
+        return score_series(item, out, **options)
+
+    out = tmp_path / "results"
+    # Dask retries a task whose worker died (allowed-failures, default 3), so a series queued beside the one
+    # that kills its worker is scored on the restarted worker; the killer fails after the fourth death.
+    summary = run_batch([cohort_copy], out, model_dir=tiny_model, task=crash_on_case_0001, **SMALL)
+    assert (summary.n_done, summary.n_failed) == (2, 1)
+    rows = {row["case_id"]: row for row in rows_of(out)}
+    assert rows["case_0001"]["status"] == "failed"
+    assert rows["case_0001"]["error"].startswith(f"{cohort_copy / 'case_0001'}: the worker scoring it died")
+    assert rows["case_0000"]["status"] == rows["case_0002"]["status"] == "done"

@@ -184,9 +184,18 @@ def run_batch(
                                      skip_domain_check=skip_domain_check, torch_threads=torch_threads,
                                      key=f"cacscore-{item.key[:16]}", pure=False)
 
-            futures = as_completed([submit(item) for _, item in zip(range(limit), pending, strict=False)])
+            submitted: dict[str, BatchItem] = {}
+
+            def submit_and_remember(item: BatchItem) -> Any:
+                future = submit(item)
+                submitted[future.key] = item
+                return future
+
+            futures = as_completed([submit_and_remember(item)
+                                    for _, item in zip(range(limit), pending, strict=False)])
             for future in futures:
-                row = future.result()
+                item = submitted.pop(future.key)
+                row = _row_of(future, item)
                 future.release()
                 write_row(engine, row)
                 if row["status"] == DONE:
@@ -198,11 +207,23 @@ def run_batch(
                     on_row(row)
                 following = next(pending, None)
                 if following is not None:
-                    futures.add(submit(following))
+                    futures.add(submit_and_remember(following))
     finally:
         engine.dispose()
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _row_of(future: Any, item: BatchItem) -> dict[str, Any]:
+    """The task's row, or a failed row when the task itself was lost (its worker died, e.g. out of memory)."""
+    try:
+        return dict(future.result())
+    except Exception as exc:  # noqa: BLE001 - a series that kills its worker must not stop the batch
+        # Dask raises KilledWorker after the series took down workers a few times (distributed's allowed-failures).
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        return {"key": item.key, "case_id": item.case_id, "path": item.path, "series_uid_requested": item.series_uid,
+                "content_hash": item.content_hash, "status": FAILED,
+                "error": f"{item.path}: the worker scoring it died or the task was lost ({message})"}
 
 
 def _remove_temporary_cases(out: Path) -> None:
