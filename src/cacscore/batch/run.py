@@ -116,6 +116,7 @@ def run_batch(
     model_dir: Path | None = None,
     retry_failed: bool = False,
     skip_domain_check: bool = False,
+    skip_unreadable: bool = False,
     on_start: Callable[[BatchPlan, str | None], None] | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     task: Callable[..., dict[str, Any]] = score_series,
@@ -140,6 +141,8 @@ def run_batch(
         Score again the series whose rows say ``failed``.
     skip_domain_check : bool
         Score scans the domain check refuses.
+    skip_unreadable : bool
+        Read DICOM series without their unreadable files (``cacscore score --skip-unreadable``).
     on_start, on_row : callable, optional
         Called with the plan and the dashboard link before the first task, and with each row written.
     task : callable
@@ -181,7 +184,8 @@ def run_batch(
             def submit(item: BatchItem) -> Any:
                 return client.submit(task, {**asdict(item), "key": item.key}, str(out),
                                      model_dir=None if model_dir is None else str(model_dir),
-                                     skip_domain_check=skip_domain_check, torch_threads=torch_threads,
+                                     skip_domain_check=skip_domain_check, skip_unreadable=skip_unreadable,
+                                     torch_threads=torch_threads,
                                      key=f"cacscore-{item.key[:16]}", pure=False)
 
             submitted: dict[str, BatchItem] = {}

@@ -115,6 +115,7 @@ def score_series(
     *,
     model_dir: str | None = None,
     skip_domain_check: bool = False,
+    skip_unreadable: bool = False,
     torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """Score one series and write its case folder; never raises for a bad series.
@@ -129,6 +130,9 @@ def score_series(
         Model folder; default ``$CACSCORE_MODEL_DIR`` or the shipped model.
     skip_domain_check : bool
         Score scans the domain check refuses (the row says ``skipped``).
+    skip_unreadable : bool
+        Read a DICOM series without its unreadable files (named in the row's warnings), as
+        ``cacscore score --skip-unreadable``.
     torch_threads : int, optional
         Torch threads per task; default the cores divided by the worker's threads.
 
@@ -153,7 +157,8 @@ def score_series(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CacScoreWarning)
             try:
-                volume, check = read_and_check(path, series=item["series_uid"], skip_domain_check=skip_domain_check)
+                volume, check = read_and_check(path, series=item["series_uid"], skip_unreadable=skip_unreadable,
+                                               skip_domain_check=skip_domain_check)
             except DomainError:
                 row["domain_outcome"] = "refused"
                 raise

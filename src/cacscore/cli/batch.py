@@ -61,6 +61,9 @@ def _run_command(
         "--retry-failed", help="Score again the series recorded as failed.")] = False,
     skip_domain_check: Annotated[bool, typer.Option(
         "--skip-domain-check", help="Score scans the domain check refuses; their rows say 'skipped'.")] = False,
+    skip_unreadable: Annotated[bool, typer.Option(
+        "--skip-unreadable", help="Read a DICOM series without its unreadable files (each named in the row's "
+                                  "warnings) instead of failing it.")] = False,
 ) -> None:
     """Score every series of INPUTS not yet in --out; rerun the same command to resume after a crash."""
     from rich.progress import (
@@ -105,7 +108,8 @@ def _run_command(
         try:
             summary = run_batch(inputs, out, results=database, workers=workers, threads_per_worker=threads_per_worker,
                                 scheduler=scheduler, model_dir=model, retry_failed=retry_failed,
-                                skip_domain_check=skip_domain_check, on_start=on_start, on_row=on_row)
+                                skip_domain_check=skip_domain_check, skip_unreadable=skip_unreadable,
+                                on_start=on_start, on_row=on_row)
         finally:
             progress.stop()
         for case_id, error in summary.failures:
@@ -113,7 +117,8 @@ def _run_command(
         if summary.n_done or summary.n_failed:
             rate = (summary.n_done + summary.n_failed) / max(summary.seconds, 1e-9) * 3600
             err_console.print(f"{summary.n_done} scored, {summary.n_failed} failed, {summary.n_skipped} skipped in "
-                              f"{summary.seconds:.1f} s ({rate:,.0f} scans/hour); results in {database or out}")
+                              f"{summary.seconds:.1f} s ({rate:,.0f} scans/hour); results in {database or out}",
+                              soft_wrap=True)
 
 
 @batch_app.command("export")
