@@ -64,9 +64,21 @@ def main() -> None:
         "white noise": replace(off, p_noise=1.0),
         "correlated noise": replace(off, p_correlated_noise=1.0),
         "blur": replace(off, p_blur=1.0),
-        "all, each with probability 1": Augmentation(**{f: 1.0 for f in (
-            "p_rotation", "p_scale", "p_elastic", "p_intensity", "p_gamma", "p_noise", "p_correlated_noise",
-            "p_blur")}),
+        "all, each with probability 1": Augmentation(
+            **{
+                f: 1.0
+                for f in (
+                    "p_rotation",
+                    "p_scale",
+                    "p_elastic",
+                    "p_intensity",
+                    "p_gamma",
+                    "p_noise",
+                    "p_correlated_noise",
+                    "p_blur",
+                )
+            }
+        ),
         "defaults (as in training)": Augmentation(),
     }
     print(f"batch {args.batch} x {patch}, device {device}, {args.threads} threads, {args.repeats} repeats")
@@ -94,7 +106,9 @@ def main() -> None:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    print(f"{'training step (bf16 autocast)':32s} {(time.perf_counter() - start) / repeats * 1000:8.1f} ms per batch")
+    print(
+        f"{'training step (bf16 autocast)':32s} {(time.perf_counter() - start) / repeats * 1000:8.1f} ms per batch"
+    )
 
 
 if __name__ == "__main__":

@@ -24,15 +24,27 @@ from typing import Any
 
 def noop_task(item: dict[str, Any], out: str, **_options: Any) -> dict[str, Any]:
     """A task that scores nothing: the row of a finished series, at once."""
-    return {"key": item["key"], "case_id": item["case_id"], "path": item["path"],
-            "content_hash": item["content_hash"], "status": "done"}
+    return {
+        "key": item["key"],
+        "case_id": item["case_id"],
+        "path": item["path"],
+        "content_hash": item["content_hash"],
+        "status": "done",
+    }
 
 
 def make_cohort(root: Path, n: int, matrix: int, slices: int) -> list[Path]:
     from cacscore.phantom import PhantomConfig, generate_cohort
 
-    generate_cohort(root, n, 2112, fmt="dicom", balance=True, progress=False,
-                    config=PhantomConfig.for_version(1, matrix=matrix, n_slices=(slices, slices)))
+    generate_cohort(
+        root,
+        n,
+        2112,
+        fmt="dicom",
+        balance=True,
+        progress=False,
+        config=PhantomConfig.for_version(1, matrix=matrix, n_slices=(slices, slices)),
+    )
     images = sorted(root.glob("case_*/image"))[:n]
     if len(images) < n:
         sys.exit(f"error: {root}: {len(images)} cases, {n} asked")
@@ -44,8 +56,12 @@ def cli_loop(images: list[Path]) -> float:
     cacscore = str(Path(sys.executable).with_name("cacscore"))
     started = time.perf_counter()
     for image in images:
-        subprocess.run([cacscore, "score", str(image), "--json"], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [cacscore, "score", str(image), "--json"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     return time.perf_counter() - started
 
 
@@ -68,8 +84,22 @@ def batch(images: list[Path], workers: int, work: Path) -> tuple[float, float, l
         writer.writerows([str(image), image.parent.name] for image in images)
     cacscore = str(Path(sys.executable).with_name("cacscore"))
     started = time.perf_counter()
-    subprocess.run([cacscore, "batch", str(manifest), "--out", str(out), "--workers", str(workers),
-                    "--threads-per-worker", "1"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            cacscore,
+            "batch",
+            str(manifest),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--threads-per-worker",
+            "1",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - started
     engine = open_database(database_url(out))
     rows = read_rows(engine)
@@ -103,11 +133,15 @@ def scheduler_overhead(n_tasks: int, work: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=8, help="scans in the cohort")
     parser.add_argument("--matrix", type=int, default=512)
     parser.add_argument("--slices", type=int, default=60)
-    parser.add_argument("--cohort", type=Path, help="cohort folder (made when missing; default: a temporary one)")
+    parser.add_argument(
+        "--cohort", type=Path, help="cohort folder (made when missing; default: a temporary one)"
+    )
     parser.add_argument("--noop-tasks", type=int, default=10_000)
     parser.add_argument("--skip-cli", action="store_true", help="do not time the loop over cacscore score")
     args = parser.parse_args()
@@ -117,8 +151,10 @@ def main() -> None:
         cohort = args.cohort or work / "cohort"
         started = time.perf_counter()
         images = make_cohort(cohort, args.n, args.matrix, args.slices)
-        print(f"cohort: {len(images)} DICOM phantoms {args.matrix} x {args.matrix} x {args.slices} "
-              f"({time.perf_counter() - started:.0f} s to make or find)")
+        print(
+            f"cohort: {len(images)} DICOM phantoms {args.matrix} x {args.matrix} x {args.slices} "
+            f"({time.perf_counter() - started:.0f} s to make or find)"
+        )
         per_hour: dict[str, float] = {}
         if not args.skip_cli:
             seconds = cli_loop(images)
@@ -127,15 +163,23 @@ def main() -> None:
         for workers in (1, 2):
             seconds, busy, peaks = batch(images, workers, work)
             per_hour[f"batch{workers}"] = len(images) / seconds * 3600
-            ratio = f", {per_hour[f'batch{workers}'] / per_hour['cli']:.2f}x the loop" if "cli" in per_hour else ""
-            print(f"cacscore batch --workers {workers}: {seconds:.1f} s, {per_hour[f'batch{workers}']:,.0f} scans/hour"
-                  f"{ratio}; without start-up {busy:.1f} s of tasks on the busiest worker, "
-                  f"{len(images) / busy * 3600:,.0f} scans/hour; peak memory per worker "
-                  f"{', '.join(f'{p:.0f}' for p in peaks)} MiB")
+            ratio = (
+                f", {per_hour[f'batch{workers}'] / per_hour['cli']:.2f}x the loop"
+                if "cli" in per_hour
+                else ""
+            )
+            print(
+                f"cacscore batch --workers {workers}: {seconds:.1f} s, {per_hour[f'batch{workers}']:,.0f} scans/hour"
+                f"{ratio}; without start-up {busy:.1f} s of tasks on the busiest worker, "
+                f"{len(images) / busy * 3600:,.0f} scans/hour; peak memory per worker "
+                f"{', '.join(f'{p:.0f}' for p in peaks)} MiB"
+            )
         print(f"scaling 2 workers / 1 worker: {per_hour['batch2'] / per_hour['batch1']:.2f}x")
         overhead = scheduler_overhead(args.noop_tasks, work)
-        print(f"driver overhead: {overhead * 1000:.2f} ms per task ({args.noop_tasks:,} no-op tasks, 2 workers; "
-              f"{3600 / overhead:,.0f} tasks/hour at most)")
+        print(
+            f"driver overhead: {overhead * 1000:.2f} ms per task ({args.noop_tasks:,} no-op tasks, 2 workers; "
+            f"{3600 / overhead:,.0f} tasks/hour at most)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ from cacscore.io.volume import CTVolume
 from cacscore.phantom.cohort import case_seed
 
 FAMILIES = ("classic", "classic-v2", "sdf")
-MEASURED = ("lung_left_ml", "lung_right_ml", "heart_mass_ml", "heart_extent_mm", "blood_pool_hu", "field_of_view_mm")
+MEASURED = (
+    "lung_left_ml",
+    "lung_right_ml",
+    "heart_mass_ml",
+    "heart_extent_mm",
+    "blood_pool_hu",
+    "field_of_view_mm",
+)
 
 
 def phantom_volume(family: str, seed: int) -> CTVolume:

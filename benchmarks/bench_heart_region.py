@@ -45,7 +45,9 @@ def main() -> None:
         check = check_domain(volume)
         refused += check.refused
         n_ref = ndimage.label(label != 0, structure=FULL_26)[1]
-        gone = exclude_outside_heart(label, volume.hu, volume.spacing, check.region, AGATSTON_THRESHOLD_HU).n_removed
+        gone = exclude_outside_heart(
+            label, volume.hu, volume.spacing, check.region, AGATSTON_THRESHOLD_HU
+        ).n_removed
         ref_total += n_ref
         ref_removed += gone
         line = f"{case}: reference lesions {n_ref}, removed {gone}"

@@ -28,8 +28,9 @@ import numpy as np
 from scipy import ndimage as ndi
 
 
-def lesion_locations(labels: np.ndarray, hu: np.ndarray, region: Any, spacing: tuple[float, float, float]
-                     ) -> tuple[list[dict[str, Any]], int, int]:
+def lesion_locations(
+    labels: np.ndarray, hu: np.ndarray, region: Any, spacing: tuple[float, float, float]
+) -> tuple[list[dict[str, Any]], int, int]:
     """Each predicted lesion with its centre and whether it is outside the heart or on bone."""
     near = region.heart_neighbourhood(spacing, 10.0)
     comps, n = ndi.label((labels > 0) & (hu >= 130), structure=np.ones((3, 3, 3), bool))
@@ -42,20 +43,29 @@ def lesion_locations(labels: np.ndarray, hu: np.ndarray, region: Any, spacing: t
         is_bone = bool(region.bone[tuple(vox.T)].mean() > 0.5)
         outside += is_out
         on_bone += is_bone
-        out.append({"centre_zyx": [round(float(v), 1) for v in c], "n_voxels": len(vox),
-                    "outside_heart": is_out, "on_bone": is_bone})
+        out.append(
+            {
+                "centre_zyx": [round(float(v), 1) for v in c],
+                "n_voxels": len(vox),
+                "outside_heart": is_out,
+                "on_bone": is_bone,
+            }
+        )
     return out, outside, on_bone
 
 
-def montage(path: Path, hu: np.ndarray, predicted: np.ndarray, annotated: np.ndarray, region: Any,
-            title: str) -> None:
+def montage(
+    path: Path, hu: np.ndarray, predicted: np.ndarray, annotated: np.ndarray, region: Any, title: str
+) -> None:
     """Slices with predicted (red) or annotated (green) calcium, cropped to the heart, side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = sorted(set(np.flatnonzero(predicted.any(axis=(1, 2)))) | set(np.flatnonzero(annotated.any(axis=(1, 2)))))
+    ks = sorted(
+        set(np.flatnonzero(predicted.any(axis=(1, 2)))) | set(np.flatnonzero(annotated.any(axis=(1, 2))))
+    )
     if not ks:
         ks = [int(np.mean(region.heart_slices))]
     ks = ks[:12]
@@ -80,8 +90,14 @@ def montage(path: Path, hu: np.ndarray, predicted: np.ndarray, annotated: np.nda
     plt.close(fig)
 
 
-def example(path: Path, background_hu: np.ndarray, hybrid_hu: np.ndarray, label: np.ndarray,
-            own: np.ndarray, title: str) -> None:
+def example(
+    path: Path,
+    background_hu: np.ndarray,
+    hybrid_hu: np.ndarray,
+    label: np.ndarray,
+    own: np.ndarray,
+    title: str,
+) -> None:
     """Background and hybrid side by side on up to 3 slices with inserted lesions (reference in yellow)."""
     import matplotlib
 
@@ -129,8 +145,10 @@ def recheck(path: Path, backgrounds: list[Path], points: list[Path]) -> None:
                 totals[key][1] += out
                 totals[key][2] += bone
                 if out or bone:
-                    print(f"{entry['case_id']} ({name}): lesion at {list(c)}{'  OUTSIDE HEART' if out else ''}"
-                          f"{'  ON BONE' if bone else ''}")
+                    print(
+                        f"{entry['case_id']} ({name}): lesion at {list(c)}{'  OUTSIDE HEART' if out else ''}"
+                        f"{'  ON BONE' if bone else ''}"
+                    )
         n, out, bone = totals[key]
         print(f"{key}: {n} lesions, {out} centred outside the heart (10 mm margin), {bone} centred on bone")
 
@@ -154,12 +172,16 @@ def anatomy_check(cohort: Path) -> None:
         anatomy = regions[path]
         zyx = np.argwhere(case.label > 0)
         grid = anatomy.grid
-        idx = np.stack([np.minimum(zyx[:, ax] // grid.block[ax], grid.shape[ax] - 1) for ax in range(3)], axis=1)
+        idx = np.stack(
+            [np.minimum(zyx[:, ax] // grid.block[ax], grid.shape[ax] - 1) for ax in range(3)], axis=1
+        )
         hit = anatomy.region[tuple(idx.T)]
         total += len(hit)
         inside += int(hit.sum())
         print(f"{case.case_id}: {int(hit.sum())} of {len(hit)} reference voxels in the heart region")
-    print(f"all cases: {inside} of {total} reference voxels (inserted and annotated) in cacscore.anatomy's heart region")
+    print(
+        f"all cases: {inside} of {total} reference voxels (inserted and annotated) in cacscore.anatomy's heart region"
+    )
 
 
 def main() -> None:
@@ -170,12 +192,19 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--montage", type=Path, default=None, help="folder for hybrid_<name>_model.png")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--recheck", type=Path, default=None,
-                        help="a --json result: check its lesion centres against the heart and bone masks again "
-                             "(after a change of those masks) without running the model")
-    parser.add_argument("--anatomy-check", action="store_true",
-                        help="with --cohort: count the reference voxels that lie in cacscore.anatomy's heart region "
-                             "(an independent localisation), without running the model")
+    parser.add_argument(
+        "--recheck",
+        type=Path,
+        default=None,
+        help="a --json result: check its lesion centres against the heart and bone masks again "
+        "(after a change of those masks) without running the model",
+    )
+    parser.add_argument(
+        "--anatomy-check",
+        action="store_true",
+        help="with --cohort: count the reference voxels that lie in cacscore.anatomy's heart region "
+        "(an independent localisation), without running the model",
+    )
     args = parser.parse_args()
     if args.anatomy_check:
         anatomy_check(args.cohort)
@@ -205,16 +234,27 @@ def main() -> None:
         pred = ensemble.predict(bg.volume)
         lesions, outside, bone = lesion_locations(pred.labels, bg.volume.hu, bg.region, bg.volume.spacing)
         ev = evaluate_case(bg.name, bg.volume, bg.calcium, pred.labels)
-        print(f"{bg.name} as it is: annotated {ev.ref_agatston:.1f} ({ev.ref_category}), model "
-              f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
-              f"heart, {bone} on bone; heart slices {bg.region.heart_slices}", flush=True)
+        print(
+            f"{bg.name} as it is: annotated {ev.ref_agatston:.1f} ({ev.ref_category}), model "
+            f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
+            f"heart, {bone} on bone; heart slices {bg.region.heart_slices}",
+            flush=True,
+        )
         for les in lesions:
-            print(f"    lesion at zyx {les['centre_zyx']} ({les['n_voxels']} voxels)"
-                  f"{'  OUTSIDE HEART' if les['outside_heart'] else ''}{'  ON BONE' if les['on_bone'] else ''}")
+            print(
+                f"    lesion at zyx {les['centre_zyx']} ({les['n_voxels']} voxels)"
+                f"{'  OUTSIDE HEART' if les['outside_heart'] else ''}{'  ON BONE' if les['on_bone'] else ''}"
+            )
         result["backgrounds"].append({"path": str(path), **ev.to_dict(), "predicted_lesions": lesions})
         if args.montage is not None:
-            montage(args.montage / f"hybrid_{bg.name.removesuffix('_image')}_model.png", bg.volume.hu,
-                    pred.labels, bg.calcium, bg.region, f"{bg.name} as it is (no inserted lesions)")
+            montage(
+                args.montage / f"hybrid_{bg.name.removesuffix('_image')}_model.png",
+                bg.volume.hu,
+                pred.labels,
+                bg.calcium,
+                bg.region,
+                f"{bg.name} as it is (no inserted lesions)",
+            )
     if args.cohort is not None:
         ref_cat, pred_cat = [], []
         total_out = total_bone = 0
@@ -226,21 +266,34 @@ def main() -> None:
                 bg = backgrounds[truth["background"]["path"]] = load_background(truth["background"]["path"])
             pred = ensemble.predict(case.volume)
             ev = evaluate_case(case.case_id, case.volume, case.label, pred.labels)
-            lesions, outside, bone = lesion_locations(pred.labels, case.volume.hu, bg.region, case.volume.spacing)
+            lesions, outside, bone = lesion_locations(
+                pred.labels, case.volume.hu, bg.region, case.volume.spacing
+            )
             total_out += outside
             total_bone += bone
             ref_cat.append(ev.ref_category)
             pred_cat.append(ev.pred_category)
-            print(f"{case.case_id} ({bg.name}): reference {ev.ref_agatston:.1f} ({ev.ref_category}), model "
-                  f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
-                  f"heart, {bone} on bone", flush=True)
+            print(
+                f"{case.case_id} ({bg.name}): reference {ev.ref_agatston:.1f} ({ev.ref_category}), model "
+                f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
+                f"heart, {bone} on bone",
+                flush=True,
+            )
             result["cases"].append({**ev.to_dict(), "background": bg.name, "predicted_lesions": lesions})
             if args.montage is not None and bg.name == "lung1_image" and ev.ref_category == "D":
-                example(args.montage / "hybrid_example.png", bg.volume.hu, case.volume.hu, case.label, bg.calcium,
-                        f"{case.case_id}: lung1 with lesions inserted (reference {ev.ref_agatston:.0f}, D)")
+                example(
+                    args.montage / "hybrid_example.png",
+                    bg.volume.hu,
+                    case.volume.hu,
+                    case.label,
+                    bg.calcium,
+                    f"{case.case_id}: lung1 with lesions inserted (reference {ev.ref_agatston:.0f}, D)",
+                )
         acc = float(np.mean([a == b for a, b in zip(ref_cat, pred_cat)])) if ref_cat else float("nan")
-        print(f"\nhybrids: {len(ref_cat)} cases, category accuracy {acc:.3f}, lesions outside the heart "
-              f"{total_out}, on bone {total_bone}")
+        print(
+            f"\nhybrids: {len(ref_cat)} cases, category accuracy {acc:.3f}, lesions outside the heart "
+            f"{total_out}, on bone {total_bone}"
+        )
         result["category_accuracy"] = acc
         result["outside_heart"] = total_out
         result["on_bone"] = total_bone

@@ -45,20 +45,29 @@ def main() -> None:
     from cacscore.phantom import PhantomConfig, generate_case
 
     torch.set_num_threads(args.threads)
-    case = generate_case(args.seed, config=PhantomConfig(n_slices=(60, 60), slice_options=((3.0, 3.0, 1.0),)),
-                         target_category="D")
+    case = generate_case(
+        args.seed,
+        config=PhantomConfig(n_slices=(60, 60), slice_options=((3.0, 3.0, 1.0),)),
+        target_category="D",
+    )
     with tempfile.TemporaryDirectory() as tmp:
         series = Path(tmp) / "series"
         write_dicom_series(case.volume, series)
-        print(f"series: {case.volume.shape} voxels, spacing {tuple(round(s, 3) for s in case.volume.spacing)} mm, "
-              f"{torch.get_num_threads()} threads, {os.cpu_count()} cores")
-        variants = {"fp32, as trained": {"precision": "fp32", "fast": False},
-                    "fp32 (shipped)": {"precision": "fp32", "fast": True},
-                    "bf16": {"precision": "bf16", "fast": True}}
+        print(
+            f"series: {case.volume.shape} voxels, spacing {tuple(round(s, 3) for s in case.volume.spacing)} mm, "
+            f"{torch.get_num_threads()} threads, {os.cpu_count()} cores"
+        )
+        variants = {
+            "fp32, as trained": {"precision": "fp32", "fast": False},
+            "fp32 (shipped)": {"precision": "fp32", "fast": True},
+            "bf16": {"precision": "bf16", "fast": True},
+        }
         for variant, options in variants.items():
             ensemble = load_ensemble(args.model, **options)
-            timings: dict[str, list[float]] = {k: [] for k in ("read", "domain check", "preprocess", "forward x5",
-                                                               "postprocess", "score", "total")}
+            timings: dict[str, list[float]] = {
+                k: []
+                for k in ("read", "domain check", "preprocess", "forward x5", "postprocess", "score", "total")
+            }
             for repeat in range(args.repeats + 1):
                 t = [time.perf_counter()]
                 volume = read_volume(series)
@@ -70,8 +79,12 @@ def main() -> None:
                 t.append(time.perf_counter())
                 probs = list(ensemble.member_probabilities(image))
                 t.append(time.perf_counter())
-                prediction = restrict_to_heart(ensemble.combine(probs, image, grid, volume.hu), volume,
-                                               ensemble.plan.threshold_hu, check.region)
+                prediction = restrict_to_heart(
+                    ensemble.combine(probs, image, grid, volume.hu),
+                    volume,
+                    ensemble.plan.threshold_hu,
+                    check.region,
+                )
                 t.append(time.perf_counter())
                 result = score_with_model(volume, ensemble, prediction=prediction)
                 t.append(time.perf_counter())
@@ -80,18 +93,28 @@ def main() -> None:
                 for key, a, b in zip(list(timings)[:-1], t[:-1], t[1:]):
                     timings[key].append(b - a)
                 timings["total"].append(t[-1] - t[0])
-            print(f"\n{variant}: low-resolution grid {grid.shape}, Agatston {result.agatston:.1f}, "
-                  f"{len(result.lesions)} lesions")
+            print(
+                f"\n{variant}: low-resolution grid {grid.shape}, Agatston {result.agatston:.1f}, "
+                f"{len(result.lesions)} lesions"
+            )
             for key, values in timings.items():
                 print(f"  {key:12s} {np.median(values):7.3f} s (median of {len(values)})")
         start = time.perf_counter()
-        cmd = [sys.executable, "-c", "import sys; from cacscore.cli.main import main; main(sys.argv[1:])",
-               "score", str(series), "--json"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from cacscore.cli.main import main; main(sys.argv[1:])",
+            "score",
+            str(series),
+            "--json",
+        ]
         if args.model is not None:
             cmd += ["--model", str(args.model)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - start
-        print(f"\ncold `cacscore score SERIES --json` (new process, exit {done.returncode}): {wall:.2f} s wall")
+        print(
+            f"\ncold `cacscore score SERIES --json` (new process, exit {done.returncode}): {wall:.2f} s wall"
+        )
     print("target: warm total <= 1.5 s on 2 CPU cores")
 
 

@@ -49,8 +49,10 @@ def main() -> None:
                 write_case(case, Path(tmp) / f"case_{i}", fmt=args.write)
                 writes.append(time.process_time() - start_cpu)
     print(f"{args.n} cases, 512 x 512 x {min(slices)}-{max(slices)} slices (mean {np.mean(slices):.0f})")
-    print(f"generate_case: {np.mean(cpu):.2f} s CPU per case (min {min(cpu):.2f}, max {max(cpu):.2f}); "
-          f"wall {np.mean(wall):.2f} s")
+    print(
+        f"generate_case: {np.mean(cpu):.2f} s CPU per case (min {min(cpu):.2f}, max {max(cpu):.2f}); "
+        f"wall {np.mean(wall):.2f} s"
+    )
     for name, values in stages.items():
         print(f"  {name:28s} {np.mean(values):6.3f} s wall")
     if writes:

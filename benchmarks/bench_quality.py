@@ -40,8 +40,14 @@ from cacscore.evaluate.distractors import ROOT_KINDS, VALVE_KINDS, distractor_hi
 from cacscore.evaluate.quality import print_rows, summarise
 
 
-def _compare_paths(volume: Any, prediction: Any, ensemble: Any, reference: Any, others: dict[str, Any],
-                   agreement: dict[str, dict[str, Any]]) -> None:
+def _compare_paths(
+    volume: Any,
+    prediction: Any,
+    ensemble: Any,
+    reference: Any,
+    others: dict[str, Any],
+    agreement: dict[str, dict[str, Any]],
+) -> None:
     """Tally, per faster path, whether mask and category equal those of the networks as trained."""
     from cacscore.model import score_with_model
 
@@ -70,7 +76,9 @@ def _cohort(args: argparse.Namespace) -> Path:
         # A complete cohort of any family or generator version (cases.csv is written last): judged as written.
         print(f"cohort: the complete cohort in {cohort}")
     else:
-        generate_cohort(cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True)
+        generate_cohort(
+            cohort, args.n, args.seed, fmt="nifti", balance=True, workers=args.workers, progress=True
+        )
         seconds = time.perf_counter() - t0
         print(f"cohort: {args.n} balanced phantoms, seed {args.seed}, in {cohort} ({seconds:.0f} s)")
     return cohort
@@ -94,6 +102,7 @@ def main() -> None:
     from cacscore.datasets import list_cases
     from cacscore.evaluate.runner import evaluate_case, threshold_baseline
     from cacscore.model import load_ensemble
+
     torch.set_num_threads(os.cpu_count() or 1)
     cohort = _cohort(args)
     ensemble = load_ensemble(args.model, precision="fp32", device=args.device)
@@ -101,8 +110,13 @@ def main() -> None:
     reference = others = None
     if args.compare_paths:
         reference = load_ensemble(args.model, precision="fp32", device=args.device, fast=False)
-        others = {"fp32 (shipped)": ensemble, "bf16": load_ensemble(args.model, precision="bf16", device=args.device)}
-    agreement = {name: {"same_masks": 0, "same_categories": 0, "max_agatston_diff": 0.0} for name in others or {}}
+        others = {
+            "fp32 (shipped)": ensemble,
+            "bf16": load_ensemble(args.model, precision="bf16", device=args.device),
+        }
+    agreement = {
+        name: {"same_masks": 0, "same_categories": 0, "max_agatston_diff": 0.0} for name in others or {}
+    }
 
     model_evals, base_evals = [], []
     model_hits: dict[tuple[str, ...], list[bool]] = {VALVE_KINDS: [], ROOT_KINDS: []}
@@ -126,7 +140,9 @@ def main() -> None:
         evaluation = evaluate_case(case.case_id, case.volume, case.label, prediction.labels)
         model_evals.append(evaluation)
         for kinds, hits in model_hits.items():
-            hits.append(distractor_hit(case.volume, prediction.labels, case.label, truth["distractors"], kinds))
+            hits.append(
+                distractor_hit(case.volume, prediction.labels, case.label, truth["distractors"], kinds)
+            )
         if reference is not None and others is not None:
             _compare_paths(case.volume, prediction, ensemble, reference, others, agreement)
         if not args.no_baseline:
@@ -134,32 +150,49 @@ def main() -> None:
             base_evals.append(evaluate_case(case.case_id, case.volume, case.label, base))
             for kinds, hits in base_hits.items():
                 hits.append(distractor_hit(case.volume, base, case.label, truth["distractors"], kinds))
-        print(f"[{i + 1}/{len(refs)}] {case.case_id}: reference {evaluation.ref_agatston:.1f} "
-              f"({evaluation.ref_category}), model {evaluation.pred_agatston:.1f} ({evaluation.pred_category})"
-              f"{'  valve/annulus counted' if model_hits[VALVE_KINDS][-1] else ''}"
-              f"{'  aortic root counted' if model_hits[ROOT_KINDS][-1] else ''}", flush=True)
+        print(
+            f"[{i + 1}/{len(refs)}] {case.case_id}: reference {evaluation.ref_agatston:.1f} "
+            f"({evaluation.ref_category}), model {evaluation.pred_agatston:.1f} ({evaluation.pred_category})"
+            f"{'  valve/annulus counted' if model_hits[VALVE_KINDS][-1] else ''}"
+            f"{'  aortic root counted' if model_hits[ROOT_KINDS][-1] else ''}",
+            flush=True,
+        )
 
-    rows = [summarise("model (5-member ensemble)", model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])]
+    rows = [
+        summarise("model (5-member ensemble)", model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])
+    ]
     if base_evals:
-        rows.append(summarise("baseline: every voxel >= 130 HU", base_evals, base_hits[VALVE_KINDS],
-                              base_hits[ROOT_KINDS]))
+        rows.append(
+            summarise(
+                "baseline: every voxel >= 130 HU", base_evals, base_hits[VALVE_KINDS], base_hits[ROOT_KINDS]
+            )
+        )
     print()
     print_rows(rows)
     print(f"inference (read excluded) on {args.device}: {np.mean(seconds):.2f} s per case (mean)")
     result: dict[str, Any] = {
-        "seed": args.seed, "n": args.n, "model": ensemble.info(), "rows": rows,
+        "seed": args.seed,
+        "n": args.n,
+        "model": ensemble.info(),
+        "rows": rows,
         "seconds_per_case": float(np.mean(seconds)),
         # Per case, so that benchmarks/pool_quality.py can pool cohorts (lesions summed, not F1 averaged).
-        "cases": [{**e.to_dict(), "valve_or_annulus_counted": valve, "aortic_root_counted": root}
-                  for e, valve, root in zip(model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])],
+        "cases": [
+            {**e.to_dict(), "valve_or_annulus_counted": valve, "aortic_root_counted": root}
+            for e, valve, root in zip(model_evals, model_hits[VALVE_KINDS], model_hits[ROOT_KINDS])
+        ],
     }
     for name, tally in agreement.items():
-        print(f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, "
-              "identical "
-              f"categories in {tally['same_categories']}/{len(refs)}, largest Agatston difference "
-              f"{tally['max_agatston_diff']:.2f}")
+        print(
+            f"{name} vs fp32 as trained: identical masks in {tally['same_masks']}/{len(refs)} cases, "
+            "identical "
+            f"categories in {tally['same_categories']}/{len(refs)}, largest Agatston difference "
+            f"{tally['max_agatston_diff']:.2f}"
+        )
     if agreement:
-        result["paths_vs_fp32_as_trained"] = {name: {**tally, "n": len(refs)} for name, tally in agreement.items()}
+        result["paths_vs_fp32_as_trained"] = {
+            name: {**tally, "n": len(refs)} for name, tally in agreement.items()
+        }
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 

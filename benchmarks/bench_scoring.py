@@ -114,13 +114,17 @@ def count_candidate_components(hu: np.ndarray, mask: np.ndarray) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of the vectorised engine (best is kept)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="timed runs of the vectorised engine (best is kept)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     hu, mask = make_phantom(args.seed)
-    print(f"volume {SHAPE} (z, y, x), spacing {SPACING} mm, "
-          f"{count_candidate_components(hu, mask)} candidate 2-D components (>= 130 HU inside the mask)")
+    print(
+        f"volume {SHAPE} (z, y, x), spacing {SPACING} mm, "
+        f"{count_candidate_components(hu, mask)} candidate 2-D components (>= 130 HU inside the mask)"
+    )
 
     times = []
     for _ in range(args.repeat):
@@ -137,14 +141,25 @@ def main() -> None:
         "agatston": result.agatston,
         "arteries": {name: (a.agatston, a.volume_mm3, a.mass_mg) for name, a in result.arteries.items()},
         "lesions": [
-            (les.artery, les.n_voxels, les.agatston, les.volume_mm3, les.mass_mg, les.peak_hu, les.centroid_zyx, les.slices)
+            (
+                les.artery,
+                les.n_voxels,
+                les.agatston,
+                les.volume_mm3,
+                les.mass_mg,
+                les.peak_hu,
+                les.centroid_zyx,
+                les.slices,
+            )
             for les in result.lesions
         ],
     }
     if mine != reference:
         raise SystemExit("MISMATCH: vectorised and loop implementations disagree")
-    print(f"identical results: Agatston {result.agatston:.3f}, {len(result.lesions)} lesions, "
-          f"{sum(1 for a in result.arteries.values() if a.agatston)} arteries with calcium")
+    print(
+        f"identical results: Agatston {result.agatston:.3f}, {len(result.lesions)} lesions, "
+        f"{sum(1 for a in result.arteries.values() if a.agatston)} arteries with calcium"
+    )
     for warning in result.warnings:
         print(f"engine warning: {warning}")
     print(f"vectorised engine: {vectorised:.3f} s (best of {args.repeat})")

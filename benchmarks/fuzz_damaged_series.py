@@ -23,7 +23,9 @@ from dicom_fuzz import make_cases, run_cases, write_bases  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--cases", type=int, default=160)
     parser.add_argument("--seed", type=int, default=20261204)
     args = parser.parse_args()
@@ -47,15 +49,20 @@ def main() -> int:
             else:
                 outcome["volume identical to the undamaged one"] += 1
         slowest = max(r["result"].get("seconds", 0.0) for r in chosen)
-        print(f"skip_unreadable={skip}: {len(chosen)} reads, " + ", ".join(f"{k} {v}" for k, v in outcome.items())
-              + f"; slowest read {slowest:.2f} s")
+        print(
+            f"skip_unreadable={skip}: {len(chosen)} reads, "
+            + ", ".join(f"{k} {v}" for k, v in outcome.items())
+            + f"; slowest read {slowest:.2f} s"
+        )
     kinds = Counter(r["kind"] for r in records if not r["skip_unreadable"])
     print("kinds: " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     failures = [r for r in records if r["failure"]]
     for record in failures:
         print(f"FAILED case {record['index']} {record['kind']} {record['detail']}: {record['failure']}")
-    print(f"{args.cases} cases in {elapsed:.1f} s; hangs {sum(r['result']['status'] == 'hang' for r in records)}, "
-          f"tracebacks {sum(r['result']['status'] == 'traceback' for r in records)}, failures {len(failures)}")
+    print(
+        f"{args.cases} cases in {elapsed:.1f} s; hangs {sum(r['result']['status'] == 'hang' for r in records)}, "
+        f"tracebacks {sum(r['result']['status'] == 'traceback' for r in records)}, failures {len(failures)}"
+    )
     return 1 if failures else 0
 
 

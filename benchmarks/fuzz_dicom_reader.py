@@ -41,7 +41,9 @@ def _tiny_volume(n: int = 3) -> object:
     from cacscore.io import CTVolume
 
     hu = (np.arange(n * 64).reshape(n, 8, 8) * 7 % 1400 - 1000).astype(np.int16)
-    return CTVolume(hu=hu, spacing=(3.0, 0.7, 0.7), origin=(-2.8, -2.8, 10.0), kvp=120.0, slice_thickness_mm=3.0)
+    return CTVolume(
+        hu=hu, spacing=(3.0, 0.7, 0.7), origin=(-2.8, -2.8, 10.0), kvp=120.0, slice_thickness_mm=3.0
+    )
 
 
 def _context_series(root: Path) -> Path:
@@ -63,9 +65,15 @@ def make_seeds(folder: Path) -> int:
     count = 0
     with tempfile.TemporaryDirectory() as tmp:
         files = []
-        for name, options in (("explicit", {}), ("implicit", {"transfer_syntax": "implicit VR little endian",
-                                                              "signed": False, "bits_stored": 12}),
-                              ("rle", {"transfer_syntax": "RLE"}), ("jpegll", {"transfer_syntax": "JPEG lossless"})):
+        for name, options in (
+            ("explicit", {}),
+            (
+                "implicit",
+                {"transfer_syntax": "implicit VR little endian", "signed": False, "bits_stored": 12},
+            ),
+            ("rle", {"transfer_syntax": "RLE"}),
+            ("jpegll", {"transfer_syntax": "JPEG lossless"}),
+        ):
             paths = write_dicom_series(volume, Path(tmp) / name, uid_seed="fuzz-context", **options)  # type: ignore[arg-type]
             files.append((name, paths[1]))
         files.append(("enhanced", write_enhanced_ct(volume, Path(tmp) / "enh.dcm", uid_seed="fuzz-e")))  # type: ignore[arg-type]
@@ -106,7 +114,10 @@ def one_input(data: bytes) -> None:
             (work / name).write_bytes(content)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            for call in (lambda: list_series(work), lambda: read_dicom_series(work, skip_unreadable=bool(mode & 4))):
+            for call in (
+                lambda: list_series(work),
+                lambda: read_dicom_series(work, skip_unreadable=bool(mode & 4)),
+            ):
                 try:
                     call()
                 except CacScoreError as exc:
@@ -114,7 +125,9 @@ def one_input(data: bytes) -> None:
                         raise AssertionError(f"error on several lines: {exc!r}") from None
         raw = [w for w in caught if not issubclass(w.category, CacScoreWarning)]
         if raw:
-            raise AssertionError(f"library warning passed on raw: {raw[0].category.__name__}: {raw[0].message}")
+            raise AssertionError(
+                f"library warning passed on raw: {raw[0].category.__name__}: {raw[0].message}"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -133,9 +146,13 @@ def _run_libfuzzer(args: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="fuzzing time (default 10)")
-    parser.add_argument("--corpus", type=Path, default=CORPUS, help="committed corpus folder (seeds and result)")
+    parser.add_argument(
+        "--corpus", type=Path, default=CORPUS, help="committed corpus folder (seeds and result)"
+    )
     parser.add_argument("--libfuzzer", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.libfuzzer is not None:
@@ -146,9 +163,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="fuzz_work_"))
     artifacts = Path(tempfile.mkdtemp(prefix="fuzz_artifacts_"))
     seconds = int(args.minutes * 60)
-    command = [sys.executable, __file__, "--libfuzzer", f"-max_total_time={seconds}", "-timeout=10",
-               "-rss_limit_mb=4096", "-print_final_stats=1", f"-artifact_prefix={artifacts}/", str(work),
-               str(args.corpus)]
+    command = [
+        sys.executable,
+        __file__,
+        "--libfuzzer",
+        f"-max_total_time={seconds}",
+        "-timeout=10",
+        "-rss_limit_mb=4096",
+        "-print_final_stats=1",
+        f"-artifact_prefix={artifacts}/",
+        str(work),
+        str(args.corpus),
+    ]
     start = time.time()
     run = subprocess.run(command, capture_output=True, text=True)
     elapsed = time.time() - start
@@ -159,8 +185,20 @@ def main() -> int:
     merged = args.corpus.with_name(args.corpus.name + "_merged")
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir()
-    merge = subprocess.run([sys.executable, __file__, "--libfuzzer", "-merge=1", "-timeout=10", str(merged),
-                            str(args.corpus), str(work)], capture_output=True, text=True)
+    merge = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--libfuzzer",
+            "-merge=1",
+            "-timeout=10",
+            str(merged),
+            str(args.corpus),
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if merge.returncode == 0 and any(merged.iterdir()):
         shutil.rmtree(args.corpus)
         merged.rename(args.corpus)
@@ -170,7 +208,9 @@ def main() -> int:
     corpus_files = list(args.corpus.iterdir())
     print(f"fuzzing time: {elapsed:.0f} s (asked {seconds} s); libFuzzer exit code {run.returncode}")
     print(f"executions: {executions[-1] if executions else 'unknown'}")
-    print(f"corpus: {len(corpus_files)} files, {sum(p.stat().st_size for p in corpus_files)} bytes in {args.corpus}")
+    print(
+        f"corpus: {len(corpus_files)} files, {sum(p.stat().st_size for p in corpus_files)} bytes in {args.corpus}"
+    )
     print(f"findings: {len(findings)} {findings[:5]} (inputs and libFuzzer's log in {artifacts})")
     if findings:
         print(log[-3000:])

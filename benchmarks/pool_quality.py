@@ -32,7 +32,9 @@ def main() -> None:
         except (OSError, json.JSONDecodeError) as exc:
             raise SystemExit(f"{path}: cannot read ({exc})") from None
         except KeyError:
-            raise SystemExit(f"{path}: no per-case results; rerun bench_quality.py --json with this version") from None
+            raise SystemExit(
+                f"{path}: no per-case results; rerun bench_quality.py --json with this version"
+            ) from None
         models.add((result["model"]["name"], result["model"]["version"]))
         print(f"{path}: seed {result['seed']}, {len(cases)} cases, model {result['model']['version']}")
         evaluations += [CaseEvaluation.from_dict(c) for c in cases]

@@ -26,7 +26,7 @@ def merge(out: Path, cohorts: list[Path]) -> int:
                     link.symlink_to((cohort / old).resolve(), target_is_directory=True)
                 for key, value in row.items():
                     if isinstance(value, str) and value.startswith(old + "/"):
-                        row[key] = new + value[len(old):]
+                        row[key] = new + value[len(old) :]
                 row["case_id"] = new
                 row["source"] = cohort.name
                 rows.append(row)

@@ -103,7 +103,9 @@ def _artery_list(tokens: list[tokenize.TokenInfo]) -> bool:
             run += 1
             if run >= 3:
                 return True
-        elif token.string not in (",", ":") and not (token.type == tokenize.NAME and token.string in ARTERY_NAMES):
+        elif token.string not in (",", ":") and not (
+            token.type == tokenize.NAME and token.string in ARTERY_NAMES
+        ):
             run = 0  # a name -> code table ({LM: "LM", ...}) keeps the run going
     return False
 
@@ -142,7 +144,9 @@ def test_the_checks_find_what_they_look_for() -> None:
     quiet = '"""Agatston 130 HU, A-E, LM LAD LCX RCA."""\nexit(code=130)  # 130, 10, 100, 400\n'
     quiet += "from cacscore.labels import LAD, LCX, LM, RCA\nf(x, 'LM', 'LM', y, 'LAD')\n"
     quiet += "ndimage.binary_dilation(m, structure=np.ones((3, 3, 3)))\n"
-    quiet_tokens = [t for t in tokenize.generate_tokens(io.StringIO(quiet).readline) if t.type != tokenize.COMMENT]
+    quiet_tokens = [
+        t for t in tokenize.generate_tokens(io.StringIO(quiet).readline) if t.type != tokenize.COMMENT
+    ]
     for rule, (found, _) in RULES.items():
         assert found(tokens), rule
         assert not found(quiet_tokens[1:]), rule  # [1:]: the docstring
@@ -162,7 +166,9 @@ def test_artery_colours_come_from_one_table_in_every_product() -> None:
     for path in SRC.rglob("*"):
         if path.suffix in {".py", ".js", ".html"} and path.relative_to(SRC).as_posix() != LABELS:
             text = path.read_text(encoding="utf-8").lower()
-            spelled |= {c for c in labels.ARTERY_COLOURS.values() if c.lower() in text and path.suffix != ".py"}
+            spelled |= {
+                c for c in labels.ARTERY_COLOURS.values() if c.lower() in text and path.suffix != ".py"
+            }
             if path.suffix == ".py":
                 code = " ".join(t.string for t in _code_tokens(path)).lower()
                 spelled |= {c for c in labels.ARTERY_COLOURS.values() if c.lower() in code}
@@ -176,6 +182,7 @@ def test_one_tie_rule_for_the_majority_artery() -> None:
     from cacscore.io import CTVolume
     from cacscore.scoring import score_volume
     from cacscore.web.service import Candidates, lesion_label
+
     hu = np.full((1, 4, 6), 300, dtype=np.int16)
     mask = np.zeros((1, 4, 6), dtype=np.uint8)
     mask[0, :, :3] = labels.LCX

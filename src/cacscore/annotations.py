@@ -86,7 +86,9 @@ class AnnotationPoint:
         if self.space not in ("patient_mm", "voxel"):
             raise InvalidInputError(f"point space must be 'patient_mm' or 'voxel', got {self.space!r}")
         if self.artery not in ARTERY_NAMES:
-            raise InvalidInputError(f"point artery must be a label code {sorted(ARTERY_NAMES)}, got {self.artery!r}")
+            raise InvalidInputError(
+                f"point artery must be a label code {sorted(ARTERY_NAMES)}, got {self.artery!r}"
+            )
         object.__setattr__(self, "position", values)
 
     def voxel_index(self, volume: CTVolume) -> np.ndarray:
@@ -167,7 +169,7 @@ def read_points(path: str | Path) -> list[AnnotationPoint]:
             raise InvalidInputError(f"{path}: not valid JSON ({exc})") from None
         records = data.get("points") if isinstance(data, dict) else data
         if not isinstance(records, list) or not all(isinstance(item, dict) for item in records):
-            raise InvalidInputError(f"{path}: expected a list of point objects or {{\"points\": [...]}}")
+            raise InvalidInputError(f'{path}: expected a list of point objects or {{"points": [...]}}')
         return [_point_from_record(item, f"{path}, point {n}") for n, item in enumerate(records)]
     raise InvalidInputError(f"{path}: unsupported point annotation file; use .csv or .json")
 
@@ -340,7 +342,7 @@ def _nearest_candidate(
     high = np.minimum(centre + reach + 1, labels.shape)
     if np.any(high <= low):
         return None
-    window = labels[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
+    window = labels[low[0] : high[0], low[1] : high[1], low[2] : high[2]]
     found = np.argwhere(window > 0)
     if found.size == 0:
         return None
@@ -364,8 +366,9 @@ def _majority_artery(arteries: list[int]) -> int:
     return int(majority_artery(counts))
 
 
-def _check_settings(search_radius_mm: float, max_component_mm3: float, max_extent_mm: float,
-                    reference_category: str | None) -> None:
+def _check_settings(
+    search_radius_mm: float, max_component_mm3: float, max_extent_mm: float, reference_category: str | None
+) -> None:
     """Raise InvalidInputError for a setting of :func:`mask_from_points` out of range."""
     if not math.isfinite(search_radius_mm) or search_radius_mm < 0:
         raise InvalidInputError(f"search_radius_mm must be a finite value >= 0, got {search_radius_mm!r}")
@@ -545,8 +548,16 @@ def mask_from_points(
     mask = lut[components]
 
     results = [
-        _point_result(number, points, hit, outside[number], members, bone, lut, counts[hit[0]] * voxel_mm3
-                      if hit is not None else 0.0)
+        _point_result(
+            number,
+            points,
+            hit,
+            outside[number],
+            members,
+            bone,
+            lut,
+            counts[hit[0]] * voxel_mm3 if hit is not None else 0.0,
+        )
         for number, hit in enumerate(attached)
     ]
 

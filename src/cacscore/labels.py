@@ -57,7 +57,9 @@ ARTERY_COLOURS: dict[int, str] = {
     RCA: "#66bb6a",
 }
 #: The same colours keyed by artery name.
-ARTERY_COLOURS_BY_NAME: dict[str, str] = {ARTERY_NAMES[code]: colour for code, colour in ARTERY_COLOURS.items()}
+ARTERY_COLOURS_BY_NAME: dict[str, str] = {
+    ARTERY_NAMES[code]: colour for code, colour in ARTERY_COLOURS.items()
+}
 
 #: Tie-break order of the majority-artery rule: named arteries in code order, then unspecified.
 MAJORITY_ORDER: tuple[int, ...] = (*NAMED_ARTERIES, UNSPECIFIED)
@@ -173,6 +175,7 @@ def parse_artery(value: object, *, where: str = "artery") -> int:
     raise InvalidInputError(
         f"{where}: unknown artery {value!r}; use LM, LAD, LCX, RCA, unspecified or a label code 1-5"
     )
+
 
 #: orCaScore reference label -> project label. orCaScore does not separate
 #: the LM from the LAD, so its LAD calcium becomes LAD here.

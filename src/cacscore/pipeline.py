@@ -50,7 +50,10 @@ def read_and_check(
 
 
 def score_checked(
-    volume: CTVolume, check: DomainCheck, ensemble: Ensemble, **score_options: Any,
+    volume: CTVolume,
+    check: DomainCheck,
+    ensemble: Ensemble,
+    **score_options: Any,
 ) -> tuple[ScoreResult, dict[str, Any], np.ndarray]:
     """Score a read and checked volume with a loaded ensemble (the branch of ``cacscore score`` without a mask).
 

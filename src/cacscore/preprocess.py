@@ -78,7 +78,9 @@ def target_spacing_mm(slice_increment_mm: float, choices: tuple[float, ...] = TA
     (3.0, 2.5, 2.5, 2.5)
     """
     if not np.isfinite(slice_increment_mm) or slice_increment_mm <= 0:
-        raise InvalidInputError(f"slice_increment_mm must be a positive finite number, got {slice_increment_mm!r}")
+        raise InvalidInputError(
+            f"slice_increment_mm must be a positive finite number, got {slice_increment_mm!r}"
+        )
     ordered = sorted(float(c) for c in choices)
     return min(ordered, key=lambda c: abs(c - slice_increment_mm))
 
@@ -114,7 +116,8 @@ class Grid:
     def source_to_low(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Low-resolution index of every source index, one int array per axis (z, y, x)."""
         return tuple(  # type: ignore[return-value]
-            (np.arange(n_in, dtype=np.int64) * n_out) // n_in for n_in, n_out in zip(self.source_shape, self.shape)
+            (np.arange(n_in, dtype=np.int64) * n_out) // n_in
+            for n_in, n_out in zip(self.source_shape, self.shape)
         )
 
     def source_box(self, low_mask: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -132,12 +135,17 @@ class Grid:
         """
         low_mask = np.asarray(low_mask, dtype=bool)
         if low_mask.shape != self.shape:
-            raise InvalidInputError(f"low-resolution mask has shape {low_mask.shape}, the grid has {self.shape}")
+            raise InvalidInputError(
+                f"low-resolution mask has shape {low_mask.shape}, the grid has {self.shape}"
+            )
         low_box = bounding_box(low_mask)
         if low_box is None:
             return None
         return tuple(  # type: ignore[return-value]
-            slice(int(np.searchsorted(index, part.start, "left")), int(np.searchsorted(index, part.stop - 1, "right")))
+            slice(
+                int(np.searchsorted(index, part.start, "left")),
+                int(np.searchsorted(index, part.stop - 1, "right")),
+            )
             for index, part in zip(self.source_to_low(), low_box)
         )
 
@@ -183,8 +191,9 @@ def make_grid(shape: tuple[int, ...], spacing: object, target_mm: float | None =
     )
 
 
-def downsample_hu(hu: np.ndarray, grid: Grid, *, enhance: bool = True,
-                  threshold_hu: float = ENHANCE_THRESHOLD_HU) -> np.ndarray:
+def downsample_hu(
+    hu: np.ndarray, grid: Grid, *, enhance: bool = True, threshold_hu: float = ENHANCE_THRESHOLD_HU
+) -> np.ndarray:
     """Area-average a volume onto ``grid``, keeping footprints that reach ``threshold_hu`` at their maximum.
 
     Parameters
@@ -235,7 +244,9 @@ def normalize_hu(hu: np.ndarray, clip_hu: tuple[float, float] = CLIP_HU) -> np.n
     return ((arr - low) / (high - low)).astype(np.float32)
 
 
-def scaled_threshold(threshold_hu: float = ENHANCE_THRESHOLD_HU, clip_hu: tuple[float, float] = CLIP_HU) -> float:
+def scaled_threshold(
+    threshold_hu: float = ENHANCE_THRESHOLD_HU, clip_hu: tuple[float, float] = CLIP_HU
+) -> float:
     """``threshold_hu`` on the [0, 1] scale of :func:`normalize_hu`.
 
     After the enhancement, a low-resolution voxel whose footprint holds a
@@ -251,8 +262,14 @@ def scaled_threshold(threshold_hu: float = ENHANCE_THRESHOLD_HU, clip_hu: tuple[
     return float((np.clip(threshold_hu, low, high) - low) / (high - low))
 
 
-def preprocess_volume(hu: np.ndarray, spacing: object, *, target_mm: float | None = None,
-                      clip_hu: tuple[float, float] = CLIP_HU, enhance: bool = True) -> tuple[np.ndarray, Grid]:
+def preprocess_volume(
+    hu: np.ndarray,
+    spacing: object,
+    *,
+    target_mm: float | None = None,
+    clip_hu: tuple[float, float] = CLIP_HU,
+    enhance: bool = True,
+) -> tuple[np.ndarray, Grid]:
     """The network input of a CT volume: enhanced downsampling, clipping and scaling.
 
     Parameters
@@ -319,9 +336,9 @@ def downsample_labels(labels: np.ndarray, grid: Grid, codes: tuple[int, ...] = (
         return out
     with torch.inference_mode():
         src = torch.from_numpy(np.ascontiguousarray(labels))
-        fractions = torch.stack([
-            F.adaptive_avg_pool3d((src == code).float()[None, None], grid.shape)[0, 0] for code in present
-        ])
+        fractions = torch.stack(
+            [F.adaptive_avg_pool3d((src == code).float()[None, None], grid.shape)[0, 0] for code in present]
+        )
         best = fractions.argmax(dim=0)
         labelled = fractions.amax(dim=0) > 0
         code_of = torch.tensor(present, dtype=torch.uint8)
@@ -360,7 +377,9 @@ def upsample_labels(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice]
     return low[zi][:, yi[:, None], xi[None, :]]
 
 
-def restrict_to_calcium(labels: np.ndarray, hu: np.ndarray, threshold_hu: float = ENHANCE_THRESHOLD_HU) -> np.ndarray:
+def restrict_to_calcium(
+    labels: np.ndarray, hu: np.ndarray, threshold_hu: float = ENHANCE_THRESHOLD_HU
+) -> np.ndarray:
     """Zero every label voxel below ``threshold_hu`` HU (the paper's final thresholding)."""
     labels = np.asarray(labels)
     if labels.shape != np.shape(hu):
@@ -375,8 +394,11 @@ def preprocessing_dict() -> dict[str, Any]:
         "target_spacing_rule": "the choice nearest the slice increment, ties to the finer",
         "clip_hu": list(CLIP_HU),
         "scale": "linear to [0, 1]",
-        "enhancement": {"enabled": True, "kind": "footprint max where footprint max >= threshold",
-                        "threshold_hu": ENHANCE_THRESHOLD_HU},
+        "enhancement": {
+            "enabled": True,
+            "kind": "footprint max where footprint max >= threshold",
+            "threshold_hu": ENHANCE_THRESHOLD_HU,
+        },
         "label_downsampling": "any source voxel labelled; most frequent non-zero code",
         "upsampling": "nearest footprint",
         "threshold_hu": ENHANCE_THRESHOLD_HU,

@@ -10,16 +10,27 @@ from cacscore.io.volume import CTVolume
 SPACING = (3.0, 1.6, 1.6)
 
 
-def ellipsoid(shape: tuple[int, int, int], centre_mm: tuple[float, float, float],
-              radii_mm: tuple[float, float, float], spacing: tuple[float, float, float] = SPACING) -> np.ndarray:
+def ellipsoid(
+    shape: tuple[int, int, int],
+    centre_mm: tuple[float, float, float],
+    radii_mm: tuple[float, float, float],
+    spacing: tuple[float, float, float] = SPACING,
+) -> np.ndarray:
     """Bool mask of an axis-aligned ellipsoid; centre and radii (z, y, x) in mm from the volume's centre."""
     axes = [(np.arange(n) - (n - 1) / 2) * s - c for n, s, c in zip(shape, spacing, centre_mm)]
     z, y, x = np.meshgrid(*axes, indexing="ij")
     return (z / radii_mm[0]) ** 2 + (y / radii_mm[1]) ** 2 + (x / radii_mm[2]) ** 2 <= 1.0
 
 
-def chest(*, fov_mm: float = 400.0, n_slices: int = 40, heart_z_mm: float = 0.0, blood_hu: float = 40.0,
-          lungs: bool = True, padding_hu: float | None = None) -> CTVolume:
+def chest(
+    *,
+    fov_mm: float = 400.0,
+    n_slices: int = 40,
+    heart_z_mm: float = 0.0,
+    blood_hu: float = 40.0,
+    lungs: bool = True,
+    padding_hu: float | None = None,
+) -> CTVolume:
     """A chest CT: body 40 HU in air, lungs -850 HU 20 mm apart, a heart (fat, 40 HU wall, blood) pushing them apart.
 
     Parameters

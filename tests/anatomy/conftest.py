@@ -32,13 +32,31 @@ def totalseg_files() -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         if not (cache / ARCHIVE).is_file():
             done = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", str(cache)],
-                capture_output=True, text=True, timeout=300, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    SDIST,
+                    "-d",
+                    str(cache),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
             )
             if done.returncode != 0:
-                pytest.skip(f"cannot download the {SDIST} sdist with pip: {done.stderr.strip().splitlines()[-1:]}")
+                pytest.skip(
+                    f"cannot download the {SDIST} sdist with pip: {done.stderr.strip().splitlines()[-1:]}"
+                )
         with tarfile.open(cache / ARCHIVE) as archive:
-            wanted = [m for m in archive.getmembers() if m.name.startswith(MEMBERS) and (m.isfile() or m.isdir())]
+            wanted = [
+                m for m in archive.getmembers() if m.name.startswith(MEMBERS) and (m.isfile() or m.isdir())
+            ]
             archive.extractall(cache, members=wanted, filter="data")
     except (OSError, subprocess.SubprocessError, tarfile.TarError) as exc:
         pytest.skip(f"cannot fetch the {SDIST} sdist: {exc}")

@@ -23,7 +23,9 @@ def test_a_chest_with_a_heart_passes_and_a_full_field_of_view_warns() -> None:
 
 
 @pytest.mark.parametrize(("fov_mm", "padding_hu"), [(200, -3024), (220, -1024)])
-def test_a_tight_gated_field_of_view_with_padding_passes_without_warnings(fov_mm: float, padding_hu: float) -> None:
+def test_a_tight_gated_field_of_view_with_padding_passes_without_warnings(
+    fov_mm: float, padding_hu: float
+) -> None:
     check = check_domain(chest(fov_mm=fov_mm, padding_hu=padding_hu))
     assert check.refusal is None and check.field_of_view == "gated" and check.warnings == []
 
@@ -65,9 +67,9 @@ def test_between_lungs_needs_lung_on_both_sides_within_the_width_limit() -> None
 def _with_lesion(volume, centre_mm, peak_hu=400.0):  # type: ignore[no-untyped-def]
     z, y, x = index_of(volume, centre_mm)
     hu = volume.hu.copy()
-    hu[z, y - 1:y + 2, x - 1:x + 2] = peak_hu
+    hu[z, y - 1 : y + 2, x - 1 : x + 2] = peak_hu
     labels = np.zeros(hu.shape, dtype=np.uint8)
-    labels[z, y - 1:y + 2, x - 1:x + 2] = 3
+    labels[z, y - 1 : y + 2, x - 1 : x + 2] = 3
     return volume.with_hu(hu), labels
 
 
@@ -80,8 +82,9 @@ def test_a_lesion_in_the_heart_is_kept_one_in_the_lung_beside_it_is_not() -> Non
     assert kept.n_removed == 0 and np.array_equal(kept.labels, labels)
     # In the lung, 25 mm beyond the heart's fat: outside the region (margin 6 mm).
     outside, labels = _with_lesion(volume, (0, 0, 80))
-    kept = exclude_outside_heart(labels, outside.hu, outside.spacing, check_domain(outside).region,
-                                 AGATSTON_THRESHOLD_HU)
+    kept = exclude_outside_heart(
+        labels, outside.hu, outside.spacing, check_domain(outside).region, AGATSTON_THRESHOLD_HU
+    )
     assert kept.n_removed == 1 and not kept.labels.any()
 
 
@@ -91,24 +94,27 @@ def test_a_lesion_joined_to_bone_at_the_threshold_is_removed() -> None:
     hu = volume.hu.copy()
     z, y, x = index_of(volume, (0, 72, 0))
     _, y_bone, _ = index_of(volume, (0, 80, 0))
-    hu[z, y - 1:y_bone + 1, x - 1:x + 2] = 300
+    hu[z, y - 1 : y_bone + 1, x - 1 : x + 2] = 300
     labels = np.zeros(hu.shape, dtype=np.uint8)
-    labels[z, y - 1:y + 2, x - 1:x + 2] = 3
+    labels[z, y - 1 : y + 2, x - 1 : x + 2] = 3
     scan = volume.with_hu(hu)
     check = check_domain(scan)
     kept = exclude_outside_heart(labels, scan.hu, scan.spacing, check.region, AGATSTON_THRESHOLD_HU)
     assert kept.n_removed == 1 and not kept.labels.any()
     # The same spot without the bridge (fat, -100 HU, between it and the bone) is kept.
-    hu[z, y + 2:y_bone + 1, x - 1:x + 2] = -100
+    hu[z, y + 2 : y_bone + 1, x - 1 : x + 2] = -100
     scan = volume.with_hu(hu)
-    kept = exclude_outside_heart(labels, scan.hu, scan.spacing, check_domain(scan).region, AGATSTON_THRESHOLD_HU)
+    kept = exclude_outside_heart(
+        labels, scan.hu, scan.spacing, check_domain(scan).region, AGATSTON_THRESHOLD_HU
+    )
     assert kept.n_removed == 0
 
 
 def test_without_a_heart_no_lesion_counts_and_a_warning_says_why() -> None:
     volume, labels = _with_lesion(chest(lungs=False), (0, 0, 0))
-    kept = exclude_outside_heart(labels, volume.hu, volume.spacing, check_domain(volume).region,
-                                 AGATSTON_THRESHOLD_HU)
+    kept = exclude_outside_heart(
+        labels, volume.hu, volume.spacing, check_domain(volume).region, AGATSTON_THRESHOLD_HU
+    )
     assert kept.n_removed == 1 and not kept.labels.any()
     assert kept.warnings[0].startswith("heart region not found")
 

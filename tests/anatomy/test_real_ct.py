@@ -45,4 +45,8 @@ def test_refusals_are_one_line_errors_with_exit_code_1(totalseg_files: Path) -> 
     result = CliRunner().invoke(app, ["score", str(totalseg_files / "example_ct_sm.nii.gz"), "--json"])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "no heart in the field of view" in errors[0] and "--skip-domain-check" in errors[0]
+    assert (
+        len(errors) == 1
+        and "no heart in the field of view" in errors[0]
+        and "--skip-domain-check" in errors[0]
+    )

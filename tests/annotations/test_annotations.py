@@ -133,7 +133,9 @@ def test_unspecified_point_does_not_conflict_with_named_one() -> None:
 @pytest.mark.parametrize(("reference", "discrepancy"), [("C", False), ("B", True), ("E", True)])
 def test_category_discrepancy(reference: str, discrepancy: bool) -> None:
     volume = make_volume()
-    _, report = mask_from_points(volume, [AnnotationPoint((4, 11, 11), "voxel", LAD)], reference_category=reference)
+    _, report = mask_from_points(
+        volume, [AnnotationPoint((4, 11, 11), "voxel", LAD)], reference_category=reference
+    )
     assert report.risk_category == "C"
     assert report.discrepancy is discrepancy
 
@@ -189,7 +191,9 @@ def test_read_points_json_and_category(tmp_path: Path) -> None:
     volume = make_volume()
     path = tmp_path / "points.json"
     x, y, z = mm(volume, (4, 12, 12))
-    path.write_text(json.dumps({"risk_category": "B", "points": [{"x_mm": x, "y_mm": y, "z_mm": z, "artery": "LAD"}]}))
+    path.write_text(
+        json.dumps({"risk_category": "B", "points": [{"x_mm": x, "y_mm": y, "z_mm": z, "artery": "LAD"}]})
+    )
     points = read_points(path)
     assert read_annotated_category(path) == "B"
     mask, report = mask_from_points(volume, points, reference_category=read_annotated_category(path))
@@ -226,8 +230,17 @@ def test_read_points_missing_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "code"),
-    [("LM", LM), ("lad", LAD), ("Left Coronary Artery", LM), ("CX", LCX), ("right_coronary_artery", RCA),
-     ("4", LCX), (2, LM), ("", UNSPECIFIED), (None, UNSPECIFIED)],
+    [
+        ("LM", LM),
+        ("lad", LAD),
+        ("Left Coronary Artery", LM),
+        ("CX", LCX),
+        ("right_coronary_artery", RCA),
+        ("4", LCX),
+        (2, LM),
+        ("", UNSPECIFIED),
+        (None, UNSPECIFIED),
+    ],
 )
 def test_parse_artery(value: object, code: int) -> None:
     assert parse_artery(value) == code

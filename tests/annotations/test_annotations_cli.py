@@ -26,8 +26,19 @@ def test_to_mask_writes_mask_and_report(tmp_path: Path) -> None:
     volume_path, points = _inputs(tmp_path)
     out, report = tmp_path / "out" / "mask.nii.gz", tmp_path / "out" / "report.json"
     result = CliRunner().invoke(
-        app, ["annotations", "to-mask", str(volume_path), str(points), "--out", str(out),
-              "--report", str(report), "--category", "b"],
+        app,
+        [
+            "annotations",
+            "to-mask",
+            str(volume_path),
+            str(points),
+            "--out",
+            str(out),
+            "--report",
+            str(report),
+            "--category",
+            "b",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "agatston: 12.0, category C" in result.output
@@ -68,9 +79,13 @@ def test_to_mask_bad_points_is_one_line_error(tmp_path: Path) -> None:
 def test_to_mask_uses_category_stated_in_json(tmp_path: Path) -> None:
     volume_path, _ = _inputs(tmp_path)
     points = tmp_path / "points.json"
-    points.write_text(json.dumps({"risk_category": "C", "points": [{"i": 11, "j": 11, "k": 2, "artery": "LCX"}]}))
+    points.write_text(
+        json.dumps({"risk_category": "C", "points": [{"i": 11, "j": 11, "k": 2, "artery": "LCX"}]})
+    )
     out = tmp_path / "mask.mha"
-    result = CliRunner().invoke(app, ["annotations", "to-mask", str(volume_path), str(points), "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["annotations", "to-mask", str(volume_path), str(points), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "annotated category: C (agrees)" in result.output
     assert int((read_mask(out, read_volume(volume_path)) == 4).sum()) == 16

@@ -40,8 +40,15 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cacscore.phantom import PhantomConfig, generate_cohort
 
     root = tmp_path_factory.mktemp("cohort")
-    generate_cohort(root, 3, 7, fmt="dicom", balance=True, progress=False,
-                    config=PhantomConfig.for_version(1, matrix=96, n_slices=(40, 44)))
+    generate_cohort(
+        root,
+        3,
+        7,
+        fmt="dicom",
+        balance=True,
+        progress=False,
+        config=PhantomConfig.for_version(1, matrix=96, n_slices=(40, 44)),
+    )
     return root
 
 

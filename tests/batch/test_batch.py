@@ -35,7 +35,9 @@ def test_folders_are_found_recursively_once_per_series(cohort_copy: Path) -> Non
     assert all(item.series_uid is None and len(item.content_hash) == 64 for item in items)
 
 
-def test_content_hash_changes_with_a_byte_and_not_with_the_folder_name(cohort_copy: Path, tmp_path: Path) -> None:
+def test_content_hash_changes_with_a_byte_and_not_with_the_folder_name(
+    cohort_copy: Path, tmp_path: Path
+) -> None:
     before = content_hash(cohort_copy / "case_0000")
     moved = shutil.copytree(cohort_copy / "case_0000", tmp_path / "elsewhere")
     assert content_hash(moved) == before
@@ -52,22 +54,31 @@ def test_local_cluster_fits_the_cores() -> None:
     assert local_cluster_size(None, 2, cores=16) == (8, 2)
 
 
-def test_rows_equal_cacscore_score_and_a_rerun_skips_them(cohort_copy: Path, tiny_model: Path,
-                                                          tmp_path: Path) -> None:
+def test_rows_equal_cacscore_score_and_a_rerun_skips_them(
+    cohort_copy: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "results"
     summary = run_batch([cohort_copy], out, model_dir=tiny_model, **SMALL)
     assert (summary.n_series, summary.n_done, summary.n_failed) == (3, 3, 0)
     rows = {row["case_id"]: row for row in rows_of(out)}
     assert sorted(rows) == ["case_0000", "case_0001", "case_0002"]
     for case_id, row in rows.items():
-        result = CliRunner().invoke(app, ["score", str(cohort_copy / case_id), "--model", str(tiny_model), "--json"])
+        result = CliRunner().invoke(
+            app, ["score", str(cohort_copy / case_id), "--model", str(tiny_model), "--json"]
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert row["status"] == "done" and row["error"] is None
         assert (row["agatston"], row["volume_mm3"], row["mass_mg"]) == (
-            report["agatston"], report["volume_mm3"], report["mass_mg"])
+            report["agatston"],
+            report["volume_mm3"],
+            report["mass_mg"],
+        )
         assert (row["risk_category"], row["cac_drs"], row["n_vessels"]) == (
-            report["risk_category"], report["cac_drs"], report["n_vessels"])
+            report["risk_category"],
+            report["cac_drs"],
+            report["n_vessels"],
+        )
         for artery, scores in report["arteries"].items():
             assert row[f"{artery}_agatston"] == scores["agatston"]
             assert row[f"{artery}_n_lesions"] == scores["n_lesions"]
@@ -110,12 +121,16 @@ def make_bad_series(root: Path, good: Path) -> dict[str, Path]:
 
 
 def test_bad_series_fail_with_their_names_and_retry_failed_scores_them_again(
-        cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
+    cohort_copy: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     bad = make_bad_series(tmp_path, cohort_copy / "case_0000")
-    manifest = write_manifest(tmp_path / "manifest.csv", [
-        {"path": str(cohort_copy / "case_0001"), "series_uid": "", "case_id": "good"},
-        *({"path": str(path), "series_uid": "", "case_id": name} for name, path in bad.items()),
-    ])
+    manifest = write_manifest(
+        tmp_path / "manifest.csv",
+        [
+            {"path": str(cohort_copy / "case_0001"), "series_uid": "", "case_id": "good"},
+            *({"path": str(path), "series_uid": "", "case_id": name} for name, path in bad.items()),
+        ],
+    )
     out = tmp_path / "results"
     summary = run_batch([manifest], out, model_dir=tiny_model, **SMALL)
     assert (summary.n_done, summary.n_failed) == (1, 3)
@@ -147,8 +162,9 @@ def test_bad_series_fail_with_their_names_and_retry_failed_scores_them_again(
 
 def test_command_line_batch_and_export(cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = CliRunner().invoke(app, ["batch", str(cohort_copy), "--out", str(out), "--model", str(tiny_model),
-                                      "--workers", "1"])
+    result = CliRunner().invoke(
+        app, ["batch", str(cohort_copy), "--out", str(out), "--model", str(tiny_model), "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     assert "3 scored, 0 failed, 0 skipped" in result.output
     result = CliRunner().invoke(app, ["batch", "export", str(out)])
@@ -177,7 +193,8 @@ def test_a_missing_input_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_a_series_that_kills_its_worker_is_a_failed_row_and_the_batch_goes_on(
-        cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
+    cohort_copy: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     from cacscore.batch.worker import score_series
 
     def crash_on_case_0001(item: dict[str, Any], out: str, **options: Any) -> dict[str, Any]:

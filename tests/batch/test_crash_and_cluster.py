@@ -21,9 +21,25 @@ from cacscore.batch.db import database_url
 from cacscore.batch.run import run_batch
 
 #: Columns that must be the same whichever way a series was scored (not times, worker or row id).
-SCORE_COLUMNS = ("case_id", "series_uid", "content_hash", "status", "agatston", "volume_mm3", "mass_mg",
-                 "n_lesions", "risk_category", "cac_drs", "LAD_agatston", "RCA_agatston", "LCX_agatston",
-                 "LM_agatston", "model_name", "domain_outcome", "warnings")
+SCORE_COLUMNS = (
+    "case_id",
+    "series_uid",
+    "content_hash",
+    "status",
+    "agatston",
+    "volume_mm3",
+    "mass_mg",
+    "n_lesions",
+    "risk_category",
+    "cac_drs",
+    "LAD_agatston",
+    "RCA_agatston",
+    "LCX_agatston",
+    "LM_agatston",
+    "model_name",
+    "domain_outcome",
+    "warnings",
+)
 BATCH_SCRIPT = "import sys; from cacscore.cli.main import main; main(sys.argv[1:])"
 
 
@@ -36,7 +52,9 @@ def scores(out: Path) -> list[tuple[Any, ...]]:
 
 
 @pytest.fixture(scope="module")
-def reference(cohort: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
+def reference(
+    cohort: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[Any]]:
     """The cohort's images and the rows of one uninterrupted batch on a local cluster."""
     root = tmp_path_factory.mktemp("images")
     for image in sorted(cohort.glob("case_*/image")):
@@ -48,20 +66,37 @@ def reference(cohort: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathF
 
 
 def batch_command(images: Path, out: Path, model: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-c", BATCH_SCRIPT, "batch", str(images), "--out", str(out), "--model", str(model),
-            "--workers", "1", *extra]
+    return [
+        sys.executable,
+        "-c",
+        BATCH_SCRIPT,
+        "batch",
+        str(images),
+        "--out",
+        str(out),
+        "--model",
+        str(model),
+        "--workers",
+        "1",
+        *extra,
+    ]
 
 
 def test_sigkill_at_random_points_then_a_rerun_gives_one_row_per_series(
-        reference: tuple[Path, list[Any]], tiny_model: Path, tmp_path: Path) -> None:
+    reference: tuple[Path, list[Any]], tiny_model: Path, tmp_path: Path
+) -> None:
     images, expected = reference
     out = tmp_path / "results"
     draw = random.Random(21)
     kills = []
     for _ in range(5):
         # The whole process group: the driver and its cluster's worker processes die at once, as in a crash.
-        process = subprocess.Popen(batch_command(images, out, tiny_model), start_new_session=True,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            batch_command(images, out, tiny_model),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         delay = draw.uniform(1.0, 7.0)
         try:
             process.wait(timeout=delay)
@@ -73,7 +108,9 @@ def test_sigkill_at_random_points_then_a_rerun_gives_one_row_per_series(
             rows = scores(out)
             assert len({row[0] for row in rows}) == len(rows), "a case was written twice"
     assert kills, "no run was killed: the cohort scores faster than the earliest kill"
-    finished = subprocess.run(batch_command(images, out, tiny_model), capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        batch_command(images, out, tiny_model), capture_output=True, text=True, timeout=120
+    )
     assert finished.returncode == 0, finished.stderr
     assert scores(out) == expected
     assert sorted(p.name for p in (out / "cases").iterdir()) == ["case_0000", "case_0001", "case_0002"]
@@ -92,13 +129,43 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
     address = f"tcp://127.0.0.1:{free_port()}"
     started = []
     try:
-        started.append(subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1], "--no-dashboard"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path))
-        started.append(subprocess.Popen(
-            [dask, "worker", address, "--nworkers", "1", "--nthreads", "1", "--no-dashboard",
-             "--local-directory", str(tmp_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=tmp_path))
+        started.append(
+            subprocess.Popen(
+                [
+                    dask,
+                    "scheduler",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    address.rsplit(":", 1)[1],
+                    "--no-dashboard",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=tmp_path,
+            )
+        )
+        started.append(
+            subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=tmp_path,
+            )
+        )
         from distributed import Client
 
         with Client(address, timeout="30s") as client:
@@ -117,11 +184,16 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_separately_started_scheduler_and_worker_give_the_same_rows(
-        reference: tuple[Path, list[Any]], tiny_model: Path, dask_cluster: str, tmp_path: Path) -> None:
+    reference: tuple[Path, list[Any]], tiny_model: Path, dask_cluster: str, tmp_path: Path
+) -> None:
     images, expected = reference
     out = tmp_path / "results"
-    finished = subprocess.run(batch_command(images, out, tiny_model, "--scheduler", dask_cluster),
-                              capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        batch_command(images, out, tiny_model, "--scheduler", dask_cluster),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert finished.returncode == 0, finished.stderr
     assert "3 scored, 0 failed" in finished.stderr
     assert scores(out) == expected

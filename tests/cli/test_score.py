@@ -22,7 +22,9 @@ SPACING_ZYX = (3.0, 0.5, 0.5)
 EXPECTED = {"agatston": 7.5, "volume_mm3": 10.5, "mass_mg": 2.775}
 
 
-def write_image(array: np.ndarray, path: Path, origin_lps: tuple[float, float, float] = (-12.0, 30.0, 100.0)) -> Path:
+def write_image(
+    array: np.ndarray, path: Path, origin_lps: tuple[float, float, float] = (-12.0, 30.0, 100.0)
+) -> Path:
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(SPACING_ZYX[::-1])
     image.SetOrigin(origin_lps)
@@ -96,8 +98,18 @@ def test_orcascore_labels(case: dict[str, Path]) -> None:
 
 
 def test_binary_labels_and_options(case: dict[str, Path]) -> None:
-    result = run(case["ct"], "--mask", case["mask"], "--mask-labels", "binary", "--json",
-                 "--min-voxels", "5", "--mass-calibration", "2")
+    result = run(
+        case["ct"],
+        "--mask",
+        case["mask"],
+        "--mask-labels",
+        "binary",
+        "--json",
+        "--min-voxels",
+        "5",
+        "--mass-calibration",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     # Only the 6-pixel RCA slice passes min_voxels=5; everything is "unspecified".
@@ -178,24 +190,33 @@ def test_dicom_series_with_kvp_thresholds(tmp_path: Path) -> None:
     hu = np.full((3, 8, 8), -40, np.int16)
     hu[1, 2:4, 2:4] = 140  # below the 145 HU threshold of 100 kV: scored only at 130 HU
     hu[2, 4:6, 4:6] = 230  # 100 kV edges 222/334/446: weight 2 (also 2 at 120 kV)
-    volume = CTVolume(hu=hu, spacing=SPACING_ZYX, kvp=100.0, slice_thickness_mm=3.0, series_uid="1.2.826.0.1.7")
+    volume = CTVolume(
+        hu=hu, spacing=SPACING_ZYX, kvp=100.0, slice_thickness_mm=3.0, series_uid="1.2.826.0.1.7"
+    )
     write_dicom_series(volume, tmp_path / "dicom", uid_seed="score-test")
     write_image((hu > 0).astype(np.uint8) * 2, tmp_path / "lm.nii.gz", origin_lps=volume.origin)
-    series_uid = json.loads(run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json").stdout)["input"][
-        "series_uid"
-    ]
+    series_uid = json.loads(run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json").stdout)[
+        "input"
+    ]["series_uid"]
 
     plain = run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json", "--series", series_uid)
     assert plain.exit_code == 0, plain.output
     report = json.loads(plain.stdout)
-    assert (report["input"]["kvp"], report["agatston"], report["arteries"]["LM"]["agatston"]) == (100.0, 3.0, 3.0)
+    assert (report["input"]["kvp"], report["agatston"], report["arteries"]["LM"]["agatston"]) == (
+        100.0,
+        3.0,
+        3.0,
+    )
     assert any("100 kV but scored with the 120 kV thresholds" in w for w in report["warnings"])
 
     adapted = run(tmp_path / "dicom", "--mask", tmp_path / "lm.nii.gz", "--json", "--kvp-thresholds")
     assert adapted.exit_code == 0, adapted.output
     report = json.loads(adapted.stdout)
     assert report["agatston"] == pytest.approx(2.0)
-    assert report["conventions"]["threshold_hu"] == 145 and report["conventions"]["threshold_source"] == "kvp_table"
+    assert (
+        report["conventions"]["threshold_hu"] == 145
+        and report["conventions"]["threshold_source"] == "kvp_table"
+    )
     assert "calcium >= 145 HU" in adapted.stderr
 
 
@@ -210,11 +231,28 @@ def _table_text(report: dict) -> str:
 
 
 def test_lesion_table_shows_confidence_only_for_model_results() -> None:
-    lesion = {"id": 1, "artery": "LAD", "agatston": 12.0, "volume_mm3": 9.0, "mass_mg": 2.0, "peak_hu": 410,
-              "slices": [3, 4], "centroid_mm": [1.0, 2.0, 3.0], "confidence": None}
-    report = {"input": {"path": "ct.nii.gz", "shape_zyx": [5, 8, 8], "spacing_zyx_mm": [3.0, 0.5, 0.5], "kvp": 120},
-              "arteries": {}, "agatston": 12.0, "volume_mm3": 9.0, "mass_mg": 2.0, "risk_category": "C",
-              "cac_drs": "A1/N1", "n_vessels": 1, "lesions": [lesion]}
+    lesion = {
+        "id": 1,
+        "artery": "LAD",
+        "agatston": 12.0,
+        "volume_mm3": 9.0,
+        "mass_mg": 2.0,
+        "peak_hu": 410,
+        "slices": [3, 4],
+        "centroid_mm": [1.0, 2.0, 3.0],
+        "confidence": None,
+    }
+    report = {
+        "input": {"path": "ct.nii.gz", "shape_zyx": [5, 8, 8], "spacing_zyx_mm": [3.0, 0.5, 0.5], "kvp": 120},
+        "arteries": {},
+        "agatston": 12.0,
+        "volume_mm3": 9.0,
+        "mass_mg": 2.0,
+        "risk_category": "C",
+        "cac_drs": "A1/N1",
+        "n_vessels": 1,
+        "lesions": [lesion],
+    }
     assert "confidence" not in _table_text(report)
     report["lesions"] = [{**lesion, "confidence": 0.8}]
     text = _table_text(report)

@@ -26,7 +26,10 @@ def test_flat_folders_pair_by_name(tmp_path: Path, volume: CTVolume, label: np.n
     assert detect_layout(tmp_path) == "generic"
     cases = list_cases(tmp_path)
     assert [(c.case_id, c.image_path.name, c.reference_path and c.reference_path.name) for c in cases] == [
-        ("a", "a.nii.gz", "a.nii.gz"), ("b", "b.mha", "b.csv"), ("c", "c", None)]
+        ("a", "a.nii.gz", "a.nii.gz"),
+        ("b", "b.mha", "b.csv"),
+        ("c", "c", None),
+    ]
 
     a, b, c = (ref.load() for ref in cases)
     np.testing.assert_array_equal(a.label, label)
@@ -42,9 +45,17 @@ def test_flat_folders_pair_by_name(tmp_path: Path, volume: CTVolume, label: np.n
 def test_case_folders_with_dicom_and_points(tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
     write_dicom_series(volume, tmp_path / "p02" / "image_series", uid_seed="p02")
     x, y, z = volume.index_to_patient(np.array([7, 31, 31]))[0]
-    (tmp_path / "p02" / "points.json").write_text(json.dumps(
-        {"risk_category": "B", "points": [{"x_mm": x, "y_mm": y, "z_mm": z, "artery": "RCA"},
-                                          {"x_mm": x, "y_mm": y, "z_mm": z - 30, "artery": "LAD"}]}))
+    (tmp_path / "p02" / "points.json").write_text(
+        json.dumps(
+            {
+                "risk_category": "B",
+                "points": [
+                    {"x_mm": x, "y_mm": y, "z_mm": z, "artery": "RCA"},
+                    {"x_mm": x, "y_mm": y, "z_mm": z - 30, "artery": "LAD"},
+                ],
+            }
+        )
+    )
     write_volume(volume, tmp_path / "p10" / "image.nii.gz")
     write_mask(label, volume, tmp_path / "p10" / "label_reference.nii.gz")
     (tmp_path / "p10" / "points.csv").write_text("z,y,x\n0,0,0\n")  # the mask wins over points

@@ -32,8 +32,9 @@ def _generic(root: Path, volume: CTVolume, stored: np.ndarray) -> None:
     write_mask(stored, volume, root / "labels" / "a.nii.gz")
 
 
-def test_generic_masks_in_orcascore_codes_are_read_as_declared(tmp_path: Path, volume: CTVolume,
-                                                               label: np.ndarray) -> None:
+def test_generic_masks_in_orcascore_codes_are_read_as_declared(
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
     _generic(tmp_path, volume, _orcascore_coded(label))
     silent = list_cases(tmp_path)[0].load().label
     assert silent is not None and silent[LAD_BOX].max() == UNSPECIFIED  # 1 read as "unspecified", 3 as LAD
@@ -44,13 +45,21 @@ def test_generic_masks_in_orcascore_codes_are_read_as_declared(tmp_path: Path, v
     np.testing.assert_array_equal(binary, (label > 0).astype(np.uint8))
 
 
-def test_nnunet_declared_convention_replaces_the_label_names(tmp_path: Path, volume: CTVolume,
-                                                             label: np.ndarray) -> None:
+def test_nnunet_declared_convention_replaces_the_label_names(
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
     (tmp_path / "imagesTr").mkdir()
     (tmp_path / "labelsTr").mkdir()
     # Names that say nothing about the artery: read as binary unless the convention is declared.
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2, "c": 3}, "file_ending": ".nii.gz"}))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "a": 1, "b": 2, "c": 3},
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
     write_volume(volume, tmp_path / "imagesTr" / "x_0000.nii.gz")
     stored = _orcascore_coded(label)
     stored[5, 20, 20] = 2  # one LCX voxel
@@ -71,8 +80,9 @@ def test_orcascore_layout_can_be_read_as_binary(tmp_path: Path, volume: CTVolume
     np.testing.assert_array_equal(binary, (label > 0).astype(np.uint8))
 
 
-def test_a_code_outside_the_declared_convention_names_the_file(tmp_path: Path, volume: CTVolume,
-                                                               label: np.ndarray) -> None:
+def test_a_code_outside_the_declared_convention_names_the_file(
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
     _generic(tmp_path, volume, label)  # project codes 3 and 5: 5 is not an orCaScore code
     with pytest.raises(InvalidInputError, match=r"label values \[5\].*'orcascore'"):
         list_cases(tmp_path, mask_labels="orcascore")[0].load()
@@ -80,14 +90,22 @@ def test_a_code_outside_the_declared_convention_names_the_file(tmp_path: Path, v
 
 def test_unknown_convention_lists_the_valid_ones(tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
     _generic(tmp_path, volume, label)
-    with pytest.raises(InvalidInputError, match="unknown mask label convention 'nnunet'; use one of project, "
-                                                "orcascore, binary"):
+    with pytest.raises(
+        InvalidInputError,
+        match="unknown mask label convention 'nnunet'; use one of project, orcascore, binary",
+    ):
         list_cases(tmp_path, mask_labels="nnunet")
 
 
 def test_case_refs_carry_convention_and_attributes_through_a_dict() -> None:
-    ref = CaseRef("a", "generic", Path("i.nii.gz"), Path("l.nii.gz"), mask_labels="orcascore",
-                  attributes={"family": "sdf"})
+    ref = CaseRef(
+        "a",
+        "generic",
+        Path("i.nii.gz"),
+        Path("l.nii.gz"),
+        mask_labels="orcascore",
+        attributes={"family": "sdf"},
+    )
     back = CaseRef.from_dict(json.loads(json.dumps(ref.to_dict())))
     assert back == ref and back.attributes == {"family": "sdf"}
     assert back.attribute("family") == "sdf" and back.attribute("generator_version") == "unknown"

@@ -19,8 +19,11 @@ from cacscore.labels import LAD, RCA
 def _dataset(root: Path, volume: CTVolume, stored: np.ndarray, labels: dict[str, Any]) -> None:
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
-    (root / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 2, "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {"channel_names": {"0": "CT"}, "labels": labels, "numTraining": 2, "file_ending": ".nii.gz"}
+        )
+    )
     write_volume(volume, root / "imagesTr" / "cac_010_0000.nii.gz")
     write_volume(volume, root / "imagesTr" / "cac_002_0000.nii.gz")
     write_mask(stored, volume, root / "labelsTr" / "cac_002.nii.gz")
@@ -33,7 +36,10 @@ def test_nnunet_named_labels_map_to_arteries(tmp_path: Path, volume: CTVolume, l
     _dataset(tmp_path, volume, stored, {"background": 0, "LAD": 1, "RCA": 2})
     assert detect_layout(tmp_path) == "nnunet"
     cases = list_cases(tmp_path)
-    assert [(c.case_id, c.reference_path is not None) for c in cases] == [("cac_002", True), ("cac_010", False)]
+    assert [(c.case_id, c.reference_path is not None) for c in cases] == [
+        ("cac_002", True),
+        ("cac_010", False),
+    ]
     case = cases[0].load()
     np.testing.assert_array_equal(case.label, label)
     np.testing.assert_array_equal(case.volume.hu, volume.hu)

@@ -28,7 +28,9 @@ def test_orcascore_training_set(tmp_path: Path, volume: CTVolume, label: np.ndar
     assert detect_layout(tmp_path) == "orcascore"
     cases = list_cases(tmp_path)
     assert [(c.case_id, c.image_path.name, c.reference_path and c.reference_path.name) for c in cases] == [
-        ("TRV1P1", "TRV1P1CTI.mhd", "TRV1P1R.mhd"), ("TRV2P3", "TRV2P3CTI.mhd", None)]
+        ("TRV1P1", "TRV1P1CTI.mhd", "TRV1P1R.mhd"),
+        ("TRV2P3", "TRV2P3CTI.mhd", None),
+    ]
     case = cases[0].load()
     np.testing.assert_array_equal(case.volume.hu, volume.hu)
     np.testing.assert_array_equal(case.label, label)

@@ -15,7 +15,9 @@ from cacscore.io import CTVolume, write_dicom_series, write_mask, write_volume
 HEADER = "case_id,seed,format,image,label,points,reference,truth,agatston,risk_category\n"
 
 
-def _case(root: Path, case_id: str, volume: CTVolume, label: np.ndarray, *, dicom: bool, mask: bool = True) -> str:
+def _case(
+    root: Path, case_id: str, volume: CTVolume, label: np.ndarray, *, dicom: bool, mask: bool = True
+) -> str:
     folder = root / case_id
     folder.mkdir(parents=True)
     if dicom:
@@ -30,15 +32,20 @@ def _case(root: Path, case_id: str, volume: CTVolume, label: np.ndarray, *, dico
     x1, y1, z1 = volume.index_to_patient(np.array([4, 11, 11]))[0]
     x2, y2, z2 = volume.index_to_patient(np.array([6, 31, 31]))[0]
     (folder / "points.csv").write_text(f"x_mm,y_mm,z_mm,artery\n{x1},{y1},{z1},LAD\n{x2},{y2},{z2},RCA\n")
-    (folder / "reference.json").write_text(json.dumps({"schema": "cacscore.score/1", "agatston": 66.0,
-                                                       "risk_category": "C"}))
+    (folder / "reference.json").write_text(
+        json.dumps({"schema": "cacscore.score/1", "agatston": 66.0, "risk_category": "C"})
+    )
     label_column = f"{case_id}/label.nii.gz" if mask else ""
     return f"{case_id},1,x,{image},{label_column},{case_id}/points.csv,{case_id}/reference.json,,66.0,C\n"
 
 
-def test_phantom_cohort_reads_dicom_and_nifti_cases(tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
-    rows = [_case(tmp_path, "case_0001", volume, label, dicom=False),
-            _case(tmp_path, "case_0000", volume, label, dicom=True)]
+def test_phantom_cohort_reads_dicom_and_nifti_cases(
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
+    rows = [
+        _case(tmp_path, "case_0001", volume, label, dicom=False),
+        _case(tmp_path, "case_0000", volume, label, dicom=True),
+    ]
     (tmp_path / "cases.csv").write_text(HEADER + "".join(rows))
     assert detect_layout(tmp_path) == "phantom"
     cases = list_cases(tmp_path)
@@ -69,7 +76,9 @@ def test_phantom_case_without_mask_uses_points(tmp_path: Path, volume: CTVolume,
     assert report["agatston"] == pytest.approx(30.0) and report["discrepancy"] is False
 
 
-def test_phantom_without_manifest_lists_complete_folders(tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
+def test_phantom_without_manifest_lists_complete_folders(
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
     (tmp_path / "generation.json").write_text("{}")
     _case(tmp_path, "case_0000", volume, label, dicom=False)
     _case(tmp_path, "case_0001", volume, label, dicom=False)
@@ -80,7 +89,9 @@ def test_phantom_without_manifest_lists_complete_folders(tmp_path: Path, volume:
 
 def test_phantom_manifest_with_missing_image(tmp_path: Path) -> None:
     (tmp_path / "cases.csv").write_text(HEADER + "case_0000,1,x,case_0000/image,,,,,0,A\n")
-    with pytest.raises(InvalidInputError, match=r"cases.csv, row 2: image 'case_0000/image' of case_0000 not found"):
+    with pytest.raises(
+        InvalidInputError, match=r"cases.csv, row 2: image 'case_0000/image' of case_0000 not found"
+    ):
         list_cases(tmp_path)
 
 
@@ -105,16 +116,22 @@ def test_phantom_mha_case_folder(tmp_path: Path, volume: CTVolume, label: np.nda
 
 
 def test_phantom_case_attributes_come_from_the_row_then_truth_then_generation(
-        tmp_path: Path, volume: CTVolume, label: np.ndarray) -> None:
+    tmp_path: Path, volume: CTVolume, label: np.ndarray
+) -> None:
     header = HEADER.strip() + ",family,generator_version\n"
     rows = [_case(tmp_path, f"case_000{i}", volume, label, dicom=False).strip() for i in range(3)]
     rows = [rows[0] + ",sdf,2.0\n", rows[1] + ",,\n", rows[2] + ",,\n"]
-    (tmp_path / "case_0001" / "truth.json").write_text(json.dumps({"family": "sdf", "generator_version": "1.3"}))
+    (tmp_path / "case_0001" / "truth.json").write_text(
+        json.dumps({"family": "sdf", "generator_version": "1.3"})
+    )
     (tmp_path / "generation.json").write_text(json.dumps({"generator_version": "1.4"}))
     (tmp_path / "cases.csv").write_text(header + "".join(rows))
     cases = list_cases(tmp_path)
     assert [(c.attribute("family"), c.attribute("generator_version")) for c in cases] == [
-        ("sdf", "2.0"), ("sdf", "1.3"), ("classic", "1.4")]  # no family stated: classic, as phantom reads it
+        ("sdf", "2.0"),
+        ("sdf", "1.3"),
+        ("classic", "1.4"),
+    ]  # no family stated: classic, as phantom reads it
     # Without cases.csv (a generation still running) the same sources are read.
     (tmp_path / "cases.csv").unlink()
     assert [c.attribute("family") for c in list_cases(tmp_path)] == ["classic", "sdf", "classic"]

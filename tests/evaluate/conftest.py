@@ -36,8 +36,8 @@ def synthetic_case(case_id: str) -> tuple[CTVolume, np.ndarray]:
     spec = LESIONS[case_id]
     if spec is not None:
         side, n_slices, value, code = spec
-        hu[1:1 + n_slices, 5:5 + side, 5:5 + side] = value
-        label[1:1 + n_slices, 5:5 + side, 5:5 + side] = code
+        hu[1 : 1 + n_slices, 5 : 5 + side, 5 : 5 + side] = value
+        label[1 : 1 + n_slices, 5 : 5 + side, 5 : 5 + side] = code
     return CTVolume(hu=hu, spacing=SPACING), label
 
 

@@ -17,8 +17,20 @@ runner = CliRunner()
 
 def test_reference_masks_as_predictions_score_perfectly(cohort: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--pred", str(cohort / "labels"),
-                                 "--out", str(out), "--bootstrap", "50"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(cohort),
+            "--pred",
+            str(cohort / "labels"),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "50",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "5 cases evaluated, 0 failed; category accuracy 1.000, Harrell's C 1.000" in result.output
     for name in REPORT_FILES:
@@ -37,8 +49,20 @@ def test_reference_masks_as_predictions_score_perfectly(cohort: Path, tmp_path: 
 
 def test_threshold_baseline_is_clearly_imperfect(cohort: Path, tmp_path: Path) -> None:
     out = tmp_path / "baseline"
-    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--baseline", "threshold",
-                                 "--out", str(out), "--bootstrap", "20"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(cohort),
+            "--baseline",
+            "threshold",
+            "--out",
+            str(out),
+            "--bootstrap",
+            "20",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     # bone adds 128 to every case: 0->128 D, 2->130 D, 16->144 D, 144->272 D, 500->628 E
@@ -57,8 +81,9 @@ def test_missing_prediction_is_reported_and_counted(cohort: Path, tmp_path: Path
     (pred / "case_3").rename(pred / "case_3x" / "prediction.nii.gz")
     (pred / "case_3x").rename(pred / "case_3")
     out = tmp_path / "r"
-    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--pred", str(pred), "--out", str(out),
-                                 "--bootstrap", "0"])
+    result = runner.invoke(
+        app, ["evaluate", "--data", str(cohort), "--pred", str(pred), "--out", str(out), "--bootstrap", "0"]
+    )
     assert result.exit_code == 0, result.output
     assert "4 cases evaluated, 1 failed" in result.output
     assert "no prediction for case case_1" in result.output
@@ -70,15 +95,35 @@ def test_missing_prediction_is_reported_and_counted(cohort: Path, tmp_path: Path
 
 def test_refuses_to_overwrite_and_bad_options(cohort: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    args = ["evaluate", "--data", str(cohort), "--baseline", "threshold", "--out", str(out), "--bootstrap", "0"]
+    args = [
+        "evaluate",
+        "--data",
+        str(cohort),
+        "--baseline",
+        "threshold",
+        "--out",
+        str(out),
+        "--bootstrap",
+        "0",
+    ]
     assert runner.invoke(app, args).exit_code == 0
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "use --force" in again.output
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
     both = runner.invoke(app, [*args[:-2], "--pred", str(cohort), "--force"])
     assert both.exit_code == 1 and "exactly one of --model DIR, --pred DIR or --baseline" in both.output
-    missing = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nope"), "--baseline", "threshold",
-                                  "--out", str(tmp_path / "x")])
+    missing = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path / "nope"),
+            "--baseline",
+            "threshold",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert missing.exit_code == 1 and "dataset folder not found" in missing.output
 
 
@@ -87,8 +132,9 @@ def test_model_ensemble_runs_on_every_case(cohort: Path, tmp_path: Path) -> None
 
     model = default_model_dir()
     out = tmp_path / "m"
-    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--model", str(model), "--out", str(out),
-                                 "--bootstrap", "0"])
+    result = runner.invoke(
+        app, ["evaluate", "--data", str(cohort), "--model", str(model), "--out", str(out), "--bootstrap", "0"]
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["source"] == f"model:{model}"
@@ -96,7 +142,9 @@ def test_model_ensemble_runs_on_every_case(cohort: Path, tmp_path: Path) -> None
 
 
 def test_bad_model_folder_is_one_line_error(cohort: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["evaluate", "--data", str(cohort), "--model", str(tmp_path / "none"),
-                                 "--out", str(tmp_path / "m")])
+    result = runner.invoke(
+        app,
+        ["evaluate", "--data", str(cohort), "--model", str(tmp_path / "none"), "--out", str(tmp_path / "m")],
+    )
     assert result.exit_code == 1 and "error:" in result.output
     assert not (tmp_path / "m" / "metrics.json").exists()

@@ -27,8 +27,10 @@ def test_sphere_with_margin(column: int, hit: bool) -> None:
 
 def test_oriented_ellipsoid_parts() -> None:
     # An ellipsoid 10 mm long along x (radii 10, 1, 1) centred at x = 20 mm: x = 31 is inside (10 + 1.5).
-    root = {"type": "aortic_root", "parts": [{"center_mm": [20.0, 0.0, 0.0], "axes": np.eye(3).tolist(),
-                                              "radii_mm": [10.0, 1.0, 1.0]}]}
+    root = {
+        "type": "aortic_root",
+        "parts": [{"center_mm": [20.0, 0.0, 0.0], "axes": np.eye(3).tolist(), "radii_mm": [10.0, 1.0, 1.0]}],
+    }
     assert distractor_hit(VOLUME, _labels(31), np.zeros((1, 1, 40)), [root], ROOT_KINDS)
     assert not distractor_hit(VOLUME, _labels(32), np.zeros((1, 1, 40)), [root], ROOT_KINDS)
     # The same calcium is not a valve hit: only the asked kinds count.

@@ -57,7 +57,9 @@ def test_failures_are_recorded_not_dropped(cohort: Path) -> None:
     seen: list[str] = []
     evaluations, failures = evaluate_cases(cases, predictor, on_case=seen.append)
     assert [e.case_id for e in evaluations] == ["case_0", "case_1", "case_3", "case_4"]
-    assert [(f.case_id, f.reason) for f in failures] == [("case_2", "RuntimeError: model crashed on this case")]
+    assert [(f.case_id, f.reason) for f in failures] == [
+        ("case_2", "RuntimeError: model crashed on this case")
+    ]
     assert seen == list(LESIONS)
     metrics = summarize(evaluations, failures, n_bootstrap=50, seed=1, source="test")
     assert metrics["schema"] == METRICS_SCHEMA

@@ -16,14 +16,22 @@ from cacscore.preprocess import preprocessing_dict
 
 
 def _tiny_ensemble() -> Ensemble:
-    plan = Plan({
-        "inference": {"precision": "fp32"},
-        "plan_version": PLAN_VERSION, "name": "tiny", "model_version": "t", "head": "arteries",
-        "class_codes": [0, 2, 3, 4, 5],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]}},
-        "preprocessing": preprocessing_dict(),
-        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
-    })
+    plan = Plan(
+        {
+            "inference": {"precision": "fp32"},
+            "plan_version": PLAN_VERSION,
+            "name": "tiny",
+            "model_version": "t",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
+        }
+    )
     return Ensemble(plan, [ResUNet3d(1, 5, [2, 4]) for _ in range(3)])
 
 

@@ -37,7 +37,9 @@ PRODUCTS = ("seg.dcm", "sr.dcm", "report_pdf.dcm")
 def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom case written as a classic DICOM series, with its reference label mask."""
     root = tmp_path_factory.mktemp("phantom")
-    result = CliRunner().invoke(app, ["phantom", "--n", "1", "--seed", "3", "--out", str(root), "--matrix", "96"])
+    result = CliRunner().invoke(
+        app, ["phantom", "--n", "1", "--seed", "3", "--out", str(root), "--matrix", "96"]
+    )
     assert result.exit_code == 0, result.output
     return root / "case_0000"
 
@@ -46,8 +48,10 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scored(case: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``cacscore score IMAGE --mask LABEL --out DIR`` of the case."""
     out = tmp_path_factory.mktemp("scored")
-    result = CliRunner().invoke(app, ["score", str(case / "image"), "--mask", str(case / "label.nii.gz"),
-                                      "--out", str(out), "--force"])
+    result = CliRunner().invoke(
+        app,
+        ["score", str(case / "image"), "--mask", str(case / "label.nii.gz"), "--out", str(out), "--force"],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -94,25 +98,39 @@ def test_sr_holds_the_reports_numbers_per_artery(scored: Path) -> None:
     seg = pydicom.dcmread(scored / "seg.dcm")
     segment_labels = {int(item.SegmentNumber): str(item.SegmentLabel) for item in seg.SegmentSequence}
     content = sr.content
-    names = {"agatston": codes.SCT.CoronaryArteryCalciumScore, "volume_mm3": codes.DCM.CalciumVolume,
-             "mass_mg": codes.DCM.CalciumMass}
+    names = {
+        "agatston": codes.SCT.CoronaryArteryCalciumScore,
+        "volume_mm3": codes.DCM.CalciumVolume,
+        "mass_mg": codes.DCM.CalciumMass,
+    }
 
     def values(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> dict[str, float]:
         return {key: group.get_measurements(name=code)[0].value for key, code in names.items()}
 
     (total,) = content.get_image_measurement_groups()
     assert values(total) == pytest.approx({k: report[k] for k in names}, rel=1e-9)
-    evaluations = {str(item.name.meaning): str(item.value.value) for item in total.get_qualitative_evaluations()}
-    assert evaluations == {"Coronary calcium risk category": report["risk_category"], "CAC-DRS": report["cac_drs"]}
+    evaluations = {
+        str(item.name.meaning): str(item.value.value) for item in total.get_qualitative_evaluations()
+    }
+    assert evaluations == {
+        "Coronary calcium risk category": report["risk_category"],
+        "CAC-DRS": report["cac_drs"],
+    }
     groups = content.get_volumetric_roi_measurement_groups()
     present = {name for name, scores in report["arteries"].items() if scores["n_lesions"]}
     assert present and len(groups) == len(present)
     for group in groups:
         site = str(group.finding_sites[0].value.value)
-        name = {code.value: n for n, code in {
-            "LM": codes.SCT.LeftMainCoronaryArtery, "LAD": codes.SCT.LeftAnteriorDescendingCoronaryArtery,
-            "LCX": codes.SCT.CircumflexCoronaryArtery, "RCA": codes.SCT.RightCoronaryArtery,
-            "unspecified": codes.SCT.CoronaryArtery}.items()}[site]
+        name = {
+            code.value: n
+            for n, code in {
+                "LM": codes.SCT.LeftMainCoronaryArtery,
+                "LAD": codes.SCT.LeftAnteriorDescendingCoronaryArtery,
+                "LCX": codes.SCT.CircumflexCoronaryArtery,
+                "RCA": codes.SCT.RightCoronaryArtery,
+                "unspecified": codes.SCT.CoronaryArtery,
+            }.items()
+        }[site]
         scores = report["arteries"][name]
         assert values(group) == pytest.approx({k: scores[k] for k in names}, rel=1e-9)
         segment = group.referenced_segment
@@ -129,16 +147,20 @@ def test_seg_overlays_each_source_instance(case: Path, scored: Path) -> None:
     # The phantom is a plain axial series: direction identity, so index = (position - origin) / spacing.
     assert np.allclose(volume.direction, np.eye(3))
     seg = hd.seg.segread(scored / "seg.dcm")
-    code_of = {int(item.SegmentNumber): ARTERY_CODES[str(item.SegmentLabel).removesuffix(" calcium")]
-               for item in seg.SegmentSequence}
+    code_of = {
+        int(item.SegmentNumber): ARTERY_CODES[str(item.SegmentLabel).removesuffix(" calcium")]
+        for item in seg.SegmentSequence
+    }
     n_checked = n_with_calcium = 0
     for path in sorted((case / "image").glob("*.dcm")):
         source = pydicom.dcmread(path, stop_before_pixels=True)
         z = round((float(source.ImagePositionPatient[2]) - volume.origin[2]) / volume.spacing[0])
         expected = labels[z]
         pixels = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=[source.SOPInstanceUID], combine_segments=True,
-            assert_missing_frames_are_empty=True)[0]
+            source_sop_instance_uids=[source.SOPInstanceUID],
+            combine_segments=True,
+            assert_missing_frames_are_empty=True,
+        )[0]
         got = np.zeros_like(expected)
         for number, code in code_of.items():
             got[pixels == number] = code
@@ -156,12 +178,23 @@ def test_seg_segments_carry_codes_and_the_algorithm(case: Path) -> None:
     seg = build_segmentation(volume, labels, Algorithm("cacscore-test-model", "1.2.3"))
     assert seg is not None
     present = sorted(int(v) for v in np.unique(labels) if v)
-    assert sorted(ARTERY_CODES[str(s.SegmentLabel).removesuffix(" calcium")] for s in seg.SegmentSequence) == present
-    sites = {"LM": "3227004", "LAD": "59438005", "LCX": "57396003", "RCA": "13647002", "unspecified": "41801008"}
+    assert (
+        sorted(ARTERY_CODES[str(s.SegmentLabel).removesuffix(" calcium")] for s in seg.SegmentSequence)
+        == present
+    )
+    sites = {
+        "LM": "3227004",
+        "LAD": "59438005",
+        "LCX": "57396003",
+        "RCA": "13647002",
+        "unspecified": "41801008",
+    }
     for item in seg.SegmentSequence:
         assert item.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
         assert item.SegmentedPropertyTypeCodeSequence[0].CodeValue == "29483008"
-        assert item.AnatomicRegionSequence[0].CodeValue == sites[str(item.SegmentLabel).removesuffix(" calcium")]
+        assert (
+            item.AnatomicRegionSequence[0].CodeValue == sites[str(item.SegmentLabel).removesuffix(" calcium")]
+        )
         assert item.SegmentAlgorithmType == "AUTOMATIC"
         assert item.SegmentAlgorithmName == "cacscore-test-model"
         assert item.SegmentationAlgorithmIdentificationSequence[0].AlgorithmVersion == "1.2.3"
@@ -183,11 +216,15 @@ def test_enhanced_ct_source_is_referenced_frame_by_frame(case: Path, tmp_path: P
     written = write_dicom_outputs(tmp_path, volume, labels, report, Algorithm("m", "1"))
     assert [p.name for p in written] == list(PRODUCTS)
     source = pydicom.dcmread(tmp_path / "ect" / "ct.dcm")
-    frame_z = [float(item.PlanePositionSequence[0].ImagePositionPatient[2])
-               for item in source.PerFrameFunctionalGroupsSequence]
+    frame_z = [
+        float(item.PlanePositionSequence[0].ImagePositionPatient[2])
+        for item in source.PerFrameFunctionalGroupsSequence
+    ]
     seg = pydicom.dcmread(tmp_path / "seg.dcm")
-    numbers = {int(s.SegmentNumber): ARTERY_CODES[str(s.SegmentLabel).removesuffix(" calcium")]
-               for s in seg.SegmentSequence}
+    numbers = {
+        int(s.SegmentNumber): ARTERY_CODES[str(s.SegmentLabel).removesuffix(" calcium")]
+        for s in seg.SegmentSequence
+    }
     pixels = seg.pixel_array
     for k, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
         ref = item.DerivationImageSequence[0].SourceImageSequence[0]
@@ -212,8 +249,9 @@ def test_signed_sr_names_the_reviewer(case: Path, scored: Path, tmp_path: Path) 
         warnings.simplefilter("ignore", CacScoreWarning)
         volume = read_volume(case / "image")
     seg = hd.seg.segread(scored / "seg.dcm")
-    sr = build_measurement_report(volume, _report(scored), seg, reviewer="Doe^Jane", signed=True,
-                                  organization="Cardiology")
+    sr = build_measurement_report(
+        volume, _report(scored), seg, reviewer="Doe^Jane", signed=True, organization="Cardiology"
+    )
     assert sr.VerificationFlag == "VERIFIED" and sr.PreliminaryFlag == "FINAL"
     assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Doe^Jane"
     with pytest.raises(InvalidInputError, match="reviewer"):
@@ -223,10 +261,12 @@ def test_signed_sr_names_the_reviewer(case: Path, scored: Path, tmp_path: Path) 
 def test_dsrdump_prints_the_sr_tree(scored: Path) -> None:
     if shutil.which("dsrdump") is None:
         pytest.skip("dsrdump not installed (Debian package dcmtk; .ci/run installs it)")
-    run = subprocess.run(["dsrdump", str(scored / "sr.dcm")], capture_output=True, text=True, timeout=60, check=True)
+    run = subprocess.run(
+        ["dsrdump", str(scored / "sr.dcm")], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "Comprehensive 3D SR" in run.stdout
     assert '"Coronary artery calcium score"' in run.stdout and '"Referenced Segment"' in run.stdout
-    assert "(112055,DCM,\"Agatston scoring method\")" in run.stdout
+    assert '(112055,DCM,"Agatston scoring method")' in run.stdout
 
 
 def test_pydicom_prints_the_sr_tree(scored: Path) -> None:
@@ -242,13 +282,16 @@ def test_no_dicom_products_for_a_nifti_input_or_with_no_dicom(case: Path, tmp_pa
 
     write_volume(volume, tmp_path / "ct.nii.gz")
     out = tmp_path / "nifti"
-    result = CliRunner().invoke(app, ["score", str(tmp_path / "ct.nii.gz"), "--mask", str(case / "label.nii.gz"),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["score", str(tmp_path / "ct.nii.gz"), "--mask", str(case / "label.nii.gz"), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert not any((out / name).exists() for name in PRODUCTS)
     out = tmp_path / "nodicom"
-    result = CliRunner().invoke(app, ["score", str(case / "image"), "--mask", str(case / "label.nii.gz"),
-                                      "--out", str(out), "--no-dicom"])
+    result = CliRunner().invoke(
+        app,
+        ["score", str(case / "image"), "--mask", str(case / "label.nii.gz"), "--out", str(out), "--no-dicom"],
+    )
     assert result.exit_code == 0, result.output
     assert not any((out / name).exists() for name in PRODUCTS)
     nifti = read_volume(tmp_path / "ct.nii.gz")

@@ -52,24 +52,67 @@ KINDS = (
 )
 
 _DELETABLE = (
-    "RescaleSlope", "RescaleIntercept", "Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation",
-    "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "SeriesInstanceUID", "Modality",
-    "InstanceNumber", "PixelData", "HighBit", "SOPClassUID", "KVP", "SliceThickness", "SamplesPerPixel",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "PixelSpacing",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "SeriesInstanceUID",
+    "Modality",
+    "InstanceNumber",
+    "PixelData",
+    "HighBit",
+    "SOPClassUID",
+    "KVP",
+    "SliceThickness",
+    "SamplesPerPixel",
 )
 _BAD_VALUES: tuple[tuple[str, Any], ...] = (
-    ("RescaleSlope", "0"), ("RescaleSlope", "NaN"), ("RescaleSlope", "inf"), ("RescaleSlope", "2"),
-    ("RescaleSlope", "-1"), ("RescaleIntercept", "NaN"), ("RescaleIntercept", "-1000"),
-    ("RescaleIntercept", "abc"), ("Rows", 16), ("Columns", 0), ("PixelSpacing", ["0", "0.4"]),
-    ("PixelSpacing", ["-1", "1"]), ("PixelSpacing", ["0.5", "0.5"]), ("ImagePositionPatient", "shift"),
-    ("ImagePositionPatient", ["NaN", "0", "0"]), ("ImageOrientationPatient", ["1", "0", "0", "0", "0.9", "0.43"]),
-    ("ImageOrientationPatient", ["0", "0", "0", "0", "0", "0"]), ("BitsAllocated", 8), ("BitsAllocated", 12),
-    ("BitsStored", 17), ("PixelRepresentation", 2), ("PixelRepresentation", "flip"), ("HighBit", 3),
-    ("Modality", "MR"), ("NumberOfFrames", 3), ("SamplesPerPixel", 3), ("KVP", "80"),
-    ("ImagesInAcquisition", "more"), ("SliceThickness", "NaN"),
+    ("RescaleSlope", "0"),
+    ("RescaleSlope", "NaN"),
+    ("RescaleSlope", "inf"),
+    ("RescaleSlope", "2"),
+    ("RescaleSlope", "-1"),
+    ("RescaleIntercept", "NaN"),
+    ("RescaleIntercept", "-1000"),
+    ("RescaleIntercept", "abc"),
+    ("Rows", 16),
+    ("Columns", 0),
+    ("PixelSpacing", ["0", "0.4"]),
+    ("PixelSpacing", ["-1", "1"]),
+    ("PixelSpacing", ["0.5", "0.5"]),
+    ("ImagePositionPatient", "shift"),
+    ("ImagePositionPatient", ["NaN", "0", "0"]),
+    ("ImageOrientationPatient", ["1", "0", "0", "0", "0.9", "0.43"]),
+    ("ImageOrientationPatient", ["0", "0", "0", "0", "0", "0"]),
+    ("BitsAllocated", 8),
+    ("BitsAllocated", 12),
+    ("BitsStored", 17),
+    ("PixelRepresentation", 2),
+    ("PixelRepresentation", "flip"),
+    ("HighBit", 3),
+    ("Modality", "MR"),
+    ("NumberOfFrames", 3),
+    ("SamplesPerPixel", 3),
+    ("KVP", "80"),
+    ("ImagesInAcquisition", "more"),
+    ("SliceThickness", "NaN"),
 )
 _SYNTAXES = (
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.90",
-    "1.2.840.10008.1.2.2", "1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.1.99", "1.2.3.4.5",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.3.4.5",
 )
 #: The three phantom series every case starts from: (name, write_dicom_series keyword arguments).
 BASES: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -111,8 +154,10 @@ def write_bases(root: Path) -> dict[str, Path]:
 def _slice_order(folder: Path) -> list[Path]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        files = [(float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]), p)
-                 for p in sorted(folder.glob("*.dcm"))]
+        files = [
+            (float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]), p)
+            for p in sorted(folder.glob("*.dcm"))
+        ]
     return [p for _, p in sorted(files)]
 
 
@@ -146,7 +191,9 @@ def edit_tag(path: Path, keyword: str, value: Any) -> None:
                 ds[tag] = DataElement(tag, dictionary_VR(tag), placeholder or value)
             ds.save_as(path)
             if placeholder is not None and text is not None:
-                path.write_bytes(path.read_bytes().replace(placeholder.encode(), text.encode().ljust(7)[:7], 1))
+                path.write_bytes(
+                    path.read_bytes().replace(placeholder.encode(), text.encode().ljust(7)[:7], 1)
+                )
         finally:
             config.settings.writing_validation_mode = old
 
@@ -166,7 +213,7 @@ def set_transfer_syntax(path: Path, uid: str) -> None:
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     meta = ds.file_meta
-    body = data[132 + 12 + int(meta.FileMetaInformationGroupLength):]
+    body = data[132 + 12 + int(meta.FileMetaInformationGroupLength) :]
     meta.TransferSyntaxUID = uid
     buffer = DicomBytesIO()
     write_file_meta_info(buffer, meta, enforce_standard=True)
@@ -237,29 +284,40 @@ def make_case(index: int, seed: int, bases: dict[str, Path], root: Path, kind: s
         array = bytearray(data)
         if what == "pixel_data":
             offset = _pixel_tag_offset(data)
-            explicit = array[offset + 4:offset + 6] in (b"OW", b"OB")
+            explicit = array[offset + 4 : offset + 6] in (b"OW", b"OB")
             at = offset + (8 if explicit else 4)
-            if array[at:at + 4] != b"\xff\xff\xff\xff":  # leave encapsulated (undefined-length) data alone
-                array[at:at + 4] = struct.pack("<I", 0xFFFFFFF0)
+            if array[at : at + 4] != b"\xff\xff\xff\xff":  # leave encapsulated (undefined-length) data alone
+                array[at : at + 4] = struct.pack("<I", 0xFFFFFFF0)
         elif what == "meta_group":
             array[140:144] = struct.pack("<I", rng.choice([0x7FFFFFF0, 0, 7]))
         else:
             offset = data.find(b"\x10\x00\x10\x00", 132 + 12 + struct.unpack("<I", data[140:144])[0])
             if offset > 0:
-                explicit = array[offset + 4:offset + 6] == b"PN"
+                explicit = array[offset + 4 : offset + 6] == b"PN"
                 if explicit:
-                    array[offset + 6:offset + 8] = struct.pack("<H", 0xFFF0)
+                    array[offset + 6 : offset + 8] = struct.pack("<H", 0xFFF0)
                 else:
-                    array[offset + 4:offset + 8] = struct.pack("<I", 0x7FFFFFF0)
+                    array[offset + 4 : offset + 8] = struct.pack("<I", 0x7FFFFFF0)
         target.write_bytes(bytes(array))
         detail += f" {what}"
     elif kind == "non_dicom_file":
         what = rng.choice(["readme", "png", "dicm_junk", "empty_like_slice", "random_like_slice", "dicomdir"])
-        name = {"readme": "README.txt", "png": "preview.png", "dicm_junk": "extra.dcm",
-                "empty_like_slice": "IM00099.dcm", "random_like_slice": "IM00100.dcm", "dicomdir": "DICOMDIR"}[what]
-        content = {"readme": b"exported by a PACS\n", "png": b"\x89PNG\r\n\x1a\n" + rng.randbytes(300),
-                   "dicm_junk": bytes(128) + b"DICM" + rng.randbytes(200), "empty_like_slice": b"",
-                   "random_like_slice": rng.randbytes(len(data)), "dicomdir": bytes(128) + b"DICM" + b"junk"}[what]
+        name = {
+            "readme": "README.txt",
+            "png": "preview.png",
+            "dicm_junk": "extra.dcm",
+            "empty_like_slice": "IM00099.dcm",
+            "random_like_slice": "IM00100.dcm",
+            "dicomdir": "DICOMDIR",
+        }[what]
+        content = {
+            "readme": b"exported by a PACS\n",
+            "png": b"\x89PNG\r\n\x1a\n" + rng.randbytes(300),
+            "dicm_junk": bytes(128) + b"DICM" + rng.randbytes(200),
+            "empty_like_slice": b"",
+            "random_like_slice": rng.randbytes(len(data)),
+            "dicomdir": bytes(128) + b"DICM" + b"junk",
+        }[what]
         (folder / name).write_bytes(content)
         damaged = [name]
         detail = what
@@ -329,8 +387,12 @@ class Reader:
         self.process: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _WORKER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         self._line(process, 120.0)
         return process
 
@@ -411,8 +473,14 @@ def run_cases(cases: list[Case], bases: dict[str, Path]) -> list[dict[str, Any]]
         for case in cases:
             for skip in (False, True):
                 result = reader.read(case.folder, skip_unreadable=skip)
-                records.append({**asdict(case), "skip_unreadable": skip, "result": result,
-                                "failure": judge(case, result, references[case.base])})
+                records.append(
+                    {
+                        **asdict(case),
+                        "skip_unreadable": skip,
+                        "result": result,
+                        "failure": judge(case, result, references[case.base]),
+                    }
+                )
         return records
     finally:
         reader.close()

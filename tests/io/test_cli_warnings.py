@@ -30,16 +30,28 @@ def test_score_of_a_slice_with_a_wrong_transfer_syntax_answers_in_one_line(
     paths = write_dicom_series(make_volume(), tmp_path / "series", uid_seed="hang")
     set_transfer_syntax(paths[0], "1.2.840.10008.1.2.4.50")
     run = subprocess.run(
-        [sys.executable, "-c", "import sys; from cacscore.cli.main import main; main(sys.argv[1:])", "score",
-         str(tmp_path / "series"), "--mask", str(tmp_path / "no_mask.nii.gz"), "--json"],
-        capture_output=True, text=True, timeout=ANSWER_WITHIN_S,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cacscore.cli.main import main; main(sys.argv[1:])",
+            "score",
+            str(tmp_path / "series"),
+            "--mask",
+            str(tmp_path / "no_mask.nii.gz"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=ANSWER_WITHIN_S,
     )
     assert run.returncode == 1
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert lines[0].startswith(f"error: {paths[0]}: transfer syntax JPEG Baseline (Process 1) says compressed, but "
-                               "the pixel data is not encapsulated")
+    assert lines[0].startswith(
+        f"error: {paths[0]}: transfer syntax JPEG Baseline (Process 1) says compressed, but "
+        "the pixel data is not encapsulated"
+    )
 
 
 def test_library_warning_then_error_does_not_loop() -> None:
@@ -57,7 +69,9 @@ def test_library_warning_then_error_does_not_loop() -> None:
         except typer.Exit as exc:
             raise SystemExit(exc.exit_code)
     """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=ANSWER_WITHIN_S)
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=ANSWER_WITHIN_S
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
         "warning: <string> reported: The number of bytes of compressed pixel data matches",
@@ -67,13 +81,16 @@ def test_library_warning_then_error_does_not_loop() -> None:
 
 
 @pytest.mark.filterwarnings("always::UserWarning")
-def test_a_warning_raised_while_one_is_shown_is_dropped(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_warning_raised_while_one_is_shown_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     shown: list[str] = []
 
     def print_and_warn(text: str, **_: object) -> None:
         shown.append(text)
-        warnings.warn("raised by the console itself", UserWarning, stacklevel=1)  # what showwarning did in the old loop
+        warnings.warn(
+            "raised by the console itself", UserWarning, stacklevel=1
+        )  # what showwarning did in the old loop
 
     monkeypatch.setattr(common.err_console, "print", print_and_warn)
     with warnings_as_lines():
@@ -91,20 +108,33 @@ def test_user_errors_shows_cacscore_warnings_as_they_happen(capsys: pytest.Captu
     assert capsys.readouterr().err.splitlines() == ["warning: kVp is 100", "error: scan.nii.gz: bad"]
 
 
-@pytest.mark.parametrize(("message", "category", "filename", "line"), [
-    ("kVp is 100", CacScoreWarning, "checks.py", "kVp is 100"),
-    ("old API", DeprecationWarning, "/x/site-packages/numpy/core.py", None),
-    ("unclosed file", ResourceWarning, "x.py", None),
-    ("Invalid value for VR DS: 'NaN'.\n  Please see", UserWarning,
-     "/venv/lib/python3.11/site-packages/pydicom/valuerep.py", "pydicom reported: Invalid value for VR DS: 'NaN'. "
-                                                               "Please see"),
-    ("x" * 300, RuntimeWarning, "/venv/lib/site-packages/numpy/a.py", "numpy reported: " + "x" * 197 + "..."),
-])
+@pytest.mark.parametrize(
+    ("message", "category", "filename", "line"),
+    [
+        ("kVp is 100", CacScoreWarning, "checks.py", "kVp is 100"),
+        ("old API", DeprecationWarning, "/x/site-packages/numpy/core.py", None),
+        ("unclosed file", ResourceWarning, "x.py", None),
+        (
+            "Invalid value for VR DS: 'NaN'.\n  Please see",
+            UserWarning,
+            "/venv/lib/python3.11/site-packages/pydicom/valuerep.py",
+            "pydicom reported: Invalid value for VR DS: 'NaN'. Please see",
+        ),
+        (
+            "x" * 300,
+            RuntimeWarning,
+            "/venv/lib/site-packages/numpy/a.py",
+            "numpy reported: " + "x" * 197 + "...",
+        ),
+    ],
+)
 def test_warning_line(message: str, category: type[Warning], filename: str, line: str | None) -> None:
     assert warning_line(message, category, filename) == line
 
 
-def test_score_names_a_damaged_end_slice_and_skips_it_when_asked(tmp_path: Path, make_volume: Factory) -> None:
+def test_score_names_a_damaged_end_slice_and_skips_it_when_asked(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     from typer.testing import CliRunner
 
     from cacscore.cli.main import app

@@ -23,8 +23,12 @@ def _check(n_cases: int, tmp_path: Path) -> list[dict[str, object]]:
     bases = write_bases(tmp_path / "bases")
     cases = make_cases(n_cases, SEED, bases, tmp_path / "cases")
     records = run_cases(cases, bases)
-    failures = [f"case {r['index']} {r['base']} {r['kind']} ({r['detail']}), skip_unreadable={r['skip_unreadable']}: "
-                f"{r['failure']}" for r in records if r["failure"]]
+    failures = [
+        f"case {r['index']} {r['base']} {r['kind']} ({r['detail']}), skip_unreadable={r['skip_unreadable']}: "
+        f"{r['failure']}"
+        for r in records
+        if r["failure"]
+    ]
     assert failures == [], "\n".join(failures)
     assert len(records) == 2 * n_cases
     assert {r["kind"] for r in records} == set(KINDS)
@@ -38,7 +42,9 @@ def test_damaged_series_ci_subset(tmp_path: Path) -> None:
     """40 cases (every kind of damage at least three times), reading only."""
     records = _check(40, tmp_path)
     # The end slices that used to vanish silently: each is an error by default, named.
-    end_damage = [r for r in records if r["kind"] in ("zero_file", "random_file") and not r["skip_unreadable"]]
+    end_damage = [
+        r for r in records if r["kind"] in ("zero_file", "random_file") and not r["skip_unreadable"]
+    ]
     assert end_damage and all(r["result"]["status"] == "error" for r in end_damage)  # type: ignore[index]
 
 

@@ -31,8 +31,22 @@ def ect_supplemental(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pydicom's Enhanced CT test file (2 frames of 512 x 512), fetched from the pydicom-data 1.0.0 wheel."""
     folder = tmp_path_factory.mktemp("pydicom_data")
     try:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "pydicom-data==1.0.0",
-                        "-d", str(folder)], check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "pydicom-data==1.0.0",
+                "-d",
+                str(folder),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         wheel = next(folder.glob("pydicom_data-1.0.0-*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             member = next(name for name in archive.namelist() if name.endswith(f"data_store/data/{ECT_NAME}"))
@@ -71,8 +85,9 @@ def test_ect_supplemental_reads(ect_supplemental: Path) -> None:
 def test_ect_supplemental_through_the_score_command(ect_supplemental: Path, tmp_path: Path) -> None:
     volume = _read(ect_supplemental)
     write_mask(np.zeros(volume.shape, dtype=np.uint8), volume, tmp_path / "mask.nii.gz")
-    result = CliRunner().invoke(app, ["score", str(ect_supplemental), "--mask", str(tmp_path / "mask.nii.gz"),
-                                      "--json"])
+    result = CliRunner().invoke(
+        app, ["score", str(ect_supplemental), "--mask", str(tmp_path / "mask.nii.gz"), "--json"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["input"]["shape_zyx"] == [2, 512, 512]
@@ -119,8 +134,9 @@ def test_phantom_enhanced_ct_scores_as_the_classic_series_with_the_command(
     write_mask(label, volume, tmp_path / "label.nii.gz")
     reports = []
     for name in ("classic", "enhanced"):
-        result = CliRunner().invoke(app, ["score", str(tmp_path / name), "--mask", str(tmp_path / "label.nii.gz"),
-                                          "--json"])
+        result = CliRunner().invoke(
+            app, ["score", str(tmp_path / name), "--mask", str(tmp_path / "label.nii.gz"), "--json"]
+        )
         assert result.exit_code == 0, result.output
         reports.append(json.loads(result.stdout))
     assert reports[0]["agatston"] == reports[1]["agatston"] == pytest.approx(agatston, abs=0.01)
@@ -138,7 +154,11 @@ def test_monoenergetic_enhanced_ct_warns(tmp_path: Path, make_volume: Factory) -
 
     def make_vmi(ds: pydicom.Dataset) -> None:
         ds.SharedFunctionalGroupsSequence[0].CTImageFrameTypeSequence[0].FrameType = [
-            "DERIVED", "PRIMARY", "AXIAL", "VMI"]
+            "DERIVED",
+            "PRIMARY",
+            "AXIAL",
+            "VMI",
+        ]
         ds.MonoenergeticEnergyEquivalent = 70.0
 
     _edit_enhanced(path, make_vmi)
@@ -163,7 +183,9 @@ def test_enhanced_frame_count_must_match_the_functional_groups(tmp_path: Path, m
         ds.PerFrameFunctionalGroupsSequence = Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:-1])
 
     _edit_enhanced(path, drop_one)
-    with pytest.raises(DicomReadError, match=r"ct.dcm: NumberOfFrames 8 but 7 per-frame functional group item"):
+    with pytest.raises(
+        DicomReadError, match=r"ct.dcm: NumberOfFrames 8 but 7 per-frame functional group item"
+    ):
         read_volume(tmp_path)
 
 
@@ -172,7 +194,10 @@ def test_enhanced_frames_with_uneven_spacing_are_refused(tmp_path: Path, make_vo
 
     def move_frame(ds: pydicom.Dataset) -> None:
         position = ds.PerFrameFunctionalGroupsSequence[4].PlanePositionSequence[0]
-        position.ImagePositionPatient = [*position.ImagePositionPatient[:2], position.ImagePositionPatient[2] + 0.5]
+        position.ImagePositionPatient = [
+            *position.ImagePositionPatient[:2],
+            position.ImagePositionPatient[2] + 0.5,
+        ]
 
     _edit_enhanced(path, move_frame)
     with pytest.raises(DicomReadError, match=r"uneven slice spacing.*between ct.dcm frame"):

@@ -19,7 +19,9 @@ FINDINGS = sorted((Path(__file__).parent / "data" / "fuzz_findings").iterdir())
 
 
 def _fuzz_script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("fuzz_dicom_reader", ROOT / "benchmarks" / "fuzz_dicom_reader.py")
+    spec = importlib.util.spec_from_file_location(
+        "fuzz_dicom_reader", ROOT / "benchmarks" / "fuzz_dicom_reader.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -36,9 +36,13 @@ def _files_in_slice_order(folder: Path) -> list[Path]:
     return [p for ds, p in sorted(files, key=lambda item: float(item[0].ImagePositionPatient[2]))]
 
 
-def test_shuffled_names_and_instance_numbers_are_read_in_position_order(tmp_path: Path, make_volume: Factory) -> None:
+def test_shuffled_names_and_instance_numbers_are_read_in_position_order(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     volume = make_volume()
-    paths = write_dicom_series(volume, tmp_path, shuffle_names=True, shuffle_instance_numbers=True, uid_seed="s")
+    paths = write_dicom_series(
+        volume, tmp_path, shuffle_names=True, shuffle_instance_numbers=True, uid_seed="s"
+    )
     numbers = [int(pydicom.dcmread(p, stop_before_pixels=True).InstanceNumber) for p in paths]
     assert numbers != sorted(numbers)
     assert [p.name for p in paths] != sorted(p.name for p in paths)
@@ -55,15 +59,26 @@ def test_shuffled_names_and_instance_numbers_are_read_in_position_order(tmp_path
 
 @pytest.mark.parametrize(
     ("signed", "intercept", "slope", "bits_stored"),
-    [(True, -1024.0, 1.0, 16), (False, -1024.0, 1.0, 16), (True, 0.0, 1.0, 12), (False, -1024.0, 1.0, 12),
-     (True, -1000.0, 0.5, 16)],
+    [
+        (True, -1024.0, 1.0, 16),
+        (False, -1024.0, 1.0, 16),
+        (True, 0.0, 1.0, 12),
+        (False, -1024.0, 1.0, 12),
+        (True, -1000.0, 0.5, 16),
+    ],
 )
 def test_signed_and_unsigned_storage_with_rescale(
     tmp_path: Path, make_volume: Factory, signed: bool, intercept: float, slope: float, bits_stored: int
 ) -> None:
     volume = make_volume()
-    paths = write_dicom_series(volume, tmp_path, signed=signed, rescale_intercept=intercept,
-                               rescale_slope=slope, bits_stored=bits_stored)
+    paths = write_dicom_series(
+        volume,
+        tmp_path,
+        signed=signed,
+        rescale_intercept=intercept,
+        rescale_slope=slope,
+        bits_stored=bits_stored,
+    )
     ds = pydicom.dcmread(paths[0])
     assert int(ds.PixelRepresentation) == int(signed)
     assert float(ds.RescaleIntercept) == intercept
@@ -75,7 +90,9 @@ def test_bits_above_bits_stored_are_ignored(tmp_path: Path, make_volume: Factory
     write_dicom_series(volume, tmp_path, signed=False, bits_stored=12)
     path = _files_in_slice_order(tmp_path)[2]
     ds = pydicom.dcmread(path)
-    stored = np.frombuffer(ds.PixelData, dtype=np.uint16) | np.uint16(0xF000)  # overlay-like junk in bits 12-15
+    stored = np.frombuffer(ds.PixelData, dtype=np.uint16) | np.uint16(
+        0xF000
+    )  # overlay-like junk in bits 12-15
     ds.PixelData = stored.tobytes()
     ds.save_as(path)
     np.testing.assert_array_equal(read_volume(tmp_path).hu, volume.hu)
@@ -83,11 +100,18 @@ def test_bits_above_bits_stored_are_ignored(tmp_path: Path, make_volume: Factory
 
 @pytest.mark.parametrize(
     ("syntax", "uid"),
-    [("RLE", "1.2.840.10008.1.2.5"), ("JPEG lossless", "1.2.840.10008.1.2.4.70"), ("JPEG-LS lossless", "1.2.840.10008.1.2.4.80"),
-     ("JPEG 2000 lossless", "1.2.840.10008.1.2.4.90"), ("implicit VR little endian", "1.2.840.10008.1.2")],
+    [
+        ("RLE", "1.2.840.10008.1.2.5"),
+        ("JPEG lossless", "1.2.840.10008.1.2.4.70"),
+        ("JPEG-LS lossless", "1.2.840.10008.1.2.4.80"),
+        ("JPEG 2000 lossless", "1.2.840.10008.1.2.4.90"),
+        ("implicit VR little endian", "1.2.840.10008.1.2"),
+    ],
 )
 @pytest.mark.parametrize("signed", [True, False])
-def test_compressed_round_trip(tmp_path: Path, make_volume: Factory, syntax: str, uid: str, signed: bool) -> None:
+def test_compressed_round_trip(
+    tmp_path: Path, make_volume: Factory, syntax: str, uid: str, signed: bool
+) -> None:
     volume = make_volume((4, 32, 32))
     paths = write_dicom_series(volume, tmp_path, transfer_syntax=syntax, signed=signed)
     assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == uid
@@ -106,7 +130,9 @@ def test_unrepresentable_hu_are_refused(tmp_path: Path, make_volume: Factory) ->
 
 
 def test_rescale_that_cannot_hold_the_hu_is_refused(tmp_path: Path, make_volume: Factory) -> None:
-    with pytest.raises(InvalidInputError, match="rescale_slope 2 and rescale_intercept -1024 cannot represent"):
+    with pytest.raises(
+        InvalidInputError, match="rescale_slope 2 and rescale_intercept -1024 cannot represent"
+    ):
         write_dicom_series(make_volume(), tmp_path, rescale_slope=2.0)
 
 
@@ -125,10 +151,19 @@ def test_uid_seed_makes_uids_deterministic(tmp_path: Path, make_volume: Factory)
 
 
 def test_extra_tags_and_manufacturer(tmp_path: Path, make_volume: Factory) -> None:
-    paths = write_dicom_series(make_volume(), tmp_path, manufacturer="SIEMENS",
-                               extra_tags={"ConvolutionKernel": "Qr36", "PatientID": "P7"})
+    paths = write_dicom_series(
+        make_volume(),
+        tmp_path,
+        manufacturer="SIEMENS",
+        extra_tags={"ConvolutionKernel": "Qr36", "PatientID": "P7"},
+    )
     ds = pydicom.dcmread(paths[0])
-    assert (ds.Manufacturer, ds.ConvolutionKernel, ds.PatientID, ds.Modality) == ("SIEMENS", "Qr36", "P7", "CT")
+    assert (ds.Manufacturer, ds.ConvolutionKernel, ds.PatientID, ds.Modality) == (
+        "SIEMENS",
+        "Qr36",
+        "P7",
+        "CT",
+    )
     assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2"
     read = read_volume(tmp_path)
     assert (read.manufacturer, read.patient_id) == ("SIEMENS", "P7")
@@ -157,11 +192,18 @@ def test_non_dicom_files_and_dicomdir_are_skipped(tmp_path: Path, make_volume: F
 def _multi_series_folder(root: Path, make_volume: Factory) -> dict[str, str]:
     uids = {}
     write_dicom_series(make_volume((10, 16, 16)), root / "calcium", uid_seed="calcium")
-    write_dicom_series(make_volume((24, 16, 16), spacing=(1.0, 0.7, 0.6), slice_thickness_mm=1.0),
-                       root / "thin", uid_seed="thin")
+    write_dicom_series(
+        make_volume((24, 16, 16), spacing=(1.0, 0.7, 0.6), slice_thickness_mm=1.0),
+        root / "thin",
+        uid_seed="thin",
+    )
     write_dicom_series(make_volume((30, 16, 16), modality="MR"), root / "mr", uid_seed="mr")
-    write_dicom_series(make_volume((40, 16, 16)), root / "scout", uid_seed="scout",
-                       extra_tags={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]})
+    write_dicom_series(
+        make_volume((40, 16, 16)),
+        root / "scout",
+        uid_seed="scout",
+        extra_tags={"ImageType": ["ORIGINAL", "PRIMARY", "LOCALIZER"]},
+    )
     for name in ("calcium", "thin", "mr", "scout"):
         uids[name] = pydicom.dcmread(next((root / name).glob("*.dcm"))).SeriesInstanceUID
     return uids
@@ -224,8 +266,11 @@ def test_missing_slices_say_where(tmp_path: Path, make_volume: Factory) -> None:
     files = _files_in_slice_order(tmp_path)
     files[3].unlink()
     files[4].unlink()
-    with pytest.raises(DicomReadError, match=r"missing slices: a 9.00 mm gap between -294.00 and -285.00 mm.*"
-                                             r"about 2 slice\(s\) missing"):
+    with pytest.raises(
+        DicomReadError,
+        match=r"missing slices: a 9.00 mm gap between -294.00 and -285.00 mm.*"
+        r"about 2 slice\(s\) missing",
+    ):
         read_volume(tmp_path)
 
 
@@ -242,8 +287,9 @@ def test_uneven_spacing_says_by_how_much(tmp_path: Path, make_volume: Factory) -
     path = _files_in_slice_order(tmp_path)[3]
     x, y, z = (float(v) for v in pydicom.dcmread(path).ImagePositionPatient)
     _edit(path, ImagePositionPatient=[x, y, z + 0.4])
-    with pytest.raises(DicomReadError, match="uneven slice spacing: increments range from 2.600 to 3.400 mm, "
-                                             "up to 0.400 mm"):
+    with pytest.raises(
+        DicomReadError, match="uneven slice spacing: increments range from 2.600 to 3.400 mm, up to 0.400 mm"
+    ):
         read_volume(tmp_path)
 
 
@@ -264,10 +310,15 @@ def test_gantry_detector_tilt_tag(tmp_path: Path, make_volume: Factory) -> None:
 
 @pytest.mark.parametrize(
     ("direction", "angle", "kind"),
-    [(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]).T, "90.0", "coronal"),
-     (np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]).T, "90.0", "sagittal"),
-     (np.array([[1.0, 0.0, 0.0], [0.0, np.cos(0.5), np.sin(0.5)], [0.0, -np.sin(0.5), np.cos(0.5)]]).T, "28.6",
-      "oblique")],
+    [
+        (np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]).T, "90.0", "coronal"),
+        (np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]]).T, "90.0", "sagittal"),
+        (
+            np.array([[1.0, 0.0, 0.0], [0.0, np.cos(0.5), np.sin(0.5)], [0.0, -np.sin(0.5), np.cos(0.5)]]).T,
+            "28.6",
+            "oblique",
+        ),
+    ],
 )
 def test_non_axial_series_says_the_angle(
     tmp_path: Path, make_volume: Factory, direction: np.ndarray, angle: str, kind: str
@@ -282,7 +333,9 @@ def test_non_axial_series_says_the_angle(
 
 def test_slightly_oblique_series_reports_angle(tmp_path: Path, make_volume: Factory) -> None:
     tilt = np.radians(5.0)
-    rotation = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(tilt), -np.sin(tilt)], [0.0, np.sin(tilt), np.cos(tilt)]])
+    rotation = np.array(
+        [[1.0, 0.0, 0.0], [0.0, np.cos(tilt), -np.sin(tilt)], [0.0, np.sin(tilt), np.cos(tilt)]]
+    )
     write_dicom_series(make_volume(direction=rotation), tmp_path)
     with pytest.raises(DicomReadError, match="oblique slices, not axial \\(slice normal 5.0 degrees"):
         read_volume(tmp_path)
@@ -290,10 +343,14 @@ def test_slightly_oblique_series_reports_angle(tmp_path: Path, make_volume: Fact
 
 @pytest.mark.parametrize(
     ("tags", "message"),
-    [({"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB"}, "3 samples per pixel \\(RGB\\)"),
-     ({"NumberOfFrames": 4}, "multi-frame")],
+    [
+        ({"SamplesPerPixel": 3, "PhotometricInterpretation": "RGB"}, "3 samples per pixel \\(RGB\\)"),
+        ({"NumberOfFrames": 4}, "multi-frame"),
+    ],
 )
-def test_unsupported_image_kinds(tmp_path: Path, make_volume: Factory, tags: dict[str, object], message: str) -> None:
+def test_unsupported_image_kinds(
+    tmp_path: Path, make_volume: Factory, tags: dict[str, object], message: str
+) -> None:
     write_dicom_series(make_volume(), tmp_path)
     for path in tmp_path.glob("*.dcm"):
         _edit(path, **tags)
@@ -354,19 +411,25 @@ def test_kvp_warning_is_neutral_and_recorded(tmp_path: Path, make_volume: Factor
 
 def test_thickness_warning(tmp_path: Path, make_volume: Factory) -> None:
     write_dicom_series(make_volume(spacing=(5.0, 0.7, 0.6), slice_thickness_mm=5.0), tmp_path)
-    with pytest.warns(CacScoreWarning, match="slice thickness is 5 mm; Agatston scoring is defined for 2.5-3 mm"):
+    with pytest.warns(
+        CacScoreWarning, match="slice thickness is 5 mm; Agatston scoring is defined for 2.5-3 mm"
+    ):
         read_volume(tmp_path)
 
 
 def test_overlapping_reconstruction_warning(tmp_path: Path, make_volume: Factory) -> None:
     write_dicom_series(make_volume(spacing=(1.5, 0.7, 0.6), slice_thickness_mm=3.0), tmp_path)
-    with pytest.warns(CacScoreWarning, match="overlapping reconstruction: slice increment 1.5 mm is smaller than "
-                                             "the slice thickness 3 mm"):
+    with pytest.warns(
+        CacScoreWarning,
+        match="overlapping reconstruction: slice increment 1.5 mm is smaller than the slice thickness 3 mm",
+    ):
         read = read_volume(tmp_path)
     assert read.spacing[0] == pytest.approx(1.5)
 
 
-def test_copy_of_series_in_subfolder_is_one_series_with_duplicates(tmp_path: Path, make_volume: Factory) -> None:
+def test_copy_of_series_in_subfolder_is_one_series_with_duplicates(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     write_dicom_series(make_volume(), tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with pytest.raises(DicomReadError, match="duplicated slice position"):
@@ -394,7 +457,9 @@ def test_single_file_of_another_series_than_requested(tmp_path: Path, make_volum
         read_volume(paths[0], series_uid="1.2.3")
 
 
-def test_series_whose_uid_an_anonymiser_removed_is_read_with_a_warning(tmp_path: Path, make_volume: Factory) -> None:
+def test_series_whose_uid_an_anonymiser_removed_is_read_with_a_warning(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     # Some anonymisers strip SeriesInstanceUID (the TotalSegmentator example series has none): complete
     # image headers without it are one series, said in a warning; the pixels are read as they are.
     volume = make_volume()

@@ -20,8 +20,13 @@ SUFFIXES = [".nii", ".nii.gz", ".mha", ".mhd", ".nrrd"]
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_round_trip_keeps_hu_and_geometry(tmp_path: Path, make_volume: Factory, suffix: str) -> None:
-    volume = make_volume(spacing=(2.5, 0.68359375, 0.7), origin=(-120.3, 85.25, -612.5), slice_thickness_mm=2.5,
-                         series_uid="1.2.3.4", patient_id="P1")
+    volume = make_volume(
+        spacing=(2.5, 0.68359375, 0.7),
+        origin=(-120.3, 85.25, -612.5),
+        slice_thickness_mm=2.5,
+        series_uid="1.2.3.4",
+        patient_id="P1",
+    )
     path = write_volume(volume, tmp_path / f"ct{suffix}")
     read = read_volume(path)
     np.testing.assert_array_equal(read.hu, volume.hu)
@@ -41,7 +46,9 @@ def test_round_trip_of_flipped_volume_keeps_patient_positions(tmp_path: Path, ma
     np.testing.assert_allclose(read.direction, np.eye(3), atol=1e-9)
     np.testing.assert_array_equal(read.hu, stored.hu[:, ::-1, ::-1])
     zyx = np.array([[2, 5, 7], [7, 0, 31]])
-    np.testing.assert_allclose(read.index_to_patient(zyx), stored.index_to_patient(zyx * [1, -1, -1] + [0, 31, 31]))
+    np.testing.assert_allclose(
+        read.index_to_patient(zyx), stored.index_to_patient(zyx * [1, -1, -1] + [0, 31, 31])
+    )
 
 
 def test_nifti_written_by_nibabel_is_converted_from_ras(tmp_path: Path) -> None:
@@ -97,7 +104,9 @@ def test_oblique_image_says_the_angle(tmp_path: Path) -> None:
     rotation = [[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]]
     image.SetDirection(np.asarray(rotation, dtype=float).ravel().tolist())
     sitk.WriteImage(image, str(tmp_path / "oblique.mha"))
-    with pytest.raises(VolumeReadError, match="oblique.mha: non-axial orientation: the slice axis is 30.0 degrees"):
+    with pytest.raises(
+        VolumeReadError, match="oblique.mha: non-axial orientation: the slice axis is 30.0 degrees"
+    ):
         read_volume(tmp_path / "oblique.mha")
 
 
@@ -116,7 +125,9 @@ def test_rgb_image_is_refused(tmp_path: Path) -> None:
 
 def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
     (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti at all")
-    with pytest.raises(VolumeReadError, match="bad.nii.gz: truncated or corrupt NIfTI header: .* not a gzip file"):
+    with pytest.raises(
+        VolumeReadError, match="bad.nii.gz: truncated or corrupt NIfTI header: .* not a gzip file"
+    ):
         read_volume(tmp_path / "bad.nii.gz")
     (tmp_path / "pic.png").write_bytes(b"\x89PNG")
     with pytest.raises(VolumeReadError, match="pic.png: unsupported file type"):
@@ -126,7 +137,9 @@ def test_corrupt_and_unsupported_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_truncated_file_is_refused_not_read_as_zeros(tmp_path: Path, make_volume: Factory, suffix: str) -> None:
+def test_truncated_file_is_refused_not_read_as_zeros(
+    tmp_path: Path, make_volume: Factory, suffix: str
+) -> None:
     # ITK reads a NIfTI file that ends early without complaint (zeros or garbage for the missing voxels).
     path = write_volume(make_volume(), tmp_path / f"ct{suffix}")
     data_file = path.with_suffix(".raw") if suffix == ".mhd" else path
@@ -141,8 +154,9 @@ def test_truncated_file_is_refused_not_read_as_zeros(tmp_path: Path, make_volume
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
-def test_nan_or_infinite_voxels_are_refused_not_read_as_water(tmp_path: Path, make_volume: Factory,
-                                                               suffix: str) -> None:
+def test_nan_or_infinite_voxels_are_refused_not_read_as_water(
+    tmp_path: Path, make_volume: Factory, suffix: str
+) -> None:
     # ITK's NIfTI reader turns NaN and infinity into 0 HU without a word.
     hu = make_volume().hu.astype(np.float32)
     for value, name in ((np.nan, "nan"), (np.inf, "inf")):
@@ -159,15 +173,19 @@ def test_nan_or_infinite_voxels_are_refused_not_read_as_water(tmp_path: Path, ma
             read_mask(path, make_volume())  # values are checked before the grid
 
 
-def test_metaimage_from_another_tool_truncated_missing_its_data_or_compressed(tmp_path: Path,
-                                                                              make_volume: Factory) -> None:
+def test_metaimage_from_another_tool_truncated_missing_its_data_or_compressed(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     volume = make_volume()
     sitk.WriteImage(sitk.GetImageFromArray(volume.hu), str(tmp_path / "plain.mha"))  # uncompressed
     data = (tmp_path / "plain.mha").read_bytes()
     (tmp_path / "plain.mha").write_bytes(data[:-10])
     expected = volume.hu.size * 2
-    with pytest.raises(VolumeReadError, match=rf"plain\.mha: truncated or corrupt: its header describes {expected} "
-                                              rf"bytes of voxels, the file holds {expected - 10}$"):
+    with pytest.raises(
+        VolumeReadError,
+        match=rf"plain\.mha: truncated or corrupt: its header describes {expected} "
+        rf"bytes of voxels, the file holds {expected - 10}$",
+    ):
         read_volume(tmp_path / "plain.mha")
     path = write_volume(volume, tmp_path / "ct.mhd")
     path.with_suffix(".raw").rename(tmp_path / "elsewhere.raw")
@@ -183,15 +201,20 @@ def test_metaimage_from_another_tool_truncated_missing_its_data_or_compressed(tm
     np.testing.assert_array_equal(read_volume(tmp_path / "zipped.mha").hu, volume.hu)
 
 
-def test_nifti_whose_pixdim_and_sform_disagree_or_is_sheared_is_refused(tmp_path: Path, make_volume: Factory) -> None:
+def test_nifti_whose_pixdim_and_sform_disagree_or_is_sheared_is_refused(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     volume = make_volume()
     path = write_volume(volume, tmp_path / "ct.nii.gz")
     stored = nib.load(path)
     header = stored.header.copy()
     header["pixdim"][3] = 1.0  # the sform keeps 3 mm slices; ITK would take 1 mm with a warning on stderr
     nib.save(nib.Nifti1Image(np.asanyarray(stored.dataobj), None, header), tmp_path / "odd.nii.gz")
-    with pytest.raises(VolumeReadError, match=r"odd\.nii\.gz: its header gives two voxel sizes, 0\.6 x 0\.7 x 1 mm "
-                                              r"\(pixdim\) and 0\.6 x 0\.7 x 3 mm \(sform\)"):
+    with pytest.raises(
+        VolumeReadError,
+        match=r"odd\.nii\.gz: its header gives two voxel sizes, 0\.6 x 0\.7 x 1 mm "
+        r"\(pixdim\) and 0\.6 x 0\.7 x 3 mm \(sform\)",
+    ):
         read_volume(tmp_path / "odd.nii.gz")
     tilt = np.radians(10.0)
     sheared = np.diag([0.7, 0.7, 3.0, 1.0])
@@ -212,7 +235,9 @@ def test_truncated_nifti_mask_is_refused(tmp_path: Path, make_volume: Factory) -
         read_mask(path, volume)
 
 
-def test_nifti_of_several_gzip_members_from_another_tool_is_read(tmp_path: Path, make_volume: Factory) -> None:
+def test_nifti_of_several_gzip_members_from_another_tool_is_read(
+    tmp_path: Path, make_volume: Factory
+) -> None:
     import gzip
 
     volume = make_volume()
@@ -235,7 +260,9 @@ def test_slice_increment_outside_agatston_warns_when_the_thickness_is_unknown(tm
             warnings.simplefilter("always")
             read = read_volume(path)
         assert read.slice_thickness_mm is None and read.spacing[0] == dz
-        expected = f"slice thickness unknown and slice increment {dz:g} mm; Agatston scoring is defined for 2.5-3 mm"
+        expected = (
+            f"slice thickness unknown and slice increment {dz:g} mm; Agatston scoring is defined for 2.5-3 mm"
+        )
         assert [expected in str(w.message) for w in caught] == ([True] if warns else [])
 
 
@@ -244,7 +271,9 @@ def test_label_mask_or_unrescaled_image_read_as_ct_warns(tmp_path: Path, make_vo
     labels = np.zeros(volume.shape, np.uint8)
     labels[1, 2:4, 2:4] = 3
     mask_path = write_mask(labels, volume, tmp_path / "label.nii.gz")
-    with pytest.warns(CacScoreWarning, match=r"label\.nii\.gz: no voxel below -50 HU \(lowest 0\).*label mask"):
+    with pytest.warns(
+        CacScoreWarning, match=r"label\.nii\.gz: no voxel below -50 HU \(lowest 0\).*label mask"
+    ):
         read = read_volume(mask_path)
     assert any("no voxel below" in w for w in read.warnings)
     # Stored pixel values without the -1024 intercept: air at 0, soft tissue above the calcium threshold.
@@ -285,12 +314,17 @@ def test_mask_grid_mismatch_names_both_grids(tmp_path: Path, make_volume: Factor
     volume = make_volume()
     moved = make_volume(origin=(-10.5, 20.25, -297.0))
     path = write_mask(np.zeros(volume.shape, np.uint8), moved, tmp_path / "mask.nii.gz")
-    with pytest.raises(VolumeReadError, match=r"mask.nii.gz: mask grid \(shape \(8, 32, 32\).*origin \(-10.5, "
-                                              r"20.25, -297.0\) mm\) does not match the CT grid \(.*-300.0\) mm\)"):
+    with pytest.raises(
+        VolumeReadError,
+        match=r"mask.nii.gz: mask grid \(shape \(8, 32, 32\).*origin \(-10.5, "
+        r"20.25, -297.0\) mm\) does not match the CT grid \(.*-300.0\) mm\)",
+    ):
         read_mask(path, volume)
     small = CTVolume(hu=np.zeros((4, 32, 32), np.int16), spacing=volume.spacing, origin=volume.origin)
     path = write_mask(np.zeros(small.shape, np.uint8), small, tmp_path / "small.mha")
-    with pytest.raises(VolumeReadError, match=r"shape \(4, 32, 32\).*does not match the CT grid \(shape \(8, 32"):
+    with pytest.raises(
+        VolumeReadError, match=r"shape \(4, 32, 32\).*does not match the CT grid \(shape \(8, 32"
+    ):
         read_mask(path, volume)
 
 

@@ -17,8 +17,9 @@ Factory = Callable[..., CTVolume]
 
 def _two_series(root: Path, make_volume: Factory) -> tuple[str, str]:
     write_dicom_series(make_volume((6, 16, 16)), root / "a", uid_seed="a")
-    write_dicom_series(make_volume((6, 16, 16), modality="MR", series_description="T1 cine"), root / "b",
-                       uid_seed="b")
+    write_dicom_series(
+        make_volume((6, 16, 16), modality="MR", series_description="T1 cine"), root / "b", uid_seed="b"
+    )
     uid_a = pydicom.dcmread(next((root / "a").glob("*.dcm"))).SeriesInstanceUID
     uid_b = pydicom.dcmread(next((root / "b").glob("*.dcm"))).SeriesInstanceUID
     return uid_a, uid_b
@@ -41,9 +42,19 @@ def test_series_json(tmp_path: Path, make_volume: Factory) -> None:
     assert data["schema"] == "cacscore.series/1"
     assert [s["series_uid"] for s in data["series"]] == [uid_a, uid_b]
     assert data["series"][0] | {"series_uid": "", "study_uid": ""} == {
-        "series_uid": "", "study_uid": "", "modality": "CT", "description": "Calcium score 3 mm", "n_slices": 6,
-        "slice_thickness_mm": 3.0, "kvp": 120.0, "rows": 16, "cols": 16, "image_type": "ORIGINAL\\PRIMARY\\AXIAL",
-        "orientation": "axial", "is_candidate": True, "reason": "axial CT series",
+        "series_uid": "",
+        "study_uid": "",
+        "modality": "CT",
+        "description": "Calcium score 3 mm",
+        "n_slices": 6,
+        "slice_thickness_mm": 3.0,
+        "kvp": 120.0,
+        "rows": 16,
+        "cols": 16,
+        "image_type": "ORIGINAL\\PRIMARY\\AXIAL",
+        "orientation": "axial",
+        "is_candidate": True,
+        "reason": "axial CT series",
     }
 
 

@@ -20,7 +20,9 @@ def phantom_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_volume(case.volume, tmp_path_factory.mktemp("phantom") / "image.nii.gz")
 
 
-def test_score_with_the_shipped_model_reports_model_and_confidence(phantom_image: Path, tmp_path: Path) -> None:
+def test_score_with_the_shipped_model_reports_model_and_confidence(
+    phantom_image: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["score", str(phantom_image), "--json", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -40,8 +42,9 @@ def test_score_with_the_shipped_model_reports_model_and_confidence(phantom_image
 
 
 def test_mask_and_model_together_are_refused(phantom_image: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["score", str(phantom_image), "--mask", str(phantom_image),
-                                      "--model", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, ["score", str(phantom_image), "--mask", str(phantom_image), "--model", str(tmp_path)]
+    )
     assert result.exit_code == 1
     assert "either --mask" in result.output
 

@@ -27,14 +27,22 @@ FILTERS = [2, 4]
 
 
 def _plan(members: int = 3, **inference: int) -> Plan:
-    return Plan({
-        "inference": {"precision": "fp32", **inference},
-        "plan_version": PLAN_VERSION, "name": "test", "model_version": "t", "head": "arteries",
-        "class_codes": [0, 2, 3, 4, 5],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS}},
-        "preprocessing": preprocessing_dict(),
-        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
-    })
+    return Plan(
+        {
+            "inference": {"precision": "fp32", **inference},
+            "plan_version": PLAN_VERSION,
+            "name": "test",
+            "model_version": "t",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
+        }
+    )
 
 
 def _probs(cls: np.ndarray) -> np.ndarray:
@@ -129,7 +137,9 @@ def test_vote_on_selected_voxels_equals_the_vote_on_the_grid() -> None:
     _, probs, image, _, _ = _hand_made()
     whole = vote(probs, image, [0, 2, 3, 4, 5], 0.5, 2)
     picked = np.array([0, 4, 8, 9])  # LAD (2 votes), nothing, LM (3 votes), RCA (1 vote)
-    flat = vote([p.reshape(p.shape[0], -1)[:, picked] for p in probs], image.ravel()[picked], [0, 2, 3, 4, 5], 0.5, 2)
+    flat = vote(
+        [p.reshape(p.shape[0], -1)[:, picked] for p in probs], image.ravel()[picked], [0, 2, 3, 4, 5], 0.5, 2
+    )
     for grid_result, flat_result in zip(whole, flat):
         assert np.array_equal(grid_result.reshape(*grid_result.shape[:-3], -1)[..., picked], flat_result)
     assert flat[0].tolist() == [3, 0, 2, 0] and flat[2].tolist() == [2, 0, 3, 1]
@@ -187,11 +197,14 @@ def test_plan_inference_settings_are_checked_when_loaded(tmp_path: Path) -> None
     assert Plan.load(tmp_path / "m").min_votes(2) == 2  # majority of 2 members
     assert Plan.load(tmp_path / "m").min_lesion_voxels == 1
     assert Plan.load(tmp_path / "m").small_lesion_votes(2) is None
-    for key, value, message in (("min_votes", 3, r"min_votes must be an integer in 1\.\.2"),
-                                ("min_votes", 0, "min_votes"), ("min_lesion_voxels", 0, "min_lesion_voxels"),
-                                ("min_lesion_voxels", 1.5, "min_lesion_voxels"),
-                                ("small_lesion_votes", 3, r"small_lesion_votes must be null or an integer in 1\.\.2"),
-                                ("small_lesion_votes", 0, "small_lesion_votes")):
+    for key, value, message in (
+        ("min_votes", 3, r"min_votes must be an integer in 1\.\.2"),
+        ("min_votes", 0, "min_votes"),
+        ("min_lesion_voxels", 0, "min_lesion_voxels"),
+        ("min_lesion_voxels", 1.5, "min_lesion_voxels"),
+        ("small_lesion_votes", 3, r"small_lesion_votes must be null or an integer in 1\.\.2"),
+        ("small_lesion_votes", 0, "small_lesion_votes"),
+    ):
         data["inference"] = {key: value}
         path.write_text(json.dumps(data))
         with pytest.raises(PlanMismatchError, match=message):

@@ -115,8 +115,13 @@ def _peak_filter(threshold_hu: float, candidate_votes: int = 1) -> LesionFilter:
     n = len(FEATURE_NAMES)
     coefficients = [0.0] * n
     coefficients[F["peak_hu"]] = 1.0
-    return LesionFilter(mean=(0.0,) * n, scale=(1.0,) * n, coefficients=tuple(coefficients),
-                        intercept=-threshold_hu, candidate_votes=candidate_votes)
+    return LesionFilter(
+        mean=(0.0,) * n,
+        scale=(1.0,) * n,
+        coefficients=tuple(coefficients),
+        intercept=-threshold_hu,
+        candidate_votes=candidate_votes,
+    )
 
 
 def test_block_round_trip_and_checks() -> None:
@@ -137,13 +142,22 @@ def _plan(lesion_filter: dict | None) -> Plan:
     inference = {"precision": "fp32", "min_lesion_voxels": 100}
     if lesion_filter is not None:
         inference["lesion_filter"] = lesion_filter
-    return Plan({
-        "inference": inference, "plan_version": PLAN_VERSION, "name": "test", "model_version": "t",
-        "head": "arteries", "class_codes": [0, 2, 3, 4, 5],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS}},
-        "preprocessing": preprocessing_dict(),
-        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
-    })
+    return Plan(
+        {
+            "inference": inference,
+            "plan_version": PLAN_VERSION,
+            "name": "test",
+            "model_version": "t",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
+        }
+    )
 
 
 def _three_members() -> tuple[list[np.ndarray], np.ndarray, np.ndarray, object]:
@@ -168,7 +182,9 @@ def test_combine_with_a_filter_keeps_the_lesions_it_accepts_among_any_member_s()
     ensemble = Ensemble(_plan(_peak_filter(300).to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
     labels = ensemble.combine(probs, image, grid, hu).labels
     assert np.all(labels[0] == 0)  # 250 HU: refused although a member found it
-    assert np.all(labels[1, 9:12, 9:12] == 3)  # one member's lesion, kept (the plan's 100-voxel limit is not used)
+    assert np.all(
+        labels[1, 9:12, 9:12] == 3
+    )  # one member's lesion, kept (the plan's 100-voxel limit is not used)
     assert np.all(labels[2, 0:3, 9:12] == 4)
     # Without the filter, the plan's vote rule holds: the majority's lesion of 9 voxels is under 100 voxels.
     ensemble.plan = _plan(None)
@@ -177,8 +193,9 @@ def test_combine_with_a_filter_keeps_the_lesions_it_accepts_among_any_member_s()
 
 def test_candidate_votes_narrow_the_candidates() -> None:
     probs, image, hu, grid = _three_members()
-    ensemble = Ensemble(_plan(_peak_filter(300, candidate_votes=2).to_dict()),
-                        [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
+    ensemble = Ensemble(
+        _plan(_peak_filter(300, candidate_votes=2).to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)]
+    )
     labels = ensemble.combine(probs, image, grid, hu).labels
     assert not labels[:2].any() and np.all(labels[2, 0:3, 9:12] == 4)
 
@@ -188,7 +205,11 @@ def test_candidate_lesions_box_holds_the_surroundings() -> None:
     low, _, votes = vote(probs, image, [0, 2, 3, 4, 5], 0.0, 1)
     candidates = candidate_lesions(low, votes, probs, grid, hu, 130.0)
     assert candidates is not None
-    assert candidates.box == (slice(0, 3), slice(0, 12), slice(0, 12))  # grown by 3 slices, 5 pixels: the grid
+    assert candidates.box == (
+        slice(0, 3),
+        slice(0, 12),
+        slice(0, 12),
+    )  # grown by 3 slices, 5 pixels: the grid
     assert candidates.features.shape == (3, len(FEATURE_NAMES))
     assert sorted(candidates.features[:, F["peak_hu"]]) == [250, 400, 400]
     assert sorted(candidates.features[:, F["max_vote_fraction"]]) == pytest.approx([1 / 3, 1 / 3, 1.0])
@@ -213,8 +234,9 @@ def test_features_in_a_box_equal_those_on_the_whole_grid() -> None:
     rng = np.random.default_rng(3)
     vote_fraction = rng.random(grid.shape)
     probability = rng.random(grid.shape)
-    whole = lesion_features(ids, hu, (1.0, 0.5, 0.5), vote_fraction, probability, grid,
-                            (slice(0, 9), slice(0, 40), slice(0, 60)))
+    whole = lesion_features(
+        ids, hu, (1.0, 0.5, 0.5), vote_fraction, probability, grid, (slice(0, 9), slice(0, 40), slice(0, 60))
+    )
     box = (slice(0, 9), slice(2, 30), slice(2, 54))  # both lesions and their 4 mm surroundings, offset
     part = lesion_features(ids[box], hu[box], (1.0, 0.5, 0.5), vote_fraction, probability, grid, box)
     assert np.array_equal(whole, part)
@@ -281,10 +303,14 @@ def test_scored_lesions_carry_confidence_and_filter_probability() -> None:
     n = len(FEATURE_NAMES)
     coefficients = [0.0] * n
     coefficients[F["peak_hu"]] = 0.01  # gentle: 400 HU -> sigmoid(1)
-    lesion_filter = LesionFilter(mean=(0.0,) * n, scale=(1.0,) * n, coefficients=tuple(coefficients), intercept=-3.0)
+    lesion_filter = LesionFilter(
+        mean=(0.0,) * n, scale=(1.0,) * n, coefficients=tuple(coefficients), intercept=-3.0
+    )
     ensemble = Ensemble(_plan(lesion_filter.to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
     prediction = ensemble.combine(probs, image, grid, hu)
     result = score_with_model(CTVolume(hu, grid.source_spacing), ensemble, prediction=prediction)
     by_confidence = sorted((lesion.confidence, lesion.filter_probability) for lesion in result.lesions)
-    np.testing.assert_allclose(by_confidence, [(1 / 3, 1 / (1 + math.exp(-1))), (1.0, 1 / (1 + math.exp(-1)))])
+    np.testing.assert_allclose(
+        by_confidence, [(1 / 3, 1 / (1 + math.exp(-1))), (1.0, 1 / (1 + math.exp(-1)))]
+    )
     assert "filter_probability" in result.to_dict()["lesions"][0]

@@ -35,6 +35,7 @@ def test_first_level_runs_at_full_resolution_with_16_filters() -> None:
     def record(name: str) -> object:
         def hook(module: torch.nn.Module, inputs: object, output: torch.Tensor) -> None:
             seen[name] = tuple(output.shape)
+
         return hook
 
     net.encoders[0].register_forward_hook(record("level1"))  # type: ignore[arg-type]
@@ -140,12 +141,14 @@ def test_dice_topk_adds_the_cross_entropy_of_the_hardest_tenth_of_voxels() -> No
     assert float(segmentation_loss(logits, target, "dice_ce")) - dice == pytest.approx(mean_ce, abs=1e-5)
     # The top 10 % is the one hard voxel: its cross-entropy alone.
     assert float(segmentation_loss(logits, target, "dice_topk")) - dice == pytest.approx(
-        math.log(1 + math.exp(5)), abs=1e-5)
+        math.log(1 + math.exp(5)), abs=1e-5
+    )
     # Invalid voxels are not among the hardest.
     valid = torch.ones_like(target, dtype=torch.bool)
     valid[0, 0, 0, 3] = False
     assert float(segmentation_loss(logits, target, "dice_topk", valid=valid)) - float(
-        segmentation_loss(logits, target, "dice", valid=valid)) == pytest.approx(math.log(2), abs=1e-5)
+        segmentation_loss(logits, target, "dice", valid=valid)
+    ) == pytest.approx(math.log(2), abs=1e-5)
 
 
 def test_dice_loss_shape_mismatch_raises() -> None:

@@ -21,14 +21,22 @@ from cacscore.preprocess import preprocessing_dict
 
 def _write_model(folder: Path, seed: int, members: int = 2, filters: tuple[int, ...] = (2, 4)) -> Path:
     folder.mkdir(parents=True)
-    Plan({
-        "inference": {"precision": "fp32"},
-        "plan_version": PLAN_VERSION, "name": folder.name, "model_version": "t", "head": "arteries",
-        "class_codes": [0, 2, 3, 4, 5],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": list(filters)}},
-        "preprocessing": preprocessing_dict(),
-        "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
-    }).save(folder)
+    Plan(
+        {
+            "inference": {"precision": "fp32"},
+            "plan_version": PLAN_VERSION,
+            "name": folder.name,
+            "model_version": "t",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": list(filters)},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
+        }
+    ).save(folder)
     torch.manual_seed(seed)
     for k in range(members):
         save_member(ResUNet3d(1, 5, list(filters)), folder / f"member_{k}.safetensors")
@@ -61,7 +69,9 @@ def test_rules_and_objective_by_hand() -> None:
     assert lesion_rules(5) == [(1, None), (2, None), (3, None)]
     assert lesion_rules(5, keep_small=True) == [(1, None), (2, None), (3, None), (2, 5), (3, 5)]
     # 0.9 + 0.8 - 0.01 x 2 %
-    assert objective({"accuracy": 0.9, "lesion_f1": 0.8, "valve_or_annulus_counted_pct": 2.0}) == pytest.approx(1.68)
+    assert objective(
+        {"accuracy": 0.9, "lesion_f1": 0.8, "valve_or_annulus_counted_pct": 2.0}
+    ) == pytest.approx(1.68)
 
 
 def test_choose_members_writes_a_model_folder_and_resumes_from_its_cache(tmp_path: Path) -> None:
@@ -69,8 +79,15 @@ def test_choose_members_writes_a_model_folder_and_resumes_from_its_cache(tmp_pat
     cohort = _write_cohort(tmp_path / "dev")
     cache = tmp_path / "cache"
     lines: list[str] = []
-    chosen = choose_members([cohort], models, tmp_path / "chosen", n_members=2, cache=cache, model_version="9",
-                            report=lines.append)
+    chosen = choose_members(
+        [cohort],
+        models,
+        tmp_path / "chosen",
+        n_members=2,
+        cache=cache,
+        model_version="9",
+        report=lines.append,
+    )
     plan = json.loads((tmp_path / "chosen" / "plan.json").read_text())
     assert plan["model_version"] == "9"
     assert len(plan["members"]) == 2 and len(chosen["members"]) == 2
@@ -79,7 +96,8 @@ def test_choose_members_writes_a_model_folder_and_resumes_from_its_cache(tmp_pat
     for k, index in enumerate(chosen["members"]):
         model, member = sources[index]
         assert (tmp_path / "chosen" / f"member_{k}.safetensors").read_bytes() == (
-            model / f"member_{member}.safetensors").read_bytes()
+            model / f"member_{member}.safetensors"
+        ).read_bytes()
         assert plan["members"][k]["picked_from"] == {"run": models.index(model), "member": member}
     assert plan["inference"]["min_votes"] in vote_rules(2)
     assert plan["selection"]["n_cases"] == 3 and len(plan["selection"]["steps"]) == 2
@@ -110,12 +128,39 @@ def test_bad_requests_name_the_problem(tmp_path: Path) -> None:
 def test_choose_members_command(tmp_path: Path) -> None:
     model = _write_model(tmp_path / "run", seed=3)
     cohort = _write_cohort(tmp_path / "dev", n=2)
-    result = CliRunner().invoke(app, ["choose-members", "--data", str(cohort), "--model", str(model),
-                                      "--out", str(tmp_path / "new"), "--members", "2", "--workers", "1",
-                                      "--cache", str(tmp_path / "cache")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "choose-members",
+            "--data",
+            str(cohort),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "new"),
+            "--members",
+            "2",
+            "--workers",
+            "1",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"model written to {tmp_path / 'new'}" in result.output
     assert (tmp_path / "new" / "plan.json").is_file()
-    again = CliRunner().invoke(app, ["choose-members", "--data", str(cohort), "--model", str(model),
-                                     "--out", str(tmp_path / "new"), "--cache", str(tmp_path / "cache")])
+    again = CliRunner().invoke(
+        app,
+        [
+            "choose-members",
+            "--data",
+            str(cohort),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "new"),
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert again.exit_code == 1 and "already exists" in again.output

@@ -51,7 +51,9 @@ def _dcmtk(tool: str) -> str | None:
     for folder in os.environ.get("PATH", "").split(os.pathsep):
         candidate = Path(folder) / tool
         if candidate.is_file() and os.access(candidate, os.X_OK):
-            version = subprocess.run([str(candidate), "--version"], capture_output=True, text=True, timeout=10)
+            version = subprocess.run(
+                [str(candidate), "--version"], capture_output=True, text=True, timeout=10
+            )
             if "dcmtk" in version.stdout.lower():
                 return str(candidate)
     return None
@@ -74,7 +76,9 @@ def _free_port() -> int:
 def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small phantom CT series with calcium (case 2 of a balanced cohort: category C), classic DICOM."""
     root = tmp_path_factory.mktemp("phantom")
-    result = CliRunner().invoke(app, ["phantom", "--n", "3", "--balance", "--matrix", "96", "--out", str(root)])
+    result = CliRunner().invoke(
+        app, ["phantom", "--n", "3", "--balance", "--matrix", "96", "--out", str(root)]
+    )
     assert result.exit_code == 0, result.output
     return root / "case_0002" / "image"
 
@@ -87,10 +91,23 @@ class Listener:
         self.log = out.parent / f"{out.name}-listen.log"
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-c", "from cacscore.cli.main import main; main()", "listen",
-                 "--ae-title", LISTENER_AET, "--port", str(port), "--host", "127.0.0.1", "--out", str(out),
-                 *extra],
-                stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-c",
+                    "from cacscore.cli.main import main; main()",
+                    "listen",
+                    "--ae-title",
+                    LISTENER_AET,
+                    "--port",
+                    str(port),
+                    "--host",
+                    "127.0.0.1",
+                    "--out",
+                    str(out),
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
         while echo(port, LISTENER_AET).returncode != 0:
@@ -121,13 +138,30 @@ class Listener:
 
 
 def echo(port: int, called: str, calling: str = SENDER_AET) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_need_dcmtk("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
-                          capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [_need_dcmtk("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def store(port: int, files: list[Path], calling: str = SENDER_AET) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_need_dcmtk("storescu"), "-aet", calling, "-aec", LISTENER_AET, "127.0.0.1",
-                           str(port), *map(str, files)], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            _need_dcmtk("storescu"),
+            "-aet",
+            calling,
+            "-aec",
+            LISTENER_AET,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _series_uid(folder: Path) -> tuple[str, str]:
@@ -141,7 +175,9 @@ def listener_out(tmp_path: Path) -> Path:
     return tmp_path / "node"
 
 
-def test_echo_answered_unknown_aet_and_non_ct_refused_enhanced_ct_queued(listener_out: Path, series: Path, tmp_path: Path) -> None:
+def test_echo_answered_unknown_aet_and_non_ct_refused_enhanced_ct_queued(
+    listener_out: Path, series: Path, tmp_path: Path
+) -> None:
     node = Listener(listener_out, _free_port(), "--allow-aet", SENDER_AET)
     try:
         assert echo(node.port, LISTENER_AET).returncode == 0
@@ -162,8 +198,13 @@ def test_echo_answered_unknown_aet_and_non_ct_refused_enhanced_ct_queued(listene
         header = pydicom.dcmread(enhanced, stop_before_pixels=True)
         sent = store(node.port, [enhanced])
         assert sent.returncode == 0, sent.stdout + sent.stderr
-        queued = (listener_out / "incoming" / header.StudyInstanceUID / header.SeriesInstanceUID
-                  / f"{header.SOPInstanceUID}.dcm")
+        queued = (
+            listener_out
+            / "incoming"
+            / header.StudyInstanceUID
+            / header.SeriesInstanceUID
+            / f"{header.SOPInstanceUID}.dcm"
+        )
         assert pydicom.dcmread(queued).NumberOfFrames == header.NumberOfFrames
     finally:
         node.stop()
@@ -176,13 +217,23 @@ def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
     dicom_port, http_port = _free_port(), _free_port()
     storage = tmp_path / "orthanc-db"
     config = tmp_path / "orthanc.json"
-    config.write_text(json.dumps({
-        "Name": "cacscore-test", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-        "DicomAet": "ORTHANC", "DicomPort": dicom_port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "DicomCheckCalledAet": True,
-        "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.is_file() else [],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "Name": "cacscore-test",
+                "StorageDirectory": str(storage),
+                "IndexDirectory": str(storage),
+                "DicomAet": "ORTHANC",
+                "DicomPort": dicom_port,
+                "HttpPort": http_port,
+                "RemoteAccessAllowed": False,
+                "AuthenticationEnabled": False,
+                "DicomCheckCalledAet": True,
+                "Plugins": [str(DICOMWEB_PLUGIN)] if DICOMWEB_PLUGIN.is_file() else [],
+                "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+            }
+        )
+    )
     log = open(tmp_path / "orthanc.log", "wb")  # noqa: SIM115 - closed after the process ends
     process = subprocess.Popen([binary, str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -203,18 +254,23 @@ def orthanc(tmp_path: Path) -> Iterator[tuple[int, int]]:
 
 
 def _get(http_port: int, path: str, body: bytes | None = None, accept: str = "application/json") -> Any:
-    request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", data=body, headers={"Accept": accept})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}{path}", data=body, headers={"Accept": accept}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
 def test_storescu_to_listener_scored_and_forwarded_to_orthanc(
-    listener_out: Path, series: Path, orthanc: tuple[int, int],
+    listener_out: Path,
+    series: Path,
+    orthanc: tuple[int, int],
 ) -> None:
     dicom_port, http_port = orthanc
     study_uid, series_uid = _series_uid(series)
-    node = Listener(listener_out, _free_port(), "--quiet-seconds", "1",
-                    "--forward", f"127.0.0.1:{dicom_port}:ORTHANC")
+    node = Listener(
+        listener_out, _free_port(), "--quiet-seconds", "1", "--forward", f"127.0.0.1:{dicom_port}:ORTHANC"
+    )
     try:
         files = sorted(series.glob("*.dcm"))
         sent = store(node.port, files)
@@ -240,8 +296,9 @@ def test_storescu_to_listener_scored_and_forwarded_to_orthanc(
     in_orthanc = _get(http_port, f"/studies/{studies[0]}/series")
     modalities = sorted(s["MainDicomTags"]["Modality"] for s in in_orthanc)
     assert modalities == ["DOC", "SEG", "SR"]
-    sop_uids = {pydicom.dcmread(results / name, stop_before_pixels=True).SOPInstanceUID
-                for name in status["files"]}
+    sop_uids = {
+        pydicom.dcmread(results / name, stop_before_pixels=True).SOPInstanceUID for name in status["files"]
+    }
     instances = _get(http_port, "/instances?expand")
     assert {i["MainDicomTags"]["SOPInstanceUID"] for i in instances} == sop_uids
     if DICOMWEB_PLUGIN.is_file():
@@ -299,18 +356,34 @@ def test_destination_parses_host_port_aet() -> None:
 
 
 def test_pacs_pull_scores_a_study_from_orthanc_and_stows_the_results(
-    series: Path, orthanc: tuple[int, int], tmp_path: Path,
+    series: Path,
+    orthanc: tuple[int, int],
+    tmp_path: Path,
 ) -> None:
     if not DICOMWEB_PLUGIN.is_file():
-        pytest.skip(f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)")
+        pytest.skip(
+            f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)"
+        )
     _, http_port = orthanc
     study_uid, series_uid = _series_uid(series)
     files = sorted(series.glob("*.dcm"))
     for path in files:  # the CT goes into Orthanc through its REST API, as a PACS would hold it
         _get(http_port, "/instances", body=path.read_bytes())
     url = f"http://127.0.0.1:{http_port}/dicom-web"
-    command = [sys.executable, "-c", "from cacscore.cli.main import main; main()", "pacs", "pull", "--url", url,
-               "--study", study_uid, "--out", str(tmp_path / "pulled"), "--store"]
+    command = [
+        sys.executable,
+        "-c",
+        "from cacscore.cli.main import main; main()",
+        "pacs",
+        "pull",
+        "--url",
+        url,
+        "--study",
+        study_uid,
+        "--out",
+        str(tmp_path / "pulled"),
+        "--store",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"series {series_uid}: Agatston" in first.stdout
@@ -331,11 +404,28 @@ def test_pacs_pull_scores_a_study_from_orthanc_and_stows_the_results(
 
 def test_pacs_pull_names_a_missing_study(orthanc: tuple[int, int], tmp_path: Path) -> None:
     if not DICOMWEB_PLUGIN.is_file():
-        pytest.skip(f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)")
+        pytest.skip(
+            f"Orthanc's DICOMweb plugin not installed ({DICOMWEB_PLUGIN}; Debian package orthanc-dicomweb)"
+        )
     url = f"http://127.0.0.1:{orthanc[1]}/dicom-web"
-    result = subprocess.run([sys.executable, "-c", "from cacscore.cli.main import main; main()", "pacs", "pull",
-                             "--url", url, "--study", "1.2.3.4", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cacscore.cli.main import main; main()",
+            "pacs",
+            "pull",
+            "--url",
+            url,
+            "--study",
+            "1.2.3.4",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: ")
     assert "1.2.3.4" in result.stderr and url in result.stderr

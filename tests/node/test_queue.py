@@ -41,4 +41,3 @@ def test_a_series_is_complete_after_its_quiet_period_and_never_after_done(tmp_pa
     assert queue.complete(0.0, now_s=newest + 1e6) == []
     # A new queue on the same folder (a restart) sees the same state.
     assert NodeQueue(tmp_path).pending() == []
-

@@ -29,8 +29,9 @@ from cacscore.scoring import score_calcium
 SPACING = (3.0, 1.5, 1.5)
 
 
-def _ellipse(shape: tuple[int, int, int], centre_mm: tuple[float, float, float],
-             radii_mm: tuple[float, float, float]) -> np.ndarray:
+def _ellipse(
+    shape: tuple[int, int, int], centre_mm: tuple[float, float, float], radii_mm: tuple[float, float, float]
+) -> np.ndarray:
     axes = [(np.arange(n) - (n - 1) / 2) * s - c for n, s, c in zip(shape, SPACING, centre_mm, strict=True)]
     z, y, x = np.meshgrid(*axes, indexing="ij")
     return np.asarray((z / radii_mm[0]) ** 2 + (y / radii_mm[1]) ** 2 + (x / radii_mm[2]) ** 2 <= 1.0)
@@ -85,8 +86,9 @@ def test_render_hand_checked() -> None:
     occ[(fine_z > 1.0) & (fine_z < 3.0), 3 * s : 5 * s, 3 * s : 5 * s] = 1.0
     occ[(fine_z > 3.0) & (fine_z < 4.0), 3 * s : 5 * s, 3 * s : 5 * s] = 1.0
     dens = np.full(occ.shape, 400.0)
-    frac, sig = render_fine(occ, dens, fine_z, n_slices=3, dz_mm=2.0, thickness_mm=2.0, subsample=s,
-                            blur_sigma_px=0.0)
+    frac, sig = render_fine(
+        occ, dens, fine_z, n_slices=3, dz_mm=2.0, thickness_mm=2.0, subsample=s, blur_sigma_px=0.0
+    )
     np.testing.assert_allclose(frac[1, 3:5, 3:5], 1.0)
     np.testing.assert_allclose(frac[2, 3:5, 3:5], 0.5)
     assert frac[0].sum() == 0 and frac[1].sum() == pytest.approx(4.0)
@@ -132,7 +134,9 @@ def test_deterministic_by_seed(background) -> None:  # type: ignore[no-untyped-d
 
 @pytest.mark.parametrize("category", ["B", "D"])
 def test_lesions_in_fat_not_bone_and_background_unchanged(
-    background, chest: tuple[Path, CTVolume, dict[str, np.ndarray]], category: str  # type: ignore[no-untyped-def]
+    background,
+    chest: tuple[Path, CTVolume, dict[str, np.ndarray]],
+    category: str,  # type: ignore[no-untyped-def]
 ) -> None:
     _, volume, parts = chest
     case = generate_hybrid(background, 11, target_category=category)
@@ -153,8 +157,12 @@ def test_lesions_in_fat_not_bone_and_background_unchanged(
     for lesion in case.truth["lesions"]:
         reach = max(lesion["semi_axes_mm"]) + 4 * background.imaging.blur_sigma_mm + 2 * SPACING[1]
         centre_mm = np.asarray(lesion["centre_grid_mm"])
-        grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(volume.shape, SPACING, strict=True)],
-                                    indexing="ij"), axis=-1)
+        grid = np.stack(
+            np.meshgrid(
+                *[np.arange(n) * s for n, s in zip(volume.shape, SPACING, strict=True)], indexing="ij"
+            ),
+            axis=-1,
+        )
         near |= (np.abs(grid - centre_mm) <= reach + np.array([SPACING[0], 0, 0])).all(axis=-1)
     assert changed.any()
     assert not (changed & ~near).any()
@@ -211,10 +219,13 @@ def test_category_below_the_patients_own_is_refused(background) -> None:  # type
 def test_insert_lesion_outside_volume_refused(background) -> None:  # type: ignore[no-untyped-def]
     from cacscore.phantom.hybrid import Lesion
 
-    lesion = Lesion(3, (-500.0, -500.0, -500.0), ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)), (2.0, 1.0, 1.0), 800.0)
+    lesion = Lesion(
+        3, (-500.0, -500.0, -500.0), ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)), (2.0, 1.0, 1.0), 800.0
+    )
     with pytest.raises(InvalidInputError, match="outside the volume"):
-        insert_lesion(background.volume.hu, SPACING, lesion, ImagingEstimate(8.0, 0.5, 3.0),
-                      np.random.default_rng(0))
+        insert_lesion(
+            background.volume.hu, SPACING, lesion, ImagingEstimate(8.0, 0.5, 3.0), np.random.default_rng(0)
+        )
 
 
 # ----------------------------------------------------------------------------- real CT (downloaded)
@@ -270,7 +281,9 @@ def test_real_backgrounds(real_chest_ct: dict[str, Path]) -> None:
         assert not (inserted & bg.region.bone).any()
         fat = ndi.binary_dilation(bg.region.fat, iterations=1)
         for lesion in case.truth["lesions"]:
-            centre = tuple(int(round(c / s)) for c, s in zip(lesion["centre_grid_mm"], bg.volume.spacing, strict=True))
+            centre = tuple(
+                int(round(c / s)) for c, s in zip(lesion["centre_grid_mm"], bg.volume.spacing, strict=True)
+            )
             assert fat[centre]
         assert case.truth["background_calcium"]["risk_category"] == ("A" if name == "lung1" else "E")
 
@@ -283,13 +296,26 @@ def test_cli_writes_a_cohort_and_refuses_unpaired_points(
     from cacscore.cli.main import app
 
     path, _, _ = chest
-    bad = CliRunner().invoke(app, ["hybrid", "--background", str(path), "--points", "a.csv", "--points", "b.csv",
-                                   "--out", str(tmp_path / "x")])
+    bad = CliRunner().invoke(
+        app,
+        [
+            "hybrid",
+            "--background",
+            str(path),
+            "--points",
+            "a.csv",
+            "--points",
+            "b.csv",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert bad.exit_code == 1
     assert "--points given 2 times for 1 --background" in bad.output
     assert not (tmp_path / "x").exists()
-    ok = CliRunner().invoke(app, ["hybrid", "--background", str(path), "--n", "1", "--seed", "3",
-                                  "--out", str(tmp_path / "h")])
+    ok = CliRunner().invoke(
+        app, ["hybrid", "--background", str(path), "--n", "1", "--seed", "3", "--out", str(tmp_path / "h")]
+    )
     assert ok.exit_code == 0, ok.output
     assert "1 hybrid cases" in ok.output
     assert (tmp_path / "h" / "case_0000" / "reference.json").is_file()

@@ -149,23 +149,62 @@ def test_invalid_config_in_an_old_cohort_names_the_file(tmp_path: Path, config: 
 def test_cli_lesion_position_beta_reaches_the_cohort(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["phantom", "--n", "1", "--seed", "5", "--out", str(tmp_path), "--format", "nifti", "--matrix", "128",
-         "--lesion-position-beta", "1.0", "1.5", "--no-progress"],
+        [
+            "phantom",
+            "--n",
+            "1",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "nifti",
+            "--matrix",
+            "128",
+            "--lesion-position-beta",
+            "1.0",
+            "1.5",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "generation.json").read_text())["config"]["lesion_position_beta"] == [1.0, 1.5]
+    assert json.loads((tmp_path / "generation.json").read_text())["config"]["lesion_position_beta"] == [
+        1.0,
+        1.5,
+    ]
 
 
 def test_cli_distractor_probability_reaches_every_case(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["phantom", "--n", "2", "--seed", "5", "--out", str(tmp_path), "--format", "nifti", "--matrix", "128",
-         "--distractor-probability", "aortic_root=1", "--distractor-probability", "aortic_valve=0",
-         "--no-progress"],
+        [
+            "phantom",
+            "--n",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "nifti",
+            "--matrix",
+            "128",
+            "--distractor-probability",
+            "aortic_root=1",
+            "--distractor-probability",
+            "aortic_valve=0",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
-    probabilities = json.loads((tmp_path / "generation.json").read_text())["config"]["distractor_probabilities"]
-    assert probabilities == {**PhantomConfig().distractor_probabilities, "aortic_root": 1.0, "aortic_valve": 0.0}
+    probabilities = json.loads((tmp_path / "generation.json").read_text())["config"][
+        "distractor_probabilities"
+    ]
+    assert probabilities == {
+        **PhantomConfig().distractor_probabilities,
+        "aortic_root": 1.0,
+        "aortic_valve": 0.0,
+    }
     for case in ("case_0000", "case_0001"):
         kinds = [d["type"] for d in json.loads((tmp_path / case / "truth.json").read_text())["distractors"]]
         assert "aortic_root" in kinds and "aortic_valve" not in kinds
@@ -173,8 +212,12 @@ def test_cli_distractor_probability_reaches_every_case(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("aortic_root", "use KIND=P"), ("aortic_root=lots", "use KIND=P"), ("pacemaker=0.5", "unknown distractor"),
-     ("aortic_root=1.5", "must be 0-1")],
+    [
+        ("aortic_root", "use KIND=P"),
+        ("aortic_root=lots", "use KIND=P"),
+        ("pacemaker=0.5", "unknown distractor"),
+        ("aortic_root=1.5", "must be 0-1"),
+    ],
 )
 def test_cli_bad_distractor_probability_is_one_line(tmp_path: Path, value: str, message: str) -> None:
     result = CliRunner().invoke(

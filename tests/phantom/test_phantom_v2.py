@@ -64,12 +64,19 @@ def test_variation_draws_stay_in_their_ranges() -> None:
         Variation.sample(np.random.default_rng(k), position_beta=(1.0, 1.3), fwhm_range_mm=(0.4, 1.6))
         for k in range(300)
     ]
-    heart = np.array([[v.heart.scale, v.heart.epicardial_fat_mm, v.heart.azimuth_deg, v.heart.tilt_deg] for v in draws])
+    heart = np.array(
+        [[v.heart.scale, v.heart.epicardial_fat_mm, v.heart.azimuth_deg, v.heart.tilt_deg] for v in draws]
+    )
     assert heart[:, 0].min() >= 0.8 and heart[:, 0].max() <= 1.2
     assert heart[:, 1].min() >= 0.3 and heart[:, 1].max() <= 10.0
     # Thin and thick fat are both common (log-uniform): a quarter below 1 mm, a quarter above 4 mm.
     assert (heart[:, 1] < 1.0).mean() > 0.2 and (heart[:, 1] > 4.0).mean() > 0.2
-    assert heart[:, 2].min() >= 25 and heart[:, 2].max() <= 70 and heart[:, 3].min() >= 12 and heart[:, 3].max() <= 50
+    assert (
+        heart[:, 2].min() >= 25
+        and heart[:, 2].max() <= 70
+        and heart[:, 3].min() >= 12
+        and heart[:, 3].max() <= 50
+    )
     assert {v.coronary.dominance for v in draws} == {"right", "left", "co"}
     assert {v.imaging.kernel for v in draws} == set(KERNELS)
     assert {v.imaging.profile for v in draws} == set(SLICE_PROFILES)
@@ -81,7 +88,9 @@ def test_variation_draws_stay_in_their_ranges() -> None:
         assert -920 <= v.tissue.lung_hu <= -760
         assert len(v.lesions.shape_weights) == len(LESION_SHAPES)
         assert 0.5 <= v.heart.rv_offset <= 0.95 and 0.7 <= v.coronary.calibre_scale <= 1.4
-    assert any(v.artefacts.stair_step_mm > 0 for v in draws) and any(v.artefacts.stair_step_mm == 0 for v in draws)
+    assert any(v.artefacts.stair_step_mm > 0 for v in draws) and any(
+        v.artefacts.stair_step_mm == 0 for v in draws
+    )
 
 
 def test_cases_respect_the_configured_imaging_ranges(cases_v2: dict[str, PhantomCase]) -> None:
@@ -172,14 +181,47 @@ def test_config_versions_and_their_checks() -> None:
 def test_cli_generator_version_2_writes_a_version_2_cohort(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["phantom", "--n", "1", "--seed", "5", "--out", str(tmp_path), "--format", "nifti", "--matrix", "128",
-         "--generator-version", "2", "--distractor-probability", "stent=1", "--balance", "--no-progress"],
+        [
+            "phantom",
+            "--n",
+            "1",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "nifti",
+            "--matrix",
+            "128",
+            "--generator-version",
+            "2",
+            "--distractor-probability",
+            "stent=1",
+            "--balance",
+            "--no-progress",
+        ],
     )
     assert result.exit_code == 0, result.output
     settings = json.loads((tmp_path / "generation.json").read_text())
     assert settings["generator_version"] == "2.0" and settings["config"]["generator_version"] == 2
     assert "stent" in (tmp_path / "cases.csv").read_text()
     # Resuming the folder as version 1 is refused.
-    again = CliRunner().invoke(app, ["phantom", "--n", "2", "--seed", "5", "--out", str(tmp_path), "--format",
-                                     "nifti", "--matrix", "128", "--balance", "--no-progress"])
+    again = CliRunner().invoke(
+        app,
+        [
+            "phantom",
+            "--n",
+            "2",
+            "--seed",
+            "5",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "nifti",
+            "--matrix",
+            "128",
+            "--balance",
+            "--no-progress",
+        ],
+    )
     assert again.exit_code == 1 and "generator_version" in again.stderr

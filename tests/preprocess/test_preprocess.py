@@ -69,8 +69,12 @@ def test_enhancement_keeps_all_30_small_lesions_and_plain_downsampling_loses_mos
     grid = make_grid(hu.shape, SPACING, target_mm=2.5)
     assert _kept(downsample_hu(hu, grid), grid, lesions) == 30
     assert _kept(downsample_hu(hu, grid, enhance=False), grid, lesions) <= 10
-    trilinear = F.interpolate(torch.from_numpy(hu.astype(np.float32))[None, None], size=grid.shape,
-                              mode="trilinear", align_corners=False)[0, 0].numpy()
+    trilinear = F.interpolate(
+        torch.from_numpy(hu.astype(np.float32))[None, None],
+        size=grid.shape,
+        mode="trilinear",
+        align_corners=False,
+    )[0, 0].numpy()
     assert _kept(trilinear, grid, lesions) <= 10
 
 

@@ -41,10 +41,14 @@ def test_one_crop_per_lesion_and_one_overview_per_artery(tmp_path: Path) -> None
     fig = key_images_figure(volume, mask, result.lesions)
     titles = [ax.get_title() for ax in fig.axes]
     assert sum(title.startswith("#") for title in titles) == 2  # two crops, numbered by lesion id
-    assert sum("Agatston" in title and "slice" in title and not title.startswith("#") for title in titles) == 2
+    assert (
+        sum("Agatston" in title and "slice" in title and not title.startswith("#") for title in titles) == 2
+    )
     for lesion in result.lesions:
-        assert any(title.startswith(f"#{lesion.id} {lesion.artery}\nAgatston {lesion.agatston:.1f}")
-                   for title in titles)
+        assert any(
+            title.startswith(f"#{lesion.id} {lesion.artery}\nAgatston {lesion.agatston:.1f}")
+            for title in titles
+        )
     texts = _texts(fig)
     assert "10 mm" in texts and "20 mm" in texts  # scale bars of the crops and the overviews
     assert {"L", "R", "A", "P"} <= set(texts)
@@ -59,7 +63,9 @@ def test_one_crop_per_lesion_and_one_overview_per_artery(tmp_path: Path) -> None
 
 def test_png_is_print_resolution_and_written_whole(tmp_path: Path) -> None:
     volume, mask = _case()
-    path = write_key_images(tmp_path / "key" / "montage.png", volume, mask, score_volume(volume, mask).lesions)
+    path = write_key_images(
+        tmp_path / "key" / "montage.png", volume, mask, score_volume(volume, mask).lesions
+    )
     image = Image.open(io.BytesIO(path.read_bytes()))
     assert image.info["dpi"][0] == pytest.approx(KEY_IMAGE_DPI, abs=0.5) and KEY_IMAGE_DPI >= 150
     assert image.size[0] == 8 * KEY_IMAGE_DPI
@@ -71,8 +77,13 @@ def test_model_and_reference_side_by_side() -> None:
     volume, mask = _case()
     reference = mask.copy()
     reference[4] = 0  # the reference has no RCA plaque: its RCA panel says so
-    fig = key_images_figure(volume, mask, score_volume(volume, mask).lesions, reference_labels=reference,
-                            reference_lesions=score_volume(volume, reference).lesions)
+    fig = key_images_figure(
+        volume,
+        mask,
+        score_volume(volume, mask).lesions,
+        reference_labels=reference,
+        reference_lesions=score_volume(volume, reference).lesions,
+    )
     titles = [ax.get_title() for ax in fig.axes]
     assert sum(t.startswith("model: ") for t in titles) == 2
     assert sum(t.startswith("reference: ") for t in titles) == 1

@@ -61,7 +61,8 @@ def test_min_voxels() -> None:
 
 
 @pytest.mark.parametrize(
-    ("peak", "weight"), [(129, 0), (130, 1), (199, 1), (200, 2), (299, 2), (300, 3), (399, 3), (400, 4), (1500, 4)]
+    ("peak", "weight"),
+    [(129, 0), (130, 1), (199, 1), (200, 2), (299, 2), (300, 3), (399, 3), (400, 4), (1500, 4)],
 )
 def test_weight_from_peak(peak: int, weight: int) -> None:
     hu = blank()
@@ -194,7 +195,9 @@ def test_empty_volume_and_empty_mask() -> None:
         assert (result.risk_category, result.cac_drs, result.n_vessels, result.lesions) == ("A", "A0", 0, [])
         assert set(result.arteries) == {"LM", "LAD", "LCX", "RCA", "unspecified"}
     bright = np.full((2, 4, 4), 800, np.int16)
-    result, lesion_map = score_calcium(bright, (3, 1, 1), np.zeros(bright.shape, bool), return_lesion_map=True)
+    result, lesion_map = score_calcium(
+        bright, (3, 1, 1), np.zeros(bright.shape, bool), return_lesion_map=True
+    )
     assert result.agatston == 0
     assert lesion_map.shape == bright.shape and lesion_map.dtype == np.int32 and not lesion_map.any()
 
@@ -323,7 +326,9 @@ def test_score_volume_uses_affine_and_kvp() -> None:
     hu = blank((2, 6, 6))
     hu[1, 2:4, 2:4] = 250
     direction = np.diag([-1.0, 1.0, 1.0])  # columns flipped along x
-    volume = CTVolume(hu=hu, spacing=(2.5, 0.5, 0.5), origin=(10.0, -20.0, 30.0), direction=direction, kvp=100.0)
+    volume = CTVolume(
+        hu=hu, spacing=(2.5, 0.5, 0.5), origin=(10.0, -20.0, 30.0), direction=direction, kvp=100.0
+    )
     result, lesion_map = score_volume(volume, hu > 0, kvp_thresholds=True, return_lesion_map=True)
     (lesion,) = result.lesions
     assert lesion.centroid_mm == pytest.approx(tuple(volume.index_to_patient(lesion.centroid_zyx)[0]))
@@ -386,7 +391,11 @@ def test_candidate_mask() -> None:
     ],
 )
 def test_bad_input_raises(kwargs: dict[str, object], message: str) -> None:
-    args: dict[str, object] = {"hu": blank(), "spacing": (3.0, 0.5, 0.5), "mask": np.zeros((1, 8, 8), np.uint8)}
+    args: dict[str, object] = {
+        "hu": blank(),
+        "spacing": (3.0, 0.5, 0.5),
+        "mask": np.zeros((1, 8, 8), np.uint8),
+    }
     args.update(kwargs)
     hu, spacing, mask = args.pop("hu"), args.pop("spacing"), args.pop("mask")
     with pytest.raises(InvalidInputError, match=message):

@@ -10,7 +10,16 @@ from cacscore.scoring import KVP_TABLE, cac_drs, risk_category, thresholds_for
 
 @pytest.mark.parametrize(
     ("score", "category"),
-    [(0, "A"), (1e-9, "B"), (10, "B"), (10.0001, "C"), (100, "C"), (100.0001, "D"), (400, "D"), (400.01, "E")],
+    [
+        (0, "A"),
+        (1e-9, "B"),
+        (10, "B"),
+        (10.0001, "C"),
+        (100, "C"),
+        (100.0001, "D"),
+        (400, "D"),
+        (400.01, "E"),
+    ],
 )
 def test_risk_category_boundaries(score: float, category: str) -> None:
     assert risk_category(score) == category

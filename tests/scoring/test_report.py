@@ -17,8 +17,14 @@ from cacscore.scoring.report import LESION_COLUMNS
 def example() -> tuple[CTVolume, ScoreResult]:
     hu = np.full((2, 8, 8), -20, np.int16)
     hu[1, 2:4, 2:4] = 330
-    volume = CTVolume(hu=hu, spacing=(3.0, 0.5, 0.5), kvp=80.0, slice_thickness_mm=3.0,
-                      series_uid="1.2.3", warnings=["ct.nii: kVp is 80"])
+    volume = CTVolume(
+        hu=hu,
+        spacing=(3.0, 0.5, 0.5),
+        kvp=80.0,
+        slice_thickness_mm=3.0,
+        series_uid="1.2.3",
+        warnings=["ct.nii: kVp is 80"],
+    )
     return volume, score_volume(volume, hu > 0)
 
 
@@ -27,19 +33,44 @@ def test_report_has_the_schema_keys() -> None:
     report = score_report(volume, result, "ct.nii", extra={"mask": {"path": "m.nii"}})
     assert report["schema"] == SCORE_SCHEMA
     assert report["input"] == {
-        "path": "ct.nii", "shape_zyx": [2, 8, 8], "spacing_zyx_mm": [3.0, 0.5, 0.5], "slice_thickness_mm": 3.0,
-        "kvp": 80.0, "study_uid": None, "series_uid": "1.2.3",
+        "path": "ct.nii",
+        "shape_zyx": [2, 8, 8],
+        "spacing_zyx_mm": [3.0, 0.5, 0.5],
+        "slice_thickness_mm": 3.0,
+        "kvp": 80.0,
+        "study_uid": None,
+        "series_uid": "1.2.3",
     }
-    for key in ("agatston", "volume_mm3", "mass_mg", "risk_category", "cac_drs", "arteries", "lesions",
-                "conventions", "warnings"):
+    for key in (
+        "agatston",
+        "volume_mm3",
+        "mass_mg",
+        "risk_category",
+        "cac_drs",
+        "arteries",
+        "lesions",
+        "conventions",
+        "warnings",
+    ):
         assert key in report
     assert report["agatston"] == pytest.approx(3.0)
-    assert set(report["lesions"][0]) >= {"id", "artery", "agatston", "volume_mm3", "mass_mg", "peak_hu",
-                                         "centroid_mm"}
+    assert set(report["lesions"][0]) >= {
+        "id",
+        "artery",
+        "agatston",
+        "volume_mm3",
+        "mass_mg",
+        "peak_hu",
+        "centroid_mm",
+    }
     assert report["warnings"][0] == "ct.nii: kVp is 80" and len(report["warnings"]) == 2
     assert report["mask"] == {"path": "m.nii"}
     again = ScoreResult.from_dict(report)
-    assert (again.lesions, again.arteries, again.conventions) == (result.lesions, result.arteries, result.conventions)
+    assert (again.lesions, again.arteries, again.conventions) == (
+        result.lesions,
+        result.arteries,
+        result.conventions,
+    )
 
 
 def test_extra_keys_cannot_replace_schema_fields() -> None:

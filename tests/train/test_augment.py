@@ -38,15 +38,21 @@ def _agreement(image: torch.Tensor, target: torch.Tensor) -> tuple[float, float]
     """Fraction of labelled voxels that are bright, and of bright voxels that are labelled."""
     bright = image[:, 0] > 0.45
     labelled = target > 0
-    return (float((bright & labelled).sum() / labelled.sum()), float((bright & labelled).sum() / bright.sum()))
+    return (
+        float((bright & labelled).sum() / labelled.sum()),
+        float((bright & labelled).sum() / bright.sum()),
+    )
 
 
-@pytest.mark.parametrize("settings", [
-    {"p_rotation": 1.0, "rotation_deg": 30.0, "tilt_deg": 0.0},
-    {"p_rotation": 1.0, "rotation_deg": 0.0, "tilt_deg": 10.0},
-    {"p_scale": 1.0, "scale_range": (0.8, 1.25)},
-    {"p_elastic": 1.0, "elastic_voxels": 2.0, "elastic_spacing_voxels": 8.0},
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"p_rotation": 1.0, "rotation_deg": 30.0, "tilt_deg": 0.0},
+        {"p_rotation": 1.0, "rotation_deg": 0.0, "tilt_deg": 10.0},
+        {"p_scale": 1.0, "scale_range": (0.8, 1.25)},
+        {"p_elastic": 1.0, "elastic_voxels": 2.0, "elastic_spacing_voxels": 8.0},
+    ],
+)
 def test_spatial_transforms_move_image_and_labels_together(settings: dict[str, object]) -> None:
     image, target = _blocks()
     out_image, out_target = replace(OFF, **settings)(image, target, _gen(1))
@@ -67,7 +73,7 @@ def _point(shape: tuple[int, int, int], offset: tuple[int, int, int]) -> tuple[t
     centre = [n // 2 for n in shape]
     target = torch.zeros(1, *shape, dtype=torch.uint8)
     z, y, x = (c + o for c, o in zip(centre, offset))
-    target[0, z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = 2
+    target[0, z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = 2
     return torch.where(target > 0, 0.9, 0.0)[:, None].float(), target
 
 
@@ -116,7 +122,8 @@ def test_linear_intensity_change_stays_within_its_hu_ranges() -> None:
     image = torch.full((64, 1, 2, 2, 2), (hu + 300) / 1100)
     target = torch.zeros(64, 2, 2, 2, dtype=torch.uint8)
     out, same = replace(OFF, p_intensity=1.0, hu_scale_range=(0.9, 1.1), hu_shift_range=(-20.0, 20.0))(
-        image, target, _gen(2))
+        image, target, _gen(2)
+    )
     out_hu = out[:, 0, 0, 0, 0] * 1100 - 300
     assert float(out_hu.min()) >= 40 * 0.9 - 20 - 1e-3 and float(out_hu.max()) <= 40 * 1.1 + 20 + 1e-3
     assert float(out_hu.max() - out_hu.min()) > 20  # the range is used
@@ -147,8 +154,12 @@ def test_white_noise_has_its_sd_in_hu() -> None:
 def test_correlated_noise_has_its_sd_and_is_correlated() -> None:
     image = torch.full((2, 1, 16, 32, 32), 0.5)
     target = torch.zeros(2, 16, 32, 32, dtype=torch.uint8)
-    aug = replace(OFF, p_correlated_noise=1.0, correlated_noise_sd_hu=(20.0, 20.0),
-                  correlated_noise_sigma_voxels=(1.5, 1.5))
+    aug = replace(
+        OFF,
+        p_correlated_noise=1.0,
+        correlated_noise_sd_hu=(20.0, 20.0),
+        correlated_noise_sigma_voxels=(1.5, 1.5),
+    )
     out, _ = aug(image, target, _gen(5))
     assert float((out - 0.5).std()) * 1100 == pytest.approx(20.0, rel=0.05)
     neighbour = float(torch.corrcoef(torch.stack([out[..., 1:].flatten(), out[..., :-1].flatten()]))[0, 1])
@@ -160,7 +171,8 @@ def test_blur_is_anisotropic_and_keeps_the_sum() -> None:
     image[0, 0, 10, 10, 10] = 1.0
     target = (image[:, 0] > 0).to(torch.uint8)
     out, labels = replace(OFF, p_blur=1.0, blur_sigma_voxels=(0.5, 0.5), blur_sigma_z_voxels=(1.5, 1.5))(
-        image, target, _gen(6))
+        image, target, _gen(6)
+    )
     assert float(out.sum()) == pytest.approx(1.0, abs=1e-5)
     profile_z, profile_x = out[0, 0, :, 10, 10], out[0, 0, 10, 10, :]
     offsets = torch.arange(-10, 11).float()
@@ -172,8 +184,21 @@ def test_blur_is_anisotropic_and_keeps_the_sum() -> None:
 
 def test_same_seed_same_result_and_labels_stay_integer_codes() -> None:
     image, target = _blocks(batch=6)
-    everything = Augmentation(**{name: 1.0 for name in ("p_rotation", "p_scale", "p_elastic", "p_intensity",
-                                                          "p_gamma", "p_noise", "p_correlated_noise", "p_blur")})
+    everything = Augmentation(
+        **{
+            name: 1.0
+            for name in (
+                "p_rotation",
+                "p_scale",
+                "p_elastic",
+                "p_intensity",
+                "p_gamma",
+                "p_noise",
+                "p_correlated_noise",
+                "p_blur",
+            )
+        }
+    )
     a = everything(image, target, _gen(7))
     b = everything(image, target, _gen(7))
     c = everything(image, target, _gen(8))
@@ -196,11 +221,22 @@ def test_settings_round_trip_and_the_first_format_is_read() -> None:
     data = aug.to_dict()
     assert data["version"] == 2 and data["blur_sigma_voxels"] == [0.2, 0.4]
     assert Augmentation.from_dict(data) == aug
-    old = Augmentation.from_dict({"p_spatial": 0.33, "rotation_deg": 10.0, "scale": 0.1, "p_intensity": 0.5,
-                                  "intensity_scale": 0.05, "intensity_shift": 0.01, "p_noise": 0.3,
-                                  "noise_sd": 0.01})
+    old = Augmentation.from_dict(
+        {
+            "p_spatial": 0.33,
+            "rotation_deg": 10.0,
+            "scale": 0.1,
+            "p_intensity": 0.5,
+            "intensity_scale": 0.05,
+            "intensity_shift": 0.01,
+            "p_noise": 0.3,
+            "noise_sd": 0.01,
+        }
+    )
     assert old.p_rotation == 0.33 and old.scale_range == (0.9, 1.1) and old.p_elastic == 0.0
-    assert old.hu_shift_range == pytest.approx((-11.0, 11.0)) and old.noise_sd_hu == pytest.approx((0.0, 11.0))
+    assert old.hu_shift_range == pytest.approx((-11.0, 11.0)) and old.noise_sd_hu == pytest.approx(
+        (0.0, 11.0)
+    )
     with pytest.raises(InvalidInputError, match="p_noise must be a probability"):
         Augmentation(p_noise=1.5)
     with pytest.raises(InvalidInputError, match="scale_range must be a finite"):
@@ -228,9 +264,18 @@ def test_context_voxels_are_unlabelled_bright_and_near_the_heart() -> None:
 
 
 def test_context_patches_are_centred_on_the_look_alikes() -> None:
-    sampler = PatchSampler([_case()], (8, 8, 8), torch.device("cpu"), 0.0, context_fraction=1.0,
-                           context_radius_mm=35.0, level=LEVEL)
+    sampler = PatchSampler(
+        [_case()],
+        (8, 8, 8),
+        torch.device("cpu"),
+        0.0,
+        context_fraction=1.0,
+        context_radius_mm=35.0,
+        level=LEVEL,
+    )
     images, _ = sampler.batch(np.random.default_rng(0), 20)
-    assert all(float(patch.max()) == pytest.approx(0.8) for patch in images)  # every patch holds the valve voxel
+    assert all(
+        float(patch.max()) == pytest.approx(0.8) for patch in images
+    )  # every patch holds the valve voxel
     with pytest.raises(InvalidInputError, match="add up to at most 1"):
         PatchSampler([_case()], (8, 8, 8), torch.device("cpu"), 0.9, context_fraction=0.2)

@@ -28,15 +28,29 @@ from cacscore.train.augment import Augmentation
 from cacscore.train.data import CACHE_ENV, CachedCase, MixedSampler, PatchSampler, cache_file, load_cached
 from cacscore.train.loop import run_dir
 
-TINY = {"members": 2, "epochs": 1, "steps_per_epoch": 1, "batch": 1, "patch": (8, 16, 16), "filters": (4, 8),
-        "val_cases": 1}
+TINY = {
+    "members": 2,
+    "epochs": 1,
+    "steps_per_epoch": 1,
+    "batch": 1,
+    "patch": (8, 16, 16),
+    "filters": (4, 8),
+    "val_cases": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    generate_cohort(root, 5, 11, fmt="nifti", balance=True, progress=False,
-                    config=PhantomConfig(matrix=96, n_slices=(20, 24)))
+    generate_cohort(
+        root,
+        5,
+        11,
+        fmt="nifti",
+        balance=True,
+        progress=False,
+        config=PhantomConfig(matrix=96, n_slices=(20, 24)),
+    )
     return root
 
 
@@ -44,14 +58,32 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def parent(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model with its own recipe, vote rules and a lesion filter, as a shipped model has."""
     out = tmp_path_factory.mktemp("parent") / "model"
-    train_model(TrainConfig(data=cohort, out=out, loss="dice_topk", val_metric="case_dice", lr=1e-3,
-                            augmentation=Augmentation(p_blur=0.9), context_fraction=0.1, **TINY))  # type: ignore[arg-type]
+    train_model(
+        TrainConfig(
+            data=cohort,
+            out=out,
+            loss="dice_topk",
+            val_metric="case_dice",
+            lr=1e-3,
+            augmentation=Augmentation(p_blur=0.9),
+            context_fraction=0.1,
+            **TINY,
+        )
+    )  # type: ignore[arg-type]
     plan = json.loads((out / "plan.json").read_text())
     n = len(FEATURE_NAMES)
-    lesion_filter = LesionFilter(mean=(0.0,) * n, scale=(1.0,) * n, coefficients=(0.5,) * n, intercept=0.0,
-                                 threshold=0.4, candidate_votes=1, fitted_on={"l2": 2.0})
-    plan["inference"].update(min_votes=2, min_lesion_voxels=3, small_lesion_votes=2,
-                             lesion_filter=lesion_filter.to_dict())
+    lesion_filter = LesionFilter(
+        mean=(0.0,) * n,
+        scale=(1.0,) * n,
+        coefficients=(0.5,) * n,
+        intercept=0.0,
+        threshold=0.4,
+        candidate_votes=1,
+        fitted_on={"l2": 2.0},
+    )
+    plan["inference"].update(
+        min_votes=2, min_lesion_voxels=3, small_lesion_votes=2, lesion_filter=lesion_filter.to_dict()
+    )
     (out / "plan.json").write_text(json.dumps(plan))
     return out
 
@@ -79,11 +111,14 @@ def test_a_changed_label_file_is_preprocessed_again(tmp_path: Path) -> None:
     write_mask(label, volume, tmp_path / "labels" / "a.nii.gz")
     assert cache_file(tmp_path / "cache", ref) != before
     assert cache_file(tmp_path / "cache", list_cases(tmp_path, mask_labels="binary")[0]) != cache_file(
-        tmp_path / "cache", ref)
+        tmp_path / "cache", ref
+    )
     assert before.name.startswith("a-")
 
 
-def test_fine_tune_inherits_the_parent_recipe_unless_given(parent: Path, cohort: Path, tmp_path: Path) -> None:
+def test_fine_tune_inherits_the_parent_recipe_unless_given(
+    parent: Path, cohort: Path, tmp_path: Path
+) -> None:
     config = TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "ft", lr=5e-4)
     assert config.patch == (8, 16, 16) and config.loss == "dice_topk" and config.val_metric == "case_dice"
     assert config.steps_per_epoch == 1 and config.epochs == 1 and config.members == 2 and config.batch == 1
@@ -94,13 +129,22 @@ def test_fine_tune_inherits_the_parent_recipe_unless_given(parent: Path, cohort:
     assert config.max_minutes is None  # a time limit belongs to a machine, not to a recipe
 
 
-def test_an_augmentation_of_the_first_format_is_not_inherited(parent: Path, cohort: Path, tmp_path: Path) -> None:
+def test_an_augmentation_of_the_first_format_is_not_inherited(
+    parent: Path, cohort: Path, tmp_path: Path
+) -> None:
     old = tmp_path / "old"
     shutil.copytree(parent, old)
     plan = json.loads((old / "plan.json").read_text())
-    plan["training"]["augmentation"] = {"p_spatial": 0.33, "rotation_deg": 10.0, "scale": 0.1, "p_intensity": 0.5,
-                                        "intensity_scale": 0.05, "intensity_shift": 0.01, "p_noise": 0.3,
-                                        "noise_sd": 0.01}
+    plan["training"]["augmentation"] = {
+        "p_spatial": 0.33,
+        "rotation_deg": 10.0,
+        "scale": 0.1,
+        "p_intensity": 0.5,
+        "intensity_scale": 0.05,
+        "intensity_shift": 0.01,
+        "p_noise": 0.3,
+        "noise_sd": 0.01,
+    }
     (old / "plan.json").write_text(json.dumps(plan))
     config = TrainConfig.fine_tune(old, data=cohort, out=tmp_path / "ft")
     assert config.augmentation == Augmentation() and "augmentation" not in config.inherited
@@ -108,7 +152,8 @@ def test_an_augmentation_of_the_first_format_is_not_inherited(parent: Path, coho
 
 
 def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
-        parent: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parent: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     features = rng.normal(size=(80, len(FEATURE_NAMES)))
     truth = np.arange(80) < 40
@@ -122,10 +167,16 @@ def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
     monkeypatch.setattr(finetuning, "collect_candidates", candidates)
     events: list[tuple[Any, ...]] = []
     out = tmp_path / "ft"
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=out, filter_data=(cohort,)),
-                       report=lambda *e: events.append(e))
+    plan = train_model(
+        TrainConfig.fine_tune(parent, data=cohort, out=out, filter_data=(cohort,)),
+        report=lambda *e: events.append(e),
+    )
     inference = plan.data["inference"]
-    assert (inference["min_votes"], inference["min_lesion_voxels"], inference["small_lesion_votes"]) == (2, 3, 2)
+    assert (inference["min_votes"], inference["min_lesion_voxels"], inference["small_lesion_votes"]) == (
+        2,
+        3,
+        2,
+    )
     fitted = inference["lesion_filter"]
     assert fitted["threshold"] == 0.4 and fitted["candidate_votes"] == 1  # the parent's settings
     assert fitted["fitted_on"]["lesions"] == 80 and fitted["fitted_on"]["l2"] == 2.0
@@ -136,17 +187,25 @@ def test_fine_tune_keeps_the_vote_rules_and_refits_the_lesion_filter(
     record = plan.data["training"]["post_processing"]
     assert record["lesion_filter"] == "refitted" and record["reliable"] is True
     assert Plan.load(out).lesion_filter(2) is not None
-    assert sorted(p.name for p in out.iterdir()) == ["member_0.safetensors", "member_1.safetensors", "plan.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "member_0.safetensors",
+        "member_1.safetensors",
+        "plan.json",
+    ]
     starts = [e for e in events if e[0] == "start"]
     assert [(e[1], e[2]) for e in starts] == [(0, 0), (1, 1)] and all(0 <= e[3] <= 1 for e in starts)
-    assert plan.data["training"]["init"]["inherited"] and plan.data["training"]["init"]["lesion_filter"] == "refit"
+    assert (
+        plan.data["training"]["init"]["inherited"]
+        and plan.data["training"]["init"]["lesion_filter"] == "refit"
+    )
 
 
 FEW = (np.random.default_rng(1).normal(size=(12, len(FEATURE_NAMES))), np.arange(12) < 9)
 
 
-def test_too_few_candidates_say_how_to_refit(parent: Path, cohort: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_too_few_candidates_say_how_to_refit(
+    parent: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: FEW)
     plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "a", members=1))
     record = plan.data["training"]["post_processing"]
@@ -154,8 +213,9 @@ def test_too_few_candidates_say_how_to_refit(parent: Path, cohort: Path, tmp_pat
     assert "unreliable" in record["message"] and f"--model {tmp_path / 'a'}" in record["message"]
 
 
-def test_one_sided_candidates_leave_the_vote_rules(parent: Path, cohort: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_sided_candidates_leave_the_vote_rules(
+    parent: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(finetuning, "collect_candidates", lambda *a, **k: (FEW[0], np.ones(12, bool)))
     plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "b", members=1))
     record = plan.data["training"]["post_processing"]
@@ -193,8 +253,17 @@ def test_replay_is_recorded_and_needs_a_parent(parent: Path, cohort: Path, tmp_p
         TrainConfig(data=cohort, out=tmp_path / "x", replay=cohort).check()
     with pytest.raises(InvalidInputError, match="filter_data .* needs init"):
         TrainConfig(data=cohort, out=tmp_path / "x", filter_data=(cohort,)).check()
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "r", replay=cohort,
-                                             replay_fraction=0.5, lesion_filter="drop", members=1))
+    plan = train_model(
+        TrainConfig.fine_tune(
+            parent,
+            data=cohort,
+            out=tmp_path / "r",
+            replay=cohort,
+            replay_fraction=0.5,
+            lesion_filter="drop",
+            members=1,
+        )
+    )
     assert plan.data["training"]["replay"] == {"path": str(cohort), "fraction": 0.5}
     assert plan.data["data"]["replay"]["n_cases"] == 5
 
@@ -219,8 +288,14 @@ def _orcascore_dataset(root: Path) -> Path:
 
 def test_train_reads_masks_in_the_declared_convention(tmp_path: Path) -> None:
     data = _orcascore_dataset(tmp_path / "data")
-    plan = train_model(TrainConfig(data=data, out=tmp_path / "m", mask_labels="orcascore",  # type: ignore[arg-type]
-                                   **{**TINY, "members": 1}))
+    plan = train_model(
+        TrainConfig(
+            data=data,
+            out=tmp_path / "m",
+            mask_labels="orcascore",  # type: ignore[arg-type]
+            **{**TINY, "members": 1},
+        )
+    )
     assert plan.data["training"]["mask_labels"] == "orcascore"
     cache = Path(os.environ[CACHE_ENV])
     files = sorted((cache / "preprocessed").glob("*/c0-*.npz"))
@@ -234,20 +309,45 @@ def test_train_reads_masks_in_the_declared_convention(tmp_path: Path) -> None:
 def test_the_time_limit_holds_including_the_lesion_filter(parent: Path, cohort: Path, tmp_path: Path) -> None:
     limit_s = 12.0
     start = time.monotonic()
-    plan = train_model(TrainConfig.fine_tune(parent, data=cohort, out=tmp_path / "t", epochs=100000,
-                                             steps_per_epoch=5, max_minutes=limit_s / 60))
+    plan = train_model(
+        TrainConfig.fine_tune(
+            parent,
+            data=cohort,
+            out=tmp_path / "t",
+            epochs=100000,
+            steps_per_epoch=5,
+            max_minutes=limit_s / 60,
+        )
+    )
     took = time.monotonic() - start
     assert took <= limit_s + 1.5
     assert all(m["epochs_run"] >= 1 for m in plan.members)  # the time was used for training
     assert plan.data["training"]["post_processing"]["lesion_filter"] in ("refitted", "not refitted")
 
 
-def test_fine_tune_command_prints_what_it_inherits_and_the_starting_dice(parent: Path, cohort: Path,
-                                                                         tmp_path: Path) -> None:
+def test_fine_tune_command_prints_what_it_inherits_and_the_starting_dice(
+    parent: Path, cohort: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "parent"
     shutil.copytree(parent, copy)
-    result = CliRunner().invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--init",
-                                      str(copy), "--members", "1", "--lesion-filter", "drop", "--lr", "1e-4"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(cohort),
+            "--out",
+            str(tmp_path / "m"),
+            "--init",
+            str(copy),
+            "--members",
+            "1",
+            "--lesion-filter",
+            "drop",
+            "--lr",
+            "1e-4",
+        ],
+    )
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "inherited" in output and "patch 8,16,16" in output and "loss dice_topk" in output
@@ -258,8 +358,9 @@ def test_fine_tune_command_prints_what_it_inherits_and_the_starting_dice(parent:
 
 
 def test_bad_mask_labels_option_is_one_line(cohort: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"),
-                                      "--mask-labels", "nnunet"])
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--mask-labels", "nnunet"]
+    )
     assert result.exit_code == 1
     assert "unknown mask label convention 'nnunet'" in result.output
     assert not (tmp_path / "m").exists()
@@ -271,6 +372,11 @@ def test_candidate_collection_stops_before_a_case_when_time_is_up(tmp_path: Path
 
     done: list[int] = []
     refs = [(0, CaseRef("a", "generic", tmp_path / "missing.nii.gz"))]
-    features, truth = collect_candidates(None, refs, tmp_path, stop=lambda: True,  # type: ignore[arg-type]
-                                         report=lambda d, t: done.append(d))
+    features, truth = collect_candidates(
+        None,
+        refs,
+        tmp_path,
+        stop=lambda: True,  # type: ignore[arg-type]
+        report=lambda d, t: done.append(d),
+    )
     assert features.shape == (0, len(FEATURE_NAMES)) and truth.shape == (0,) and done == []

@@ -25,9 +25,16 @@ FILTERS = [2, 4]
 
 def _plan_data(members: int) -> dict[str, Any]:
     return {
-        "inference": {"precision": "fp32"}, "plan_version": PLAN_VERSION, "name": "test", "model_version": "t",
-        "head": "arteries", "class_codes": [0, 2, 3, 4, 5],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS}},
+        "inference": {"precision": "fp32"},
+        "plan_version": PLAN_VERSION,
+        "name": "test",
+        "model_version": "t",
+        "head": "arteries",
+        "class_codes": [0, 2, 3, 4, 5],
+        "network": {
+            "class": "ResUNet3d",
+            "init_args": {"in_channels": 1, "n_classes": 5, "filters": FILTERS},
+        },
         "preprocessing": preprocessing_dict(),
         "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(members)],
     }
@@ -70,7 +77,9 @@ def model_and_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
         save_member(ResUNet3d(1, 5, FILTERS), model / f"member_{k}.safetensors")
     Plan(_plan_data(3)).save(model)
     cohort = tmp_path_factory.mktemp("cohort")
-    generate_cohort(cohort, 3, 5, fmt="nifti", progress=False, config=PhantomConfig(matrix=64, n_slices=(12, 14)))
+    generate_cohort(
+        cohort, 3, 5, fmt="nifti", progress=False, config=PhantomConfig(matrix=64, n_slices=(12, 14))
+    )
     return model, cohort
 
 
@@ -89,13 +98,15 @@ def synthetic_candidates(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_fit_writes_a_model_with_the_filter(model_and_cohort: tuple[Path, Path], tmp_path: Path,
-                                            synthetic_candidates: list[int]) -> None:
+def test_fit_writes_a_model_with_the_filter(
+    model_and_cohort: tuple[Path, Path], tmp_path: Path, synthetic_candidates: list[int]
+) -> None:
     model, cohort = model_and_cohort
     out = tmp_path / "filtered"
     done: list[tuple[int, int]] = []
-    plan = fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out, model_version="6",
-                                       report=lambda *a: done.append(a))
+    plan = fitting.train_lesion_filter(
+        model, [(cohort, list_cases(cohort))], out, model_version="6", report=lambda *a: done.append(a)
+    )
     assert synthetic_candidates[0] == 3 and done[-1] == (3, 3)
     assert not (out / fitting.CANDIDATES_DIR).exists()  # derived data, removed once the model is written
     block = plan.data["inference"]["lesion_filter"]
@@ -104,14 +115,19 @@ def test_fit_writes_a_model_with_the_filter(model_and_cohort: tuple[Path, Path],
     loaded = load_ensemble(out)
     assert loaded.plan.model_version == "6" and loaded.plan.lesion_filter(3) is not None
     for k in range(3):
-        assert (out / f"member_{k}.safetensors").read_bytes() == (model / f"member_{k}.safetensors").read_bytes()
+        assert (out / f"member_{k}.safetensors").read_bytes() == (
+            model / f"member_{k}.safetensors"
+        ).read_bytes()
     with pytest.raises(InvalidInputError, match="already holds a model"):
         fitting.train_lesion_filter(model, [(cohort, list_cases(cohort))], out)
 
 
 def test_an_interrupted_run_resumes_only_with_the_same_model_and_data(
-        model_and_cohort: tuple[Path, Path], tmp_path: Path, synthetic_candidates: list[int],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    model_and_cohort: tuple[Path, Path],
+    tmp_path: Path,
+    synthetic_candidates: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     model, cohort = model_and_cohort
     out = tmp_path / "filtered"
     datasets = [(cohort, list_cases(cohort))]
@@ -140,8 +156,9 @@ def test_an_interrupted_run_resumes_only_with_the_same_model_and_data(
     assert plan.data["inference"]["lesion_filter"]["fitted_on"]["lesions"] == 90
 
 
-def test_an_existing_folder_is_never_written_into(model_and_cohort: tuple[Path, Path], tmp_path: Path,
-                                                  synthetic_candidates: list[int]) -> None:
+def test_an_existing_folder_is_never_written_into(
+    model_and_cohort: tuple[Path, Path], tmp_path: Path, synthetic_candidates: list[int]
+) -> None:
     model, cohort = model_and_cohort
     out = tmp_path / "mine"
     out.mkdir()
@@ -155,8 +172,9 @@ def test_an_existing_folder_is_never_written_into(model_and_cohort: tuple[Path, 
     assert not (tmp_path / "new").exists()
 
 
-def test_command_prints_the_coefficients_and_names_bad_input(model_and_cohort: tuple[Path, Path], tmp_path: Path,
-                                                              synthetic_candidates: list[int]) -> None:
+def test_command_prints_the_coefficients_and_names_bad_input(
+    model_and_cohort: tuple[Path, Path], tmp_path: Path, synthetic_candidates: list[int]
+) -> None:
     model, cohort = model_and_cohort
     out = tmp_path / "m"
     args = ["train-lesion-filter", "--model", str(model), "--data", str(cohort), "--data", str(cohort)]
@@ -169,13 +187,24 @@ def test_command_prints_the_coefficients_and_names_bad_input(model_and_cohort: t
     assert result.exit_code == 1 and "--threshold must be between 0 and 1" in result.output
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "n"), "--candidate-votes", "4"])
     assert result.exit_code == 1 and "--candidate-votes must be in 1..3" in result.output
-    result = CliRunner().invoke(app, ["train-lesion-filter", "--model", str(tmp_path / "none"), "--data",
-                                      str(cohort), "--out", str(tmp_path / "n")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train-lesion-filter",
+            "--model",
+            str(tmp_path / "none"),
+            "--data",
+            str(cohort),
+            "--out",
+            str(tmp_path / "n"),
+        ],
+    )
     assert result.exit_code == 1 and "model folder not found" in result.output
 
 
-def test_few_candidates_give_a_warning(model_and_cohort: tuple[Path, Path], tmp_path: Path,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_few_candidates_give_a_warning(
+    model_and_cohort: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model, cohort = model_and_cohort
     features = np.random.default_rng(2).normal(size=(6, len(FEATURE_NAMES)))
     monkeypatch.setattr(fitting, "labelled_candidates", lambda *a, **k: (features, np.arange(6) < 5))

@@ -19,15 +19,29 @@ from cacscore.phantom import PhantomConfig, generate_cohort
 from cacscore.train import TrainConfig, train_model, validation_dice
 from cacscore.train.data import CachedCase, split_cases
 
-TINY = {"members": 2, "epochs": 2, "steps_per_epoch": 2, "batch": 2, "patch": (8, 16, 16), "filters": (4, 8),
-        "val_cases": 1}
+TINY = {
+    "members": 2,
+    "epochs": 2,
+    "steps_per_epoch": 2,
+    "batch": 2,
+    "patch": (8, 16, 16),
+    "filters": (4, 8),
+    "val_cases": 1,
+}
 
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cohort")
-    generate_cohort(root, 5, 5, fmt="nifti", balance=True, progress=False,
-                    config=PhantomConfig(matrix=96, n_slices=(20, 24)))
+    generate_cohort(
+        root,
+        5,
+        5,
+        fmt="nifti",
+        balance=True,
+        progress=False,
+        config=PhantomConfig(matrix=96, n_slices=(20, 24)),
+    )
     return root
 
 
@@ -59,7 +73,9 @@ def test_load_ensemble_rebuilds_the_trained_model(tiny_model: Path) -> None:
     assert len(ensemble.members) == 2 and ensemble.members[0].init_args["filters"] == [4, 8]
 
 
-def test_inference_gives_labels_on_the_original_grid_only_above_130_hu(tiny_model: Path, cohort: Path) -> None:
+def test_inference_gives_labels_on_the_original_grid_only_above_130_hu(
+    tiny_model: Path, cohort: Path
+) -> None:
     volume = read_volume(cohort / "case_0002" / "image.nii.gz")
     ensemble = load_ensemble(tiny_model)
     prediction = ensemble.predict(volume)
@@ -97,20 +113,30 @@ def test_resume_keeps_finished_members_and_continues_the_current_one(cohort: Pat
     assert (out / "member_0.safetensors").is_file() and not (out / "member_1.safetensors").exists()
     first = (out / "member_0.safetensors").stat().st_mtime_ns
     resumed: list[tuple[Any, ...]] = []
-    plan = train_model(TrainConfig(data=cohort, out=out, **TINY), resume=True,  # type: ignore[arg-type]
-                       report=lambda kind, *args: resumed.append((kind, *args)))
+    plan = train_model(
+        TrainConfig(data=cohort, out=out, **TINY),
+        resume=True,  # type: ignore[arg-type]
+        report=lambda kind, *args: resumed.append((kind, *args)),
+    )
     assert ("member", 0, 2) not in resumed
     assert [e[1] for e in resumed if e[0] == "epoch"] == [2]  # member 1 continues at its second epoch
     assert (out / "member_0.safetensors").stat().st_mtime_ns == first
     assert [m["member"] for m in plan.members] == [0, 1]
 
 
-def test_init_fine_tunes_from_the_members_of_another_model(tiny_model: Path, cohort: Path, tmp_path: Path) -> None:
+def test_init_fine_tunes_from_the_members_of_another_model(
+    tiny_model: Path, cohort: Path, tmp_path: Path
+) -> None:
     from safetensors.torch import load_file
 
     # A learning rate too small to move float16 weights: the result must be the parent's convolutions.
-    config = TrainConfig(data=cohort, out=tmp_path / "ft", init=tiny_model, lr=1e-12,  # type: ignore[arg-type]
-                         **{**TINY, "epochs": 1})
+    config = TrainConfig(
+        data=cohort,
+        out=tmp_path / "ft",
+        init=tiny_model,
+        lr=1e-12,  # type: ignore[arg-type]
+        **{**TINY, "epochs": 1},
+    )
     plan = train_model(config)
     for k in range(2):
         parent = load_file(str(tiny_model / f"member_{k}.safetensors"))
@@ -127,8 +153,9 @@ def test_init_fine_tunes_from_the_members_of_another_model(tiny_model: Path, coh
     assert "train_case_ids" not in lineage["training"]
 
 
-def test_init_weights_compete_as_epoch_0(tiny_model: Path, cohort: Path, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_init_weights_compete_as_epoch_0(
+    tiny_model: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from safetensors.torch import load_file
 
     from cacscore.train import loop
@@ -146,8 +173,12 @@ def test_init_weights_compete_as_epoch_0(tiny_model: Path, cohort: Path, tmp_pat
 
 
 def test_init_with_another_network_is_refused(tiny_model: Path, cohort: Path, tmp_path: Path) -> None:
-    config = TrainConfig(data=cohort, out=tmp_path / "x", init=tiny_model,  # type: ignore[arg-type]
-                         **{**TINY, "filters": (4, 8, 16)})
+    config = TrainConfig(
+        data=cohort,
+        out=tmp_path / "x",
+        init=tiny_model,  # type: ignore[arg-type]
+        **{**TINY, "filters": (4, 8, 16)},
+    )
     with pytest.raises(InvalidInputError, match=r"cannot fine-tune .* \(head arteries, filters \[4, 8\]\)"):
         train_model(config)
     assert not (tmp_path / "x").exists()
@@ -201,11 +232,36 @@ def test_bad_settings_are_named(cohort: Path, tmp_path: Path) -> None:
 
 
 def test_train_command(cohort: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, [
-        "train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--members", "1", "--epochs", "1",
-        "--steps-per-epoch", "1", "--batch", "1", "--patch", "8,16,16", "--filters", "4,8", "--val-cases", "1",
-        "--head", "binary", "--loss", "dice_topk", "--val-metric", "case_dice",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(cohort),
+            "--out",
+            str(tmp_path / "m"),
+            "--members",
+            "1",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "1",
+            "--batch",
+            "1",
+            "--patch",
+            "8,16,16",
+            "--filters",
+            "4,8",
+            "--val-cases",
+            "1",
+            "--head",
+            "binary",
+            "--loss",
+            "dice_topk",
+            "--val-metric",
+            "case_dice",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "member 0: best epoch 1" in result.output
     plan = json.loads((tmp_path / "m" / "plan.json").read_text())
@@ -215,6 +271,8 @@ def test_train_command(cohort: Path, tmp_path: Path) -> None:
 
 
 def test_train_command_bad_patch_is_one_line(cohort: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--patch", "8,16"])
+    result = CliRunner().invoke(
+        app, ["train", "--data", str(cohort), "--out", str(tmp_path / "m"), "--patch", "8,16"]
+    )
     assert result.exit_code == 1
     assert "--patch must be three integers" in result.output

@@ -67,4 +67,6 @@ def analyse_chest(volume: CTVolume) -> ChestAnatomy:
     mean = np.maximum(mean, np.float32(PADDING_MAX_HU))
     tissues = classify_tissues(mean, padding, grid.voxel_ml)
     mass = mediastinal_mass(tissues, mean, grid.spacing)
-    return ChestAnatomy(grid, mean, tissues, mass, grow_region(mass.mask, tissues.bone, tissues.tissue, grid.spacing))
+    return ChestAnatomy(
+        grid, mean, tissues, mass, grow_region(mass.mask, tissues.bone, tissues.tissue, grid.spacing)
+    )

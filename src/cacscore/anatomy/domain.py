@@ -220,52 +220,88 @@ def check_domain(volume: CTVolume, anatomy: ChestAnatomy | None = None) -> Domai
     present = np.nonzero(area)[0]
     coarse_slices = (int(present[0]), int(present[-1])) if present.size else None
     extent_mm = 0.0 if coarse_slices is None else (coarse_slices[1] - coarse_slices[0] + 1) * dz
-    heart_slices = None if coarse_slices is None else (
-        int(coarse_slices[0] * grid.block[0]), int(min((coarse_slices[1] + 1) * grid.block[0], volume.shape[0]) - 1))
+    heart_slices = (
+        None
+        if coarse_slices is None
+        else (
+            int(coarse_slices[0] * grid.block[0]),
+            int(min((coarse_slices[1] + 1) * grid.block[0], volume.shape[0]) - 1),
+        )
+    )
 
-    heart = mass_ml >= MIN_HEART_MASS_ML and extent_mm >= MIN_HEART_EXTENT_MM and \
-        min(left_ml, right_ml) >= MIN_LUNG_SIDE_ML and left_ml + right_ml >= MIN_LUNG_TOTAL_ML
+    heart = (
+        mass_ml >= MIN_HEART_MASS_ML
+        and extent_mm >= MIN_HEART_EXTENT_MM
+        and min(left_ml, right_ml) >= MIN_LUNG_SIDE_ML
+        and left_ml + right_ml >= MIN_LUNG_TOTAL_ML
+    )
     blood = anatomy.mass.blood_pool_hu
     contrast = heart and blood is not None and blood > CONTRAST_BLOOD_POOL_HU
 
     head_last = _head_is_last(volume)
     widest = float(area.max()) if area.size else 0.0
-    first_cut = widest > 0 and area[0] >= (CUT_TOP_AREA_FRACTION if not head_last else CUT_BOTTOM_AREA_FRACTION) * widest
-    last_cut = widest > 0 and area[-1] >= (CUT_TOP_AREA_FRACTION if head_last else CUT_BOTTOM_AREA_FRACTION) * widest
-    cut_top, cut_bottom = (bool(last_cut), bool(first_cut)) if head_last else (bool(first_cut), bool(last_cut))
+    first_cut = (
+        widest > 0
+        and area[0] >= (CUT_TOP_AREA_FRACTION if not head_last else CUT_BOTTOM_AREA_FRACTION) * widest
+    )
+    last_cut = (
+        widest > 0 and area[-1] >= (CUT_TOP_AREA_FRACTION if head_last else CUT_BOTTOM_AREA_FRACTION) * widest
+    )
+    cut_top, cut_bottom = (
+        (bool(last_cut), bool(first_cut)) if head_last else (bool(first_cut), bool(last_cut))
+    )
     partial = heart and (cut_top or cut_bottom or extent_mm < FULL_COVERAGE_EXTENT_MM)
 
-    measured = (f"lungs {left_ml:.0f} mL left / {right_ml:.0f} mL right (>= {MIN_LUNG_SIDE_ML:.0f} each, "
-                f">= {MIN_LUNG_TOTAL_ML:.0f} together), "
-                f"mass between them {mass_ml:.0f} mL (>= {MIN_HEART_MASS_ML:.0f}) over {extent_mm:.0f} mm "
-                f"(>= {MIN_HEART_EXTENT_MM:.0f})")
+    measured = (
+        f"lungs {left_ml:.0f} mL left / {right_ml:.0f} mL right (>= {MIN_LUNG_SIDE_ML:.0f} each, "
+        f">= {MIN_LUNG_TOTAL_ML:.0f} together), "
+        f"mass between them {mass_ml:.0f} mL (>= {MIN_HEART_MASS_ML:.0f}) over {extent_mm:.0f} mm "
+        f"(>= {MIN_HEART_EXTENT_MM:.0f})"
+    )
     refusal = None
     if not heart:
         refusal = f"no heart in the field of view: {measured}"
     elif contrast:
-        refusal = (f"contrast-enhanced scan (blood pool ~{blood:.0f} HU, limit {CONTRAST_BLOOD_POOL_HU:.0f} HU): "
-                   "calcium scoring needs a non-contrast scan")
+        refusal = (
+            f"contrast-enhanced scan (blood pool ~{blood:.0f} HU, limit {CONTRAST_BLOOD_POOL_HU:.0f} HU): "
+            "calcium scoring needs a non-contrast scan"
+        )
 
     warnings: list[str] = []
     if heart and field_of_view == "full-chest":
-        warnings.append(f"full-chest field of view ({fov_mm:.0f} mm, gated cardiac scans use <= "
-                        f"{GATED_FOV_MAX_MM:.0f} mm): not an ECG-gated calcium-scoring scan; motion and slice "
-                        "thickness make its scores differ from a gated scan's")
+        warnings.append(
+            f"full-chest field of view ({fov_mm:.0f} mm, gated cardiac scans use <= "
+            f"{GATED_FOV_MAX_MM:.0f} mm): not an ECG-gated calcium-scoring scan; motion and slice "
+            "thickness make its scores differ from a gated scan's"
+        )
     if heart and cut_top:
         warnings.append("heart cut at the top of the volume: calcium above the first slice is missed")
     if heart and cut_bottom:
         warnings.append("heart cut at the bottom of the volume: calcium below the last slice is missed")
     if heart and partial and not (cut_top or cut_bottom):
-        warnings.append(f"partial heart coverage: the heart spans {extent_mm:.0f} mm of the volume "
-                        f"(< {FULL_COVERAGE_EXTENT_MM:.0f} mm); the score may be incomplete")
+        warnings.append(
+            f"partial heart coverage: the heart spans {extent_mm:.0f} mm of the volume "
+            f"(< {FULL_COVERAGE_EXTENT_MM:.0f} mm); the score may be incomplete"
+        )
     region_mask = anatomy.region if heart else np.zeros(anatomy.region.shape, dtype=bool)
     region = HeartRegion(grid, region_mask, heart, "" if heart else f"no heart found ({measured})")
     return DomainCheck(
-        heart_in_view=bool(heart), contrast_enhanced=bool(contrast), field_of_view=field_of_view,
-        field_of_view_mm=fov_mm, lung_left_ml=left_ml, lung_right_ml=right_ml, heart_mass_ml=mass_ml,
-        heart_slices=heart_slices, heart_extent_mm=float(extent_mm), blood_pool_hu=blood,
-        heart_cut_top=cut_top, heart_cut_bottom=cut_bottom, partial_coverage=bool(partial), refusal=refusal,
-        region=region, warnings=warnings,
+        heart_in_view=bool(heart),
+        contrast_enhanced=bool(contrast),
+        field_of_view=field_of_view,
+        field_of_view_mm=fov_mm,
+        lung_left_ml=left_ml,
+        lung_right_ml=right_ml,
+        heart_mass_ml=mass_ml,
+        heart_slices=heart_slices,
+        heart_extent_mm=float(extent_mm),
+        blood_pool_hu=blood,
+        heart_cut_top=cut_top,
+        heart_cut_bottom=cut_bottom,
+        partial_coverage=bool(partial),
+        refusal=refusal,
+        region=region,
+        warnings=warnings,
     )
 
 

@@ -43,8 +43,13 @@ class Exclusion:
     warnings: list[str]
 
 
-def exclude_outside_heart(labels: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float],
-                          region: HeartRegion, threshold_hu: float) -> Exclusion:
+def exclude_outside_heart(
+    labels: np.ndarray,
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    region: HeartRegion,
+    threshold_hu: float,
+) -> Exclusion:
     """Drop predicted calcium that lies outside the heart region or is joined to bone.
 
     Parameters
@@ -69,9 +74,14 @@ def exclude_outside_heart(labels: np.ndarray, hu: np.ndarray, spacing: tuple[flo
         return Exclusion(labels, 0, [])
     if not region.found:
         removed = int(ndimage.label(labels[box] != 0, structure=FULL_26)[1])
-        return Exclusion(np.zeros_like(labels), removed, [
-            f"heart region not found ({region.reason}); no lesion is counted as coronary calcium "
-            f"({removed} predicted removed)"])
+        return Exclusion(
+            np.zeros_like(labels),
+            removed,
+            [
+                f"heart region not found ({region.reason}); no lesion is counted as coronary calcium "
+                f"({removed} predicted removed)"
+            ],
+        )
     margin = tuple(int(np.ceil(FOLLOW_MM / s)) for s in spacing)
     outer = grow_box(box, margin, labels.shape)
     predicted = labels[outer] != 0
@@ -90,5 +100,8 @@ def exclude_outside_heart(labels: np.ndarray, hu: np.ndarray, spacing: tuple[flo
         return Exclusion(labels, 0, [])
     kept = labels.copy()
     kept[outer][np.isin(components, sorted(hit)) & predicted] = 0
-    return Exclusion(kept, len(hit), [
-        f"{len(hit)} predicted lesion(s) outside the heart region or joined to bone were not counted"])
+    return Exclusion(
+        kept,
+        len(hit),
+        [f"{len(hit)} predicted lesion(s) outside the heart region or joined to bone were not counted"],
+    )

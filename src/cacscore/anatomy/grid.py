@@ -57,8 +57,11 @@ class CoarseGrid:
         blocks, strides = [], []
         for axis, (n, step_mm) in enumerate(zip(shape, spacing)):
             # Along z one slice per block: slices are few and the in-plane samples already average the noise.
-            stride = max(1, int(round(COARSE_VOXEL_MM / step_mm))) if axis == 0 else \
-                max(1, int(round(SAMPLE_SPACING_MM / step_mm)))
+            stride = (
+                max(1, int(round(COARSE_VOXEL_MM / step_mm)))
+                if axis == 0
+                else max(1, int(round(SAMPLE_SPACING_MM / step_mm)))
+            )
             per_block = max(1, int(round(COARSE_VOXEL_MM / (stride * step_mm))))
             block = stride * per_block
             while block > n and block > 1:  # a tiny volume: one block of what there is
@@ -66,8 +69,12 @@ class CoarseGrid:
                 block -= block % stride
             blocks.append(max(block, 1))
             strides.append(stride if block % stride == 0 else 1)
-        return cls((int(shape[0]), int(shape[1]), int(shape[2])), (blocks[0], blocks[1], blocks[2]),
-                   (strides[0], strides[1], strides[2]), (float(spacing[0]), float(spacing[1]), float(spacing[2])))
+        return cls(
+            (int(shape[0]), int(shape[1]), int(shape[2])),
+            (blocks[0], blocks[1], blocks[2]),
+            (strides[0], strides[1], strides[2]),
+            (float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -118,5 +125,8 @@ class CoarseGrid:
             Shape of the box (or of the source volume), dtype of ``coarse``.
         """
         parts = box if box is not None else tuple(slice(0, n) for n in self.source_shape)
-        index = [self.source_index(axis, *part.indices(self.source_shape[axis])[:2]) for axis, part in enumerate(parts)]
+        index = [
+            self.source_index(axis, *part.indices(self.source_shape[axis])[:2])
+            for axis, part in enumerate(parts)
+        ]
         return coarse[np.ix_(*index)]

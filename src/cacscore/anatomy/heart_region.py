@@ -62,8 +62,9 @@ class HeartRegion:
         return region & ~ndimage.binary_erosion(region, structure=IN_PLANE_CROSS[1])
 
 
-def grow_region(mass: np.ndarray, bone: np.ndarray, tissue: np.ndarray,
-                spacing: tuple[float, float, float]) -> np.ndarray:
+def grow_region(
+    mass: np.ndarray, bone: np.ndarray, tissue: np.ndarray, spacing: tuple[float, float, float]
+) -> np.ndarray:
     """The mediastinal mass grown through soft tissue by :data:`TISSUE_GROWTH_MM`, then by :data:`REGION_MARGIN_MM`, without bone.
 
     Parameters
@@ -84,8 +85,9 @@ def grow_region(mass: np.ndarray, bone: np.ndarray, tissue: np.ndarray,
     box = grow_box(bounding_box(mass), outer, mass.shape)  # type: ignore[arg-type]
     # In-plane growth through soft tissue (not bone, not lung): the heart's front where it meets the chest
     # wall without lung beside it (the cardiac notch of the left lung), slice by slice.
-    grown = ndimage.binary_dilation(mass[box], structure=IN_PLANE_CROSS, iterations=steps,
-                                    mask=tissue[box] & ~bone[box])
+    grown = ndimage.binary_dilation(
+        mass[box], structure=IN_PLANE_CROSS, iterations=steps, mask=tissue[box] & ~bone[box]
+    )
     # Distance (mm) from the grown mass, anisotropic: a 5 mm slice grows by one slice at most.
     distance = ndimage.distance_transform_edt(~grown, sampling=spacing)
     region = np.zeros(mass.shape, dtype=bool)

@@ -79,8 +79,16 @@ def between_lungs(lungs: np.ndarray, spacing_x_mm: float, cut_edge: np.ndarray |
     n = lungs.shape[2]
     lung_left, lung_right = _nearest(lungs)
     any_left, any_right = _nearest(lungs | edge)
-    lung_then_any = (lung_left >= 0) & (any_right < n) & ((any_right - lung_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
-    any_then_lung = (any_left >= 0) & (lung_right < n) & ((lung_right - any_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    lung_then_any = (
+        (lung_left >= 0)
+        & (any_right < n)
+        & ((any_right - lung_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    )
+    any_then_lung = (
+        (any_left >= 0)
+        & (lung_right < n)
+        & ((lung_right - any_left) * spacing_x_mm <= MAX_MEDIASTINUM_WIDTH_MM)
+    )
     return ~lungs & ~edge & (lung_then_any | any_then_lung)
 
 
@@ -93,7 +101,9 @@ def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
-def mediastinal_mass(tissues: Tissues, mean_hu: np.ndarray, spacing: tuple[float, float, float]) -> MediastinalMass:
+def mediastinal_mass(
+    tissues: Tissues, mean_hu: np.ndarray, spacing: tuple[float, float, float]
+) -> MediastinalMass:
     """Find the mass between the lungs and measure its blood pool.
 
     Parameters
@@ -139,8 +149,11 @@ def blood_pool_hu(mean_hu: np.ndarray, mass: np.ndarray, spacing: tuple[float, f
     # Depth in 2-D (per slice; a huge z step keeps slices apart): the heart's cut ends are no border. A
     # frame of background around the box makes the box's (and the image's) edge count as the border.
     framed = np.pad(inside, ((0, 0), (1, 1), (1, 1)))
-    depth = ndimage.distance_transform_edt(framed, sampling=(_APART_MM, spacing[1], spacing[2]))[:, 1:-1, 1:-1]
+    depth = ndimage.distance_transform_edt(framed, sampling=(_APART_MM, spacing[1], spacing[2]))[
+        :, 1:-1, 1:-1
+    ]
     values = depth[inside]
-    deep = inside & (depth >= min(BLOOD_POOL_DEPTH_MM, float(np.quantile(values, 1 - BLOOD_POOL_DEEPEST_FRACTION))))
+    deep = inside & (
+        depth >= min(BLOOD_POOL_DEPTH_MM, float(np.quantile(values, 1 - BLOOD_POOL_DEEPEST_FRACTION)))
+    )
     return float(np.median(mean_hu[box][deep]))
-

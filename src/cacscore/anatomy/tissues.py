@@ -122,7 +122,9 @@ def classify_tissues(mean_hu: np.ndarray, padding: np.ndarray, voxel_ml: float) 
     # closes the outline. The body is the largest tissue component; the couch and blankets are apart from it.
     body = largest_component(ndimage.binary_opening(tissue, structure=IN_PLANE_CROSS))
     # A few air blocks along the edge (partial volume with the padding) do not open a lung to the outside.
-    seal = ndimage.binary_dilation(edge & ~air, structure=IN_PLANE_SQUARE, iterations=EDGE_GAP_VOXELS, mask=edge)
+    seal = ndimage.binary_dilation(
+        edge & ~air, structure=IN_PLANE_SQUARE, iterations=EDGE_GAP_VOXELS, mask=edge
+    )
     solid = body | padding | seal | (edge & tight_slices[:, None, None])
     open_space, _ = ndimage.label(~solid, structure=IN_PLANE_CROSS)
     frame = np.zeros_like(valid)
@@ -154,4 +156,3 @@ def _large_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[labels]
-

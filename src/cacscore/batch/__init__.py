@@ -11,5 +11,13 @@ from __future__ import annotations
 from cacscore.batch.db import COLUMNS, DB_NAME, database_url, open_database, read_rows
 from cacscore.batch.inputs import BatchItem, collect_items, content_hash
 
-__all__ = ["COLUMNS", "DB_NAME", "BatchItem", "collect_items", "content_hash", "database_url", "open_database",
-           "read_rows"]
+__all__ = [
+    "COLUMNS",
+    "DB_NAME",
+    "BatchItem",
+    "collect_items",
+    "content_hash",
+    "database_url",
+    "open_database",
+    "read_rows",
+]

@@ -42,16 +42,40 @@ ARTERY_SCORES = ("agatston", "volume_mm3", "mass_mg", "n_lesions")
 
 
 _COLUMN_TYPES: list[tuple[str, Any]] = [
-    ("key", String(64)), ("case_id", String(255)), ("path", Text), ("series_uid_requested", String(128)),
-    ("series_uid", String(128)), ("study_uid", String(128)), ("content_hash", String(64)), ("status", String(16)),
-    ("error", Text), ("agatston", Float), ("volume_mm3", Float), ("mass_mg", Float), ("n_lesions", Integer),
-    ("n_vessels", Integer), ("risk_category", String(8)), ("cac_drs", String(16)), ("model_name", String(128)),
-    ("model_version", String(64)), ("domain_outcome", String(16)), ("domain", Text), ("warnings", Text),
-    ("read_s", Float), ("score_s", Float), ("total_s", Float), ("worker", String(255)), ("worker_peak_mib", Float),
-    ("finished_at", String(32)), ("cacscore_version", String(32)),
+    ("key", String(64)),
+    ("case_id", String(255)),
+    ("path", Text),
+    ("series_uid_requested", String(128)),
+    ("series_uid", String(128)),
+    ("study_uid", String(128)),
+    ("content_hash", String(64)),
+    ("status", String(16)),
+    ("error", Text),
+    ("agatston", Float),
+    ("volume_mm3", Float),
+    ("mass_mg", Float),
+    ("n_lesions", Integer),
+    ("n_vessels", Integer),
+    ("risk_category", String(8)),
+    ("cac_drs", String(16)),
+    ("model_name", String(128)),
+    ("model_version", String(64)),
+    ("domain_outcome", String(16)),
+    ("domain", Text),
+    ("warnings", Text),
+    ("read_s", Float),
+    ("score_s", Float),
+    ("total_s", Float),
+    ("worker", String(255)),
+    ("worker_peak_mib", Float),
+    ("finished_at", String(32)),
+    ("cacscore_version", String(32)),
     # One column per artery and score, named from the one home of artery names (LAD_agatston...).
-    *((f"{artery}_{score}", Integer if score == "n_lesions" else Float)
-      for artery in ARTERY_NAMES.values() for score in ARTERY_SCORES),
+    *(
+        (f"{artery}_{score}", Integer if score == "n_lesions" else Float)
+        for artery in ARTERY_NAMES.values()
+        for score in ARTERY_SCORES
+    ),
 ]
 
 _metadata = MetaData()
@@ -60,11 +84,19 @@ _metadata = MetaData()
 #: (``--skip-domain-check``) or None when the series could not be read. Times are seconds, ``worker_peak_mib`` the worker process's peak memory after the task;
 #: ``warnings`` and ``domain`` are JSON text.
 RESULTS = Table(
-    "series_results", _metadata,
+    "series_results",
+    _metadata,
     Column("id", Integer, primary_key=True),
-    *(Column(name, kind, unique=name == "key", index=name in ("key", "case_id", "status"),
-             nullable=name not in ("key", "case_id", "path", "content_hash", "status"))
-      for name, kind in _COLUMN_TYPES),
+    *(
+        Column(
+            name,
+            kind,
+            unique=name == "key",
+            index=name in ("key", "case_id", "status"),
+            nullable=name not in ("key", "case_id", "path", "content_hash", "status"),
+        )
+        for name, kind in _COLUMN_TYPES
+    ),
 )
 
 #: Column names in table order.
@@ -105,12 +137,14 @@ def open_database(url: str, *, create: bool = True) -> Engine:
     except (SQLAlchemyError, ImportError) as exc:
         raise InvalidInputError(f"{url}: cannot open the results database: {exc}") from exc
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.close()
+
     try:
         if create:
             _metadata.create_all(engine)

@@ -124,18 +124,27 @@ def read_manifest(path: Path) -> list[tuple[Path, str | None, str | None]]:
         reader = csv.DictReader(handle)
         columns = [c.strip() for c in reader.fieldnames or []]
         if "path" not in columns:
-            raise InvalidInputError(f"{path}: a manifest needs a 'path' column (optional: series_uid, case_id)")
+            raise InvalidInputError(
+                f"{path}: a manifest needs a 'path' column (optional: series_uid, case_id)"
+            )
         unknown = sorted(set(columns) - set(MANIFEST_COLUMNS))
         if unknown:
-            raise InvalidInputError(f"{path}: unknown manifest column(s) {unknown}; known: {list(MANIFEST_COLUMNS)}")
+            raise InvalidInputError(
+                f"{path}: unknown manifest column(s) {unknown}; known: {list(MANIFEST_COLUMNS)}"
+            )
         rows = []
         for line, raw in enumerate(reader, start=2):
             row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
             if not row.get("path"):
                 raise InvalidInputError(f"{path}: line {line}: empty path")
             series = Path(row["path"]).expanduser()
-            rows.append((series if series.is_absolute() else path.parent / series,
-                         row.get("series_uid") or None, row.get("case_id") or None))
+            rows.append(
+                (
+                    series if series.is_absolute() else path.parent / series,
+                    row.get("series_uid") or None,
+                    row.get("case_id") or None,
+                )
+            )
     return rows
 
 
@@ -153,7 +162,11 @@ def _entries(inputs: Iterable[Path]) -> Iterator[tuple[Path, str | None, str]]:
     for source in inputs:
         if source.is_file() and source.suffix.lower() == ".csv":
             for path, series_uid, case_id in read_manifest(source):
-                yield path, series_uid, case_id or (path.name if image_suffix(path) is None else path.name.split(".")[0])
+                yield (
+                    path,
+                    series_uid,
+                    case_id or (path.name if image_suffix(path) is None else path.name.split(".")[0]),
+                )
         elif source.is_dir():
             folders = dicom_folders(source)
             if not folders:

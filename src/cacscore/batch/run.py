@@ -48,8 +48,9 @@ class BatchSummary:
         return asdict(self)
 
 
-def local_cluster_size(workers: int | None, threads_per_worker: int | None,
-                       cores: int | None = None) -> tuple[int, int]:
+def local_cluster_size(
+    workers: int | None, threads_per_worker: int | None, cores: int | None = None
+) -> tuple[int, int]:
     """``(workers, threads per worker)`` with workers x threads <= cores unless both are given.
 
     Examples
@@ -80,8 +81,9 @@ def plan_batch(inputs: Sequence[Path], results: str | Path, *, retry_failed: boo
     known = statuses(engine)
     engine.dispose()
     items = collect_items(inputs, known={key: case for key, (_status, case) in known.items()})
-    todo = [item for item in items
-            if item.key not in known or (retry_failed and known[item.key][0] == FAILED)]
+    todo = [
+        item for item in items if item.key not in known or (retry_failed and known[item.key][0] == FAILED)
+    ]
     n_done = sum(1 for item in items if known.get(item.key, ("",))[0] == DONE)
     return BatchPlan(items, todo, n_done, len(items) - len(todo) - n_done)
 
@@ -95,13 +97,23 @@ def dask_client(scheduler: str | None, workers: int, threads_per_worker: int) ->
         try:
             client = Client(scheduler, timeout="20s")
         except OSError as exc:
-            raise InvalidInputError(f"--scheduler {scheduler}: cannot reach the Dask scheduler: {exc}") from exc
+            raise InvalidInputError(
+                f"--scheduler {scheduler}: cannot reach the Dask scheduler: {exc}"
+            ) from exc
         with client:
             yield client
         return
     # dashboard_address ":0": a free port, so two batches on one machine do not collide.
-    with LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -182,11 +194,17 @@ def run_batch(
             pending = iter(plan.todo)
 
             def submit(item: BatchItem) -> Any:
-                return client.submit(task, {**asdict(item), "key": item.key}, str(out),
-                                     model_dir=None if model_dir is None else str(model_dir),
-                                     skip_domain_check=skip_domain_check, skip_unreadable=skip_unreadable,
-                                     torch_threads=torch_threads,
-                                     key=f"cacscore-{item.key[:16]}", pure=False)
+                return client.submit(
+                    task,
+                    {**asdict(item), "key": item.key},
+                    str(out),
+                    model_dir=None if model_dir is None else str(model_dir),
+                    skip_domain_check=skip_domain_check,
+                    skip_unreadable=skip_unreadable,
+                    torch_threads=torch_threads,
+                    key=f"cacscore-{item.key[:16]}",
+                    pure=False,
+                )
 
             submitted: dict[str, BatchItem] = {}
 
@@ -195,8 +213,9 @@ def run_batch(
                 submitted[future.key] = item
                 return future
 
-            futures = as_completed([submit_and_remember(item)
-                                    for _, item in zip(range(limit), pending, strict=False)])
+            futures = as_completed(
+                [submit_and_remember(item) for _, item in zip(range(limit), pending, strict=False)]
+            )
             for future in futures:
                 item = submitted.pop(future.key)
                 row = _row_of(future, item)
@@ -225,9 +244,15 @@ def _row_of(future: Any, item: BatchItem) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a series that kills its worker must not stop the batch
         # Dask raises KilledWorker after the series took down workers a few times (distributed's allowed-failures).
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        return {"key": item.key, "case_id": item.case_id, "path": item.path, "series_uid_requested": item.series_uid,
-                "content_hash": item.content_hash, "status": FAILED,
-                "error": f"{item.path}: the worker scoring it died or the task was lost ({message})"}
+        return {
+            "key": item.key,
+            "case_id": item.case_id,
+            "path": item.path,
+            "series_uid_requested": item.series_uid,
+            "content_hash": item.content_hash,
+            "status": FAILED,
+            "error": f"{item.path}: the worker scoring it died or the task was lost ({message})",
+        }
 
 
 def _remove_temporary_cases(out: Path) -> None:
@@ -252,12 +277,16 @@ def export_rows(results: str | Path, target: Path, fmt: str) -> int:
 
     url = database_url(results)
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise InvalidInputError(f"{results}: no batch results here ({Path(url.removeprefix('sqlite:///')).name} missing)")
+        raise InvalidInputError(
+            f"{results}: no batch results here ({Path(url.removeprefix('sqlite:///')).name} missing)"
+        )
     engine = open_database(url, create=False)
     try:
         rows = read_rows(engine)
     except Exception as exc:  # noqa: BLE001 - any database error is the user's wrong path or URL
-        raise InvalidInputError(f"{results}: not a cacscore batch results database ({type(exc).__name__})") from exc
+        raise InvalidInputError(
+            f"{results}: not a cacscore batch results database ({type(exc).__name__})"
+        ) from exc
     finally:
         engine.dispose()
     if fmt == "csv":
@@ -270,8 +299,9 @@ def export_rows(results: str | Path, target: Path, fmt: str) -> int:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise InvalidInputError("--format parquet needs pyarrow (pip install pyarrow); --format csv does not"
-                                    ) from exc
+            raise InvalidInputError(
+                "--format parquet needs pyarrow (pip install pyarrow); --format csv does not"
+            ) from exc
         pq.write_table(pa.Table.from_pylist(rows), str(target))
     else:
         raise InvalidInputError(f"--format {fmt}: unknown; use csv or parquet")

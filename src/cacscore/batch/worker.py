@@ -99,9 +99,13 @@ def _score_columns(report: dict[str, Any]) -> dict[str, Any]:
     from cacscore.batch.db import ARTERY_SCORES
 
     row: dict[str, Any] = {
-        "agatston": report["agatston"], "volume_mm3": report["volume_mm3"], "mass_mg": report["mass_mg"],
-        "n_lesions": len(report["lesions"]), "n_vessels": report["n_vessels"],
-        "risk_category": report["risk_category"], "cac_drs": report["cac_drs"],
+        "agatston": report["agatston"],
+        "volume_mm3": report["volume_mm3"],
+        "mass_mg": report["mass_mg"],
+        "n_lesions": len(report["lesions"]),
+        "n_vessels": report["n_vessels"],
+        "risk_category": report["risk_category"],
+        "cac_drs": report["cac_drs"],
     }
     for artery, scores in report["arteries"].items():
         for score in ARTERY_SCORES:
@@ -148,17 +152,25 @@ def score_series(
     started = time.perf_counter()
     path = Path(item["path"])
     row: dict[str, Any] = {
-        "key": item["key"], "case_id": item["case_id"], "path": item["path"],
-        "series_uid_requested": item["series_uid"], "content_hash": item["content_hash"],
-        "worker": _worker_name(), "cacscore_version": __version__,
+        "key": item["key"],
+        "case_id": item["case_id"],
+        "path": item["path"],
+        "series_uid_requested": item["series_uid"],
+        "content_hash": item["content_hash"],
+        "worker": _worker_name(),
+        "cacscore_version": __version__,
     }
     read_s = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CacScoreWarning)
             try:
-                volume, check = read_and_check(path, series=item["series_uid"], skip_unreadable=skip_unreadable,
-                                               skip_domain_check=skip_domain_check)
+                volume, check = read_and_check(
+                    path,
+                    series=item["series_uid"],
+                    skip_unreadable=skip_unreadable,
+                    skip_domain_check=skip_domain_check,
+                )
             except DomainError:
                 row["domain_outcome"] = "refused"
                 raise
@@ -171,18 +183,30 @@ def score_series(
             files = _case_files(volume, result, path, extra, labels)
         report = json.loads(files["score.json"])
         write_case(Path(out), item["case_id"], files)
-        row.update(_score_columns(report), status="done", series_uid=volume.series_uid, study_uid=volume.study_uid,
-                   model_name=extra["model"].get("name"), model_version=str(extra["model"].get("version")),
-                   warnings=report["warnings"])
+        row.update(
+            _score_columns(report),
+            status="done",
+            series_uid=volume.series_uid,
+            study_uid=volume.study_uid,
+            model_name=extra["model"].get("name"),
+            model_version=str(extra["model"].get("version")),
+            warnings=report["warnings"],
+        )
     except CacScoreError as exc:
         message = str(exc)
-        row.update(status="failed", error=_one_line(message if str(path) in message else f"{path}: {message}"))
+        row.update(
+            status="failed", error=_one_line(message if str(path) in message else f"{path}: {message}")
+        )
     except Exception as exc:  # noqa: BLE001 - a bad series must never stop the batch; the row names it
         row.update(status="failed", error=_one_line(f"{path}: unexpected {type(exc).__name__}: {exc}"))
     finished = time.perf_counter()
-    row.update(read_s=read_s, score_s=None if read_s is None or row["status"] != "done" else finished - started - read_s,
-               total_s=finished - started, finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-               worker_peak_mib=peak_memory_mib())
+    row.update(
+        read_s=read_s,
+        score_s=None if read_s is None or row["status"] != "done" else finished - started - read_s,
+        total_s=finished - started,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        worker_peak_mib=peak_memory_mib(),
+    )
     return row
 
 

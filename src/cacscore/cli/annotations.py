@@ -20,22 +20,34 @@ annotations_app = typer.Typer(
 @annotations_app.command("to-mask")
 def to_mask(
     volume_path: Annotated[
-        Path, typer.Argument(metavar="VOLUME", help="CT: DICOM folder or NIfTI/MHA/MHD/NRRD file.")],
+        Path, typer.Argument(metavar="VOLUME", help="CT: DICOM folder or NIfTI/MHA/MHD/NRRD file.")
+    ],
     points_path: Annotated[Path, typer.Argument(metavar="POINTS", help="Point annotations, .csv or .json.")],
     out: Annotated[Path, typer.Option("--out", help="Label mask to write (.nii.gz, .mha, ...).")],
     report_path: Annotated[
-        Path | None, typer.Option("--report", help="Write the discrepancy report (JSON) here.")] = None,
-    category: Annotated[str | None, typer.Option(
-        "--category", help="Annotated risk category A-E; a different category of the mask is flagged."),
+        Path | None, typer.Option("--report", help="Write the discrepancy report (JSON) here.")
+    ] = None,
+    category: Annotated[
+        str | None,
+        typer.Option(
+            "--category", help="Annotated risk category A-E; a different category of the mask is flagged."
+        ),
     ] = None,
     threshold_hu: Annotated[
         float | None, typer.Option("--threshold-hu", help="Calcium threshold, HU [default: Agatston's, 130].")
     ] = None,
-    search_radius_mm: Annotated[float, typer.Option(
-        "--search-radius-mm", help="How far a point below threshold may be moved to calcium, mm."),
+    search_radius_mm: Annotated[
+        float,
+        typer.Option(
+            "--search-radius-mm", help="How far a point below threshold may be moved to calcium, mm."
+        ),
     ] = 2.0,
-    bone_check: Annotated[bool, typer.Option(
-        "--bone-check/--no-bone-check", help="Leave bone-like components (reported either way) out.")] = True,
+    bone_check: Annotated[
+        bool,
+        typer.Option(
+            "--bone-check/--no-bone-check", help="Leave bone-like components (reported either way) out."
+        ),
+    ] = True,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")] = False,
 ) -> None:
     """Build a calcium label mask from POINTS on VOLUME and report points that needed attention.

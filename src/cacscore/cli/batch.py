@@ -42,28 +42,58 @@ class ExportFormat(str, Enum):
 
 @batch_app.command("run")
 def _run_command(
-    inputs: Annotated[list[Path], typer.Argument(
-        help="DICOM folders (every folder below holding DICOM files is one series, chosen as `cacscore score` "
-             "chooses) and manifest CSVs (columns path, optional series_uid and case_id).")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="DICOM folders (every folder below holding DICOM files is one series, chosen as `cacscore score` "
+            "chooses) and manifest CSVs (columns path, optional series_uid and case_id)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Results folder: results.sqlite and cases/<case id>/.")],
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Local worker processes (default: cores / threads per worker).")] = None,
-    threads_per_worker: Annotated[int | None, typer.Option(
-        "--threads-per-worker", min=1, help="Threads per local worker (default 1).")] = None,
-    scheduler: Annotated[str | None, typer.Option(
-        "--scheduler", help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.")] = None,
-    model: Annotated[Path | None, typer.Option(
-        "--model", help="Model folder as the workers see it (default: $CACSCORE_MODEL_DIR or the shipped model).")
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Local worker processes (default: cores / threads per worker)."
+        ),
     ] = None,
-    database: Annotated[str | None, typer.Option(
-        "--database", help="SQLAlchemy URL of the results database (default: sqlite in --out).")] = None,
-    retry_failed: Annotated[bool, typer.Option(
-        "--retry-failed", help="Score again the series recorded as failed.")] = False,
-    skip_domain_check: Annotated[bool, typer.Option(
-        "--skip-domain-check", help="Score scans the domain check refuses; their rows say 'skipped'.")] = False,
-    skip_unreadable: Annotated[bool, typer.Option(
-        "--skip-unreadable", help="Read a DICOM series without its unreadable files (each named in the row's "
-                                  "warnings) instead of failing it.")] = False,
+    threads_per_worker: Annotated[
+        int | None, typer.Option("--threads-per-worker", min=1, help="Threads per local worker (default 1).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a running Dask scheduler (tcp://host:8786) instead of a local cluster.",
+        ),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Model folder as the workers see it (default: $CACSCORE_MODEL_DIR or the shipped model).",
+        ),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", help="SQLAlchemy URL of the results database (default: sqlite in --out)."),
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Score again the series recorded as failed.")
+    ] = False,
+    skip_domain_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-domain-check", help="Score scans the domain check refuses; their rows say 'skipped'."
+        ),
+    ] = False,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable",
+            help="Read a DICOM series without its unreadable files (each named in the row's "
+            "warnings) instead of failing it.",
+        ),
+    ] = False,
 ) -> None:
     """Score every series of INPUTS not yet in --out; rerun the same command to resume after a crash."""
     from rich.progress import (
@@ -79,10 +109,16 @@ def _run_command(
 
     with user_errors(), warnings_as_lines():
         progress = Progress(
-            TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("[bold]scoring"),
+            BarColumn(),
+            MofNCompleteColumn(),
             TextColumn("[green]{task.fields[done]} done[/] [red]{task.fields[failed]} failed[/]"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            console=err_console, transient=False,
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=False,
         )
         state: dict[str, Any] = {"task": None, "done": 0, "failed": 0}
 
@@ -90,7 +126,8 @@ def _run_command(
             err_console.print(
                 f"{len(plan.items)} series: {plan.n_done} done before, {plan.n_failed_kept} failed before"
                 f"{' (kept; --retry-failed scores them again)' if plan.n_failed_kept else ''}, "
-                f"{len(plan.todo)} to score")
+                f"{len(plan.todo)} to score"
+            )
             if dashboard:
                 err_console.print(f"Dask dashboard: {dashboard}")
             if plan.todo:
@@ -102,31 +139,56 @@ def _run_command(
             state["done" if row["status"] == "done" else "failed"] += 1
             elapsed = max(1e-9, progress.get_time() - state["start"])
             rate = (state["done"] + state["failed"]) / elapsed * 3600
-            progress.update(state["task"], advance=1, done=state["done"], failed=state["failed"],
-                            rate=f"{rate:,.0f} scans/h")
+            progress.update(
+                state["task"],
+                advance=1,
+                done=state["done"],
+                failed=state["failed"],
+                rate=f"{rate:,.0f} scans/h",
+            )
 
         try:
-            summary = run_batch(inputs, out, results=database, workers=workers, threads_per_worker=threads_per_worker,
-                                scheduler=scheduler, model_dir=model, retry_failed=retry_failed,
-                                skip_domain_check=skip_domain_check, skip_unreadable=skip_unreadable,
-                                on_start=on_start, on_row=on_row)
+            summary = run_batch(
+                inputs,
+                out,
+                results=database,
+                workers=workers,
+                threads_per_worker=threads_per_worker,
+                scheduler=scheduler,
+                model_dir=model,
+                retry_failed=retry_failed,
+                skip_domain_check=skip_domain_check,
+                skip_unreadable=skip_unreadable,
+                on_start=on_start,
+                on_row=on_row,
+            )
         finally:
             progress.stop()
         for case_id, error in summary.failures:
-            err_console.print(f"[red]failed:[/] {case_id}: {error}", soft_wrap=True, markup=True, highlight=False)
+            err_console.print(
+                f"[red]failed:[/] {case_id}: {error}", soft_wrap=True, markup=True, highlight=False
+            )
         if summary.n_done or summary.n_failed:
             rate = (summary.n_done + summary.n_failed) / max(summary.seconds, 1e-9) * 3600
-            err_console.print(f"{summary.n_done} scored, {summary.n_failed} failed, {summary.n_skipped} skipped in "
-                              f"{summary.seconds:.1f} s ({rate:,.0f} scans/hour); results in {database or out}",
-                              soft_wrap=True)
+            err_console.print(
+                f"{summary.n_done} scored, {summary.n_failed} failed, {summary.n_skipped} skipped in "
+                f"{summary.seconds:.1f} s ({rate:,.0f} scans/hour); results in {database or out}",
+                soft_wrap=True,
+            )
 
 
 @batch_app.command("export")
 def _export_command(
-    results: Annotated[str, typer.Argument(help="Results folder of `cacscore batch --out`, or a database URL.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv, or parquet (needs pyarrow).")] = ExportFormat.csv,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="File to write (default: RESULTS/results.csv or .parquet).")] = None,
+    results: Annotated[
+        str, typer.Argument(help="Results folder of `cacscore batch --out`, or a database URL.")
+    ],
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="csv, or parquet (needs pyarrow).")
+    ] = ExportFormat.csv,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="File to write (default: RESULTS/results.csv or .parquet)."),
+    ] = None,
 ) -> None:
     """Write every row of a batch's results database to a CSV or Parquet file."""
     from cacscore.batch.run import export_rows

@@ -31,7 +31,13 @@ def out_console() -> Console:
 
 
 #: Warning kinds meant for developers (API changes, unclosed files), not for the person running a command.
-_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning, ImportWarning, ResourceWarning)
+_DEVELOPER_WARNINGS = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    FutureWarning,
+    ImportWarning,
+    ResourceWarning,
+)
 #: Longest library warning text shown (characters); some libraries warn with whole paragraphs.
 _MAX_WARNING_CHARS = 200
 #: Distinct warning lines remembered per context, so a warning raised per slice or per request is shown

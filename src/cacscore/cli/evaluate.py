@@ -98,8 +98,12 @@ def _model_predictor(model_dir: Path) -> Predictor:
     return predict
 
 
-def _choose_predictor(model: Path | None, pred: Path | None, baseline: Baseline | None) -> tuple[Predictor, str]:
-    chosen = [name for name, value in (("--model", model), ("--pred", pred), ("--baseline", baseline)) if value]
+def _choose_predictor(
+    model: Path | None, pred: Path | None, baseline: Baseline | None
+) -> tuple[Predictor, str]:
+    chosen = [
+        name for name, value in (("--model", model), ("--pred", pred), ("--baseline", baseline)) if value
+    ]
     if len(chosen) != 1:
         raise InvalidInputError(
             "give exactly one of --model DIR, --pred DIR or --baseline threshold"
@@ -153,13 +157,19 @@ def run_evaluate(
         raise InvalidInputError("give at least one --data folder")
     predictor, source = _choose_predictor(model, pred, baseline)
     labels = dataset_labels(folders)
-    datasets = [(label, list_cases(folder, mask_labels=mask_labels)) for label, folder in zip(labels, folders)]
+    datasets = [
+        (label, list_cases(folder, mask_labels=mask_labels)) for label, folder in zip(labels, folders)
+    ]
     prepare_output_dir(out, list(REPORT_FILES), force=force)
     evaluations, failures = [], []
     with Progress(console=err_console, disable=not progress, transient=True) as bar:
         task = bar.add_task("evaluating", total=sum(len(cases) for _, cases in datasets))
         for label, cases in datasets:
-            chosen = _saved_predictor(pred, label if len(datasets) > 1 else None) if pred is not None else predictor
+            chosen = (
+                _saved_predictor(pred, label if len(datasets) > 1 else None)
+                if pred is not None
+                else predictor
+            )
             done, failed = evaluate_cases(cases, chosen, on_case=lambda _: bar.advance(task), dataset=label)
             evaluations += done
             failures += failed
@@ -175,34 +185,66 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate(
-        data: Annotated[list[Path], typer.Option(
-            "--data", help="Dataset folder with references (any layout cacscore reads); repeat for several, each "
-                           "reported as its own data source."
-        )],
-        out: Annotated[Path, typer.Option("--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs).")],
-        model: Annotated[Path | None, typer.Option("--model", help="Model folder: run this ensemble on every case.")] = None,
-        pred: Annotated[Path | None, typer.Option(
-            "--pred", help="Folder of saved predicted masks: <case_id>.nii.gz or <case_id>/prediction.nii.gz."
-        )] = None,
-        baseline: Annotated[Baseline | None, typer.Option(
-            "--baseline", help="Naive prediction: 'threshold' calls every voxel >= 130 HU calcium."
-        )] = None,
-        force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report in --out.")] = False,
-        n_bootstrap: Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for 95 % CIs (0: none).")] = 1000,
+        data: Annotated[
+            list[Path],
+            typer.Option(
+                "--data",
+                help="Dataset folder with references (any layout cacscore reads); repeat for several, each "
+                "reported as its own data source.",
+            ),
+        ],
+        out: Annotated[
+            Path, typer.Option("--out", help="Report folder (metrics.json, cases.csv, report.md, PNGs).")
+        ],
+        model: Annotated[
+            Path | None, typer.Option("--model", help="Model folder: run this ensemble on every case.")
+        ] = None,
+        pred: Annotated[
+            Path | None,
+            typer.Option(
+                "--pred",
+                help="Folder of saved predicted masks: <case_id>.nii.gz or <case_id>/prediction.nii.gz.",
+            ),
+        ] = None,
+        baseline: Annotated[
+            Baseline | None,
+            typer.Option(
+                "--baseline", help="Naive prediction: 'threshold' calls every voxel >= 130 HU calcium."
+            ),
+        ] = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Overwrite an existing report in --out.")
+        ] = False,
+        n_bootstrap: Annotated[
+            int, typer.Option("--bootstrap", help="Bootstrap resamples for 95 % CIs (0: none).")
+        ] = 1000,
         seed: Annotated[int, typer.Option("--seed", help="Bootstrap seed.")] = 0,
-        progress: Annotated[bool | None, typer.Option(
-            "--progress/--no-progress", help="Progress bar (default: on a terminal)."
-        )] = None,
-        mask_labels: Annotated[str | None, typer.Option(
-            "--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore (1 LAD incl. "
-                                  "LM, 2 LCX, 3 RCA) or binary (default: each layout's own)."
-        )] = None,
+        progress: Annotated[
+            bool | None,
+            typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+        ] = None,
+        mask_labels: Annotated[
+            str | None,
+            typer.Option(
+                "--mask-labels",
+                help="Label convention of the reference masks: project (0-5), orcascore (1 LAD incl. "
+                "LM, 2 LCX, 3 RCA) or binary (default: each layout's own).",
+            ),
+        ] = None,
     ) -> None:
         """Compare predicted calcium masks with the references of one or more datasets and write a report."""
         with user_errors():
             metrics = run_evaluate(
-                data, out, model=model, pred=pred, baseline=baseline, force=force, n_bootstrap=n_bootstrap,
-                seed=seed, progress=is_tty() if progress is None else progress, mask_labels=mask_labels,
+                data,
+                out,
+                model=model,
+                pred=pred,
+                baseline=baseline,
+                force=force,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                progress=is_tty() if progress is None else progress,
+                mask_labels=mask_labels,
             )
             cat = metrics["category"]
 
@@ -234,21 +276,32 @@ def register(app: typer.Typer) -> None:
 
     @experiment.command("table1")
     def table1(
-        out: Annotated[Path, typer.Option("--out", help="Experiment folder (data, models, table.md, table.json, PNG).")],
-        scale: Annotated[Scale, typer.Option(
-            "--scale", help="tiny (minutes on a CPU), small (~6 min on one GPU, weak models), paper (hours on a GPU)."
-        )] = Scale.tiny,
+        out: Annotated[
+            Path, typer.Option("--out", help="Experiment folder (data, models, table.md, table.json, PNG).")
+        ],
+        scale: Annotated[
+            Scale,
+            typer.Option(
+                "--scale",
+                help="tiny (minutes on a CPU), small (~6 min on one GPU, weak models), paper (hours on a GPU).",
+            ),
+        ] = Scale.tiny,
         device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.auto,
-        progress: Annotated[bool | None, typer.Option(
-            "--progress/--no-progress", help="Progress bar (default: on a terminal)."
-        )] = None,
+        progress: Annotated[
+            bool | None,
+            typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
+        ] = None,
     ) -> None:
         """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble (resumable)."""
         with user_errors():
             from cacscore.cli.experiment import run_table1_cli
 
-            table = run_table1_cli(out, scale=scale.value, device=device.value,
-                                   progress=is_tty() if progress is None else progress)
+            table = run_table1_cli(
+                out,
+                scale=scale.value,
+                device=device.value,
+                progress=is_tty() if progress is None else progress,
+            )
             typer.echo(table)
             typer.echo(f"table: {out / 'table.md'}")
 

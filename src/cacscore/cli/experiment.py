@@ -30,14 +30,20 @@ def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str
     """
     from rich.progress import Progress
 
-
     if scale not in SCALES:
         raise InvalidInputError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
     spec = SCALES[scale]
     out.mkdir(parents=True, exist_ok=True)
-    train_cases = make_cohort(out / "data" / "train", spec.n_val + spec.train_sizes[-1], TRAIN_COHORT_SEED,
-                              balance=False, progress=progress)
-    test_cases = make_cohort(out / "data" / "test", spec.n_test, TEST_COHORT_SEED, balance=True, progress=progress)
+    train_cases = make_cohort(
+        out / "data" / "train",
+        spec.n_val + spec.train_sizes[-1],
+        TRAIN_COHORT_SEED,
+        balance=False,
+        progress=progress,
+    )
+    test_cases = make_cohort(
+        out / "data" / "test", spec.n_test, TEST_COHORT_SEED, balance=True, progress=progress
+    )
     with Progress(console=err_console, disable=not progress, transient=True) as bar:
         task = bar.add_task("training", total=None)
 
@@ -54,7 +60,16 @@ def run_table1_cli(out: Path, *, scale: str, device: str, progress: bool) -> str
             "train_cohort": {"path": "data/train", "seed": TRAIN_COHORT_SEED, "balance": False},
             "test_cohort": {"path": "data/test", "seed": TEST_COHORT_SEED, "balance": True},
         }
-        run_table1(out, train_cases=train_cases, test_cases=test_cases, scale=spec, train_fn=train_with_cacscore,
-                   predict_fn=functools.partial(predict_with_cacscore, device=device), device=device,
-                   workers=os.cpu_count() or 1, on_event=on_event, provenance=provenance)
+        run_table1(
+            out,
+            train_cases=train_cases,
+            test_cases=test_cases,
+            scale=spec,
+            train_fn=train_with_cacscore,
+            predict_fn=functools.partial(predict_with_cacscore, device=device),
+            device=device,
+            workers=os.cpu_count() or 1,
+            on_event=on_event,
+            provenance=provenance,
+        )
     return (out / "table.md").read_text(encoding="utf-8")

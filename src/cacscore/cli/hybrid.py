@@ -41,10 +41,14 @@ def hybrid(
     seed: Annotated[
         int, typer.Option("--seed", min=0, help="Cohort seed; case i's seed derives from (seed, i).")
     ] = 0,
-    fmt: Annotated[HybridFormat, typer.Option("--format", help="Image format of each case.")] = HybridFormat.nifti,
+    fmt: Annotated[
+        HybridFormat, typer.Option("--format", help="Image format of each case.")
+    ] = HybridFormat.nifti,
     balance: Annotated[
         bool,
-        typer.Option("--balance/--natural", help="Risk categories round robin over those each background can reach."),
+        typer.Option(
+            "--balance/--natural", help="Risk categories round robin over those each background can reach."
+        ),
     ] = True,
 ) -> None:
     """Insert calcium lesions into real CT backgrounds: a cohort in the layout of ``cacscore phantom``.
@@ -77,5 +81,7 @@ def hybrid(
         rows = generate_hybrid_cohort(out, pairs, n, seed, fmt=fmt.value, balance=balance, progress=True)
         counts = {c: sum(1 for r in rows if r["risk_category"] == c) for c in "ABCDE"}
         err_console.print(
-            f"{len(rows)} hybrid cases in {out} (categories: " + ", ".join(f"{c} {k}" for c, k in counts.items()) + ")"
+            f"{len(rows)} hybrid cases in {out} (categories: "
+            + ", ".join(f"{c} {k}" for c, k in counts.items())
+            + ")"
         )

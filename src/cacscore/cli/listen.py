@@ -18,21 +18,29 @@ def listen(
     ae_title: Annotated[str, typer.Option("--ae-title", help="The node's AE title (1-16 characters).")],
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port to listen on.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Node folder: incoming/ (the on-disk queue) and results/<series UID>/.")
+        Path,
+        typer.Option("--out", help="Node folder: incoming/ (the on-disk queue) and results/<series UID>/."),
     ],
     host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "0.0.0.0",
     forward: Annotated[
         str | None,
-        typer.Option("--forward", help="HOST:PORT:AET of a node (a PACS) that receives SEG, SR and PDF by C-STORE."),
+        typer.Option(
+            "--forward", help="HOST:PORT:AET of a node (a PACS) that receives SEG, SR and PDF by C-STORE."
+        ),
     ] = None,
     allow_aet: Annotated[
         list[str] | None,
-        typer.Option("--allow-aet", help="Calling AE title accepted (repeatable); others are rejected. "
-                                         "Default: any."),
+        typer.Option(
+            "--allow-aet", help="Calling AE title accepted (repeatable); others are rejected. Default: any."
+        ),
     ] = None,
     quiet_seconds: Annotated[
-        float, typer.Option("--quiet-seconds", min=0.0,
-                            help="A series is complete after this many seconds without a new instance.")
+        float,
+        typer.Option(
+            "--quiet-seconds",
+            min=0.0,
+            help="A series is complete after this many seconds without a new instance.",
+        ),
     ] = 10.0,
     model: Annotated[
         Path | None,
@@ -40,8 +48,10 @@ def listen(
     ] = None,
     skip_domain_check: Annotated[
         bool,
-        typer.Option("--skip-domain-check",
-                     help="Score series the domain check refuses (no heart in view, contrast); the report says so."),
+        typer.Option(
+            "--skip-domain-check",
+            help="Score series the domain check refuses (no heart in view, contrast); the report says so.",
+        ),
     ] = False,
 ) -> None:
     """Receive CT series by DICOM (C-STORE), score each complete series once, optionally forward the results.
@@ -62,8 +72,9 @@ def listen(
         title = check_ae_title(ae_title, "--ae-title")
         sender = CStoreSender(Destination.parse(forward), title) if forward else None
         queue = NodeQueue(out)
-        worker = Worker(queue, quiet_s=quiet_seconds, model_dir=model, skip_domain_check=skip_domain_check,
-                        forward=sender)
+        worker = Worker(
+            queue, quiet_s=quiet_seconds, model_dir=model, skip_domain_check=skip_domain_check, forward=sender
+        )
         server = start_scp(queue, ae_title=title, port=port, host=host, allow_aets=allow_aet or [])
         stop = threading.Event()
 

@@ -28,8 +28,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Automatic coronary artery calcium scoring from non-contrast ECG-gated cardiac CT."""
 
@@ -37,6 +38,7 @@ def _root(
 def main(args: list[str] | None = None) -> None:
     """Run the command line; ``args`` defaults to ``sys.argv[1:]`` (callable from tests)."""
     app(args=args)
+
 
 # The command modules come after `app`: each adds its command(s) to it, listed in --help in this order.
 from cacscore.cli import annotations as _annotations  # noqa: E402
@@ -55,7 +57,19 @@ from cacscore.cli import train as _train  # noqa: E402
 from cacscore.cli import train_lesion_filter as _train_lesion_filter  # noqa: E402
 
 for _command in (
-    _series, _score, _annotations, _evaluate, _train, _train_lesion_filter, _choose_members, _serve, _phantom,
-    _hybrid, _demo, _listen, _pacs, _batch,
+    _series,
+    _score,
+    _annotations,
+    _evaluate,
+    _train,
+    _train_lesion_filter,
+    _choose_members,
+    _serve,
+    _phantom,
+    _hybrid,
+    _demo,
+    _listen,
+    _pacs,
+    _batch,
 ):
     _command.register(app)

@@ -11,15 +11,20 @@ import typer
 from cacscore.cli.common import out_console, user_errors
 from cacscore.errors import CacScoreError
 
-pacs_app = typer.Typer(help="Work with a PACS over DICOMweb (QIDO-RS, WADO-RS, STOW-RS).", no_args_is_help=True)
+pacs_app = typer.Typer(
+    help="Work with a PACS over DICOMweb (QIDO-RS, WADO-RS, STOW-RS).", no_args_is_help=True
+)
 
 
 @pacs_app.command("pull")
 def pull(
-    url: Annotated[str, typer.Option("--url", help="DICOMweb root of the server, e.g. http://pacs:8042/dicom-web.")],
+    url: Annotated[
+        str, typer.Option("--url", help="DICOMweb root of the server, e.g. http://pacs:8042/dicom-web.")
+    ],
     study: Annotated[str, typer.Option("--study", help="StudyInstanceUID of the study to score.")],
     out: Annotated[
-        Path, typer.Option("--out", help="Folder: incoming/ (the fetched instances) and results/<series UID>/.")
+        Path,
+        typer.Option("--out", help="Folder: incoming/ (the fetched instances) and results/<series UID>/."),
     ] = Path("cacscore-pacs"),
     store: Annotated[
         bool, typer.Option("--store", help="Send SEG, SR and PDF of each scored series back with STOW-RS.")
@@ -30,8 +35,10 @@ def pull(
     ] = None,
     skip_domain_check: Annotated[
         bool,
-        typer.Option("--skip-domain-check",
-                     help="Score series the domain check refuses (no heart in view, contrast); the report says so."),
+        typer.Option(
+            "--skip-domain-check",
+            help="Score series the domain check refuses (no heart in view, contrast); the report says so.",
+        ),
     ] = False,
 ) -> None:
     """Fetch the CT series of study STUDY from a DICOMweb server and score each (once: a series already
@@ -44,8 +51,13 @@ def pull(
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         queue = NodeQueue(out)
         pulled = pull_study(url, study, queue)
-        worker = Worker(queue, quiet_s=0.0, model_dir=model, skip_domain_check=skip_domain_check,
-                        forward=StowSender(url) if store else None)
+        worker = Worker(
+            queue,
+            quiet_s=0.0,
+            model_dir=model,
+            skip_domain_check=skip_domain_check,
+            forward=StowSender(url) if store else None,
+        )
         console = out_console()
         states = []
         for series in pulled:
@@ -53,8 +65,10 @@ def pull(
             states.append(status["state"])
             where = f", sent to {status['forwarded']}" if "forwarded" in status else ""
             if status["state"] == "scored":
-                console.print(f"series {series.series_uid}: Agatston {status['agatston']:.1f}, category "
-                              f"{status['risk_category']}{where}; results in {queue.result_dir(series.series_uid)}")
+                console.print(
+                    f"series {series.series_uid}: Agatston {status['agatston']:.1f}, category "
+                    f"{status['risk_category']}{where}; results in {queue.result_dir(series.series_uid)}"
+                )
             else:
                 console.print(f"series {series.series_uid}: {status['state']}: {status.get('error')}")
             if "forward_error" in status:

@@ -130,8 +130,19 @@ def phantom(
         if family is Family.sdf:
             if lesion_position_beta is not None:
                 raise InvalidInputError("--lesion-position-beta is for --family classic")
-            _phantom_sdf(n, seed, out, fmt.value, workers, balance, preview, getattr(category, "value", category),
-                         matrix, distractor_probability, progress)
+            _phantom_sdf(
+                n,
+                seed,
+                out,
+                fmt.value,
+                workers,
+                balance,
+                preview,
+                getattr(category, "value", category),
+                matrix,
+                distractor_probability,
+                progress,
+            )
             return
 
         config = PhantomConfig.for_version(generator_version, matrix=matrix)
@@ -141,7 +152,8 @@ def phantom(
             config = dataclasses.replace(
                 config,
                 distractor_probabilities={
-                    **config.distractor_probabilities, **_parse_probabilities(distractor_probability)
+                    **config.distractor_probabilities,
+                    **_parse_probabilities(distractor_probability),
                 },
             )
         if out is None and preview is None:
@@ -169,9 +181,7 @@ def phantom(
                 + ")"
             )
         if preview is not None:
-            _write_preview(
-                preview, out, seed, config, category, fmt.value
-            )
+            _write_preview(preview, out, seed, config, category, fmt.value)
             err_console.print(f"preview written to {preview}")
 
 
@@ -249,12 +259,14 @@ def _phantom_sdf(
     if out is None and preview is None:
         raise InvalidInputError("give --out DIR to write a cohort, or --preview CASE.png to see one case")
     if out is not None:
-        rows = generate_cohort(out, n, seed, fmt=fmt, balance=balance, workers=workers, progress=progress,
-                               config=config)
+        rows = generate_cohort(
+            out, n, seed, fmt=fmt, balance=balance, workers=workers, progress=progress, config=config
+        )
         counts = {c: sum(1 for r in rows if r["risk_category"] == c) for c in "ABCDE"}
         err_console.print(
             f"{len(rows)} cases in {out} (family sdf; categories: "
-            + ", ".join(f"{c} {k}" for c, k in counts.items()) + ")"
+            + ", ".join(f"{c} {k}" for c, k in counts.items())
+            + ")"
         )
     if preview is not None:
         write_preview(preview, seed, config=config, category=category)

@@ -102,10 +102,16 @@ def score_with_mask(
         threshold = float(result.conventions.get("threshold_hu", AGATSTON_THRESHOLD_HU))
         outside = exclude_outside_heart(mask, volume.hu, volume.spacing, check.region, threshold)
         if outside.n_removed:
-            notes.append(f"{outside.n_removed} lesion(s) of the mask lie outside the heart region or are joined "
-                         "to bone (counted, as the mask says)")
+            notes.append(
+                f"{outside.n_removed} lesion(s) of the mask lie outside the heart region or are joined "
+                "to bone (counted, as the mask says)"
+            )
     result = replace(result, warnings=[*result.warnings, *notes, *check.warnings])
-    return volume, result, {"mask": {"path": str(mask_path), "labels": mask_labels}, "domain": check.to_dict()}
+    return (
+        volume,
+        result,
+        {"mask": {"path": str(mask_path), "labels": mask_labels}, "domain": check.to_dict()},
+    )
 
 
 def score_with_model_path(
@@ -148,8 +154,13 @@ def score_with_model_path(
     """
     import os
 
-    volume, check = checked if checked is not None else read_and_check(
-        input_path, series=series, skip_unreadable=skip_unreadable, skip_domain_check=skip_domain_check)
+    volume, check = (
+        checked
+        if checked is not None
+        else read_and_check(
+            input_path, series=series, skip_unreadable=skip_unreadable, skip_domain_check=skip_domain_check
+        )
+    )
 
     import torch
 
@@ -196,12 +207,18 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         totals.add_column(column, justify="left" if column == "artery" else "right")
     for name, score in report["arteries"].items():
         totals.add_row(
-            name, f"{score['agatston']:.1f}", f"{score['volume_mm3']:.1f}", f"{score['mass_mg']:.2f}",
+            name,
+            f"{score['agatston']:.1f}",
+            f"{score['volume_mm3']:.1f}",
+            f"{score['mass_mg']:.2f}",
             str(score["n_lesions"]),
         )
     totals.add_row(
-        "[bold]total[/]", f"[bold]{report['agatston']:.1f}[/]", f"{report['volume_mm3']:.1f}",
-        f"{report['mass_mg']:.2f}", str(len(report["lesions"])),
+        "[bold]total[/]",
+        f"[bold]{report['agatston']:.1f}[/]",
+        f"{report['volume_mm3']:.1f}",
+        f"{report['mass_mg']:.2f}",
+        str(len(report["lesions"])),
     )
     console.print(totals)
     console.print(
@@ -213,36 +230,66 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         with_confidence = any(lesion.get("confidence") is not None for lesion in report["lesions"])
         with_filter = any(lesion.get("filter_probability") is not None for lesion in report["lesions"])
         lesions = Table(title="Lesions")
-        columns = ["id", "artery", "Agatston", "volume (mm³)", "mass (mg)", "peak HU", "slices", "centroid LPS (mm)"]
-        for column in columns + (["confidence"] if with_confidence else []) + (["filter p"] if with_filter else []):
+        columns = [
+            "id",
+            "artery",
+            "Agatston",
+            "volume (mm³)",
+            "mass (mg)",
+            "peak HU",
+            "slices",
+            "centroid LPS (mm)",
+        ]
+        for column in (
+            columns + (["confidence"] if with_confidence else []) + (["filter p"] if with_filter else [])
+        ):
             lesions.add_column(
-                column, justify="left" if column in ("artery", "slices") else "right", no_wrap=column.startswith("c")
+                column,
+                justify="left" if column in ("artery", "slices") else "right",
+                no_wrap=column.startswith("c"),
             )
         for lesion in report["lesions"]:
             cells = [
-                str(lesion["id"]), lesion["artery"], f"{lesion['agatston']:.1f}", f"{lesion['volume_mm3']:.1f}",
-                f"{lesion['mass_mg']:.2f}", f"{lesion['peak_hu']:.0f}",
+                str(lesion["id"]),
+                lesion["artery"],
+                f"{lesion['agatston']:.1f}",
+                f"{lesion['volume_mm3']:.1f}",
+                f"{lesion['mass_mg']:.2f}",
+                f"{lesion['peak_hu']:.0f}",
                 f"{lesion['slices'][0]}-{lesion['slices'][1]}",
                 ", ".join(f"{v:.1f}" for v in lesion["centroid_mm"]),
             ]
             if with_confidence:
                 cells.append("-" if lesion.get("confidence") is None else f"{lesion['confidence']:.0%}")
             if with_filter:
-                cells.append("-" if lesion.get("filter_probability") is None else f"{lesion['filter_probability']:.2f}")
+                cells.append(
+                    "-" if lesion.get("filter_probability") is None else f"{lesion['filter_probability']:.2f}"
+                )
             lesions.add_row(*cells)
         console.print(lesions)
 
 
 def _score_command(
     input: Annotated[Path, typer.Argument(help="CT volume: DICOM folder, NIfTI, MetaImage or NRRD file.")],
-    mask: Annotated[Path | None, typer.Option("--mask", help="Calcium label mask on the grid of INPUT.")] = None,
+    mask: Annotated[
+        Path | None, typer.Option("--mask", help="Calcium label mask on the grid of INPUT.")
+    ] = None,
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="Model folder used without --mask (default: $CACSCORE_MODEL_DIR or the shipped model)."),
+        typer.Option(
+            "--model",
+            help="Model folder used without --mask (default: $CACSCORE_MODEL_DIR or the shipped model).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cacscore.score/1 JSON report.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Folder for score.json and lesions.csv; with the model (no --mask) also prediction.nii.gz (label mask) and "
-             "montage.png (key images); of a DICOM series also seg.dcm, sr.dcm and report_pdf.dcm (see --no-dicom).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for score.json and lesions.csv; with the model (no --mask) also prediction.nii.gz (label mask) and "
+            "montage.png (key images); of a DICOM series also seg.dcm, sr.dcm and report_pdf.dcm (see --no-dicom).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite results already in --out.")] = False,
     series: Annotated[
         str | None, typer.Option("--series", help="SeriesInstanceUID to read from a DICOM folder.")
@@ -264,9 +311,13 @@ def _score_command(
     ] = MaskLabels.project,
     kvp_thresholds: Annotated[
         bool,
-        typer.Option("--kvp-thresholds", help="Use kV-specific thresholds (70/80/100/120/135 kV) from the kVp."),
+        typer.Option(
+            "--kvp-thresholds", help="Use kV-specific thresholds (70/80/100/120/135 kV) from the kVp."
+        ),
     ] = False,
-    min_area_mm2: Annotated[float, typer.Option("--min-area-mm2", help="Minimum 2-D component area, mm².")] = 1.0,
+    min_area_mm2: Annotated[
+        float, typer.Option("--min-area-mm2", help="Minimum 2-D component area, mm².")
+    ] = 1.0,
     min_voxels: Annotated[
         int | None, typer.Option("--min-voxels", help="Minimum pixels per 2-D component (paper: 3).")
     ] = None,
@@ -275,8 +326,10 @@ def _score_command(
     ] = 1.0,
     skip_domain_check: Annotated[
         bool,
-        typer.Option("--skip-domain-check",
-                     help="Score a scan the domain check refuses (no heart in view, contrast); the report says so."),
+        typer.Option(
+            "--skip-domain-check",
+            help="Score a scan the domain check refuses (no heart in view, contrast); the report says so.",
+        ),
     ] = False,
     no_dicom: Annotated[
         bool,
@@ -289,7 +342,9 @@ def _score_command(
 
         options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
         if mask is not None and model is not None:
-            raise InvalidInputError("give either --mask (score that mask) or --model (segment with a model), not both")
+            raise InvalidInputError(
+                "give either --mask (score that mask) or --model (segment with a model), not both"
+            )
         dicom_products = [] if no_dicom else _dicom_products()
         if out is not None:
             # Refuse early, before any reading, rather than after minutes of work.
@@ -297,14 +352,19 @@ def _score_command(
         labels = None
         if mask is None:
             # Read and check first: the model products' names come with the model package (torch, seconds).
-            checked = read_and_check(input, series=series, skip_unreadable=skip_unreadable,
-                                     skip_domain_check=skip_domain_check)
+            checked = read_and_check(
+                input, series=series, skip_unreadable=skip_unreadable, skip_domain_check=skip_domain_check
+            )
             if out is not None:
                 prepare_output_dir(out, [*SCORE_PRODUCTS, *_model_products()], force=force)
             volume, result, extra, labels = score_with_model_path(input, model, options, checked=checked)
         else:
             volume, result, extra = score_with_mask(
-                input, mask, options, series=series, mask_labels=cast("MaskConvention", mask_labels.value),
+                input,
+                mask,
+                options,
+                series=series,
+                mask_labels=cast("MaskConvention", mask_labels.value),
                 skip_unreadable=skip_unreadable,
             )
         for message in result.warnings:
@@ -318,8 +378,9 @@ def _score_command(
             from cacscore.model.products import write_model_products
 
             # The montage shows the lesions as scored here (with --min-voxels, --kvp-thresholds, ...).
-            written += write_model_products(out, volume, labels, result=result,
-                                            title=f"{input.name}: {report['agatston']:.1f} Agatston")
+            written += write_model_products(
+                out, volume, labels, result=result, title=f"{input.name}: {report['agatston']:.1f} Agatston"
+            )
         if dicom_products and volume.dicom is not None:
             written += _write_dicom(out, volume, labels, report, mask, mask_labels)
         if not as_json:
@@ -332,8 +393,14 @@ def _dicom_products() -> list[str]:
     return DICOM_PRODUCTS
 
 
-def _write_dicom(out: Path, volume: CTVolume, labels: Any, report: dict[str, Any], mask: Path | None,
-                 mask_labels: MaskLabels) -> list[Path]:
+def _write_dicom(
+    out: Path,
+    volume: CTVolume,
+    labels: Any,
+    report: dict[str, Any],
+    mask: Path | None,
+    mask_labels: MaskLabels,
+) -> list[Path]:
     """Write the DICOM Segmentation, SR and encapsulated PDF of a DICOM input next to score.json."""
     from cacscore.export import Algorithm, write_dicom_outputs
     from cacscore.io import read_mask
@@ -344,8 +411,10 @@ def _write_dicom(out: Path, volume: CTVolume, labels: Any, report: dict[str, Any
         algorithm = Algorithm(name="given mask", version="-", manual=True)
     else:
         model = report.get("model") or {}
-        algorithm = Algorithm(name=str(model.get("name") or "cacscore model"),
-                              version=str(model.get("version") or "unversioned"))
+        algorithm = Algorithm(
+            name=str(model.get("name") or "cacscore model"),
+            version=str(model.get("version") or "unversioned"),
+        )
     return list(write_dicom_outputs(out, volume, labels, report, algorithm))
 
 

@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
     def series(
         folder: Annotated[Path, typer.Argument(help="Folder searched recursively for DICOM files.")],
         as_json: Annotated[
-            bool, typer.Option("--json", help="Print a JSON list instead of a table.")] = False,
+            bool, typer.Option("--json", help="Print a JSON list instead of a table.")
+        ] = False,
     ) -> None:
         """List the DICOM series in FOLDER; the first candidate is the one `score` reads by default."""
         from cacscore.io import list_series
@@ -33,12 +34,30 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             infos = list_series(folder)
             if as_json:
-                typer.echo(json.dumps({"schema": "cacscore.series/1", "folder": str(folder),
-                                       "series": [info.to_dict() for info in infos]}, indent=2))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "schema": "cacscore.series/1",
+                            "folder": str(folder),
+                            "series": [info.to_dict() for info in infos],
+                        },
+                        indent=2,
+                    )
+                )
                 return
             table = Table(title=f"DICOM series in {folder}")
-            for column in ("", "SeriesInstanceUID", "modality", "description", "slices", "thickness",
-                           "kVp", "size", "orientation", "note"):
+            for column in (
+                "",
+                "SeriesInstanceUID",
+                "modality",
+                "description",
+                "slices",
+                "thickness",
+                "kVp",
+                "size",
+                "orientation",
+                "note",
+            ):
                 table.add_column(column, overflow="fold")
             for rank, info in enumerate(infos):
                 chosen = rank == 0 and info.is_candidate

@@ -36,7 +36,9 @@ def _augmentation(text: str) -> Any:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"--augmentation {text}: not 'default', 'none' or a readable JSON file ({exc})") from None
+        raise InvalidInputError(
+            f"--augmentation {text}: not 'default', 'none' or a readable JSON file ({exc})"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidInputError(f"{path}: augmentation settings must be a JSON object")
     return Augmentation.from_dict(data)
@@ -68,21 +70,28 @@ def train(
         int | None, typer.Option("--members", help="Ensemble members (default: 5, or the --init model's).")
     ] = None,
     head: Annotated[
-        str | None, typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium) (default: arteries).")
+        str | None,
+        typer.Option("--head", help="arteries (LM/LAD/LCX/RCA) or binary (calcium) (default: arteries)."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option("--epochs", help="Maximum epochs per member (default: 40, or the --init model's).")
+        int | None,
+        typer.Option("--epochs", help="Maximum epochs per member (default: 40, or the --init model's)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     val_cases: Annotated[
         int | None,
-        typer.Option("--val-cases", help="Validation cases choosing each member's best epoch (at most a fifth "
-                                         "of the cases) (default: 20, or the --init model's)."),
+        typer.Option(
+            "--val-cases",
+            help="Validation cases choosing each member's best epoch (at most a fifth "
+            "of the cases) (default: 20, or the --init model's).",
+        ),
     ] = None,
     patch: Annotated[
         str | None,
-        typer.Option("--patch", help="Patch size z,y,x in low-resolution voxels (default: 64,96,96, or the "
-                                     "--init model's)."),
+        typer.Option(
+            "--patch",
+            help="Patch size z,y,x in low-resolution voxels (default: 64,96,96, or the --init model's).",
+        ),
     ] = None,
     batch: Annotated[int | None, typer.Option("--batch", help="Patches per step (default: 2).")] = None,
     steps_per_epoch: Annotated[
@@ -106,28 +115,37 @@ def train(
         ),
     ] = None,
     lr: Annotated[
-        float | None, typer.Option("--lr", help="Initial Adam learning rate (default: 2e-3, or the --init model's).")
+        float | None,
+        typer.Option("--lr", help="Initial Adam learning rate (default: 2e-3, or the --init model's)."),
     ] = None,
     augmentation: Annotated[
         str | None,
-        typer.Option("--augmentation", help="default (this version's), none, or a JSON file of "
-                                            "training.augmentation settings (default: default, or the --init "
-                                            "model's)."),
+        typer.Option(
+            "--augmentation",
+            help="default (this version's), none, or a JSON file of "
+            "training.augmentation settings (default: default, or the --init "
+            "model's).",
+        ),
     ] = None,
     folds: Annotated[
         bool | None,
-        typer.Option("--folds/--no-folds", help="Member k also leaves out the k-th fold of the training cases."),
+        typer.Option(
+            "--folds/--no-folds", help="Member k also leaves out the k-th fold of the training cases."
+        ),
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Processes for preprocessing (0: none).")] = 0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the split and the members.")] = 0,
     max_minutes: Annotated[
         float | None,
-        typer.Option("--max-minutes", help="Time limit for the whole command: reading the data, all members and "
-                                           "the lesion filter."),
+        typer.Option(
+            "--max-minutes",
+            help="Time limit for the whole command: reading the data, all members and the lesion filter.",
+        ),
     ] = None,
     filters: Annotated[
-        str | None, typer.Option("--filters", help="Filters per level (default: 16,32,64,128, or the --init model's).")
+        str | None,
+        typer.Option("--filters", help="Filters per level (default: 16,32,64,128, or the --init model's)."),
     ] = None,
     name: Annotated[
         str, typer.Option("--name", help="Model name written to plan.json.")
@@ -137,54 +155,82 @@ def train(
     ] = "0",
     cache: Annotated[
         Path | None,
-        typer.Option("--cache", help="Cache folder for preprocessed cases and checkpoints "
-                                     "(default: $CACSCORE_CACHE_DIR or ~/.cache/cacscore); never the model folder."),
+        typer.Option(
+            "--cache",
+            help="Cache folder for preprocessed cases and checkpoints "
+            "(default: $CACSCORE_CACHE_DIR or ~/.cache/cacscore); never the model folder.",
+        ),
     ] = None,
     init: Annotated[
         Path | None,
-        typer.Option("--init", help="Model folder to fine-tune: member k starts from its member k; its training "
-                                    "recipe and vote rules are inherited unless given here, and its lesion filter "
-                                    "is fitted again for the new members."),
+        typer.Option(
+            "--init",
+            help="Model folder to fine-tune: member k starts from its member k; its training "
+            "recipe and vote rules are inherited unless given here, and its lesion filter "
+            "is fitted again for the new members.",
+        ),
     ] = None,
     mask_labels: Annotated[
         str | None,
-        typer.Option("--mask-labels", help="Label convention of the masks of --data and --val-data: project "
-                                           "(0-5), orcascore (1 LAD incl. LM, 2 LCX, 3 RCA) or binary "
-                                           "(default: each layout's own)."),
+        typer.Option(
+            "--mask-labels",
+            help="Label convention of the masks of --data and --val-data: project "
+            "(0-5), orcascore (1 LAD incl. LM, 2 LCX, 3 RCA) or binary "
+            "(default: each layout's own).",
+        ),
     ] = None,
     replay: Annotated[
         Path | None,
-        typer.Option("--replay", help="With --init: a dataset of the parent's data family, mixed into the "
-                                      "patches so that the model does not forget it."),
+        typer.Option(
+            "--replay",
+            help="With --init: a dataset of the parent's data family, mixed into the "
+            "patches so that the model does not forget it.",
+        ),
     ] = None,
     replay_fraction: Annotated[
         float, typer.Option("--replay-fraction", help="Share of patches drawn from --replay.")
     ] = 0.25,
     lesion_filter: Annotated[
         str,
-        typer.Option("--lesion-filter", help="With --init and a parent with a lesion filter: refit (on the "
-                                             "validation cases, at the end) or drop (the vote rules decide)."),
+        typer.Option(
+            "--lesion-filter",
+            help="With --init and a parent with a lesion filter: refit (on the "
+            "validation cases, at the end) or drop (the vote rules decide).",
+        ),
     ] = "refit",
     filter_data: Annotated[
         list[Path] | None,
-        typer.Option("--filter-data", help="With --init: more labelled cases (not used for training; repeat for "
-                                           "several folders) to fit the lesion filter on, besides the validation "
-                                           "cases, e.g. phantoms of the parent's family."),
+        typer.Option(
+            "--filter-data",
+            help="With --init: more labelled cases (not used for training; repeat for "
+            "several folders) to fit the lesion filter on, besides the validation "
+            "cases, e.g. phantoms of the parent's family.",
+        ),
     ] = None,
     fp32: Annotated[
         bool, typer.Option("--fp32", help="Train in float32 (default: bfloat16 autocast).")
     ] = False,
 ) -> None:
     """Train the 3-D residual U-Net ensemble (Gogin et al. 2021) and write a model folder."""
-    started = time.monotonic()  # --max-minutes counts from here: importing torch and reading the data included
+    started = (
+        time.monotonic()
+    )  # --max-minutes counts from here: importing torch and reading the data included
     with user_errors():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from cacscore.train import TrainConfig, train_model
 
         settings: dict[str, Any] = {
-            "members": members, "head": head, "epochs": epochs, "val_cases": val_cases, "batch": batch,
-            "steps_per_epoch": steps_per_epoch, "loss": loss, "val_metric": val_metric, "lr": lr, "folds": folds,
+            "members": members,
+            "head": head,
+            "epochs": epochs,
+            "val_cases": val_cases,
+            "batch": batch,
+            "steps_per_epoch": steps_per_epoch,
+            "loss": loss,
+            "val_metric": val_metric,
+            "lr": lr,
+            "folds": folds,
         }
         if patch is not None:
             settings["patch"] = _patch(patch)
@@ -199,10 +245,21 @@ def train(
             settings["augmentation"] = _augmentation(augmentation)
         settings = {key: value for key, value in settings.items() if value is not None}
         common: dict[str, Any] = {
-            "data": data, "out": out, "val_data": val_data, "seed": seed, "device": device, "amp": not fp32,
-            "workers": workers, "max_minutes": max_minutes, "cache_dir": cache, "name": name,
-            "model_version": model_version, "mask_labels": mask_labels, "replay": replay,
-            "replay_fraction": replay_fraction, "lesion_filter": lesion_filter,
+            "data": data,
+            "out": out,
+            "val_data": val_data,
+            "seed": seed,
+            "device": device,
+            "amp": not fp32,
+            "workers": workers,
+            "max_minutes": max_minutes,
+            "cache_dir": cache,
+            "name": name,
+            "model_version": model_version,
+            "mask_labels": mask_labels,
+            "replay": replay,
+            "replay_fraction": replay_fraction,
+            "lesion_filter": lesion_filter,
             "filter_data": tuple(filter_data or ()),
         }
         if init is not None:
@@ -237,7 +294,8 @@ def train(
                 _, source, dice = args
                 progress.console.print(
                     f"member {state['member'] + 1}/{state['members']} starts from member {source} of {config.init}: "
-                    f"validation Dice {dice:.4f}", soft_wrap=True
+                    f"validation Dice {dice:.4f}",
+                    soft_wrap=True,
                 )
             elif kind == "step":
                 step, total, value = args

@@ -15,25 +15,36 @@ def train_lesion_filter(
     model: Annotated[Path, typer.Option("--model", help="Trained model folder whose lesions are judged.")],
     data: Annotated[
         list[Path],
-        typer.Option("--data", help="Labelled dataset folder used neither to train nor to test the model "
-                                    "(repeat to pool several)."),
+        typer.Option(
+            "--data",
+            help="Labelled dataset folder used neither to train nor to test the model "
+            "(repeat to pool several).",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="New model folder: the members and plan.json with the filter.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="New model folder: the members and plan.json with the filter.")
+    ],
     threshold: Annotated[
-        float, typer.Option("--threshold", help="Probability from which a candidate lesion is kept.")] = 0.5,
+        float, typer.Option("--threshold", help="Probability from which a candidate lesion is kept.")
+    ] = 0.5,
     candidate_votes: Annotated[
-        int, typer.Option("--candidate-votes", help="Members that must find a lesion for it to be a candidate.")
+        int,
+        typer.Option("--candidate-votes", help="Members that must find a lesion for it to be a candidate."),
     ] = 1,
     model_version: Annotated[
         str | None, typer.Option("--model-version", help="Version of the new model (default: the source's).")
     ] = None,
     mask_labels: Annotated[
         str | None,
-        typer.Option("--mask-labels", help="Label convention of the reference masks: project (0-5), orcascore "
-                                           "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary (default: each layout's own)."),
+        typer.Option(
+            "--mask-labels",
+            help="Label convention of the reference masks: project (0-5), orcascore "
+            "(1 LAD incl. LM, 2 LCX, 3 RCA) or binary (default: each layout's own).",
+        ),
     ] = None,
     device: Annotated[
-        str, typer.Option("--device", help="cpu or cuda: where the members run to find the candidate lesions.")
+        str,
+        typer.Option("--device", help="cpu or cuda: where the members run to find the candidate lesions."),
     ] = "cpu",
 ) -> None:
     """Fit a lesion filter (a logistic regression on each candidate lesion and its surroundings) for a model.
@@ -46,17 +57,31 @@ def train_lesion_filter(
         from cacscore.train.fit_lesion_filter import train_lesion_filter as fit
 
         datasets = [(folder, list_cases(folder, mask_labels=mask_labels)) for folder in data]
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err_console)
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
         with progress:
             task = progress.add_task("candidate lesions", total=sum(len(cases) for _, cases in datasets))
-            plan = fit(model, datasets, out, threshold=threshold, candidate_votes=candidate_votes,
-                       model_version=model_version, device=device,
-                       report=lambda done, total: progress.update(task, completed=done, total=total))
+            plan = fit(
+                model,
+                datasets,
+                out,
+                threshold=threshold,
+                candidate_votes=candidate_votes,
+                model_version=model_version,
+                device=device,
+                report=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         block = plan.data["inference"]["lesion_filter"]
         record = block["fitted_on"]
-        err_console.print(f"model written to {out}: lesion filter fitted on {record['lesions']} candidate lesions "
-                          f"({record['true_lesions']} true) of {record['cases']} cases")
+        err_console.print(
+            f"model written to {out}: lesion filter fitted on {record['lesions']} candidate lesions "
+            f"({record['true_lesions']} true) of {record['cases']} cases"
+        )
         for name, coefficient in zip(FEATURE_NAMES, block["coefficients"]):
             typer.echo(f"{name:28s} {coefficient:+.3f}")
 

@@ -53,7 +53,9 @@ def _module(layout: str) -> Any:
 def _check_root(root: str | Path) -> Path:
     path = Path(root)
     if not path.is_dir():
-        raise InvalidInputError(f"{path}: dataset folder not found" if not path.exists() else f"{path}: not a folder")
+        raise InvalidInputError(
+            f"{path}: dataset folder not found" if not path.exists() else f"{path}: not a folder"
+        )
     return path
 
 
@@ -107,7 +109,9 @@ def list_cases(root: str | Path, *, layout: str = "auto", mask_labels: str | Non
     """
     check_mask_labels(mask_labels)
     if layout != "auto" and layout not in LAYOUTS:
-        raise InvalidInputError(f"unknown dataset layout {layout!r}; use 'auto' or one of {', '.join(LAYOUTS)}")
+        raise InvalidInputError(
+            f"unknown dataset layout {layout!r}; use 'auto' or one of {', '.join(LAYOUTS)}"
+        )
     path = _check_root(root)
     chosen = detect_layout(path) if layout == "auto" else layout
     cases: list[CaseRef] = _module(chosen).list_cases(path)
@@ -119,4 +123,13 @@ def list_cases(root: str | Path, *, layout: str = "auto", mask_labels: str | Non
     return cases
 
 
-__all__ = ["LAYOUTS", "MASK_LABELS", "UNKNOWN", "CaseRef", "Layout", "LoadedCase", "detect_layout", "list_cases"]
+__all__ = [
+    "LAYOUTS",
+    "MASK_LABELS",
+    "UNKNOWN",
+    "CaseRef",
+    "Layout",
+    "LoadedCase",
+    "detect_layout",
+    "list_cases",
+]

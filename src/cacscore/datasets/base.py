@@ -95,7 +95,9 @@ class CaseRef:
             Unknown layout, unreadable volume or reference (the message names the file).
         """
         if self.layout not in LAYOUTS:
-            raise InvalidInputError(f"case {self.case_id}: unknown layout {self.layout!r}; use one of {LAYOUTS}")
+            raise InvalidInputError(
+                f"case {self.case_id}: unknown layout {self.layout!r}; use one of {LAYOUTS}"
+            )
         module = importlib.import_module(f"cacscore.datasets.{self.layout}")
         loaded: LoadedCase = module.load(self)
         return loaded

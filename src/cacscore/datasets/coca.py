@@ -119,7 +119,9 @@ def list_cases(root: Path) -> list[CaseRef]:
         if patient.is_dir():
             xml_path = base / XML / f"{patient.name}.xml"
             cases.append(
-                CaseRef(patient.name, "coca", _series_folder(patient), xml_path if xml_path.is_file() else None)
+                CaseRef(
+                    patient.name, "coca", _series_folder(patient), xml_path if xml_path.is_file() else None
+                )
             )
     if not cases:
         raise no_cases_error(root, "coca", _EXPECTED)
@@ -132,7 +134,9 @@ def _numbers(text: object, count: int, where: str) -> list[float]:
     except ValueError:
         values = []
     if len(values) != count:
-        raise InvalidInputError(f"{where}: expected a point like '({', '.join(['0.0'] * count)})', got {text!r}")
+        raise InvalidInputError(
+            f"{where}: expected a point like '({', '.join(['0.0'] * count)})', got {text!r}"
+        )
     return values
 
 
@@ -179,7 +183,9 @@ def read_calcium_xml(path: str | Path) -> tuple[list[CocaRoi], list[str]]:
                 artery = parse_artery(name, where=where)
             except InvalidInputError:
                 artery = UNSPECIFIED
-                warnings.append(f"ROI name {name!r} (ImageIndex {index}) is not an artery; read as unspecified")
+                warnings.append(
+                    f"ROI name {name!r} (ImageIndex {index}) is not an artery; read as unspecified"
+                )
             rois.append(
                 CocaRoi(
                     index,
@@ -207,7 +213,7 @@ def _fill_polygon(rows_cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         keep = (r >= 0) & (r < shape[0]) & (c >= 0) & (c < shape[1])
         inside[r[keep], c[keep]] = True
         return inside
-    rr, cc = np.mgrid[low[0]:high[0], low[1]:high[1]]
+    rr, cc = np.mgrid[low[0] : high[0], low[1] : high[1]]
     centres = np.stack([cc.ravel(), rr.ravel()], axis=1).astype(float)
     hit = PolygonPath(rows_cols[:, ::-1]).contains_points(centres)
     inside[rr.ravel()[hit], cc.ravel()[hit]] = True
@@ -226,9 +232,13 @@ def _place(roi: CocaRoi, volume: CTVolume) -> tuple[int, np.ndarray, str | None]
             # series disagree on geometry, which the user should hear about.
             gap = float(np.abs(zyx[:, 1:] - roi.points_px[:, ::-1]).max())
             if np.allclose(volume.direction, np.eye(3)) and gap > PIXEL_TOLERANCE:
-                return k, zyx[:, 1:], (
-                    f"ROI at ImageIndex {roi.image_index}: Point_mm and Point_px differ by {gap:.1f} pixels; "
-                    "placed by Point_mm"
+                return (
+                    k,
+                    zyx[:, 1:],
+                    (
+                        f"ROI at ImageIndex {roi.image_index}: Point_mm and Point_px differ by {gap:.1f} pixels; "
+                        "placed by Point_mm"
+                    ),
                 )
             return k, zyx[:, 1:], None
     note = (
@@ -280,7 +290,9 @@ def load(ref: CaseRef) -> LoadedCase:
     volume = read_case_volume(ref)
     meta: dict[str, Any] = case_meta(ref)
     if ref.reference_path is None:
-        meta["reference_note"] = "no calcium XML: COCA provides one only for scans with calcium; label is empty"
+        meta["reference_note"] = (
+            "no calcium XML: COCA provides one only for scans with calcium; label is empty"
+        )
         return LoadedCase(ref.case_id, volume, np.zeros(volume.hu.shape, dtype=np.uint8), meta)
     rois, warnings = read_calcium_xml(ref.reference_path)
     label, placement = rasterize_rois(volume, rois)

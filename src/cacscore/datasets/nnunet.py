@@ -179,8 +179,11 @@ def load(ref: CaseRef) -> LoadedCase:
             for value, code in table.items():
                 lut[value] = code
             label = lut[raw]
-    meta = case_meta(ref, label_table=None if table is None else {str(k): v for k, v in table.items()},
-                     mask_labels=ref.mask_labels)
+    meta = case_meta(
+        ref,
+        label_table=None if table is None else {str(k): v for k, v in table.items()},
+        mask_labels=ref.mask_labels,
+    )
     if warnings:
         meta["warnings"] = warnings
     return LoadedCase(ref.case_id, volume, label, meta)

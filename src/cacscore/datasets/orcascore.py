@@ -66,9 +66,7 @@ def list_cases(root: Path) -> list[CaseRef]:
     """
     files = list(_iter_mhd(root))
     references = {
-        p.name[: -len(REFERENCE_END)].lower(): p
-        for p in files
-        if p.name.lower().endswith(REFERENCE_END)
+        p.name[: -len(REFERENCE_END)].lower(): p for p in files if p.name.lower().endswith(REFERENCE_END)
     }
     cases = []
     for image in files:

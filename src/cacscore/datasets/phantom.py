@@ -61,7 +61,9 @@ def _json_object(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-def _attributes(root: Path, case_id: str, row: dict[str, str] | None, cohort: dict[str, object]) -> dict[str, str]:
+def _attributes(
+    root: Path, case_id: str, row: dict[str, str] | None, cohort: dict[str, object]
+) -> dict[str, str]:
     found: dict[str, str] = {}
     truth: dict[str, object] | None = None
     for name in ATTRIBUTES:
@@ -109,8 +111,9 @@ def _from_manifest(root: Path) -> list[CaseRef]:
         if image is None:
             raise InvalidInputError(f"{path}, row {number}: image {row['image']!r} of {case_id} not found")
         reference = _resolve(root, case_id, row.get("label")) or _resolve(root, case_id, row.get("points"))
-        cases.append(CaseRef(case_id, "phantom", image, reference,
-                             attributes=_attributes(root, case_id, row, cohort)))
+        cases.append(
+            CaseRef(case_id, "phantom", image, reference, attributes=_attributes(root, case_id, row, cohort))
+        )
     return cases
 
 
@@ -128,8 +131,15 @@ def _from_folders(root: Path) -> list[CaseRef]:
         if image.is_file() and not is_volume_file(image):
             continue
         reference = _first(folder, _LABEL_NAMES) or _first(folder, ("points.csv", "points.json"))
-        cases.append(CaseRef(folder.name, "phantom", image, reference,
-                             attributes=_attributes(root, folder.name, None, cohort)))
+        cases.append(
+            CaseRef(
+                folder.name,
+                "phantom",
+                image,
+                reference,
+                attributes=_attributes(root, folder.name, None, cohort),
+            )
+        )
     return cases
 
 
@@ -168,5 +178,7 @@ def load(ref: CaseRef) -> LoadedCase:
     volume = read_case_volume(ref)
     stated = _reference_score(ref.image_path)
     category = stated.get("reference_category")
-    label, extra = load_reference(ref, volume, reference_category=category if isinstance(category, str) else None)
+    label, extra = load_reference(
+        ref, volume, reference_category=category if isinstance(category, str) else None
+    )
     return LoadedCase(ref.case_id, volume, label, case_meta(ref, **stated, **extra))

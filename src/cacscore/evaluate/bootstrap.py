@@ -47,10 +47,17 @@ class ConfidenceInterval:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConfidenceInterval:
         """Inverse of :meth:`to_dict`."""
+
         def value(key: str) -> float:
             return math.nan if data[key] is None else float(data[key])
 
-        return cls(value("low"), value("high"), float(data["level"]), int(data["n_resamples"]), int(data["n_defined"]))
+        return cls(
+            value("low"),
+            value("high"),
+            float(data["level"]),
+            int(data["n_resamples"]),
+            int(data["n_defined"]),
+        )
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -104,7 +111,9 @@ def bootstrap_ci(
     arrays = [np.asarray(c) for c in columns]
     n = len(arrays[0])
     if n == 0 or any(len(a) != n for a in arrays):
-        raise InvalidInputError(f"bootstrap columns must be non-empty and of equal length, got {[len(a) for a in arrays]}")
+        raise InvalidInputError(
+            f"bootstrap columns must be non-empty and of equal length, got {[len(a) for a in arrays]}"
+        )
     if isinstance(n_resamples, bool) or int(n_resamples) != n_resamples or n_resamples < 1:
         raise InvalidInputError(f"n_resamples must be an integer >= 1, got {n_resamples!r}")
     if not 0 < level < 1:

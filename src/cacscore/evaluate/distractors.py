@@ -78,10 +78,15 @@ def distractor_hit(
     for d in distractors:
         if d["type"] not in kinds:
             continue
-        sphere = {"center_mm": d.get("position_mm"), "axes": np.eye(3).tolist(),
-                  "radii_mm": [float(d.get("size_mm", 0.0)) / 2] * 3}
+        sphere = {
+            "center_mm": d.get("position_mm"),
+            "axes": np.eye(3).tolist(),
+            "radii_mm": [float(d.get("size_mm", 0.0)) / 2] * 3,
+        }
         for part in d.get("parts") or [sphere]:
-            local = (xyz - np.asarray(part["center_mm"], dtype=float)) @ np.asarray(part["axes"], dtype=float).T
+            local = (xyz - np.asarray(part["center_mm"], dtype=float)) @ np.asarray(
+                part["axes"], dtype=float
+            ).T
             scaled = local / (np.asarray(part["radii_mm"], dtype=float) + MARGIN_MM)
             if np.any((scaled**2).sum(axis=1) <= 1):
                 return True

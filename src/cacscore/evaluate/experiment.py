@@ -151,12 +151,16 @@ def write_subset_manifest(folder: Path, cases: Sequence[Any]) -> Path:
     rows = []
     for ref in cases:
         if ref.reference_path is None:
-            raise InvalidInputError(f"case {ref.case_id}: no reference label; the experiment needs labelled cases")
-        rows.append({
-            "case_id": ref.case_id,
-            "image": os.path.relpath(ref.image_path, folder),
-            "label": os.path.relpath(ref.reference_path, folder),
-        })
+            raise InvalidInputError(
+                f"case {ref.case_id}: no reference label; the experiment needs labelled cases"
+            )
+        rows.append(
+            {
+                "case_id": ref.case_id,
+                "image": os.path.relpath(ref.image_path, folder),
+                "label": os.path.relpath(ref.reference_path, folder),
+            }
+        )
     path = folder / "cases.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["case_id", "image", "label"], lineterminator="\n")
@@ -216,11 +220,17 @@ def _test_case(ref: Any, n_members: int) -> dict[str, Any]:
             predictions = predictor(case)
             if len(predictions.members) != n_members:
                 raise ValueError(f"{len(predictions.members)} member predictions, expected {n_members}")
-            sets.append({
-                "members": [evaluate_case(ref.case_id, case.volume, case.label, m).to_dict()
-                            for m in predictions.members],
-                "ensemble": evaluate_case(ref.case_id, case.volume, case.label, predictions.ensemble).to_dict(),
-            })
+            sets.append(
+                {
+                    "members": [
+                        evaluate_case(ref.case_id, case.volume, case.label, m).to_dict()
+                        for m in predictions.members
+                    ],
+                    "ensemble": evaluate_case(
+                        ref.case_id, case.volume, case.label, predictions.ensemble
+                    ).to_dict(),
+                }
+            )
         return {"case_id": ref.case_id, "sets": sets}
     # A failing test case is reported in the table (and excluded for every model alike), not fatal.
     except Exception as exc:  # noqa: BLE001
@@ -259,8 +269,12 @@ def _test_all(
 
         # spawn: CUDA and forked PyTorch do not mix; each worker loads the models once.
         threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(predict_fn, model_dirs, threads)) as pool:
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(predict_fn, model_dirs, threads),
+        ) as pool:
             for record in pool.map(_test_case, todo, [n_members] * len(todo)):
                 keep(record)
     elif todo:
@@ -280,7 +294,9 @@ def _set_result(index: int, request: TrainRequest, records: Sequence[dict[str, A
             f"training set {SET_NAMES[index]}: every test case failed; first: {failures[0]['case_id']}: "
             f"{failures[0]['reason']}"
         )
-    member_evals = [[CaseEvaluation.from_dict(g["members"][k]) for g in good] for k in range(request.n_members)]
+    member_evals = [
+        [CaseEvaluation.from_dict(g["members"][k]) for g in good] for k in range(request.n_members)
+    ]
     ensemble_evals = [CaseEvaluation.from_dict(g["ensemble"]) for g in good]
     members = [model_scores(evals) for evals in member_evals]
     return {
@@ -295,7 +311,9 @@ def _set_result(index: int, request: TrainRequest, records: Sequence[dict[str, A
         "n_evaluated": len(good),
         "failures": failures,
         "members": members,
-        "single": {key: _mean_sd([m[key] for m in members]) for key in ("harrell_c", "paper_c_index", "accuracy")},
+        "single": {
+            key: _mean_sd([m[key] for m in members]) for key in ("harrell_c", "paper_c_index", "accuracy")
+        },
         "ensemble": model_scores(ensemble_evals),
         "ensemble_cases": [e.to_dict() for e in ensemble_evals],
     }
@@ -368,7 +386,7 @@ def run_table1(
     if not test_cases:
         raise InvalidInputError("the test cohort is empty")
     val = list(train_cases[: scale.n_val])
-    pool = list(train_cases[scale.n_val: need])
+    pool = list(train_cases[scale.n_val : need])
     requests = []
     for i, size in enumerate(scale.train_sizes):
         subset = pool[:size]
@@ -388,7 +406,9 @@ def run_table1(
         train_fn(request)
         requests.append(request)
     emit("test", len(test_cases))
-    records = _test_all(out, test_cases, [r.model_dir for r in requests], scale.n_members, predict_fn, workers, emit)
+    records = _test_all(
+        out, test_cases, [r.model_dir for r in requests], scale.n_members, predict_fn, workers, emit
+    )
     results = []
     for i, request in enumerate(requests):
         result = _set_result(i, request, records)
@@ -401,7 +421,10 @@ def run_table1(
         "hardware": provenance.get("hardware") if provenance else None,
         "provenance": provenance or {},
         "test_reference_counts": _reference_counts(results),
-        "sets": [{k: v for k, v in r.items() if k not in ("ensemble_cases", "train_ids", "val_ids")} for r in results],
+        "sets": [
+            {k: v for k, v in r.items() if k not in ("ensemble_cases", "train_ids", "val_ids")}
+            for r in results
+        ],
         "c_index_note": (
             "harrell_c: Harrell's C over pairs with different reference categories, prediction ties 1/2 "
             "(comparable with the paper's reported values); paper_c_index: the formula printed in the paper, "

@@ -153,7 +153,9 @@ class LesionCounts:
         """Plain-JSON dictionary (counts only; metrics are derived)."""
         return {
             "n_scans": self.n_scans,
-            "arteries": {name: {f.name: getattr(c, f.name) for f in fields(c)} for name, c in self.arteries.items()},
+            "arteries": {
+                name: {f.name: getattr(c, f.name) for f in fields(c)} for name, c in self.arteries.items()
+            },
         }
 
     @classmethod
@@ -180,7 +182,9 @@ def _check_label(label: np.ndarray, shape: tuple[int, ...], name: str) -> np.nda
     if array.dtype.kind not in "iub":
         raise InvalidInputError(f"{name} must hold integer label codes, got dtype {array.dtype}")
     if array.size and (int(array.min()) < 0 or int(array.max()) > max(_CODES)):
-        raise InvalidInputError(f"{name} holds label codes {int(array.min())}..{int(array.max())}; allowed 0-5")
+        raise InvalidInputError(
+            f"{name} holds label codes {int(array.min())}..{int(array.max())}; allowed 0-5"
+        )
     return array
 
 
@@ -266,10 +270,10 @@ def _tally(
     """
     n = artery.size
     max_code = max(_CODES) + 1
-    overlap = np.bincount(
-        ids[compatible] * max_code + other[compatible], minlength=n * max_code
-    ).reshape(n, max_code)
-    named = overlap[:, UNSPECIFIED + 1:]
+    overlap = np.bincount(ids[compatible] * max_code + other[compatible], minlength=n * max_code).reshape(
+        n, max_code
+    )
+    named = overlap[:, UNSPECIFIED + 1 :]
     effective = artery.copy()
     adopt = (artery == UNSPECIFIED) & (named.sum(axis=1) > 0)
     effective[adopt] = named[adopt].argmax(axis=1) + UNSPECIFIED + 1

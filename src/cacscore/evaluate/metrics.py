@@ -61,7 +61,9 @@ def category_codes(values: npt.ArrayLike | Sequence[str], name: str = "categorie
     if array.dtype.kind == "b" or array.dtype.kind not in "iuf":
         raise InvalidInputError(f"{name} must hold risk categories A-E or codes 0-4, got dtype {array.dtype}")
     if array.size and (
-        not np.all(np.isfinite(array)) or np.any(array != np.rint(array)) or array.min() < 0
+        not np.all(np.isfinite(array))
+        or np.any(array != np.rint(array))
+        or array.min() < 0
         or array.max() >= N_CATEGORIES
     ):
         bad = [v for v in array.tolist() if not (float(v).is_integer() and 0 <= v < N_CATEGORIES)]
@@ -83,7 +85,9 @@ def _scores(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]
     a = np.asarray(x, dtype=float)
     b = np.asarray(y, dtype=float)
     if a.ndim != 1 or a.shape != b.shape:
-        raise InvalidInputError(f"the two score vectors must be 1-D of the same length, got {a.shape} and {b.shape}")
+        raise InvalidInputError(
+            f"the two score vectors must be 1-D of the same length, got {a.shape} and {b.shape}"
+        )
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise InvalidInputError("scores must be finite numbers; found nan or inf")
     return a, b
@@ -245,7 +249,9 @@ def linear_weighted_kappa(ref: Any, pred: Any, n_categories: int = N_CATEGORIES)
         return math.nan
     k = int(n_categories)
     if max(int(r.max()), int(p.max())) >= k:
-        raise InvalidInputError(f"category codes must be below n_categories={k}, got up to {max(r.max(), p.max())}")
+        raise InvalidInputError(
+            f"category codes must be below n_categories={k}, got up to {max(r.max(), p.max())}"
+        )
     observed = np.zeros((k, k))
     np.add.at(observed, (r, p), 1.0)
     observed /= r.size
@@ -290,7 +296,9 @@ def icc_2_1(ratings: npt.ArrayLike) -> float:
     """
     table = np.asarray(ratings, dtype=float)
     if table.ndim != 2 or table.shape[0] < 2 or table.shape[1] < 2:
-        raise InvalidInputError(f"ratings must be an (N subjects, K raters) array with N, K >= 2, got {table.shape}")
+        raise InvalidInputError(
+            f"ratings must be an (N subjects, K raters) array with N, K >= 2, got {table.shape}"
+        )
     if not np.all(np.isfinite(table)):
         raise InvalidInputError("ratings must be finite numbers; found nan or inf")
     n, k = table.shape

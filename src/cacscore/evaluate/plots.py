@@ -50,7 +50,16 @@ def plot_confusion(path: Path, metrics: dict[str, Any]) -> Path:
         for j in range(matrix.shape[1]):
             colour = "white" if shown[i, j] > 0.55 else "black"
             weight = "bold" if i == j else "normal"
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=colour, fontsize=13, fontweight=weight)
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=13,
+                fontweight=weight,
+            )
         ax.add_patch(_rect(i))
     ax.set_xticks(range(len(labels)), labels, fontsize=12)
     ax.set_yticks(range(len(labels)), labels, fontsize=12)
@@ -113,10 +122,22 @@ def plot_scatter(path: Path, evaluations: Sequence[CaseEvaluation], metrics: dic
     edges = [0.0, np.log1p(0.5), *np.log1p([b for b in CATEGORY_BOUNDS if b <= top]), limit]
     for letter, lo, hi in zip("ABCDE", edges[:-1], edges[1:], strict=False):
         ax.text((lo + hi) / 2, limit * 0.985, letter, ha="center", va="top", color="#777777", fontsize=10)
-    ax.scatter(np.log1p(ref[match]), np.log1p(pred[match]), s=30, color="#2c7bb6", alpha=0.8,
-               label=f"category correct ({int(match.sum())})")
-    ax.scatter(np.log1p(ref[~match]), np.log1p(pred[~match]), s=40, color="#d7191c", marker="x",
-               label=f"category wrong ({int((~match).sum())})")
+    ax.scatter(
+        np.log1p(ref[match]),
+        np.log1p(pred[match]),
+        s=30,
+        color="#2c7bb6",
+        alpha=0.8,
+        label=f"category correct ({int(match.sum())})",
+    )
+    ax.scatter(
+        np.log1p(ref[~match]),
+        np.log1p(pred[~match]),
+        s=40,
+        color="#d7191c",
+        marker="x",
+        label=f"category wrong ({int((~match).sum())})",
+    )
     _log_ticks(ax, "x", top)
     _log_ticks(ax, "y", top)
     ax.set_xlim(-0.1, limit)
@@ -147,8 +168,13 @@ def _bland_altman_panel(
         bias, low, high = ba.mean_diff, ba.loa_low, ba.loa_high
         digits = 0 if max(abs(low), abs(high)) >= 100 else 2
         ax.axhline(bias, color="#d7191c", linewidth=1.2, label=f"bias (mean difference) {bias:+.{digits}f}")
-        ax.axhline(high, color="#d7191c", linestyle="--", linewidth=1,
-                   label=f"95 % limits of agreement {low:+.{digits}f} to {high:+.{digits}f}")
+        ax.axhline(
+            high,
+            color="#d7191c",
+            linestyle="--",
+            linewidth=1,
+            label=f"95 % limits of agreement {low:+.{digits}f} to {high:+.{digits}f}",
+        )
         ax.axhline(low, color="#d7191c", linestyle="--", linewidth=1)
     ax.set_xlabel(f"mean of reference and prediction {unit}", fontsize=10)
     ax.set_ylabel(f"prediction - reference {unit}", fontsize=10)
@@ -168,12 +194,20 @@ def plot_bland_altman(path: Path, evaluations: Sequence[CaseEvaluation]) -> Path
     pred = np.array([e.pred_agatston for e in evaluations], dtype=float)
     fig = _figure(11.0, 4.6)
     left, right = fig.subplots(1, 2)
-    _bland_altman_panel(left, ref, pred, f"Bland-Altman, Agatston, n = {ref.size} (x: log(1 + x) axis)",
-                        "(Agatston)", log_x=True)  # so that the many small scores do not pile up at 0
+    _bland_altman_panel(
+        left,
+        ref,
+        pred,
+        f"Bland-Altman, Agatston, n = {ref.size} (x: log(1 + x) axis)",
+        "(Agatston)",
+        log_x=True,
+    )  # so that the many small scores do not pile up at 0
     top = float(max(ref.max(initial=0), pred.max(initial=0), 10.0))
     _log_ticks(left, "x", top)
     left.set_xlim(-0.1, np.log1p(top) * 1.05)
-    _bland_altman_panel(right, np.log1p(ref), np.log1p(pred), "Bland-Altman on log(1 + Agatston)", "(log units)")
+    _bland_altman_panel(
+        right, np.log1p(ref), np.log1p(pred), "Bland-Altman on log(1 + Agatston)", "(log units)"
+    )
     fig.savefig(path)
     return path
 
@@ -192,11 +226,15 @@ def plot_arteries(path: Path, metrics: dict[str, Any]) -> Path:
     for xi, value in zip(x, pred, strict=True):
         left.annotate(f"{value:.0f}", (xi + 0.2, value), ha="center", va="bottom", fontsize=8)
     for xi, value in zip(x, ref, strict=True):
-        left.annotate(f"{value:.0f}", (xi - 0.2, value), ha="center", va="bottom", fontsize=8, color="#555555")
+        left.annotate(
+            f"{value:.0f}", (xi - 0.2, value), ha="center", va="bottom", fontsize=8, color="#555555"
+        )
     left.set_xticks(x, names, fontsize=11)
     left.set_ylabel("total Agatston over the cohort", fontsize=10)
-    left.set_title("Total Agatston per artery over the cohort\n(calcium without an artery label is 'unspecified')",
-                   fontsize=11)
+    left.set_title(
+        "Total Agatston per artery over the cohort\n(calcium without an artery label is 'unspecified')",
+        fontsize=11,
+    )
     left.legend(fontsize=9)
     lesions = metrics["lesions"]["per_artery"]
     counts = metrics["lesions"]["counts"]["arteries"]
@@ -206,16 +244,24 @@ def plot_arteries(path: Path, metrics: dict[str, Any]) -> Path:
     f1 = [None if e else lesions[n]["f1"] for n, e in zip(lesion_names, empty, strict=True)]
     f1_volume = [None if e else lesions[n]["f1_volume"] for n, e in zip(lesion_names, empty, strict=True)]
     xl = np.arange(len(lesion_names))
-    right.bar(xl - 0.2, [np.nan if v is None else v for v in f1], 0.4, color="#2c7bb6", label="F1 by lesion count")
-    right.bar(xl + 0.2, [np.nan if v is None else v for v in f1_volume], 0.4, color="#abd9e9",
-              label="F1 by volume")
+    right.bar(
+        xl - 0.2, [np.nan if v is None else v for v in f1], 0.4, color="#2c7bb6", label="F1 by lesion count"
+    )
+    right.bar(
+        xl + 0.2, [np.nan if v is None else v for v in f1_volume], 0.4, color="#abd9e9", label="F1 by volume"
+    )
     for xi, a, b, none in zip(xl, f1, f1_volume, empty, strict=True):
         if none:
             right.annotate("no lesions", (xi, 0.02), ha="center", va="bottom", fontsize=8, color="#555555")
             continue
         for offset, value in ((-0.2, a), (0.2, b)):
-            right.annotate("n/a" if value is None else f"{value:.2f}", (xi + offset, value or 0), ha="center",
-                           va="bottom", fontsize=8)
+            right.annotate(
+                "n/a" if value is None else f"{value:.2f}",
+                (xi + offset, value or 0),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
     overall = metrics["lesions"]["overall"]
     right.set_xticks(xl, lesion_names, fontsize=11)
     right.set_ylim(0, 1.25)

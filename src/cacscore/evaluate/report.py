@@ -39,8 +39,11 @@ CASE_COLUMNS: tuple[str, ...] = (
     *GROUP_KEYS,
 )
 #: Titles of the per-source tables of ``report.md``.
-GROUP_TITLES: dict[str, str] = {"dataset": "dataset (--data)", "family": "generator family",
-                                "generator_version": "generator version"}
+GROUP_TITLES: dict[str, str] = {
+    "dataset": "dataset (--data)",
+    "family": "generator family",
+    "generator_version": "generator version",
+}
 
 
 def cases_csv(evaluations: Sequence[CaseEvaluation]) -> str:
@@ -55,11 +58,23 @@ def cases_csv(evaluations: Sequence[CaseEvaluation]) -> str:
     writer.writerow(CASE_COLUMNS)
     for e in evaluations:
         c = e.lesions.overall
-        writer.writerow([
-            e.case_id, f"{e.ref_agatston:.3f}", f"{e.pred_agatston:.3f}", f"{e.ref_volume_mm3:.3f}",
-            f"{e.pred_volume_mm3:.3f}", e.ref_category, e.pred_category, int(e.ref_category == e.pred_category),
-            c.tp, c.fp, c.fn, c.n_pred_true, *(e.groups.get(key, UNKNOWN) for key in GROUP_KEYS),
-        ])
+        writer.writerow(
+            [
+                e.case_id,
+                f"{e.ref_agatston:.3f}",
+                f"{e.pred_agatston:.3f}",
+                f"{e.ref_volume_mm3:.3f}",
+                f"{e.pred_volume_mm3:.3f}",
+                e.ref_category,
+                e.pred_category,
+                int(e.ref_category == e.pred_category),
+                c.tp,
+                c.fp,
+                c.fn,
+                c.n_pred_true,
+                *(e.groups.get(key, UNKNOWN) for key in GROUP_KEYS),
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -83,11 +98,13 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
     lines = [
         f"# {title}",
         "",
-        (f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, "
-        f"{metrics['n_evaluated']} evaluated, "
-        f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, "
-        f"{metrics['bootstrap']['n_resamples']} resamples "
-        f"of cases, seed {metrics['bootstrap']['seed']}."),
+        (
+            f"Predictions: `{metrics['source']}`. Cases: {metrics['n_cases']} listed, "
+            f"{metrics['n_evaluated']} evaluated, "
+            f"**{metrics['n_failed']} failed**. 95 % CIs: bootstrap, "
+            f"{metrics['bootstrap']['n_resamples']} resamples "
+            f"of cases, seed {metrics['bootstrap']['seed']}."
+        ),
         "",
     ]
     if metrics["failures"]:
@@ -108,11 +125,15 @@ def report_markdown(metrics: dict[str, Any], title: str = "cacscore evaluation")
         f"| ICC(2,1) Agatston | {_fmt(metrics['agatston']['icc'])} |",
         f"| ICC(2,1) volume | {_fmt(metrics['volume_mm3']['icc'])} |",
         f"| Bland-Altman Agatston: bias (pred - ref) | {_num(ba.get('mean_diff'), 1)} |",
-        (f"| Bland-Altman Agatston: 95 % limits of agreement | {_num(ba.get('loa_low'), 1)} to "
-        f"{_num(ba.get('loa_high'), 1)} |"),
+        (
+            f"| Bland-Altman Agatston: 95 % limits of agreement | {_num(ba.get('loa_low'), 1)} to "
+            f"{_num(ba.get('loa_high'), 1)} |"
+        ),
         "",
-        ("Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when "
-        "reference categories tie (see `docs/evaluation.md`)."),
+        (
+            "Harrell's C is the comparable C-index; the paper's printed formula cannot reach 1 when "
+            "reference categories tie (see `docs/evaluation.md`)."
+        ),
         "",
         "### Confusion matrix (rows: reference, columns: prediction)",
         "",
@@ -158,13 +179,21 @@ def _group_lines(groups: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
         if not table or set(table) == {UNKNOWN}:
             continue
         if not lines:
-            lines += ["", "## By data source", "",
-                      "Each source's cases alone (95 % CIs as above). Median ratio: predicted / reference Agatston "
-                      "in the cases of reference category D or E."]
-        lines += ["", f"### By {GROUP_TITLES.get(key, key)}", "",
-                  "| " + key + " | cases (failed) | accuracy | Harrell's C | kappa | ICC Agatston | "
-                  "median ratio D/E (n) | lesion sensitivity | lesion PPV | lesion F1 | FP / scan |",
-                  "|---" * 11 + "|"]
+            lines += [
+                "",
+                "## By data source",
+                "",
+                "Each source's cases alone (95 % CIs as above). Median ratio: predicted / reference Agatston "
+                "in the cases of reference category D or E.",
+            ]
+        lines += [
+            "",
+            f"### By {GROUP_TITLES.get(key, key)}",
+            "",
+            "| " + key + " | cases (failed) | accuracy | Harrell's C | kappa | ICC Agatston | "
+            "median ratio D/E (n) | lesion sensitivity | lesion PPV | lesion F1 | FP / scan |",
+            "|---" * 11 + "|",
+        ]
         for value, m in table.items():
             ratio = m["median_ratio_de"]
             lines.append(
@@ -186,7 +215,11 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_report(
-    out: Path, metrics: dict[str, Any], evaluations: Sequence[CaseEvaluation], *, title: str = "cacscore evaluation"
+    out: Path,
+    metrics: dict[str, Any],
+    evaluations: Sequence[CaseEvaluation],
+    *,
+    title: str = "cacscore evaluation",
 ) -> list[Path]:
     """Write every file of :data:`REPORT_FILES` into ``out`` (which must exist) and return their paths."""
     from cacscore.evaluate.plots import write_plots
@@ -194,4 +227,9 @@ def write_report(
     atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     atomic_write(out / "cases.csv", cases_csv(evaluations))
     atomic_write(out / "report.md", report_markdown(metrics, title))
-    return [out / "metrics.json", out / "cases.csv", out / "report.md", *write_plots(out, metrics, evaluations)]
+    return [
+        out / "metrics.json",
+        out / "cases.csv",
+        out / "report.md",
+        *write_plots(out, metrics, evaluations),
+    ]

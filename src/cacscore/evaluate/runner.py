@@ -167,7 +167,9 @@ def case_groups(ref: Any, dataset: str | None = None) -> dict[str, str]:
     return groups
 
 
-def evaluate_case(case_id: str, volume: CTVolume, ref_label: np.ndarray, pred_label: np.ndarray) -> CaseEvaluation:
+def evaluate_case(
+    case_id: str, volume: CTVolume, ref_label: np.ndarray, pred_label: np.ndarray
+) -> CaseEvaluation:
     """Score the reference and the predicted mask of one CT and count lesion detections.
 
     Both masks are scored with :func:`cacscore.scoring.score_calcium` at the
@@ -260,8 +262,9 @@ def _icc_or_nan(x: np.ndarray, y: np.ndarray) -> float:
     return icc_absolute(x, y) if x.size >= 2 else math.nan
 
 
-def median_ratio(evaluations: Sequence[CaseEvaluation],
-                 categories: Sequence[str] = RATIO_CATEGORIES) -> tuple[float, int]:
+def median_ratio(
+    evaluations: Sequence[CaseEvaluation], categories: Sequence[str] = RATIO_CATEGORIES
+) -> tuple[float, int]:
     """Median predicted/reference Agatston over the cases whose reference category is in ``categories``.
 
     Returns
@@ -279,8 +282,11 @@ def median_ratio(evaluations: Sequence[CaseEvaluation],
     >>> median_ratio([case(200, 100, "D"), case(500, 550, "E"), case(800, 880, "E"), case(5, 50, "B")])
     (1.1, 3)
     """
-    ratios = [e.pred_agatston / e.ref_agatston for e in evaluations
-              if e.ref_category in categories and e.ref_agatston > 0]
+    ratios = [
+        e.pred_agatston / e.ref_agatston
+        for e in evaluations
+        if e.ref_category in categories and e.ref_agatston > 0
+    ]
     return (float(np.median(ratios)) if ratios else math.nan), len(ratios)
 
 
@@ -303,8 +309,9 @@ def summarize_groups(
     failures = list(failures)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for key in keys:
-        values = sorted({e.groups.get(key, UNKNOWN) for e in evaluations}
-                        | {f.groups.get(key, UNKNOWN) for f in failures})
+        values = sorted(
+            {e.groups.get(key, UNKNOWN) for e in evaluations} | {f.groups.get(key, UNKNOWN) for f in failures}
+        )
         table[key] = {}
         for value in values:
             chosen = [e for e in evaluations if e.groups.get(key, UNKNOWN) == value]
@@ -313,10 +320,16 @@ def summarize_groups(
             cat = full["category"]
             lesions = full["lesions"]["overall"]
             table[key][value] = {
-                "n_evaluated": full["n_evaluated"], "n_failed": full["n_failed"],
-                **{name: {"value": cat[name]["value"], "ci95": cat[name]["ci95"]}
-                   for name in ("accuracy", "harrell_c", "kappa_linear")},
-                "icc_agatston": {"value": full["agatston"]["icc"]["value"], "ci95": full["agatston"]["icc"]["ci95"]},
+                "n_evaluated": full["n_evaluated"],
+                "n_failed": full["n_failed"],
+                **{
+                    name: {"value": cat[name]["value"], "ci95": cat[name]["ci95"]}
+                    for name in ("accuracy", "harrell_c", "kappa_linear")
+                },
+                "icc_agatston": {
+                    "value": full["agatston"]["icc"]["value"],
+                    "ci95": full["agatston"]["icc"]["ci95"],
+                },
                 "median_ratio_de": full["agatston"]["median_ratio_de"],
                 **{f"lesion_{name}": lesions[name] for name in ("sensitivity", "ppv", "f1")},
                 "fp_per_scan": lesions["fp_per_scan"],
@@ -367,7 +380,9 @@ def summarize(
         "icc_volume": lambda r, p, ra, pa, rv, pv: _icc_or_nan(rv, pv),
     }
     columns = (ref_cat, pred_cat, ref_ag, pred_ag, ref_vol, pred_vol)
-    estimates = {name: fn(*columns) for name, fn in statistics.items()} if n else dict.fromkeys(statistics, math.nan)
+    estimates = (
+        {name: fn(*columns) for name, fn in statistics.items()} if n else dict.fromkeys(statistics, math.nan)
+    )
     cis = bootstrap_ci(statistics, *columns, n_resamples=n_bootstrap, seed=seed) if n and n_bootstrap else {}
 
     def metric(name: str, description: str) -> dict[str, Any]:
@@ -381,48 +396,56 @@ def summarize(
 
     lesions = aggregate_lesions(e.lesions for e in evaluations)
     artery_names = list(evaluations[0].ref_arteries) if evaluations else []
-    return _json_safe({
-        "schema": METRICS_SCHEMA,
-        "source": source,
-        "n_cases": n + len(failures),
-        "n_evaluated": n,
-        "n_failed": len(failures),
-        "failures": [f.to_dict() for f in failures],
-        "bootstrap": {"n_resamples": n_bootstrap, "seed": seed, "method": "percentile, cases resampled"},
-        "category": {
-            "labels": list(CATEGORIES),
-            "accuracy": metric("accuracy", "fraction of cases with the reference risk category"),
-            "harrell_c": metric(
-                "harrell_c", "Harrell's C over pairs with different reference categories, prediction ties = 1/2"
+    return _json_safe(
+        {
+            "schema": METRICS_SCHEMA,
+            "source": source,
+            "n_cases": n + len(failures),
+            "n_evaluated": n,
+            "n_failed": len(failures),
+            "failures": [f.to_dict() for f in failures],
+            "bootstrap": {"n_resamples": n_bootstrap, "seed": seed, "method": "percentile, cases resampled"},
+            "category": {
+                "labels": list(CATEGORIES),
+                "accuracy": metric("accuracy", "fraction of cases with the reference risk category"),
+                "harrell_c": metric(
+                    "harrell_c",
+                    "Harrell's C over pairs with different reference categories, prediction ties = 1/2",
+                ),
+                "paper_c_index": metric(
+                    "paper_c_index",
+                    "formula printed in Gogin 2021: concordant pairs / (n choose 2), no tie credit",
+                ),
+                "kappa_linear": metric("kappa_linear", "Cohen's kappa, linear weights, categories A-E fixed"),
+                "confusion_matrix": confusion_matrix(ref_cat, pred_cat).tolist(),
+                "reference_counts": np.bincount(ref_cat, minlength=len(CATEGORIES)).tolist(),
+            },
+            "agatston": {
+                "icc": metric("icc_agatston", "ICC(2,1) two-way random, absolute agreement, single rater"),
+                "bland_altman": bland_altman(ref_ag, pred_ag).to_dict() if n else None,
+                "ref_total": float(ref_ag.sum()),
+                "pred_total": float(pred_ag.sum()),
+                "median_ratio_de": dict(zip(("value", "n"), median_ratio(evaluations), strict=True)),
+            },
+            "volume_mm3": {
+                "icc": metric("icc_volume", "ICC(2,1) on volume scores, mm^3"),
+                "bland_altman": bland_altman(ref_vol, pred_vol).to_dict() if n else None,
+            },
+            "arteries_agatston": {
+                name: {
+                    "ref_total": float(sum(e.ref_arteries[name] for e in evaluations)),
+                    "pred_total": float(sum(e.pred_arteries[name] for e in evaluations)),
+                }
+                for name in artery_names
+            },
+            "lesions": {**lesions.metrics(), "counts": lesions.to_dict()},
+            **(
+                {"groups": summarize_groups(evaluations, failures, n_bootstrap=n_bootstrap, seed=seed)}
+                if groups
+                else {}
             ),
-            "paper_c_index": metric(
-                "paper_c_index", "formula printed in Gogin 2021: concordant pairs / (n choose 2), no tie credit"
-            ),
-            "kappa_linear": metric("kappa_linear", "Cohen's kappa, linear weights, categories A-E fixed"),
-            "confusion_matrix": confusion_matrix(ref_cat, pred_cat).tolist(),
-            "reference_counts": np.bincount(ref_cat, minlength=len(CATEGORIES)).tolist(),
-        },
-        "agatston": {
-            "icc": metric("icc_agatston", "ICC(2,1) two-way random, absolute agreement, single rater"),
-            "bland_altman": bland_altman(ref_ag, pred_ag).to_dict() if n else None,
-            "ref_total": float(ref_ag.sum()),
-            "pred_total": float(pred_ag.sum()),
-            "median_ratio_de": dict(zip(("value", "n"), median_ratio(evaluations), strict=True)),
-        },
-        "volume_mm3": {
-            "icc": metric("icc_volume", "ICC(2,1) on volume scores, mm^3"),
-            "bland_altman": bland_altman(ref_vol, pred_vol).to_dict() if n else None,
-        },
-        "arteries_agatston": {
-            name: {
-                "ref_total": float(sum(e.ref_arteries[name] for e in evaluations)),
-                "pred_total": float(sum(e.pred_arteries[name] for e in evaluations)),
-            }
-            for name in artery_names
-        },
-        "lesions": {**lesions.metrics(), "counts": lesions.to_dict()},
-        **({"groups": summarize_groups(evaluations, failures, n_bootstrap=n_bootstrap, seed=seed)} if groups else {}),
-    })
+        }
+    )
 
 
 def _json_safe(value: Any) -> Any:

@@ -41,10 +41,19 @@ def train_with_cacscore(request: TrainRequest) -> None:
 
     s = request.scale
     config = TrainConfig(
-        data=request.data_dir, out=request.model_dir, members=request.n_members, epochs=s.epochs,
-        steps_per_epoch=s.steps_per_epoch, batch=s.batch, patch=s.patch, val_cases=len(request.val_ids),
-        seed=request.seed, device=request.device, name=f"table1-{s.name}-{request.data_dir.name}",
-        workers=os.cpu_count() or 1, max_minutes=s.max_minutes,
+        data=request.data_dir,
+        out=request.model_dir,
+        members=request.n_members,
+        epochs=s.epochs,
+        steps_per_epoch=s.steps_per_epoch,
+        batch=s.batch,
+        patch=s.patch,
+        val_cases=len(request.val_ids),
+        seed=request.seed,
+        device=request.device,
+        name=f"table1-{s.name}-{request.data_dir.name}",
+        workers=os.cpu_count() or 1,
+        max_minutes=s.max_minutes,
     )
     train_model(config, resume=(request.model_dir / "plan.json").is_file())
 
@@ -87,5 +96,7 @@ def make_cohort(folder: Path, n: int, seed: int, *, balance: bool, progress: boo
     from cacscore.datasets import list_cases
     from cacscore.phantom.cohort import generate_cohort
 
-    generate_cohort(folder, n, seed, fmt="nifti", balance=balance, workers=os.cpu_count() or 1, progress=progress)
+    generate_cohort(
+        folder, n, seed, fmt="nifti", balance=balance, workers=os.cpu_count() or 1, progress=progress
+    )
     return list_cases(folder)[:n]

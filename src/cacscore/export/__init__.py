@@ -22,8 +22,14 @@ if TYPE_CHECKING:
 #: Files :func:`write_dicom_outputs` writes (``seg.dcm`` only when the mask holds calcium).
 DICOM_PRODUCTS = ["seg.dcm", "sr.dcm", "report_pdf.dcm"]
 
-__all__ = ["DICOM_PRODUCTS", "Algorithm", "Equipment", "build_segmentation", "source_frames",
-           "write_dicom_outputs"]
+__all__ = [
+    "DICOM_PRODUCTS",
+    "Algorithm",
+    "Equipment",
+    "build_segmentation",
+    "source_frames",
+    "write_dicom_outputs",
+]
 
 
 def write_dicom_outputs(
@@ -77,14 +83,27 @@ def write_dicom_outputs(
     if segmentation is not None:
         segmentation.save_as(out / "seg.dcm")
         written.append(out / "seg.dcm")
-    document = build_measurement_report(volume, report, segmentation, algorithm=algorithm, reviewer=reviewer,
-                                        signed=signed, organization=organization)
+    document = build_measurement_report(
+        volume,
+        report,
+        segmentation,
+        algorithm=algorithm,
+        reviewer=reviewer,
+        signed=signed,
+        organization=organization,
+    )
     document.save_as(out / "sr.dcm")
     written.append(out / "sr.dcm")
     header = first_header(volume)
-    patient = {label: str(header.get(keyword, "")) or "-" for label, keyword in
-               (("Patient", "PatientName"), ("Patient ID", "PatientID"), ("Study date", "StudyDate"),
-                ("Accession", "AccessionNumber"))}
+    patient = {
+        label: str(header.get(keyword, "")) or "-"
+        for label, keyword in (
+            ("Patient", "PatientName"),
+            ("Patient ID", "PatientID"),
+            ("Study date", "StudyDate"),
+            ("Accession", "AccessionNumber"),
+        )
+    }
     pdf = build_report_pdf(report, patient=patient, reviewer=reviewer, signed=signed)
     build_encapsulated_pdf(volume, pdf).save_as(out / "report_pdf.dcm", enforce_file_format=True)
     written.append(out / "report_pdf.dcm")

@@ -24,8 +24,16 @@ SERIAL_NUMBER = "none"
 
 #: Patient and General Study module attributes copied from the source (type 2: present, maybe empty).
 STUDY_KEYWORDS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-    "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
 )
 
 
@@ -77,7 +85,9 @@ def completed_headers(volume: CTVolume) -> list[Dataset]:
     headers = []
     for header in require_dicom_source(volume).headers:
         if not isinstance(header, Dataset):
-            raise InvalidInputError(f"{volume.source or 'volume'}: DICOM source header is not a pydicom Dataset")
+            raise InvalidInputError(
+                f"{volume.source or 'volume'}: DICOM source header is not a pydicom Dataset"
+            )
         completed = copy.deepcopy(header)
         for keyword in STUDY_KEYWORDS:
             if keyword not in completed:
@@ -94,7 +104,9 @@ def source_names_as_they_are() -> Iterator[None]:
     a name such as "Anonymous" is the source's choice, not a problem of the export.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"The string .* is unlikely to represent", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"The string .* is unlikely to represent", category=UserWarning
+        )
         yield
 
 

@@ -21,8 +21,13 @@ def _text(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def build_report_pdf(report: dict[str, Any], *, patient: dict[str, str] | None = None,
-                     reviewer: str | None = None, signed: bool = False) -> bytes:
+def build_report_pdf(
+    report: dict[str, Any],
+    *,
+    patient: dict[str, str] | None = None,
+    reviewer: str | None = None,
+    signed: bool = False,
+) -> bytes:
     """One-page A4 PDF of a ``cacscore.score/1`` report: identifiers, scores per artery, categories, method.
 
     A small builder of its own: the review app's report (:mod:`cacscore.web.pdf`) needs a review record
@@ -52,35 +57,72 @@ def build_report_pdf(report: dict[str, Any], *, patient: dict[str, str] | None =
         story.append(Paragraph("<b>Not reviewed</b>: automatic result, to be read by a physician", body))
     story.append(Paragraph("Patient and study", heading))
     source = report.get("input", {})
-    pairs = [*(patient or {}).items(), ("Study UID", source.get("study_uid") or "-"),
-             ("Series UID", source.get("series_uid") or "-")]
+    pairs = [
+        *(patient or {}).items(),
+        ("Study UID", source.get("study_uid") or "-"),
+        ("Series UID", source.get("series_uid") or "-"),
+    ]
     story.append(Paragraph("<br/>".join(f"{_text(k)}: {_text(v)}" for k, v in pairs), body))
     story.append(Paragraph("Scores", heading))
     rows = [["Artery", "Agatston", "Volume (mm³)", "Mass (mg)", "Lesions"]]
     for code in MAJORITY_ORDER:
         scores = report["arteries"].get(ARTERY_NAMES[code])
         if scores is not None:
-            rows.append([ARTERY_NAMES[code], f"{scores['agatston']:.1f}", f"{scores['volume_mm3']:.1f}",
-                         f"{scores['mass_mg']:.2f}", str(scores["n_lesions"])])
-    rows.append(["Total", f"{report['agatston']:.1f}", f"{report['volume_mm3']:.1f}", f"{report['mass_mg']:.2f}",
-                 str(len(report["lesions"]))])
+            rows.append(
+                [
+                    ARTERY_NAMES[code],
+                    f"{scores['agatston']:.1f}",
+                    f"{scores['volume_mm3']:.1f}",
+                    f"{scores['mass_mg']:.2f}",
+                    str(scores["n_lesions"]),
+                ]
+            )
+    rows.append(
+        [
+            "Total",
+            f"{report['agatston']:.1f}",
+            f"{report['volume_mm3']:.1f}",
+            f"{report['mass_mg']:.2f}",
+            str(len(report["lesions"])),
+        ]
+    )
     table = Table(rows)
-    table.setStyle(TableStyle([("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
-                               ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee"))]))
+    table.setStyle(
+        TableStyle(
+            [
+                ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
+            ]
+        )
+    )
     story.append(table)
-    story.append(Paragraph(
-        f"Risk category <b>{_text(report['risk_category'])}</b> (Rumberger et al. 1999); "
-        f"CAC-DRS <b>{_text(report['cac_drs'])}</b> (Hecht et al. 2018).", body))
+    story.append(
+        Paragraph(
+            f"Risk category <b>{_text(report['risk_category'])}</b> (Rumberger et al. 1999); "
+            f"CAC-DRS <b>{_text(report['cac_drs'])}</b> (Hecht et al. 2018).",
+            body,
+        )
+    )
     model = report.get("model") or {}
-    method = (f"Segmentation by the model {_text(model.get('name', ''))} {_text(model.get('version', ''))}"
-              if model else "Scores of a given label mask")
+    method = (
+        f"Segmentation by the model {_text(model.get('name', ''))} {_text(model.get('version', ''))}"
+        if model
+        else "Scores of a given label mask"
+    )
     story.append(Paragraph("Method", heading))
     story.append(Paragraph(f"{method}; Agatston, volume and mass computed by cacscore.", body))
     if report.get("warnings"):
         story.append(Paragraph("Notes: " + "; ".join(_text(w) for w in report["warnings"]), body))
     buffer = io.BytesIO()
-    SimpleDocTemplate(buffer, pagesize=A4, leftMargin=15 * mm, rightMargin=15 * mm, title="Coronary artery "
-                      "calcium score", author="cacscore", invariant=True).build(story)
+    SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        title="Coronary artery calcium score",
+        author="cacscore",
+        invariant=True,
+    ).build(story)
     return buffer.getvalue()
 
 

@@ -72,7 +72,8 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
         dr, dc = image.pixel_spacing_mm
         # PS3.3 C.7.6.2.1.1: pixel (r, c) lies at position + c * dc * row direction + r * dr * column direction.
         corners = np.asarray(image.position_mm) + np.array([[0.0, 0.0], [dr, 0.0], [0.0, dc]]) @ np.stack(
-            [col_dir, row_dir])
+            [col_dir, row_dir]
+        )
         origin, step_r, step_c = volume.patient_to_index(corners)
         # The map from (r, c) to voxel indices is affine: it hits voxel centres everywhere when its origin
         # and both steps are whole numbers (the steps to within the tolerance spread over the image).
@@ -84,8 +85,11 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
                 f"{volume.source or 'volume'}: source image {image.sop_instance_uid} does not lie on the volume's grid"
             )
         start, down, right = whole.astype(np.int64)
-        zyx = (start + np.arange(image.rows)[:, None, None] * down
-               + np.arange(image.columns)[None, :, None] * right)
+        zyx = (
+            start
+            + np.arange(image.rows)[:, None, None] * down
+            + np.arange(image.columns)[None, :, None] * right
+        )
         if (zyx < 0).any() or (zyx >= np.asarray(volume.shape)).any():
             raise InvalidInputError(
                 f"{volume.source or 'volume'}: source image {image.sop_instance_uid} lies outside the volume"
@@ -145,8 +149,12 @@ def build_segmentation(
     if not present:
         return None
     segment_of = {code: number for number, code in enumerate(present, start=1)}
-    identification = None if algorithm.manual else hd.AlgorithmIdentificationSequence(
-        name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
+    identification = (
+        None
+        if algorithm.manual
+        else hd.AlgorithmIdentificationSequence(
+            name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
+        )
     )
     descriptions = [
         hd.seg.SegmentDescription(
@@ -154,8 +162,11 @@ def build_segmentation(
             segment_label=f"{ARTERY_NAMES[code]} calcium",
             segmented_property_category=SEGMENT_CATEGORY,
             segmented_property_type=SEGMENT_TYPE,
-            algorithm_type=(hd.seg.SegmentAlgorithmTypeValues.MANUAL if algorithm.manual
-                            else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC),
+            algorithm_type=(
+                hd.seg.SegmentAlgorithmTypeValues.MANUAL
+                if algorithm.manual
+                else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+            ),
             algorithm_identification=identification,
             tracking_uid=generate_uid(),
             tracking_id=f"{ARTERY_NAMES[code]} calcium",
@@ -177,11 +188,19 @@ def build_segmentation(
     stack = np.stack(ordered)
     binary = np.stack([stack == code for code in present], axis=-1).astype(np.uint8)
     with source_names_as_they_are():
-        return _segmentation(headers, binary, descriptions, series_uid or generate_uid(), series_number, equipment)
+        return _segmentation(
+            headers, binary, descriptions, series_uid or generate_uid(), series_number, equipment
+        )
 
 
-def _segmentation(headers: list[Any], binary: np.ndarray, descriptions: list[Any], series_uid: str,
-                  series_number: int, equipment: Equipment) -> hd.seg.Segmentation:
+def _segmentation(
+    headers: list[Any],
+    binary: np.ndarray,
+    descriptions: list[Any],
+    series_uid: str,
+    series_number: int,
+    equipment: Equipment,
+) -> hd.seg.Segmentation:
     import highdicom as hd
     from pydicom.uid import generate_uid
 

@@ -33,8 +33,9 @@ def _measurements(scores: dict[str, Any]) -> list[hd.sr.Measurement]:
     import highdicom as hd
 
     return [
-        hd.sr.Measurement(name=AGATSTON_SCORE, value=float(scores["agatston"]), unit=UNIT_SCORE,
-                          method=AGATSTON_METHOD),
+        hd.sr.Measurement(
+            name=AGATSTON_SCORE, value=float(scores["agatston"]), unit=UNIT_SCORE, method=AGATSTON_METHOD
+        ),
         hd.sr.Measurement(name=CALCIUM_VOLUME, value=float(scores["volume_mm3"]), unit=UNIT_MM3),
         hd.sr.Measurement(name=CALCIUM_MASS, value=float(scores["mass_mg"]), unit=UNIT_MG),
     ]
@@ -56,7 +57,9 @@ def _referenced_segment(segmentation: hd.seg.Segmentation, number: int) -> hd.sr
             continue
         for derivation in item.get("DerivationImageSequence", []):
             for ref in derivation.SourceImageSequence:
-                _, frames = sources.setdefault(str(ref.ReferencedSOPInstanceUID), (str(ref.ReferencedSOPClassUID), set()))
+                _, frames = sources.setdefault(
+                    str(ref.ReferencedSOPInstanceUID), (str(ref.ReferencedSOPClassUID), set())
+                )
                 if "ReferencedFrameNumber" in ref:
                     frames.add(int(ref.ReferencedFrameNumber))
     return hd.sr.ReferencedSegment(
@@ -134,13 +137,20 @@ def build_measurement_report(
             model_name=equipment.model_name,
         ),
     )
-    person = None if not reviewer else hd.sr.ObserverContext(
-        observer_type=codes.cid270.Person,
-        observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reviewer),
+    person = (
+        None
+        if not reviewer
+        else hd.sr.ObserverContext(
+            observer_type=codes.cid270.Person,
+            observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=reviewer),
+        )
     )
     context = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
-    algorithm_id = None if algorithm is None or algorithm.manual else hd.sr.AlgorithmIdentification(
-        name=algorithm.name, version=algorithm.version)
+    algorithm_id = (
+        None
+        if algorithm is None or algorithm.manual
+        else hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version)
+    )
     total = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Total coronary calcium"),
         finding_type=SEGMENT_TYPE,
@@ -150,27 +160,37 @@ def build_measurement_report(
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(
                 RISK_CATEGORY,
-                hd.sr.CodedConcept(str(report["risk_category"]), LOCAL_SCHEME,
-                                   f"Risk category {report['risk_category']}")),
+                hd.sr.CodedConcept(
+                    str(report["risk_category"]), LOCAL_SCHEME, f"Risk category {report['risk_category']}"
+                ),
+            ),
             hd.sr.QualitativeEvaluation(
-                CAC_DRS, hd.sr.CodedConcept(str(report["cac_drs"]), LOCAL_SCHEME, f"CAC-DRS {report['cac_drs']}")),
+                CAC_DRS,
+                hd.sr.CodedConcept(str(report["cac_drs"]), LOCAL_SCHEME, f"CAC-DRS {report['cac_drs']}"),
+            ),
         ],
     )
     groups: list[Any] = [total]
     if segmentation is not None:
-        numbers = {str(item.SegmentLabel).removesuffix(" calcium"): int(item.SegmentNumber)
-                   for item in segmentation.SegmentSequence}
+        numbers = {
+            str(item.SegmentLabel).removesuffix(" calcium"): int(item.SegmentNumber)
+            for item in segmentation.SegmentSequence
+        }
         for name, scores in report["arteries"].items():
             if name not in numbers:
                 continue
-            groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{name} calcium"),
-                referenced_segment=_referenced_segment(segmentation, numbers[name]),
-                finding_type=SEGMENT_TYPE,
-                finding_sites=[hd.sr.FindingSite(ARTERY_SITES[ARTERY_CODES[name]])],
-                algorithm_id=algorithm_id,
-                measurements=_measurements(scores),
-            ))
+            groups.append(
+                hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=hd.sr.TrackingIdentifier(
+                        uid=generate_uid(), identifier=f"{name} calcium"
+                    ),
+                    referenced_segment=_referenced_segment(segmentation, numbers[name]),
+                    finding_type=SEGMENT_TYPE,
+                    finding_sites=[hd.sr.FindingSite(ARTERY_SITES[ARTERY_CODES[name]])],
+                    algorithm_id=algorithm_id,
+                    measurements=_measurements(scores),
+                )
+            )
     content = hd.sr.MeasurementReport(
         observation_context=context,
         procedure_reported=PROCEDURE,
@@ -179,8 +199,15 @@ def build_measurement_report(
     )
     evidence = [*headers, *([segmentation] if segmentation is not None else [])]
     with source_names_as_they_are():
-        document = _document(evidence, content, series_uid or generate_uid(), series_number, equipment,
-                             reviewer if signed else None, (organization or "unknown") if signed else None)
+        document = _document(
+            evidence,
+            content,
+            series_uid or generate_uid(),
+            series_number,
+            equipment,
+            reviewer if signed else None,
+            (organization or "unknown") if signed else None,
+        )
     # General Equipment: highdicom sets only the manufacturer.
     document.ManufacturerModelName = equipment.model_name
     document.SoftwareVersions = equipment.software_version
@@ -195,8 +222,15 @@ def build_measurement_report(
     return document
 
 
-def _document(evidence: list[Any], content: Any, series_uid: str, series_number: int, equipment: Equipment,
-              verifier: str | None, organization: str | None) -> hd.sr.Comprehensive3DSR:
+def _document(
+    evidence: list[Any],
+    content: Any,
+    series_uid: str,
+    series_number: int,
+    equipment: Equipment,
+    verifier: str | None,
+    organization: str | None,
+) -> hd.sr.Comprehensive3DSR:
     import highdicom as hd
     from pydicom.uid import generate_uid
 

@@ -68,7 +68,9 @@ def canonical_orientation(volume: CTVolume, *, name: str) -> CTVolume:
     """
     direction = volume.direction
     if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
-        raise VolumeReadError(f"{name}: direction matrix is not orthonormal (sheared grid): {direction.tolist()}")
+        raise VolumeReadError(
+            f"{name}: direction matrix is not orthonormal (sheared grid): {direction.tolist()}"
+        )
     # perm[j]: ITK index axis (0 x, 1 y, 2 z) that becomes ITK index axis j.
     perm = max(itertools.permutations(range(3)), key=lambda p: sum(abs(direction[j, p[j]]) for j in range(3)))
     signs = [1.0 if direction[j, perm[j]] >= 0 else -1.0 for j in range(3)]

@@ -66,9 +66,22 @@ _DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 #: Image types (value 3 or 4 of ImageType / FrameType) of multi-energy CT reconstructions whose values are
 #: not those of a 120 kVp scan (PS3.3 C.8.2.1.1.4 and vendors' spellings).
 _NON_120KVP_IMAGE_TYPES = {
-    "VMI", "MONOENERGETIC", "MONO_E", "MONOE", "VIRTUAL_MONOENERGETIC", "VNC", "VIRTUAL_NON_CONTRAST",
-    "MAT_REMOVED", "MAT_SPECIFIC", "MAT_FRACTIONAL", "MAT_MODIFIED", "MAT_VALUE_BASED", "EFF_ATOMIC_NUM",
-    "ELECTRON_DENSITY", "IODINE", "SPECTRAL",
+    "VMI",
+    "MONOENERGETIC",
+    "MONO_E",
+    "MONOE",
+    "VIRTUAL_MONOENERGETIC",
+    "VNC",
+    "VIRTUAL_NON_CONTRAST",
+    "MAT_REMOVED",
+    "MAT_SPECIFIC",
+    "MAT_FRACTIONAL",
+    "MAT_MODIFIED",
+    "MAT_VALUE_BASED",
+    "EFF_ATOMIC_NUM",
+    "ELECTRON_DENSITY",
+    "IODINE",
+    "SPECTRAL",
 }
 #: File meta elements whose VR has a 4-byte length in explicit VR (PS3.5 7.1.2).
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
@@ -241,15 +254,15 @@ def _file_meta_length_problem(path: Path) -> str | None:
         return None
     (declared,) = struct.unpack("<I", head[140:144])
     offset = 144
-    while offset + 8 <= len(head) and head[offset:offset + 2] == b"\x02\x00":
-        vr = head[offset + 4:offset + 6]
+    while offset + 8 <= len(head) and head[offset : offset + 2] == b"\x02\x00":
+        vr = head[offset + 4 : offset + 6]
         if vr in _LONG_VRS:
             if offset + 12 > len(head):
                 return None
-            (length,) = struct.unpack("<I", head[offset + 8:offset + 12])
+            (length,) = struct.unpack("<I", head[offset + 8 : offset + 12])
             offset += 12 + length
         else:
-            (length,) = struct.unpack("<H", head[offset + 6:offset + 8])
+            (length,) = struct.unpack("<H", head[offset + 6 : offset + 8])
             offset += 8 + length
     actual = offset - 144
     if declared != actual:
@@ -307,7 +320,9 @@ def _scan(folder: Path) -> _Scan:
             if not _text(header, "SeriesInstanceUID") and not _image_header_complete(header):
                 # pydicom stops quietly at the end of a truncated file. A complete image header without the
                 # UID is kept instead: some anonymisers strip it, and such files are read as one series.
-                raise DicomReadError(f"{path}: corrupt DICOM file: truncated (no SeriesInstanceUID, no image size)")
+                raise DicomReadError(
+                    f"{path}: corrupt DICOM file: truncated (no SeriesInstanceUID, no image size)"
+                )
         except DicomReadError as exc:
             scan.unreadable.append((path, str(exc).removeprefix(f"{path}: ")))
             continue
@@ -362,7 +377,9 @@ def _number(header: Dataset, keyword: str, label: str, path: Path, *, required: 
     try:
         value = header.get(keyword)
     except Exception as exc:  # noqa: BLE001 - pydicom converts lazily; a damaged value raises on access
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} cannot be read ({_first_line(exc)})") from None
+        raise _Unreadable(
+            path, f"{_where(label, path)}{keyword} cannot be read ({_first_line(exc)})"
+        ) from None
     if value is None or value == "":
         if required:
             raise _Unreadable(path, f"{_where(label, path)}{keyword} is missing")
@@ -370,7 +387,9 @@ def _number(header: Dataset, keyword: str, label: str, path: Path, *, required: 
     try:
         number = float(value)
     except Exception:  # noqa: BLE001 - any value that does not convert, whatever its type
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not a number: {_first_line(value, 40)!r}") from None
+        raise _Unreadable(
+            path, f"{_where(label, path)}{keyword} is not a number: {_first_line(value, 40)!r}"
+        ) from None
     if not np.isfinite(number):
         raise _Unreadable(path, f"{_where(label, path)}{keyword} is not finite: {_first_line(value, 40)!r}")
     return number
@@ -389,14 +408,26 @@ def _vector(header: Dataset | None, keyword: str, n: int, label: str, path: Path
     try:
         value = None if header is None else header.get(keyword)
     except Exception as exc:  # noqa: BLE001 - pydicom converts lazily; a damaged value raises on access
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} cannot be read ({_first_line(exc)})") from None
+        raise _Unreadable(
+            path, f"{_where(label, path)}{keyword} cannot be read ({_first_line(exc)})"
+        ) from None
     if value is None or value == "":
         raise _Unreadable(path, f"{_where(label, path)}{keyword} is missing")
     try:
-        values = np.asarray([float(v) for v in (value if isinstance(value, (list, tuple)) or
-                                                  type(value).__name__ == "MultiValue" else [value])])
+        values = np.asarray(
+            [
+                float(v)
+                for v in (
+                    value
+                    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue"
+                    else [value]
+                )
+            ]
+        )
     except Exception:  # noqa: BLE001 - any value that does not convert, whatever its type
-        raise _Unreadable(path, f"{_where(label, path)}{keyword} is not numeric: {_first_line(value, 60)!r}") from None
+        raise _Unreadable(
+            path, f"{_where(label, path)}{keyword} is not numeric: {_first_line(value, 60)!r}"
+        ) from None
     if values.shape != (n,):
         raise _Unreadable(path, f"{_where(label, path)}{keyword} has {values.size} value(s), {n} expected")
     if not np.all(np.isfinite(values)):
@@ -414,7 +445,9 @@ def _where(label: str, path: Path) -> str:
 
 
 def _is_enhanced(header: Dataset) -> bool:
-    return _text(header, "SOPClassUID") == EnhancedCTImageStorage or "PerFrameFunctionalGroupsSequence" in header
+    return (
+        _text(header, "SOPClassUID") == EnhancedCTImageStorage or "PerFrameFunctionalGroupsSequence" in header
+    )
 
 
 def _functional_item(header: Dataset, frame: int, keyword: str) -> Dataset | None:
@@ -490,7 +523,9 @@ def _series_info(uid: str, slices: list[_Slice]) -> SeriesInfo:
     orientation = _most_common(orientations)
     first = slices[orientations.index(orientation)].header
     enhanced = 2 * sum(_is_enhanced(item.header) for item in slices) > len(slices)
-    multi_frame = 2 * sum(not _is_enhanced(item.header) and _frames(item.header) > 1 for item in slices) > len(slices)
+    multi_frame = 2 * sum(
+        not _is_enhanced(item.header) and _frames(item.header) > 1 for item in slices
+    ) > len(slices)
     n_images = sum(_frames(item.header) if _is_enhanced(item.header) else 1 for item in slices)
     samples = int(_most_common([str(int(_float(item.header, "SamplesPerPixel") or 1)) for item in slices]))
     kind = "Enhanced CT" if enhanced else "CT series"
@@ -655,18 +690,27 @@ def read_dicom_series(
         else:
             candidates = [info for info in infos.values() if info.is_candidate]
             if not candidates:
-                found = "; ".join(f"{info.series_uid or '(no UID)'}: {info.reason}" for info in infos.values())
+                found = "; ".join(
+                    f"{info.series_uid or '(no UID)'}: {info.reason}" for info in infos.values()
+                )
                 raise DicomReadError(f"{folder}: no readable CT series found ({found})")
             info = max(candidates, key=_preference)
         chosen = groups[info.series_uid]
         if not info.series_uid:
-            notes.append(f"{folder}: the chosen images carry no SeriesInstanceUID (removed by an anonymiser?); "
-                         f"the {len(chosen)} images without one are read as one series")
+            notes.append(
+                f"{folder}: the chosen images carry no SeriesInstanceUID (removed by an anonymiser?); "
+                f"the {len(chosen)} images without one are read as one series"
+            )
         problems, unrelated = _account_for_files(scan, chosen, groups)
         _handle_problems(problems, skip_unreadable, notes, action="skipped")
         notes.extend(unrelated)
-        volume = _read_series(folder, chosen, skip_unreadable=skip_unreadable, notes=notes,
-                              skipped=[path for path, _ in problems])
+        volume = _read_series(
+            folder,
+            chosen,
+            skip_unreadable=skip_unreadable,
+            notes=notes,
+            skipped=[path for path, _ in problems],
+        )
     volume = canonical_orientation(volume, name=str(folder))
     for note in notes:
         volume.warnings.append(note)
@@ -792,11 +836,16 @@ def _stray_slices(
             if other_iop is None or not np.isfinite(position):
                 # A real other series beside this one (a scout in a flat export) has its geometry; a lone file
                 # named like the series' slices without it is most likely one of them, damaged.
-                found.append((item.path, (
-                    f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
-                    "slices in its folder and it has no usable ImageOrientationPatient/ImagePositionPatient "
-                    "(a damaged slice?)"
-                )))
+                found.append(
+                    (
+                        item.path,
+                        (
+                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
+                            "slices in its folder and it has no usable ImageOrientationPatient/ImagePositionPatient "
+                            "(a damaged slice?)"
+                        ),
+                    )
+                )
                 continue
             if not np.allclose(other_iop, iop, atol=1e-4):
                 continue
@@ -805,11 +854,16 @@ def _stray_slices(
             steps = (position - along_sorted[0]) / increment
             within = along_sorted[0] - 1.5 * increment <= position <= along_sorted[-1] + 1.5 * increment
             if within and abs(steps - round(steps)) < 0.05:
-                found.append((item.path, (
-                    f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
-                    f"slices in its folder, though its position {position:.2f} mm lies on their slice grid "
-                    "(a damaged or stray slice)"
-                )))
+                found.append(
+                    (
+                        item.path,
+                        (
+                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
+                            f"slices in its folder, though its position {position:.2f} mm lies on their slice grid "
+                            "(a damaged or stray slice)"
+                        ),
+                    )
+                )
     return found
 
 
@@ -826,22 +880,29 @@ def _bits(header: Dataset, label: str, path: Path, defaults: dict[str, list[str]
         defaults.setdefault("BitsStored missing; BitsAllocated used", []).append(label)
         stored = allocated
     if not 1 <= stored <= allocated or stored != int(stored):
-        raise _Unreadable(path, f"{_where(label, path)}BitsStored {stored:g} with BitsAllocated {allocated:g}")
+        raise _Unreadable(
+            path, f"{_where(label, path)}BitsStored {stored:g} with BitsAllocated {allocated:g}"
+        )
     high = _number(header, "HighBit", label, path)
     if high is not None and high != stored - 1:
-        raise _Unreadable(path, f"{_where(label, path)}HighBit {high:g} with BitsStored {stored:g} "
-                                f"({stored - 1:g} expected)")
+        raise _Unreadable(
+            path,
+            f"{_where(label, path)}HighBit {high:g} with BitsStored {stored:g} ({stored - 1:g} expected)",
+        )
     representation = _number(header, "PixelRepresentation", label, path)
     if representation is None:
         defaults.setdefault("PixelRepresentation missing; unsigned values assumed", []).append(label)
         representation = 0.0
     if representation not in (0.0, 1.0):
-        raise _Unreadable(path, f"{_where(label, path)}PixelRepresentation {representation:g} (0 or 1 expected)")
+        raise _Unreadable(
+            path, f"{_where(label, path)}PixelRepresentation {representation:g} (0 or 1 expected)"
+        )
     return int(allocated), int(stored), representation == 1.0
 
 
-def _rescale(source: Dataset | None, fallback: Dataset, label: str, path: Path,
-             defaults: dict[str, list[str]]) -> tuple[float, float, bool]:
+def _rescale(
+    source: Dataset | None, fallback: Dataset, label: str, path: Path, defaults: dict[str, list[str]]
+) -> tuple[float, float, bool]:
     """(slope, intercept, use the modality LUT instead), checked; a missing value defaults with a note."""
     header = source if source is not None and "RescaleSlope" in source else fallback
     slope = _number(header, "RescaleSlope", label, path)
@@ -852,8 +913,10 @@ def _rescale(source: Dataset | None, fallback: Dataset, label: str, path: Path,
         defaults.setdefault("RescaleSlope missing; 1 used", []).append(label)
         slope = 1.0
     if slope == 0.0:
-        raise _Unreadable(path, f"{_where(label, path)}RescaleSlope is 0, which would make every pixel "
-                                f"{intercept or 0:g} HU")
+        raise _Unreadable(
+            path,
+            f"{_where(label, path)}RescaleSlope is 0, which would make every pixel {intercept or 0:g} HU",
+        )
     if intercept is None:
         defaults.setdefault("RescaleIntercept missing; 0 used", []).append(label)
         intercept = 0.0
@@ -867,21 +930,34 @@ def _size_of(header: Dataset, label: str, path: Path) -> tuple[int, int]:
         raise _Unreadable(path, f"{_where(label, path)}image size {rows:g}x{cols:g} is not a positive size")
     if max(rows, cols) > MAX_IMAGE_SIZE:
         # A damaged size would make a decoder allocate gigabytes before it finds the data too short.
-        raise _Unreadable(path, f"{_where(label, path)}image size {rows:g}x{cols:g} is larger than any CT image "
-                                f"(at most {MAX_IMAGE_SIZE} x {MAX_IMAGE_SIZE})")
+        raise _Unreadable(
+            path,
+            f"{_where(label, path)}image size {rows:g}x{cols:g} is larger than any CT image "
+            f"(at most {MAX_IMAGE_SIZE} x {MAX_IMAGE_SIZE})",
+        )
     return int(rows), int(cols)
 
 
-def _geometry(source_position: Dataset | None, source_orientation: Dataset | None,
-              source_measures: Dataset | None, label: str, path: Path
-              ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+def _geometry(
+    source_position: Dataset | None,
+    source_orientation: Dataset | None,
+    source_measures: Dataset | None,
+    label: str,
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     position = _vector(source_position, "ImagePositionPatient", 3, label, path)
     orientation = _vector(source_orientation, "ImageOrientationPatient", 6, label, path)
     row, col = orientation[:3], orientation[3:]
-    if (abs(np.linalg.norm(row) - 1) > 1e-2 or abs(np.linalg.norm(col) - 1) > 1e-2
-            or abs(float(row @ col)) > 1e-2):
-        raise _Unreadable(path, f"{_where(label, path)}ImageOrientationPatient {_show(orientation)} is not two "
-                                "orthogonal unit vectors")
+    if (
+        abs(np.linalg.norm(row) - 1) > 1e-2
+        or abs(np.linalg.norm(col) - 1) > 1e-2
+        or abs(float(row @ col)) > 1e-2
+    ):
+        raise _Unreadable(
+            path,
+            f"{_where(label, path)}ImageOrientationPatient {_show(orientation)} is not two "
+            "orthogonal unit vectors",
+        )
     spacing = _vector(source_measures, "PixelSpacing", 2, label, path)
     if np.any(spacing <= 0):
         raise _Unreadable(path, f"{_where(label, path)}PixelSpacing {_show(spacing)} is not positive")
@@ -904,11 +980,21 @@ def _classic_image(item: _Slice, defaults: dict[str, list[str]]) -> _Image:
     slope, intercept, modality_lut = _rescale(None, header, label, path, defaults)
     number = _float(header, "InstanceNumber")
     return _Image(
-        path=path, label=label, header=header, frame=None, position=position, orientation=orientation,
-        pixel_spacing=spacing, size=size, bits=_bits(header, label, path, defaults), slope=slope,
-        intercept=intercept, modality_lut=modality_lut,
+        path=path,
+        label=label,
+        header=header,
+        frame=None,
+        position=position,
+        orientation=orientation,
+        pixel_spacing=spacing,
+        size=size,
+        bits=_bits(header, label, path, defaults),
+        slope=slope,
+        intercept=intercept,
+        modality_lut=modality_lut,
         instance_number=int(number) if number is not None and number == int(number) else None,
-        thickness=_float(header, "SliceThickness"), kvp=_float(header, "KVP"),
+        thickness=_float(header, "SliceThickness"),
+        kvp=_float(header, "KVP"),
         image_type=_image_type(header, "ImageType"),
     )
 
@@ -923,7 +1009,9 @@ def _enhanced_images(item: _Slice, defaults: dict[str, list[str]]) -> list[_Imag
     except Exception:  # noqa: BLE001 - a damaged sequence counts as missing
         n_items = 0
     if n_frames < 1 or n_frames != int(n_frames) or n_items != n_frames:
-        raise _Unreadable(path, f"NumberOfFrames {n_frames:g} but {n_items} per-frame functional group item(s)")
+        raise _Unreadable(
+            path, f"NumberOfFrames {n_frames:g} but {n_items} per-frame functional group item(s)"
+        )
     size = _size_of(header, path.name, path)
     bits = _bits(header, path.name, path, defaults)
     samples = _number(header, "SamplesPerPixel", path.name, path)
@@ -935,20 +1023,35 @@ def _enhanced_images(item: _Slice, defaults: dict[str, list[str]]) -> list[_Imag
         measures = _functional_item(header, frame, "PixelMeasuresSequence")
         position, orientation, spacing = _geometry(
             _functional_item(header, frame, "PlanePositionSequence"),
-            _functional_item(header, frame, "PlaneOrientationSequence"), measures, label, path,
+            _functional_item(header, frame, "PlaneOrientationSequence"),
+            measures,
+            label,
+            path,
         )
         transformation = _functional_item(header, frame, "PixelValueTransformationSequence")
         slope, intercept, modality_lut = _rescale(transformation, header, label, path, defaults)
         xray = _functional_item(header, frame, "CTXRayDetailsSequence")
         frame_type = _image_type(_functional_item(header, frame, "CTImageFrameTypeSequence"), "FrameType")
-        images.append(_Image(
-            path=path, label=label, header=header, frame=frame, position=position, orientation=orientation,
-            pixel_spacing=spacing, size=size, bits=bits, slope=slope, intercept=intercept,
-            modality_lut=modality_lut, instance_number=None,
-            thickness=_float(measures, "SliceThickness") if measures is not None else None,
-            kvp=(_float(xray, "KVP") if xray is not None else None) or _float(header, "KVP"),
-            image_type=frame_type or _image_type(header, "ImageType"),
-        ))
+        images.append(
+            _Image(
+                path=path,
+                label=label,
+                header=header,
+                frame=frame,
+                position=position,
+                orientation=orientation,
+                pixel_spacing=spacing,
+                size=size,
+                bits=bits,
+                slope=slope,
+                intercept=intercept,
+                modality_lut=modality_lut,
+                instance_number=None,
+                thickness=_float(measures, "SliceThickness") if measures is not None else None,
+                kvp=(_float(xray, "KVP") if xray is not None else None) or _float(header, "KVP"),
+                image_type=frame_type or _image_type(header, "ImageType"),
+            )
+        )
     return images
 
 
@@ -957,10 +1060,16 @@ def _inconsistent(images: list[_Image]) -> list[tuple[Path, str]]:
     problems = []
     checks: list[tuple[str, Callable[[_Image], Any], Callable[[Any], str]]] = [
         ("image size", lambda im: im.size, lambda v: f"{v[0]}x{v[1]}"),
-        ("ImageOrientationPatient", lambda im: tuple(float(v) for v in np.round(im.orientation, 4)),
-         lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]"),
-        ("PixelSpacing", lambda im: tuple(float(v) for v in np.round(im.pixel_spacing, 4)),
-         lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]"),
+        (
+            "ImageOrientationPatient",
+            lambda im: tuple(float(v) for v in np.round(im.orientation, 4)),
+            lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]",
+        ),
+        (
+            "PixelSpacing",
+            lambda im: tuple(float(v) for v in np.round(im.pixel_spacing, 4)),
+            lambda v: "[" + ", ".join(f"{x:g}" for x in v) + "]",
+        ),
     ]
     bad: set[int] = set()
     for name, key, show in checks:
@@ -970,10 +1079,15 @@ def _inconsistent(images: list[_Image]) -> list[tuple[Path, str]]:
             value = key(image)
             if value != reference and i not in bad:
                 bad.add(i)
-                problems.append((image.path, (
-                    f"{_where(image.label, image.path)}{name} {show(value)} differs from the "
-                    f"{show(reference)} of {n_reference} other image(s) of the series"
-                )))
+                problems.append(
+                    (
+                        image.path,
+                        (
+                            f"{_where(image.label, image.path)}{name} {show(value)} differs from the "
+                            f"{show(reference)} of {n_reference} other image(s) of the series"
+                        ),
+                    )
+                )
     return problems
 
 
@@ -987,8 +1101,10 @@ def _images(slices: list[_Slice], skip: bool, notes: list[str]) -> tuple[list[_I
             if _is_enhanced(item.header):
                 images.extend(_enhanced_images(item, defaults))
             elif _frames(item.header) > 1:
-                raise _Unreadable(item.path, "multi-frame image without per-frame functional groups "
-                                             "(not Enhanced CT), not supported")
+                raise _Unreadable(
+                    item.path,
+                    "multi-frame image without per-frame functional groups (not Enhanced CT), not supported",
+                )
             else:
                 images.append(_classic_image(item, defaults))
         except _Unreadable as exc:
@@ -1031,7 +1147,7 @@ def _check_spacing(folder: Path, images: list[_Image], skipped: list[Path]) -> f
     if gaps.size:
         i = int(gaps[0])
         missing = round(steps[i] / increment) - 1
-        cause = (f"; skipped as unreadable: {', '.join(path.name for path in skipped)}" if skipped else "")
+        cause = f"; skipped as unreadable: {', '.join(path.name for path in skipped)}" if skipped else ""
         raise DicomReadError(
             f"{folder}: missing slices: a {steps[i]:.2f} mm gap between {along[i]:.2f} and {along[i + 1]:.2f} mm "
             f"(files {images[i].label}, {images[i + 1].label}), about {missing} slice(s) missing "
@@ -1108,7 +1224,10 @@ def _content_notes(folder: Path, images: list[_Image]) -> list[str]:
         )
     types = {value for image in images for value in image.image_type} & _NON_120KVP_IMAGE_TYPES
     energy = None
-    for source in (images[0].header, _functional_item(images[0].header, 0, "MultienergyCTProcessingSequence")):
+    for source in (
+        images[0].header,
+        _functional_item(images[0].header, 0, "MultienergyCTProcessingSequence"),
+    ):
         energy = energy or (_float(source, "MonoenergeticEnergyEquivalent") if source is not None else None)
     if types or energy is not None:
         parts = [f"image type {', '.join(sorted(types))}"] if types else []
@@ -1123,7 +1242,9 @@ def _content_notes(folder: Path, images: list[_Image]) -> list[str]:
     if transformation is not None:
         rescale_type = _text(transformation, "RescaleType") or rescale_type
     if rescale_type and rescale_type.upper() != "HU":
-        notes.append(f"{folder}: RescaleType is {rescale_type!r}, not HU: the values may not be Hounsfield units")
+        notes.append(
+            f"{folder}: RescaleType is {rescale_type!r}, not HU: the values may not be Hounsfield units"
+        )
     return notes
 
 
@@ -1140,9 +1261,16 @@ def _decode(path: Path, images: list[_Image], notes: list[str]) -> np.ndarray:
     length = getattr(element, "length", None)
     offset = getattr(element, "value_tell", None)
     size = _size(path)
-    if (length is not None and length != 0xFFFFFFFF and offset is not None and size is not None
-            and offset + length > size):
-        raise _Unreadable(path, f"PixelData declares {length} bytes but only {size - offset} follow in the file")
+    if (
+        length is not None
+        and length != 0xFFFFFFFF
+        and offset is not None
+        and size is not None
+        and offset + length > size
+    ):
+        raise _Unreadable(
+            path, f"PixelData declares {length} bytes but only {size - offset} follow in the file"
+        )
     encapsulated = bool(getattr(element, "is_undefined_length", False)) or length == 0xFFFFFFFF
     meta = getattr(ds, "file_meta", None)
     syntax = UID(str(meta.get("TransferSyntaxUID", ""))) if meta is not None else UID("")
@@ -1153,20 +1281,32 @@ def _decode(path: Path, images: list[_Image], notes: list[str]) -> np.ndarray:
         raise _Unreadable(path, f"unknown transfer syntax {syntax}")
     compressed = bool(syntax) and syntax.is_compressed
     if compressed and not encapsulated:
-        raise _Unreadable(path, f"transfer syntax {syntax.name} says compressed, but the pixel data is not "
-                                "encapsulated (uncompressed data under a wrong transfer syntax?)")
+        raise _Unreadable(
+            path,
+            f"transfer syntax {syntax.name} says compressed, but the pixel data is not "
+            "encapsulated (uncompressed data under a wrong transfer syntax?)",
+        )
     if not compressed and encapsulated:
-        raise _Unreadable(path, f"pixel data is encapsulated (compressed) but the transfer syntax "
-                                f"{syntax.name or '(none)'} is not a compressed one")
+        raise _Unreadable(
+            path,
+            f"pixel data is encapsulated (compressed) but the transfer syntax "
+            f"{syntax.name or '(none)'} is not a compressed one",
+        )
     if not compressed:
         raw = ds.PixelData
         expected = frames * rows * cols * allocated // 8
         if len(raw) < expected:
-            raise _Unreadable(path, f"pixel data truncated ({len(raw)} bytes for {frames}x{rows}x{cols} pixels "
-                                    f"of {allocated} bits)")
+            raise _Unreadable(
+                path,
+                f"pixel data truncated ({len(raw)} bytes for {frames}x{rows}x{cols} pixels "
+                f"of {allocated} bits)",
+            )
         if len(raw) > expected + 1:
-            raise _Unreadable(path, f"pixel data is {len(raw)} bytes, {expected} expected for {frames}x{rows}x"
-                                    f"{cols} pixels of {allocated} bits (wrong Rows, Columns or BitsAllocated?)")
+            raise _Unreadable(
+                path,
+                f"pixel data is {len(raw)} bytes, {expected} expected for {frames}x{rows}x"
+                f"{cols} pixels of {allocated} bits (wrong Rows, Columns or BitsAllocated?)",
+            )
         order = ">" if syntax == "1.2.840.10008.1.2.2" else "<"
         dtype = np.dtype(f"{order}{'i' if signed else 'u'}{allocated // 8}")
         array = np.frombuffer(raw, dtype=dtype, count=frames * rows * cols).reshape(frames, rows, cols)
@@ -1201,13 +1341,16 @@ def _to_hu(array: np.ndarray, image: _Image) -> np.ndarray:
         values = np.rint(array * image.slope + image.intercept)
     low, high = values.min(), values.max()
     if not (np.iinfo(np.int16).min <= low and high <= np.iinfo(np.int16).max):
-        raise _Unreadable(image.path, f"{_where(image.label, image.path)}HU values {low:g}..{high:g} after rescale "
-                                      "do not fit in int16")
+        raise _Unreadable(
+            image.path,
+            f"{_where(image.label, image.path)}HU values {low:g}..{high:g} after rescale do not fit in int16",
+        )
     return values
 
 
-def _read_series(folder: Path, slices: list[_Slice], *, skip_unreadable: bool, notes: list[str],
-                 skipped: list[Path]) -> CTVolume:
+def _read_series(
+    folder: Path, slices: list[_Slice], *, skip_unreadable: bool, notes: list[str], skipped: list[Path]
+) -> CTVolume:
     images, dropped = _images(slices, skip_unreadable, notes)
     skipped = [*skipped, *dropped]
     _check_spacing(folder, images, skipped)

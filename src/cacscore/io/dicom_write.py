@@ -56,7 +56,6 @@ def _transfer_syntax(name: str | None) -> UID:
             return uid
     raise InvalidInputError(
         f"transfer_syntax {name!r} cannot be written; use one of {sorted(TRANSFER_SYNTAXES)} or their UIDs "
-
     )
 
 
@@ -147,7 +146,9 @@ def write_dicom_series(
         raise InvalidInputError(f"bits_stored must be 9-16, got {bits_stored}")
     if folder.exists() and any(folder.glob("*.dcm")):
         raise InvalidInputError(f"{folder}: already holds .dcm files; write the series to an empty folder")
-    stored = _stored_values(np.asarray(volume.hu), signed=signed, slope=rescale_slope, intercept=rescale_intercept)
+    stored = _stored_values(
+        np.asarray(volume.hu), signed=signed, slope=rescale_slope, intercept=rescale_intercept
+    )
     if bits_stored < 16 and stored.size:
         limit_low = -(1 << (bits_stored - 1)) if signed else 0
         limit_high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
@@ -314,7 +315,9 @@ def write_enhanced_ct(
     path = Path(path)
     if path.exists():
         raise InvalidInputError(f"{path}: exists already; write the Enhanced CT to a new file")
-    stored = _stored_values(np.asarray(volume.hu), signed=True, slope=rescale_slope, intercept=rescale_intercept)
+    stored = _stored_values(
+        np.asarray(volume.hu), signed=True, slope=rescale_slope, intercept=rescale_intercept
+    )
 
     def uid(kind: str) -> UID:
         return generate_uid(entropy_srcs=[uid_seed, kind]) if uid_seed is not None else generate_uid()
@@ -365,9 +368,15 @@ def write_enhanced_ct(
     rescale = item(RescaleIntercept=rescale_intercept, RescaleSlope=rescale_slope, RescaleType="HU")
     shared = item(
         PixelMeasuresSequence=Sequence([item(PixelSpacing=[dy, dx], SliceThickness=thickness)]),
-        PlaneOrientationSequence=Sequence([item(ImageOrientationPatient=[
-            round(float(v), 8) for v in (*volume.direction[:, 0], *volume.direction[:, 1])
-        ])]),
+        PlaneOrientationSequence=Sequence(
+            [
+                item(
+                    ImageOrientationPatient=[
+                        round(float(v), 8) for v in (*volume.direction[:, 0], *volume.direction[:, 1])
+                    ]
+                )
+            ]
+        ),
         CTXRayDetailsSequence=Sequence([item(KVP=ds.KVP)]),
         CTImageFrameTypeSequence=Sequence([item(FrameType=["ORIGINAL", "PRIMARY", "AXIAL", "NONE"])]),
     )
@@ -379,12 +388,15 @@ def write_enhanced_ct(
     for index in order:
         position = affine[:3, :3] @ np.array([index, 0.0, 0.0]) + affine[:3, 3]
         frame = item(
-            PlanePositionSequence=Sequence([item(ImagePositionPatient=[round(float(v), 6) for v in position])]),
+            PlanePositionSequence=Sequence(
+                [item(ImagePositionPatient=[round(float(v), 6) for v in position])]
+            ),
             FrameContentSequence=Sequence([item(InStackPositionNumber=index + 1, StackID="1")]),
         )
         if per_frame_rescale:
-            frame.PixelValueTransformationSequence = Sequence([item(**{k: rescale[k].value for k in (
-                "RescaleIntercept", "RescaleSlope", "RescaleType")})])
+            frame.PixelValueTransformationSequence = Sequence(
+                [item(**{k: rescale[k].value for k in ("RescaleIntercept", "RescaleSlope", "RescaleType")})]
+            )
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
     for keyword, value in (extra_tags or {}).items():

@@ -41,8 +41,18 @@ _META_KEYS = {
 }
 _NOTE_PATTERN = re.compile(r"(kvp|thickness_mm)=([0-9.]+)")
 #: Bytes per value of the MetaImage element types that a size check knows.
-_MET_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
-              "MET_FLOAT": 4, "MET_DOUBLE": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8}
+_MET_BYTES = {
+    "MET_CHAR": 1,
+    "MET_UCHAR": 1,
+    "MET_SHORT": 2,
+    "MET_USHORT": 2,
+    "MET_INT": 4,
+    "MET_UINT": 4,
+    "MET_FLOAT": 4,
+    "MET_DOUBLE": 8,
+    "MET_LONG_LONG": 8,
+    "MET_ULONG_LONG": 8,
+}
 _MET_HEADER_BYTES = 1 << 16
 
 
@@ -54,9 +64,7 @@ def image_suffix(path: Path) -> str | None:
 
 def _check_suffix(path: Path) -> None:
     if image_suffix(path) is None:
-        raise InvalidInputError(
-            f"{path}: unsupported file type; use one of {', '.join(IMAGE_SUFFIXES)}"
-        )
+        raise InvalidInputError(f"{path}: unsupported file type; use one of {', '.join(IMAGE_SUFFIXES)}")
 
 
 def _itk_error_detail(exc: RuntimeError) -> str:
@@ -95,7 +103,9 @@ def _check_nifti(path: Path) -> None:
         # nibabel's stubs type load() as any file-based image; a .nii/.nii.gz is a Nifti1Image.
         image: Any = nib.load(str(path))  # reads the header only
         proxy = image.dataobj
-        expected = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
+        expected = (
+            int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * np.dtype(proxy.dtype).itemsize
+        )
         sform, sform_code = image.header.get_sform(coded=True)
         pixdim = np.abs(np.asarray(image.header["pixdim"][1:4], dtype=np.float64))
     except (ImageFileError, HeaderDataError, OSError, EOFError, ValueError, zlib.error) as exc:
@@ -111,7 +121,11 @@ def _check_nifti(path: Path) -> None:
         sform_mm = np.linalg.norm(matrix, axis=0)
         # A tilted series has a sheared sform whose slice axis is longer than pixdim's slice spacing; ITK
         # would refuse it as "no orthonormal definition found".
-        tilt = axis_angle_deg(matrix[:, 2], np.cross(matrix[:, 0], matrix[:, 1])) if np.all(sform_mm > 0) else 0.0
+        tilt = (
+            axis_angle_deg(matrix[:, 2], np.cross(matrix[:, 0], matrix[:, 1]))
+            if np.all(sform_mm > 0)
+            else 0.0
+        )
         if tilt > ANGLE_TOLERANCE_DEG:
             raise VolumeReadError(
                 f"{path}: gantry tilt of {tilt:.1f} degrees (slices are sheared); resample to an untilted "
@@ -416,7 +430,9 @@ def write_mask(mask: np.ndarray, like: CTVolume, path: str | Path) -> Path:
     if mask.shape != like.hu.shape:
         raise InvalidInputError(f"mask shape {mask.shape} does not match volume shape {like.hu.shape}")
     if mask.size and (int(mask.min()) < 0 or int(mask.max()) > 255):
-        raise InvalidInputError(f"mask values {int(mask.min())}..{int(mask.max())} do not fit in uint8 labels")
+        raise InvalidInputError(
+            f"mask values {int(mask.min())}..{int(mask.max())} do not fit in uint8 labels"
+        )
     _write_itk(_itk_image(mask.astype(np.uint8), like), path)
     return path
 
@@ -469,7 +485,9 @@ def read_mask(path: str | Path, like: CTVolume, convention: MaskConvention = "pr
     ):
         raise VolumeReadError(f"{path}: mask holds non-integer values; a label mask holds integer codes")
     if values.size and (values.min() < 0 or values.max() > 255):
-        raise VolumeReadError(f"{path}: mask values {values.min():g}..{values.max():g} are not label codes 0-255")
+        raise VolumeReadError(
+            f"{path}: mask values {values.min():g}..{values.max():g} are not label codes 0-255"
+        )
     stored = CTVolume(hu=values.astype(np.int16), spacing=spacing, origin=origin, direction=direction)  # type: ignore[arg-type]
     mask = canonical_orientation(stored, name=str(path))
     same = (

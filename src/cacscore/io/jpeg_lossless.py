@@ -32,8 +32,9 @@ def _pack_bits(words: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     first_byte = starts >> 3
     packed = np.zeros(n_bytes + 4)
     for lane in range(4):
-        packed += np.bincount(first_byte + lane, weights=(aligned >> (24 - 8 * lane)) & 0xFF,
-                              minlength=n_bytes + 4)
+        packed += np.bincount(
+            first_byte + lane, weights=(aligned >> (24 - 8 * lane)) & 0xFF, minlength=n_bytes + 4
+        )
     data = packed[:n_bytes].astype(np.uint8)
     data[-1] |= (1 << (n_bytes * 8 - total_bits)) - 1
     return data
@@ -66,7 +67,9 @@ def encode_jpeg_lossless(pixels: np.ndarray, precision: int) -> bytes:
     True
     """
     if pixels.ndim != 2 or not 2 <= precision <= 16:
-        raise ValueError(f"need a 2-D image and precision 2-16, got shape {pixels.shape}, precision {precision}")
+        raise ValueError(
+            f"need a 2-D image and precision 2-16, got shape {pixels.shape}, precision {precision}"
+        )
     rows, cols = pixels.shape
     values = pixels.astype(np.int64) & ((1 << precision) - 1)
     prediction = np.empty_like(values)
@@ -89,11 +92,13 @@ def encode_jpeg_lossless(pixels: np.ndarray, precision: int) -> bytes:
     counts[_CODE_BITS - 1] = _N_CATEGORIES
     table = bytes([0x00, *counts, *range(_N_CATEGORIES)])
     scan = bytes([1, 1, 0x00, 1, 0, 0])  # one component, table 0, predictor 1, Se 0, Ah/Al 0
-    return b"".join([
-        b"\xff\xd8",
-        _segment(0xC3, frame),
-        _segment(0xC4, table),
-        _segment(0xDA, scan),
-        data.tobytes(),
-        b"\xff\xd9",
-    ])
+    return b"".join(
+        [
+            b"\xff\xd8",
+            _segment(0xC3, frame),
+            _segment(0xC4, table),
+            _segment(0xDA, scan),
+            data.tobytes(),
+            b"\xff\xd9",
+        ]
+    )

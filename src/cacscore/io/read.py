@@ -12,7 +12,9 @@ from cacscore.io.image import IMAGE_SUFFIXES, image_suffix, read_image_volume
 from cacscore.io.volume import CTVolume
 
 
-def read_volume(path: str | Path, *, series_uid: str | None = None, skip_unreadable: bool = False) -> CTVolume:
+def read_volume(
+    path: str | Path, *, series_uid: str | None = None, skip_unreadable: bool = False
+) -> CTVolume:
     """Read a CT volume from a DICOM folder, a DICOM file, or a NIfTI/MetaImage/NRRD file.
 
     Parameters

@@ -183,5 +183,7 @@ def normalize_spacing(spacing: object, name: str = "spacing") -> Spacing:
     if values.size == 1:
         values = np.repeat(values, 3)
     if values.shape != (3,) or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise InvalidInputError(f"{name} must be three positive finite values (dz, dy, dx) in mm, got {spacing!r}")
+        raise InvalidInputError(
+            f"{name} must be three positive finite values (dz, dy, dx) in mm, got {spacing!r}"
+        )
     return (float(values[0]), float(values[1]), float(values[2]))

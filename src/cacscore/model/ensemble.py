@@ -54,8 +54,11 @@ def save_member(net: torch.nn.Module, path: str | Path, *, half: bool = True) ->
     from safetensors.torch import save_file
 
     state = {
-        key: (value.detach().to("cpu").half() if half and value.is_floating_point() else value.detach().to("cpu"))
-        .contiguous()
+        key: (
+            value.detach().to("cpu").half()
+            if half and value.is_floating_point()
+            else value.detach().to("cpu")
+        ).contiguous()
         for key, value in net.state_dict().items()
     }
     path = Path(path)
@@ -219,8 +222,15 @@ class Ensemble:
         reference that ``benchmarks/bench_quality.py`` checks the fast path against.
     """
 
-    def __init__(self, plan: Plan, members: list[ResUNet3d], folder: Path | None = None,
-                 precision: str | None = None, device: str = "cpu", fast: bool = True) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        members: list[ResUNet3d],
+        folder: Path | None = None,
+        precision: str | None = None,
+        device: str = "cpu",
+        fast: bool = True,
+    ) -> None:
         if not members:
             raise ModelFolderError("an ensemble needs at least one member")
         self.plan = plan
@@ -231,9 +241,12 @@ class Ensemble:
         self.device = torch.device(device)
         # bf16 convolutions are only fast in the channels-last layout (measured ~10x on AVX512-BF16 CPUs);
         # the fast fp32 path gains most from its oneDNN convolutions (ResUNet3d.fused_for_inference).
-        self.memory_format = torch.channels_last_3d if fast or self.precision == "bf16" else torch.contiguous_format
+        self.memory_format = (
+            torch.channels_last_3d if fast or self.precision == "bf16" else torch.contiguous_format
+        )
         self.members = [
-            (m.fused_for_inference() if fast else m.eval()).to(self.device)
+            (m.fused_for_inference() if fast else m.eval())
+            .to(self.device)
             .to(memory_format=self.memory_format)  # type: ignore[call-overload]
             for m in members
         ]
@@ -267,8 +280,9 @@ class Ensemble:
     def preprocess(self, volume: CTVolume) -> tuple[np.ndarray, Grid]:
         """The network input of ``volume`` and its grid, by the plan's settings."""
         target = target_spacing_mm(volume.spacing[0], self.plan.target_spacings_mm)
-        return preprocess_volume(volume.hu, volume.spacing, target_mm=target, clip_hu=self.plan.clip_hu,
-                                 enhance=self.plan.enhance)
+        return preprocess_volume(
+            volume.hu, volume.spacing, target_mm=target, clip_hu=self.plan.clip_hu, enhance=self.plan.enhance
+        )
 
     def predict(self, volume: CTVolume, *, region: HeartRegion | None = None) -> EnsemblePrediction:
         """Segment ``volume``: majority vote, artery labels, back on the original grid, HU >= threshold.
@@ -290,8 +304,9 @@ class Ensemble:
         prediction = self.combine(list(self.member_probabilities(image)), image, grid, volume.hu)
         return restrict_to_heart(prediction, volume, self.plan.threshold_hu, region)
 
-    def combine(self, probabilities: list[np.ndarray], image: np.ndarray, grid: Grid,
-                hu: np.ndarray) -> EnsemblePrediction:
+    def combine(
+        self, probabilities: list[np.ndarray], image: np.ndarray, grid: Grid, hu: np.ndarray
+    ) -> EnsemblePrediction:
         """Vote of member probabilities ``(C, Z', Y', X')`` (:func:`vote`) mapped onto ``hu``'s grid (:func:`labels_in_box`).
 
         The vote needs the plan's ``min_votes`` members (default: a majority).
@@ -311,8 +326,13 @@ class Ensemble:
         # (one member's own mask, as the Table 1 experiment computes) the vote rule applies.
         lesion_filter = plan.lesion_filter(n_members) if n_members == len(plan.members) else None
         min_votes = plan.min_votes(n_members) if lesion_filter is None else lesion_filter.candidate_votes
-        low, member_masks, votes = vote(probabilities, image, plan.class_codes,
-                                        scaled_threshold(plan.threshold_hu, plan.clip_hu), min_votes)
+        low, member_masks, votes = vote(
+            probabilities,
+            image,
+            plan.class_codes,
+            scaled_threshold(plan.threshold_hu, plan.clip_hu),
+            min_votes,
+        )
         labels = np.zeros(grid.source_shape, np.uint8)
         if lesion_filter is not None:
             candidates = candidate_lesions(low, votes, probabilities, grid, hu, plan.threshold_hu)
@@ -326,14 +346,21 @@ class Ensemble:
         box = grid.source_box(low != 0)
         if box is not None:
             small_votes = plan.small_lesion_votes(n_members)
-            labels[box] = labels_in_box(low, grid, box, np.asarray(hu)[box], plan.threshold_hu,
-                                        plan.min_lesion_voxels,
-                                        keep_small=None if small_votes is None else votes >= small_votes)
+            labels[box] = labels_in_box(
+                low,
+                grid,
+                box,
+                np.asarray(hu)[box],
+                plan.threshold_hu,
+                plan.min_lesion_voxels,
+                keep_small=None if small_votes is None else votes >= small_votes,
+            )
         return EnsemblePrediction(labels, member_masks, votes, grid)
 
 
-def restrict_to_heart(prediction: EnsemblePrediction, volume: CTVolume, threshold_hu: float,
-                      region: HeartRegion | None = None) -> EnsemblePrediction:
+def restrict_to_heart(
+    prediction: EnsemblePrediction, volume: CTVolume, threshold_hu: float, region: HeartRegion | None = None
+) -> EnsemblePrediction:
     """The one place where every model's prediction meets the anatomy: no calcium outside the heart or on bone.
 
     See :func:`cacscore.anatomy.exclusion.exclude_outside_heart`; ``region`` defaults to the volume's own
@@ -350,8 +377,9 @@ def restrict_to_heart(prediction: EnsemblePrediction, volume: CTVolume, threshol
     return replace(prediction, labels=kept.labels, warnings=[*prediction.warnings, *kept.warnings])
 
 
-def vote(probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[int], level: float,
-         min_votes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vote(
+    probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[int], level: float, min_votes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The vote of the members on the low-resolution grid.
 
     The vote is per voxel, so any set of voxels will do: ``(Z', Y', X')``
@@ -386,9 +414,15 @@ def vote(probabilities: list[np.ndarray], image: np.ndarray, class_codes: list[i
     return low, member_masks, votes
 
 
-def labels_in_box(low: np.ndarray, grid: Grid, box: tuple[slice, slice, slice], hu: np.ndarray,
-                  threshold_hu: float, min_lesion_voxels: int,
-                  keep_small: np.ndarray | None = None) -> np.ndarray:
+def labels_in_box(
+    low: np.ndarray,
+    grid: Grid,
+    box: tuple[slice, slice, slice],
+    hu: np.ndarray,
+    threshold_hu: float,
+    min_lesion_voxels: int,
+    keep_small: np.ndarray | None = None,
+) -> np.ndarray:
     """Map the voted low-resolution codes onto a box of the original grid and make lesions of them.
 
     Upsampled codes are kept where ``hu`` >= ``threshold_hu``, each 26-connected
@@ -448,8 +482,14 @@ class CandidateLesions:
         return np.where(keep[self.ids], self.labels, 0).astype(np.uint8)
 
 
-def candidate_lesions(low: np.ndarray, votes: np.ndarray, probabilities: list[np.ndarray], grid: Grid,
-                      hu: np.ndarray, threshold_hu: float) -> CandidateLesions | None:
+def candidate_lesions(
+    low: np.ndarray,
+    votes: np.ndarray,
+    probabilities: list[np.ndarray],
+    grid: Grid,
+    hu: np.ndarray,
+    threshold_hu: float,
+) -> CandidateLesions | None:
     """The lesions of a vote (:func:`vote`) on the original grid, with no size limit, and their features.
 
     Parameters
@@ -475,7 +515,9 @@ def candidate_lesions(low: np.ndarray, votes: np.ndarray, probabilities: list[np
     labels = labels_in_box(low, grid, box, hu_box, threshold_hu, 1)
     ids, _ = label_lesions(labels)
     probability = 1.0 - np.mean([p[0] for p in probabilities], axis=0)
-    features = lesion_features(ids, hu_box, grid.source_spacing, votes / len(probabilities), probability, grid, box)
+    features = lesion_features(
+        ids, hu_box, grid.source_spacing, votes / len(probabilities), probability, grid, box
+    )
     return CandidateLesions(box, labels, ids, features)
 
 
@@ -529,8 +571,13 @@ def remove_small_lesions(labels: np.ndarray, min_voxels: int, keep: np.ndarray |
     return np.where(small[ids], 0, labels).astype(labels.dtype, copy=False)
 
 
-def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None = None,
-                  device: str = "cpu", fast: bool = True) -> Ensemble:
+def load_ensemble(
+    model_dir: str | Path | None = None,
+    *,
+    precision: str | None = None,
+    device: str = "cpu",
+    fast: bool = True,
+) -> Ensemble:
     """Rebuild an ensemble from a model folder (``plan.json`` + ``member_<k>.safetensors``).
 
     Parameters
@@ -561,8 +608,13 @@ def load_ensemble(model_dir: str | Path | None = None, *, precision: str | None 
     return Ensemble(plan, members, folder, precision, device, fast)
 
 
-def score_with_model(volume: CTVolume, ensemble: Ensemble, *,
-                     prediction: EnsemblePrediction | None = None, **score_options: Any) -> ScoreResult:
+def score_with_model(
+    volume: CTVolume,
+    ensemble: Ensemble,
+    *,
+    prediction: EnsemblePrediction | None = None,
+    **score_options: Any,
+) -> ScoreResult:
     """Score a volume with the ensemble's mask; lesions carry ``confidence`` (and ``filter_probability``).
 
     Parameters
@@ -582,6 +634,9 @@ def score_with_model(volume: CTVolume, ensemble: Ensemble, *,
     """
     prediction = prediction if prediction is not None else ensemble.predict(volume)
     result, lesion_map = score_volume(volume, prediction.labels, return_lesion_map=True, **score_options)
-    result = (result.with_confidences(prediction.lesion_confidence(lesion_map))
-              .with_filter_probabilities(prediction.filter_probability(lesion_map)))
-    return replace(result, warnings=[*result.warnings, *prediction.warnings]) if prediction.warnings else result
+    result = result.with_confidences(prediction.lesion_confidence(lesion_map)).with_filter_probabilities(
+        prediction.filter_probability(lesion_map)
+    )
+    return (
+        replace(result, warnings=[*result.warnings, *prediction.warnings]) if prediction.warnings else result
+    )

@@ -49,8 +49,15 @@ from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 #: Names of the features, in the order of :func:`lesion_features`' columns.
 FEATURE_NAMES: tuple[str, ...] = (
-    "log_volume_mm3", "max_area_mm2", "peak_hu", "mean_hu", "max_vote_fraction", "max_probability",
-    "shell_mean_hu", "shell_fat_fraction", "shell_soft_tissue_fraction",
+    "log_volume_mm3",
+    "max_area_mm2",
+    "peak_hu",
+    "mean_hu",
+    "max_vote_fraction",
+    "max_probability",
+    "shell_mean_hu",
+    "shell_fat_fraction",
+    "shell_soft_tissue_fraction",
 )
 #: Inner and outer distance of a lesion's surroundings, mm.
 SHELL_MM = (1.0, 4.0)
@@ -65,9 +72,15 @@ def shell_margin_voxels(spacing: tuple[float, float, float]) -> tuple[int, int, 
     return tuple(math.ceil(SHELL_MM[1] / s) + 1 for s in spacing)  # type: ignore[return-value]
 
 
-def lesion_features(ids: np.ndarray, hu: np.ndarray, spacing: tuple[float, float, float],
-                    vote_fraction: np.ndarray, probability: np.ndarray, grid: Grid,
-                    box: tuple[slice, slice, slice]) -> np.ndarray:
+def lesion_features(
+    ids: np.ndarray,
+    hu: np.ndarray,
+    spacing: tuple[float, float, float],
+    vote_fraction: np.ndarray,
+    probability: np.ndarray,
+    grid: Grid,
+    box: tuple[slice, slice, slice],
+) -> np.ndarray:
     """The :data:`FEATURE_NAMES` of every lesion of ``ids``.
 
     Parameters
@@ -110,17 +123,21 @@ def lesion_features(ids: np.ndarray, hu: np.ndarray, spacing: tuple[float, float
         low = (low_index[0][z], low_index[1][y], low_index[2][x])
         distance = ndimage.distance_transform_edt(~inside, sampling=spacing)
         around = hu[crop][(distance > SHELL_MM[0]) & (distance <= SHELL_MM[1])].astype(np.float64)
-        rows.append([
-            math.log(values.size * voxel_mm3),
-            float(np.bincount(z).max()) * spacing[1] * spacing[2],
-            values.max(),
-            values.mean(),
-            float(vote_fraction[low].max()),
-            float(probability[low].max()),
-            around.mean() if around.size else 0.0,
-            float(np.mean(around < FAT_BELOW_HU)) if around.size else 0.0,
-            float(np.mean((around >= SOFT_TISSUE_HU[0]) & (around < SOFT_TISSUE_HU[1]))) if around.size else 0.0,
-        ])
+        rows.append(
+            [
+                math.log(values.size * voxel_mm3),
+                float(np.bincount(z).max()) * spacing[1] * spacing[2],
+                values.max(),
+                values.mean(),
+                float(vote_fraction[low].max()),
+                float(probability[low].max()),
+                around.mean() if around.size else 0.0,
+                float(np.mean(around < FAT_BELOW_HU)) if around.size else 0.0,
+                float(np.mean((around >= SOFT_TISSUE_HU[0]) & (around < SOFT_TISSUE_HU[1])))
+                if around.size
+                else 0.0,
+            ]
+        )
     return np.asarray(rows, dtype=np.float64).reshape(-1, len(FEATURE_NAMES))
 
 
@@ -161,8 +178,13 @@ class LesionFilter:
 
     def to_dict(self) -> dict[str, Any]:
         """The ``inference.lesion_filter`` block of ``plan.json``."""
-        return {**asdict(self), "features": list(self.features), "mean": list(self.mean),
-                "scale": list(self.scale), "coefficients": list(self.coefficients)}
+        return {
+            **asdict(self),
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coefficients": list(self.coefficients),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], n_members: int) -> LesionFilter:
@@ -175,20 +197,31 @@ class LesionFilter:
         """
         try:
             lesion_filter = cls(
-                mean=tuple(float(v) for v in data["mean"]), scale=tuple(float(v) for v in data["scale"]),
-                coefficients=tuple(float(v) for v in data["coefficients"]), intercept=float(data["intercept"]),
-                threshold=float(data.get("threshold", 0.5)), candidate_votes=data.get("candidate_votes", 1),
-                features=tuple(data["features"]), fitted_on=data.get("fitted_on"),
+                mean=tuple(float(v) for v in data["mean"]),
+                scale=tuple(float(v) for v in data["scale"]),
+                coefficients=tuple(float(v) for v in data["coefficients"]),
+                intercept=float(data["intercept"]),
+                threshold=float(data.get("threshold", 0.5)),
+                candidate_votes=data.get("candidate_votes", 1),
+                features=tuple(data["features"]),
+                fitted_on=data.get("fitted_on"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanMismatchError(f"inference.lesion_filter is malformed ({exc!r})") from None
         if lesion_filter.features != FEATURE_NAMES:
-            raise PlanMismatchError(f"inference.lesion_filter uses the features {list(lesion_filter.features)}; "
-                                    f"this cacscore computes {list(FEATURE_NAMES)}")
+            raise PlanMismatchError(
+                f"inference.lesion_filter uses the features {list(lesion_filter.features)}; "
+                f"this cacscore computes {list(FEATURE_NAMES)}"
+            )
         n = len(FEATURE_NAMES)
         if not (len(lesion_filter.mean) == len(lesion_filter.scale) == len(lesion_filter.coefficients) == n):
             raise PlanMismatchError(f"inference.lesion_filter needs {n} means, scales and coefficients")
-        values = (*lesion_filter.mean, *lesion_filter.scale, *lesion_filter.coefficients, lesion_filter.intercept)
+        values = (
+            *lesion_filter.mean,
+            *lesion_filter.scale,
+            *lesion_filter.coefficients,
+            lesion_filter.intercept,
+        )
         if not all(math.isfinite(v) for v in values):
             # NaN probabilities would drop every lesion: every scan would score 0.
             raise PlanMismatchError("inference.lesion_filter holds NaN or infinite values")
@@ -197,7 +230,8 @@ class LesionFilter:
         votes = lesion_filter.candidate_votes
         if isinstance(votes, bool) or not isinstance(votes, int) or not 1 <= votes <= n_members:
             raise PlanMismatchError(
-                f"inference.lesion_filter.candidate_votes must be an integer in 1..{n_members}, got {votes!r}")
+                f"inference.lesion_filter.candidate_votes must be an integer in 1..{n_members}, got {votes!r}"
+            )
         return lesion_filter
 
 
@@ -205,8 +239,14 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def fit_lesion_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.0, threshold: float = 0.5,
-                      candidate_votes: int = 1) -> LesionFilter:
+def fit_lesion_filter(
+    features: np.ndarray,
+    truth: np.ndarray,
+    *,
+    l2: float = 1.0,
+    threshold: float = 0.5,
+    candidate_votes: int = 1,
+) -> LesionFilter:
     """Fit the regression by maximum likelihood with an L2 penalty on the coefficients.
 
     Minimises ``sum(log loss) + l2 / 2 * |coefficients|^2`` over the
@@ -236,7 +276,9 @@ def fit_lesion_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.
     x = np.asarray(features, np.float64)
     y = np.asarray(truth, bool).astype(np.float64)
     if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES) or y.shape != (x.shape[0],):
-        raise ValueError(f"features must be (n, {len(FEATURE_NAMES)}) and truth (n,); got {x.shape} and {y.shape}")
+        raise ValueError(
+            f"features must be (n, {len(FEATURE_NAMES)}) and truth (n,); got {x.shape} and {y.shape}"
+        )
     if y.size == 0:
         raise ValueError("there are no candidate lesions to fit on")
     if not np.all(np.isfinite(x)):
@@ -258,6 +300,12 @@ def fit_lesion_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.
         return float(value), grad
 
     w = optimize.minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
-    return LesionFilter(mean=tuple(mean.tolist()), scale=tuple(scale.tolist()), coefficients=tuple(w[1:].tolist()),
-                        intercept=float(w[0]), threshold=threshold, candidate_votes=candidate_votes,
-                        fitted_on={"lesions": int(y.size), "true_lesions": int(y.sum())})
+    return LesionFilter(
+        mean=tuple(mean.tolist()),
+        scale=tuple(scale.tolist()),
+        coefficients=tuple(w[1:].tolist()),
+        intercept=float(w[0]),
+        threshold=threshold,
+        candidate_votes=candidate_votes,
+        fitted_on={"lesions": int(y.size), "true_lesions": int(y.sum())},
+    )

@@ -41,10 +41,16 @@ class OneDNNConv3d(nn.Conv3d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type == "cpu" and x.dtype == torch.float32 and self.padding_mode == "zeros"
-                and isinstance(self.padding, tuple) and not torch.is_autocast_enabled("cpu")):
-            return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride, self.dilation,
-                                            self.groups)
+        if (
+            x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and self.padding_mode == "zeros"
+            and isinstance(self.padding, tuple)
+            and not torch.is_autocast_enabled("cpu")
+        ):
+            return torch.mkldnn_convolution(
+                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
+            )
         return super().forward(x)
 
     @classmethod
@@ -55,9 +61,18 @@ class OneDNNConv3d(nn.Conv3d):
         stride = cast(tuple[int, int, int], conv.stride)
         padding = conv.padding if isinstance(conv.padding, str) else cast(tuple[int, int, int], conv.padding)
         dilation = cast(tuple[int, int, int], conv.dilation)
-        new = cls(conv.in_channels, conv.out_channels, kernel, stride=stride, padding=padding,
-                  dilation=dilation, groups=conv.groups, bias=conv.bias is not None,
-                  device=conv.weight.device, dtype=conv.weight.dtype)
+        new = cls(
+            conv.in_channels,
+            conv.out_channels,
+            kernel,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
         new.weight = conv.weight
         new.bias = conv.bias
         return new
@@ -117,8 +132,12 @@ class ResUNet3d(nn.Module):
     (1, 5, 5, 6, 7)
     """
 
-    def __init__(self, in_channels: int = 1, n_classes: int = 5,
-                 filters: tuple[int, ...] | list[int] = (16, 32, 64, 128)) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 5,
+        filters: tuple[int, ...] | list[int] = (16, 32, 64, 128),
+    ) -> None:
         super().__init__()
         filters = tuple(int(f) for f in filters)
         if len(filters) < 2 or min(filters) < 1 or in_channels < 1 or n_classes < 2:
@@ -127,7 +146,9 @@ class ResUNet3d(nn.Module):
                 f"got filters={filters}, in_channels={in_channels}, n_classes={n_classes}"
             )
         self.init_args: dict[str, Any] = {
-            "in_channels": int(in_channels), "n_classes": int(n_classes), "filters": list(filters),
+            "in_channels": int(in_channels),
+            "n_classes": int(n_classes),
+            "filters": list(filters),
         }
         self.divisor = 2 ** (len(filters) - 1)
         self.encoders = nn.ModuleList()
@@ -183,8 +204,14 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, valid: torch.Tensor | None = None,
-                   include_background: bool = False, eps: float = 1e-5) -> torch.Tensor:
+def soft_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    valid: torch.Tensor | None = None,
+    include_background: bool = False,
+    eps: float = 1e-5,
+) -> torch.Tensor:
     """Soft multi-class Dice loss: 1 - mean Dice over the classes present in the target, pooled over a batch.
 
     Classes absent from the whole batch are left out of the mean: with tiny
@@ -215,7 +242,11 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, valid: torch.T
     InvalidInputError
         If the shapes do not match.
     """
-    if logits.ndim != target.ndim + 1 or logits.shape[0] != target.shape[0] or logits.shape[2:] != target.shape[1:]:
+    if (
+        logits.ndim != target.ndim + 1
+        or logits.shape[0] != target.shape[0]
+        or logits.shape[2:] != target.shape[1:]
+    ):
         raise InvalidInputError(
             f"logits (B, C, ...) {tuple(logits.shape)} and target (B, ...) {tuple(target.shape)} do not match"
         )
@@ -245,8 +276,9 @@ LOSSES = ("dice", "dice_ce", "dice_topk")
 TOPK_PERCENT = 10.0
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, kind: str = "dice",
-                      valid: torch.Tensor | None = None) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, kind: str = "dice", valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft Dice loss plus, optionally, a voxel cross-entropy term.
 
     ``"dice"``: Dice alone (the paper). ``"dice_ce"``: Dice + the mean

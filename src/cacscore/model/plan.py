@@ -135,7 +135,9 @@ class Plan:
         if votes is None:
             return n_members // 2 + 1
         if not isinstance(votes, int) or not 1 <= votes <= n_members:
-            raise PlanMismatchError(f"inference.min_votes must be an integer in 1..{n_members}, got {votes!r}")
+            raise PlanMismatchError(
+                f"inference.min_votes must be an integer in 1..{n_members}, got {votes!r}"
+            )
         return votes
 
     @property
@@ -157,7 +159,8 @@ class Plan:
         votes = self.data.get("inference", {}).get("small_lesion_votes")
         if votes is not None and (not isinstance(votes, int) or not 1 <= votes <= n_members):
             raise PlanMismatchError(
-                f"inference.small_lesion_votes must be null or an integer in 1..{n_members}, got {votes!r}")
+                f"inference.small_lesion_votes must be null or an integer in 1..{n_members}, got {votes!r}"
+            )
         return votes
 
     def lesion_filter(self, n_members: int) -> LesionFilter | None:
@@ -232,7 +235,9 @@ class Plan:
             raise ModelFolderError(f"{path}: plan lacks the keys {missing}")
         plan = cls(data)
         if plan.head not in HEAD_CLASSES:
-            raise PlanMismatchError(f"{path}: unknown head {plan.head!r}; expected one of {sorted(HEAD_CLASSES)}")
+            raise PlanMismatchError(
+                f"{path}: unknown head {plan.head!r}; expected one of {sorted(HEAD_CLASSES)}"
+            )
         if len(plan.class_codes) != plan.init_args.get("n_classes"):
             raise PlanMismatchError(
                 f"{path}: {len(plan.class_codes)} class codes but the network has "

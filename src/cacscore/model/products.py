@@ -58,6 +58,13 @@ def write_model_products(
     if result is None:
         result = score_volume(volume, labels)
     mask_path = write_mask(labels, volume, out / "prediction.nii.gz")
-    png = write_key_images(out / "montage.png", volume, labels, result.lesions, title=title,
-                           reference_labels=reference_labels, reference_lesions=reference_lesions)
+    png = write_key_images(
+        out / "montage.png",
+        volume,
+        labels,
+        result.lesions,
+        title=title,
+        reference_labels=reference_labels,
+        reference_lesions=reference_lesions,
+    )
     return [Path(mask_path), Path(png)]

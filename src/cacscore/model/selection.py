@@ -108,7 +108,9 @@ def _cache_file(cache: Path, model: Path, ref: Any) -> Path:
     return cache / f"{model.name}-{tag}" / f"{ref.case_id}-{case_tag}.npz"
 
 
-def cache_probabilities(models: list[Path], refs: list[Any], cache: Path, *, progress_bar: bool = False) -> None:
+def cache_probabilities(
+    models: list[Path], refs: list[Any], cache: Path, *, progress_bar: bool = False
+) -> None:
     """Write every member's softmax of every case (float16), skipping those already cached."""
     with Progress(disable=not progress_bar, transient=True) as progress:
         for model in models:
@@ -134,12 +136,15 @@ def _load(ref: Any) -> Any:
         warnings.simplefilter("ignore", CacScoreWarning)
         case = ref.load()
     if case.label is None:
-        raise InvalidInputError(f"{ref.image_path}: case without a reference label; member selection needs one")
+        raise InvalidInputError(
+            f"{ref.image_path}: case without a reference label; member selection needs one"
+        )
     return case
 
 
-def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan, *,
-                   progress_bar: bool = False) -> list[DevCase]:
+def load_dev_cases(
+    models: list[Path], refs: list[Any], cache: Path, plan: Plan, *, progress_bar: bool = False
+) -> list[DevCase]:
     """Cases with the cached probabilities of all members, cropped to where calcium can be."""
     ensemble = load_ensemble(models[0])
     level = scaled_threshold(plan.threshold_hu, plan.clip_hu)
@@ -153,18 +158,29 @@ def load_dev_cases(models: list[Path], refs: list[Any], cache: Path, plan: Plan,
             voxels = np.flatnonzero(anything)
             reference = np.asarray(case.label)
             boxes = [b for b in (grid.source_box(anything), bounding_box(reference)) if b is not None]
-            box = (tuple(slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3))
-                   if boxes else (slice(0, 1),) * 3)
+            box = (
+                tuple(slice(min(b[i].start for b in boxes), max(b[i].stop for b in boxes)) for i in range(3))
+                if boxes
+                else (slice(0, 1),) * 3
+            )
             truth = Path(ref.image_path).parent / "truth.json"
             hu = np.asarray(case.volume.hu)[box]
-            cases.append(DevCase(
-                probabilities=probs.reshape(*probs.shape[:2], -1)[:, :, voxels], voxels=voxels,
-                image=image.ravel()[voxels], low_shape=image.shape, grid=grid, box=box, hu=hu,  # type: ignore[arg-type]
-                reference=reference[box], spacing=case.volume.spacing,
-                reference_category=score_calcium(hu, case.volume.spacing, reference[box]).risk_category,
-                volume=_Cropped(case.volume, box),
-                distractors=json.loads(truth.read_text())["distractors"] if truth.is_file() else None,
-            ))
+            cases.append(
+                DevCase(
+                    probabilities=probs.reshape(*probs.shape[:2], -1)[:, :, voxels],
+                    voxels=voxels,
+                    image=image.ravel()[voxels],
+                    low_shape=image.shape,
+                    grid=grid,
+                    box=box,  # type: ignore[arg-type]
+                    hu=hu,
+                    reference=reference[box],
+                    spacing=case.volume.spacing,
+                    reference_category=score_calcium(hu, case.volume.spacing, reference[box]).risk_category,
+                    volume=_Cropped(case.volume, box),
+                    distractors=json.loads(truth.read_text())["distractors"] if truth.is_file() else None,
+                )
+            )
     return cases
 
 
@@ -175,11 +191,13 @@ def lesion_rules(n_members: int, keep_small: bool = False) -> list[Rule]:
     """The lesion rules tried for an ensemble of ``n_members``: each size limit, small lesions dropped, or
     (with ``keep_small``) kept where all members agree."""
     return [(voxels, None) for voxels in LESION_VOXEL_CHOICES] + [
-        (voxels, n_members) for voxels in LESION_VOXEL_CHOICES if voxels > 1 and keep_small]
+        (voxels, n_members) for voxels in LESION_VOXEL_CHOICES if voxels > 1 and keep_small
+    ]
 
 
-def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Plan,
-             rules: list[Rule] | None = None) -> dict[Rule, dict[str, float]]:
+def evaluate(
+    cases: list[DevCase], members: list[int], min_votes: int, plan: Plan, rules: list[Rule] | None = None
+) -> dict[Rule, dict[str, float]]:
     """Category accuracy, Harrell's C, lesion F1 / sensitivity / PPV and distractor % of one candidate.
 
     Returns the figures for each lesion rule of ``rules`` (default :func:`lesion_rules`; the vote is shared).
@@ -190,8 +208,13 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
     counts: dict[Rule, list[Any]] = {r: [] for r in rules}
     hits: dict[Rule, list[bool]] = {r: [] for r in rules}
     for case in cases:
-        voted, _, votes = vote(list(case.probabilities[members].astype(np.float32)), case.image, plan.class_codes,
-                               level, min_votes)
+        voted, _, votes = vote(
+            list(case.probabilities[members].astype(np.float32)),
+            case.image,
+            plan.class_codes,
+            level,
+            min_votes,
+        )
         key = hashlib.sha1(voted.tobytes() + votes.tobytes()).digest()
         every = None
         keeps: dict[int, np.ndarray] = {}  # small_lesion_votes -> voxels of the box whose small lesions stay
@@ -207,7 +230,9 @@ def evaluate(cases: list[DevCase], members: list[int], min_votes: int, plan: Pla
                     keep_low = np.zeros(case.low_shape, np.uint8)
                     keep_low.ravel()[case.voxels] = votes >= small_votes
                     keeps[small_votes] = upsample_labels(keep_low, case.grid, case.box) != 0
-                labels = remove_small_lesions(every, voxels, None if small_votes is None else keeps[small_votes])
+                labels = remove_small_lesions(
+                    every, voxels, None if small_votes is None else keeps[small_votes]
+                )
                 outcome = case.memo[key, rule] = (
                     score_calcium(case.hu, case.spacing, labels).risk_category,
                     lesion_detection(case.hu, case.reference, labels, case.spacing),
@@ -254,21 +279,38 @@ def vote_rules(n_members: int) -> list[int]:
     return sorted({max(1, n_members // 2), n_members // 2 + 1})
 
 
-def _keep_best(best: dict[str, Any] | None, members: list[int], min_votes: int,
-               figures_by_rule: dict[Rule, dict[str, float]]) -> dict[str, Any]:
+def _keep_best(
+    best: dict[str, Any] | None,
+    members: list[int],
+    min_votes: int,
+    figures_by_rule: dict[Rule, dict[str, float]],
+) -> dict[str, Any]:
     """``best``, or the candidate with a rule of ``figures_by_rule`` where its objective is higher."""
     for (min_voxels, small_votes), figures in figures_by_rule.items():
         if best is None or objective(figures) > objective(best["figures"]):
-            best = {"members": members, "min_votes": min_votes, "min_lesion_voxels": min_voxels,
-                    "small_lesion_votes": small_votes, "figures": figures}
+            best = {
+                "members": members,
+                "min_votes": min_votes,
+                "min_lesion_voxels": min_voxels,
+                "small_lesion_votes": small_votes,
+                "figures": figures,
+            }
     if best is None:
         raise ValueError("no candidate rule to compare")
     return best
 
 
-def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
-           workers: int = 1, keep_small: bool = False, *, report: Callable[[str], None] | None = None,
-           progress_bar: bool = False) -> list[dict[str, Any]]:
+def greedy(
+    cases: list[DevCase],
+    candidates: list[int],
+    size: int,
+    plan: Plan,
+    workers: int = 1,
+    keep_small: bool = False,
+    *,
+    report: Callable[[str], None] | None = None,
+    progress_bar: bool = False,
+) -> list[dict[str, Any]]:
     """Forward selection: each step adds the member (and rule) that most raises the objective.
 
     The candidates of a step are evaluated by ``workers`` forked processes
@@ -280,31 +322,43 @@ def greedy(cases: list[DevCase], candidates: list[int], size: int, plan: Plan,
     chosen: list[int] = []
     steps = []
     context = multiprocessing.get_context("fork")
-    with (Progress(disable=not progress_bar, transient=True) as progress,
-          context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool):
-        task = progress.add_task("greedy selection", total=sum((len(candidates) - k) * len(vote_rules(k + 1))
-                                                               for k in range(size)))
+    with (
+        Progress(disable=not progress_bar, transient=True) as progress,
+        context.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool,
+    ):
+        task = progress.add_task(
+            "greedy selection", total=sum((len(candidates) - k) * len(vote_rules(k + 1)) for k in range(size))
+        )
         for _ in range(size):
-            jobs = [([*chosen, k], min_votes) for k in candidates if k not in chosen
-                    for min_votes in vote_rules(len(chosen) + 1)]
+            jobs = [
+                ([*chosen, k], min_votes)
+                for k in candidates
+                if k not in chosen
+                for min_votes in vote_rules(len(chosen) + 1)
+            ]
             best: dict[str, Any] | None = None
-            for (trial, min_votes), figures_by_rule in zip(jobs, (pool.imap if pool else map)(_evaluate_job, jobs)):
+            for (trial, min_votes), figures_by_rule in zip(
+                jobs, (pool.imap if pool else map)(_evaluate_job, jobs)
+            ):
                 best = _keep_best(best, trial, min_votes, figures_by_rule)
                 progress.advance(task)
             if best is None:
                 raise ValueError("no candidate member left to add")
             chosen = best["members"]
             steps.append(best)
-            (report or (lambda _: None))(f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
-                                   f"{best['min_lesion_voxels']} small_lesion_votes "
-                                   f"{best['small_lesion_votes']}: " + ", ".join(
-                                       f"{key} {value:.3f}" for key, value in best["figures"].items()))
+            (report or (lambda _: None))(
+                f"{chosen} min_votes {best['min_votes']} min_lesion_voxels "
+                f"{best['min_lesion_voxels']} small_lesion_votes "
+                f"{best['small_lesion_votes']}: "
+                + ", ".join(f"{key} {value:.3f}" for key, value in best["figures"].items())
+            )
     _WORK = None
     return steps
 
 
-def whole_runs(cases: list[DevCase], runs: list[list[int]], plan: Plan,
-               keep_small: bool = False) -> list[dict[str, Any]]:
+def whole_runs(
+    cases: list[DevCase], runs: list[list[int]], plan: Plan, keep_small: bool = False
+) -> list[dict[str, Any]]:
     """Each run's own members as trained, with its best rule: greedy selection may miss them.
 
     ``runs`` holds each run's member indices.
@@ -313,15 +367,27 @@ def whole_runs(cases: list[DevCase], runs: list[list[int]], plan: Plan,
     for members in runs:
         best: dict[str, Any] | None = None
         for min_votes in vote_rules(len(members)):
-            best = _keep_best(best, members, min_votes,
-                              evaluate(cases, members, min_votes, plan, lesion_rules(len(members), keep_small)))
+            best = _keep_best(
+                best,
+                members,
+                min_votes,
+                evaluate(cases, members, min_votes, plan, lesion_rules(len(members), keep_small)),
+            )
         if best is not None:
             results.append(best)
     return results
 
 
-def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: list[dict[str, Any]],
-                data: list[Path], n_cases: int, version: str, runs: list[dict[str, Any]]) -> None:
+def write_model(
+    out: Path,
+    models: list[Path],
+    chosen: dict[str, Any],
+    steps: list[dict[str, Any]],
+    data: list[Path],
+    n_cases: int,
+    version: str,
+    runs: list[dict[str, Any]],
+) -> None:
     """The model folder of the chosen members; plan.json records each source run once and the selection."""
     from cacscore.train.loop import init_dict
 
@@ -332,31 +398,49 @@ def write_model(out: Path, models: list[Path], chosen: dict[str, Any], steps: li
     for k, index in enumerate(chosen["members"]):
         run, entry = sources[index]
         shutil.copyfile(models[run] / entry["file"], out / f"member_{k}.safetensors")
-        members.append({**entry, "member": k, "file": f"member_{k}.safetensors",
-                        "picked_from": {"run": run, "member": entry.get("member")}})
+        members.append(
+            {
+                **entry,
+                "member": k,
+                "file": f"member_{k}.safetensors",
+                "picked_from": {"run": run, "member": entry.get("member")},
+            }
+        )
     base = plans[0].data
     plan_data = {
-        **base, "model_version": version,
+        **base,
+        "model_version": version,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "data": {"note": "each run's training data is in training.runs[].data"},
-        "training": {"note": "members chosen from several training runs (members[].picked_from.run)",
-                     "runs": [init_dict(plan, model) for plan, model in zip(plans, models)]},
+        "training": {
+            "note": "members chosen from several training runs (members[].picked_from.run)",
+            "runs": [init_dict(plan, model) for plan, model in zip(plans, models)],
+        },
         "members": members,
         # A lesion filter was fitted to the first model's members: fit one for these with train-lesion-filter.
-        "inference": {**{k: v for k, v in base.get("inference", {}).items() if k != "lesion_filter"},
-                      "min_votes": chosen["min_votes"],
-                      "min_lesion_voxels": chosen["min_lesion_voxels"],
-                      "small_lesion_votes": chosen["small_lesion_votes"]},
-        "selection": {"data": [str(d) for d in data], "n_cases": n_cases,
-                      "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
-                      "method": "greedy forward selection of members; min_votes, min_lesion_voxels and "
-                                "small_lesion_votes tried at "
-                                "each step; members identical to an earlier candidate skipped; then each run's "
-                                "own members as trained; the best objective of all is chosen",
-                      "steps": [{**step, "members": [(sources[i][0], sources[i][1].get("member"))
-                                                     for i in step["members"]]} for step in steps],
-                      "whole_runs": [{**r, "members": [(sources[i][0], sources[i][1].get("member"))
-                                                       for i in r["members"]]} for r in runs]},
+        "inference": {
+            **{k: v for k, v in base.get("inference", {}).items() if k != "lesion_filter"},
+            "min_votes": chosen["min_votes"],
+            "min_lesion_voxels": chosen["min_lesion_voxels"],
+            "small_lesion_votes": chosen["small_lesion_votes"],
+        },
+        "selection": {
+            "data": [str(d) for d in data],
+            "n_cases": n_cases,
+            "objective": "accuracy + lesion_f1 - 0.01 * valve_or_annulus_counted_pct",
+            "method": "greedy forward selection of members; min_votes, min_lesion_voxels and "
+            "small_lesion_votes tried at "
+            "each step; members identical to an earlier candidate skipped; then each run's "
+            "own members as trained; the best objective of all is chosen",
+            "steps": [
+                {**step, "members": [(sources[i][0], sources[i][1].get("member")) for i in step["members"]]}
+                for step in steps
+            ],
+            "whole_runs": [
+                {**r, "members": [(sources[i][0], sources[i][1].get("member")) for i in r["members"]]}
+                for r in runs
+            ],
+        },
     }
     Plan(plan_data).save(out)
 
@@ -419,9 +503,15 @@ def choose_members(
         raise InvalidInputError(f"n_members must be >= 1, got {n_members}")
     models = list(models)
     plans = [Plan.load(m) for m in models]
-    if any(p.init_args != plans[0].init_args or p.class_codes != plans[0].class_codes
-           or p.data["preprocessing"] != plans[0].data["preprocessing"] for p in plans):
-        raise InvalidInputError("the candidate models differ in network, head or preprocessing; they cannot be mixed")
+    if any(
+        p.init_args != plans[0].init_args
+        or p.class_codes != plans[0].class_codes
+        or p.data["preprocessing"] != plans[0].data["preprocessing"]
+        for p in plans
+    ):
+        raise InvalidInputError(
+            "the candidate models differ in network, head or preprocessing; they cannot be mixed"
+        )
     refs = [ref for folder in data for ref in list_cases(folder)]
     if not refs:
         raise InvalidInputError(f"no cases in {', '.join(str(d) for d in data)}")
@@ -430,16 +520,29 @@ def choose_members(
     # A fine-tuned member that kept its starting weights (epoch 0) is a copy of its parent's member.
     digests = [d for m in models for d in member_digests(m)]
     candidates = [k for k, d in enumerate(digests) if d not in digests[:k]]
-    steps = greedy(cases, candidates, min(n_members, len(candidates)), plans[0], workers, keep_small,
-                   report=report, progress_bar=progress_bar)
+    steps = greedy(
+        cases,
+        candidates,
+        min(n_members, len(candidates)),
+        plans[0],
+        workers,
+        keep_small,
+        report=report,
+        progress_bar=progress_bar,
+    )
     offsets = np.cumsum([0] + [len(p.members) for p in plans])
-    runs = whole_runs(cases, [list(range(offsets[r], offsets[r + 1])) for r, p in enumerate(plans)
-                              if len(p.members) == n_members], plans[0], keep_small)
+    runs = whole_runs(
+        cases,
+        [list(range(offsets[r], offsets[r + 1])) for r, p in enumerate(plans) if len(p.members) == n_members],
+        plans[0],
+        keep_small,
+    )
     for run in runs:
         (report or (lambda _: None))(
             f"whole run {run['members']}: min_votes {run['min_votes']} min_lesion_voxels "
             f"{run['min_lesion_voxels']} small_lesion_votes {run['small_lesion_votes']}, "
-            f"objective {objective(run['figures']):.3f}")
+            f"objective {objective(run['figures']):.3f}"
+        )
     chosen = max([steps[-1], *runs], key=lambda c: objective(c["figures"]))  # ties: the greedy choice
     write_model(out, models, chosen, steps, list(data), len(refs), model_version, runs)
     return chosen

@@ -42,7 +42,9 @@ def _server_errors(url: str, what: str) -> Iterator[None]:
         status = error.response.status_code if error.response is not None else "?"
         raise DicomWebError(f"{url}: {what} failed (HTTP {status})") from error
     except requests.RequestException as error:
-        raise DicomWebError(f"{url}: {what} failed ({type(error).__name__}: cannot reach the server)") from error
+        raise DicomWebError(
+            f"{url}: {what} failed ({type(error).__name__}: cannot reach the server)"
+        ) from error
 
 
 def client(url: str) -> DICOMwebClient:
@@ -86,12 +88,19 @@ def pull_study(url: str, study_uid: str, queue: NodeQueue) -> list[PendingSeries
     web = client(url)
     with _server_errors(url, f"QIDO-RS search for the series of study {study_uid}"):
         found = web.search_for_series(study_instance_uid=study_uid)
-    ct_series = sorted({uid for item in found if _value(item, _MODALITY_TAG) == "CT"
-                        and (uid := _value(item, _SERIES_UID_TAG)) is not None})
+    ct_series = sorted(
+        {
+            uid
+            for item in found
+            if _value(item, _MODALITY_TAG) == "CT" and (uid := _value(item, _SERIES_UID_TAG)) is not None
+        }
+    )
     if not ct_series:
         modalities = sorted({_value(item, _MODALITY_TAG) or "?" for item in found})
-        raise DicomWebError(f"{url}: study {study_uid} has no CT series "
-                            f"({'series of ' + ', '.join(modalities) if found else 'no series found'})")
+        raise DicomWebError(
+            f"{url}: study {study_uid} has no CT series "
+            f"({'series of ' + ', '.join(modalities) if found else 'no series found'})"
+        )
     for series_uid in ct_series:
         with _server_errors(url, f"WADO-RS retrieval of series {series_uid}"):
             instances = web.retrieve_series(study_uid, series_uid)
@@ -100,8 +109,11 @@ def pull_study(url: str, study_uid: str, queue: NodeQueue) -> list[PendingSeries
             dcmwrite(buffer, dataset, enforce_file_format=True)
             queue.store(study_uid, series_uid, str(dataset.SOPInstanceUID), buffer.getvalue())
         log.info("fetched series %s (%d instances)", series_uid, len(instances))
-    return [series for series in queue.pending() if series.study_uid == study_uid
-            and series.series_uid in ct_series]
+    return [
+        series
+        for series in queue.pending()
+        if series.study_uid == study_uid and series.series_uid in ct_series
+    ]
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,9 @@ class NodeQueue:
 
     def mark_done(self, series_uid: str, status: dict[str, Any]) -> None:
         """Write the series' done marker (last, atomically) with ``status`` as JSON."""
-        write_atomic(self.result_dir(series_uid) / DONE_MARKER,
-                     (json.dumps(status, indent=2) + "\n").encode("utf-8"))
+        write_atomic(
+            self.result_dir(series_uid) / DONE_MARKER, (json.dumps(status, indent=2) + "\n").encode("utf-8")
+        )
 
     def pending(self) -> list[PendingSeries]:
         """Every received series without a done marker, oldest newest-instance first."""

@@ -43,7 +43,9 @@ def check_ae_title(value: str, what: str = "AE title") -> str:
     """
     stripped = value.strip()
     if not 0 < len(stripped) <= 16 or "\\" in stripped or any(ord(c) < 32 or ord(c) > 126 for c in stripped):
-        raise InvalidInputError(f"{what} {value!r}: expected 1-16 printable ASCII characters without a backslash")
+        raise InvalidInputError(
+            f"{what} {value!r}: expected 1-16 printable ASCII characters without a backslash"
+        )
     return stripped
 
 
@@ -87,8 +89,12 @@ def start_scp(
     def on_store(event: Any) -> int:
         try:
             dataset = event.dataset
-            path = queue.store(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID),
-                               str(dataset.SOPInstanceUID), _encoded_file(event))
+            path = queue.store(
+                str(dataset.StudyInstanceUID),
+                str(dataset.SeriesInstanceUID),
+                str(dataset.SOPInstanceUID),
+                _encoded_file(event),
+            )
         except (AttributeError, CacScoreError) as error:
             log.warning("refused an instance from %s: %s", event.assoc.requestor.ae_title, error)
             return _STATUS_CANNOT_UNDERSTAND
@@ -97,8 +103,12 @@ def start_scp(
             return _STATUS_OUT_OF_RESOURCES
         if queue.is_done(path.parent.name):
             # Arrived after its series' quiet period: kept, but the series' result does not include it.
-            log.warning("instance %s arrived after series %s was scored; kept in %s, not scored",
-                        path.stem, path.parent.name, path.parent)
+            log.warning(
+                "instance %s arrived after series %s was scored; kept in %s, not scored",
+                path.stem,
+                path.parent.name,
+                path.parent,
+            )
         return 0x0000
 
     try:
@@ -121,7 +131,9 @@ def _encoded_file(event: Any) -> bytes:
     return buffer.getvalue()
 
 
-def send_files(paths: Sequence[Path], destination: Destination, *, calling_ae_title: str = "CACSCORE") -> None:
+def send_files(
+    paths: Sequence[Path], destination: Destination, *, calling_ae_title: str = "CACSCORE"
+) -> None:
     """C-STORE the DICOM files ``paths`` to ``destination``, one association.
 
     Raises

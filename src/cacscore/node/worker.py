@@ -59,9 +59,16 @@ class Destination:
         from cacscore.errors import InvalidInputError
 
         parts = text.rsplit(":", 2)
-        if len(parts) != 3 or not parts[0] or not parts[1].isdigit() or not 0 < int(parts[1]) < 65536 \
-                or not 0 < len(parts[2].strip()) <= 16:
-            raise InvalidInputError(f"--forward {text!r}: expected HOST:PORT:AET (e.g. pacs.local:4242:ORTHANC)")
+        if (
+            len(parts) != 3
+            or not parts[0]
+            or not parts[1].isdigit()
+            or not 0 < int(parts[1]) < 65536
+            or not 0 < len(parts[2].strip()) <= 16
+        ):
+            raise InvalidInputError(
+                f"--forward {text!r}: expected HOST:PORT:AET (e.g. pacs.local:4242:ORTHANC)"
+            )
         return cls(parts[0], int(parts[1]), parts[2].strip())
 
 
@@ -122,8 +129,11 @@ class Worker:
         out = self.queue.result_dir(series.series_uid)
         out.mkdir(parents=True, exist_ok=True)
         log.info("scoring series %s (%d instances)", series.series_uid, series.n_instances)
-        status: dict[str, Any] = {"study_uid": series.study_uid, "series_uid": series.series_uid,
-                                  "n_instances": series.n_instances}
+        status: dict[str, Any] = {
+            "study_uid": series.study_uid,
+            "series_uid": series.series_uid,
+            "n_instances": series.n_instances,
+        }
         try:
             report, written = self._score(series, out)
         except CacScoreError as error:
@@ -137,8 +147,12 @@ class Worker:
             status.update(state="failed", error=f"{type(error).__name__}: {error}")
             self.queue.mark_done(series.series_uid, status)
             return status
-        status.update(state="scored", agatston=report["agatston"], risk_category=report["risk_category"],
-                      files=[path.name for path in written])
+        status.update(
+            state="scored",
+            agatston=report["agatston"],
+            risk_category=report["risk_category"],
+            files=[path.name for path in written],
+        )
         if self.forward is not None:
             try:
                 status["forwarded"] = self.forward.send(written)
@@ -156,15 +170,18 @@ class Worker:
         from cacscore.pipeline import read_and_check, score_checked
         from cacscore.scoring import lesions_csv, score_report
 
-        volume, check = read_and_check(series.folder, series=series.series_uid,
-                                       skip_domain_check=self.skip_domain_check)
+        volume, check = read_and_check(
+            series.folder, series=series.series_uid, skip_domain_check=self.skip_domain_check
+        )
         result, extra, labels = score_checked(volume, check, self._load())
         report = score_report(volume, result, series.folder, extra=extra)
         write_atomic(out / "score.json", (json.dumps(report, indent=2) + "\n").encode("utf-8"))
         write_atomic(out / "lesions.csv", lesions_csv(report).encode("utf-8"))
         model = report.get("model") or {}
-        algorithm = Algorithm(name=str(model.get("name") or "cacscore model"),
-                              version=str(model.get("version") or "unversioned"))
+        algorithm = Algorithm(
+            name=str(model.get("name") or "cacscore model"),
+            version=str(model.get("version") or "unversioned"),
+        )
         written = write_dicom_outputs(out, volume, labels, report, algorithm)
         return report, written
 

@@ -340,7 +340,14 @@ def generate_cohort(
 
         sdf_config = config if isinstance(config, _SdfConfig) else _stored_sdf_config(out)
         return generate_sdf_cohort(
-            out, n, seed, fmt=fmt, balance=balance, workers=workers, progress=progress, config=sdf_config,
+            out,
+            n,
+            seed,
+            fmt=fmt,
+            balance=balance,
+            workers=workers,
+            progress=progress,
+            config=sdf_config,
             on_case=on_case,
         )
     if family != "classic":

@@ -245,9 +245,7 @@ def estimate_blur_sigma_mm(hu: np.ndarray, region: HeartRegion, spacing: tuple[f
 # --------------------------------------------------------------------------- rendering
 
 
-def slice_weights(
-    n_slices: int, dz_mm: float, thickness_mm: float, fine_z_mm: np.ndarray
-) -> np.ndarray:
+def slice_weights(n_slices: int, dz_mm: float, thickness_mm: float, fine_z_mm: np.ndarray) -> np.ndarray:
     """Box slice profile: weight of each fine z sample in each output slice (rows sum to 1 or 0).
 
     Parameters
@@ -320,8 +318,11 @@ def render_fine(
 
 
 def lesion_fine_model(
-    lesion: Lesion, box_start: tuple[int, int, int], box_shape: tuple[int, int, int],
-    spacing: tuple[float, float, float], thickness_mm: float,
+    lesion: Lesion,
+    box_start: tuple[int, int, int],
+    box_shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    thickness_mm: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample a lesion on the fine grid of a voxel box (see :func:`render_fine` for the outputs)."""
     dz, dy, dx = spacing
@@ -392,8 +393,14 @@ def insert_lesion(
         raise InvalidInputError(f"lesion at {lesion.centre_mm} mm lies outside the volume")
     occ, dens, fz = lesion_fine_model(lesion, start, shape, spacing, imaging.slice_thickness_mm)  # type: ignore[arg-type]
     fraction, signal = render_fine(
-        occ, dens, fz, n_slices=shape[0], dz_mm=dz, thickness_mm=imaging.slice_thickness_mm,
-        subsample=SUBSAMPLE, blur_sigma_px=sigma_px,
+        occ,
+        dens,
+        fz,
+        n_slices=shape[0],
+        dz_mm=dz,
+        thickness_mm=imaging.slice_thickness_mm,
+        subsample=SUBSAMPLE,
+        blur_sigma_px=sigma_px,
     )
     box = tuple(slice(a, b) for a, b in zip(start, stop, strict=True))
     values, fraction = compose(hu[box], fraction, signal, imaging.noise_sd_hu, sigma_px, rng)
@@ -495,8 +502,13 @@ def load_background(
     )
     sha = file_sha256(path) if Path(path).exists() else ""
     return Background(
-        volume=volume, path=str(path), sha256=sha, calcium=calcium,
-        points_path=None if points is None else str(points), region=region, imaging=imaging,
+        volume=volume,
+        path=str(path),
+        sha256=sha,
+        calcium=calcium,
+        points_path=None if points is None else str(points),
+        region=region,
+        imaging=imaging,
     )
 
 
@@ -523,14 +535,16 @@ def candidate_sites(background: Background) -> dict[int, np.ndarray]:
     ok = np.zeros(vol.shape, bool)
     ok[box] = region.fat[box] & near_heart & far_lung & far_dense
     lo, hi = region.heart_slices
-    ok[: lo] = False
+    ok[:lo] = False
     ok[hi + 1 :] = False
     zyx = np.argwhere(ok)
     sites: dict[int, np.ndarray] = {code: np.zeros((0, 3), int) for code in ARTERY_SECTORS}
     if zyx.size:
         centres = np.array(
-            [np.argwhere(region.heart[k]).mean(axis=0) if region.heart[k].any() else (np.nan, np.nan)
-             for k in range(vol.shape[0])]
+            [
+                np.argwhere(region.heart[k]).mean(axis=0) if region.heart[k].any() else (np.nan, np.nan)
+                for k in range(vol.shape[0])
+            ]
         )
         # Anterior is -y in LPS, the patient's left +x; rows/columns follow y/x for an axial series.
         sign_y = float(np.sign(vol.direction[1, 1]) or 1.0)
@@ -624,8 +638,9 @@ class HybridCase:
 
 
 def _score(volume: CTVolume, hu: np.ndarray, label: np.ndarray) -> Any:
-    return score_calcium(hu, volume.spacing, mask=label, kvp=volume.kvp if volume.kvp else 120.0,
-                         affine=volume.affine)
+    return score_calcium(
+        hu, volume.spacing, mask=label, kvp=volume.kvp if volume.kvp else 120.0, affine=volume.affine
+    )
 
 
 def feasible_categories(background: Background) -> list[str]:
@@ -718,7 +733,9 @@ def generate_hybrid(
                 last = inserted.pop()  # too much: take the last lesion out and try a smaller one
                 hu[last.box] = _restore(vol.hu, inserted, last.box)
                 label[last.box] = np.where(
-                    background.calcium[last.box] > 0, background.calcium[last.box], _relabel(inserted, last.box)
+                    background.calcium[last.box] > 0,
+                    background.calcium[last.box],
+                    _relabel(inserted, last.box),
                 )
                 occupied[last.box] = (background.calcium[last.box] > 0) | _supports(inserted, last.box)
                 score = total()
@@ -727,9 +744,13 @@ def generate_hybrid(
             missing = max(goal - score, 1.0)
             # Measured on lung1 (5 mm slices): size 0.35 gives ~10 Agatston, 0.5 ~50, 0.75 ~120, 1.0 ~290;
             # below ~0.3 partial volume keeps a lesion under 130 HU. Large totals take several lesions.
-            size = float(np.clip(
-                (0.27 + 0.72 * math.sqrt(min(missing, 200.0) / 300.0)) * rng_les.uniform(0.85, 1.1), 0.25, 1.0
-            ))
+            size = float(
+                np.clip(
+                    (0.27 + 0.72 * math.sqrt(min(missing, 200.0) / 300.0)) * rng_les.uniform(0.85, 1.1),
+                    0.25,
+                    1.0,
+                )
+            )
         rounds += 1
         lesion = draw_lesion(background, rng_les, size=size)
         if lesion is None:
@@ -826,20 +847,31 @@ def _points(
 
 
 def _truth(
-    background: Background, seed: int, target: str | None, met: bool, inserted: list[Inserted],
-    hu: np.ndarray, label: np.ndarray,
+    background: Background,
+    seed: int,
+    target: str | None,
+    met: bool,
+    inserted: list[Inserted],
+    hu: np.ndarray,
+    label: np.ndarray,
 ) -> dict[str, Any]:
     vol = background.volume
     own = background.own_score()
     lesions = []
     for i, ins in enumerate(inserted, start=1):
         hit = (label[ins.box] == ins.lesion.artery) & (ins.fraction > 0)
-        sc = score_calcium(hu[ins.box], vol.spacing, mask=hit.astype(np.uint8) * ins.lesion.artery,
-                           kvp=vol.kvp or 120.0)
-        lesions.append({
-            "id": i, **ins.lesion.to_dict(), "survived": bool(hit.any()), "n_voxels": int(hit.sum()),
-            "agatston": round(float(sc.agatston), 4),
-        })
+        sc = score_calcium(
+            hu[ins.box], vol.spacing, mask=hit.astype(np.uint8) * ins.lesion.artery, kvp=vol.kvp or 120.0
+        )
+        lesions.append(
+            {
+                "id": i,
+                **ins.lesion.to_dict(),
+                "survived": bool(hit.any()),
+                "n_voxels": int(hit.sum()),
+                "agatston": round(float(sc.agatston), 4),
+            }
+        )
     return {
         "family": FAMILY,
         "seed": seed,
@@ -866,7 +898,6 @@ def _truth(
         },
         "distractors": [],
     }
-
 
 
 # --------------------------------------------------------------------------- cohorts
@@ -897,9 +928,18 @@ def write_hybrid_case(case: HybridCase, folder: str | Path, *, fmt: str = "nifti
     (folder / "points.csv").write_text(points_csv(case.points))
     _write_json_atomic(folder / "truth.json", case.truth)
     report = score_report(
-        case.volume, case.reference, input_path=image_name,
-        extra={"generator": {"name": "cacscore.phantom.hybrid", "version": HYBRID_VERSION, "seed": case.seed,
-                             "family": FAMILY, "background": case.truth["background"]["path"]}},
+        case.volume,
+        case.reference,
+        input_path=image_name,
+        extra={
+            "generator": {
+                "name": "cacscore.phantom.hybrid",
+                "version": HYBRID_VERSION,
+                "seed": case.seed,
+                "family": FAMILY,
+                "background": case.truth["background"]["path"],
+            }
+        },
     )
     _write_json_atomic(folder / "reference.json", report)
     return folder
@@ -916,16 +956,27 @@ def _manifest_row(out: Path, cid: str, fmt: str) -> dict[str, Any]:
     image_name, label_name = FORMATS[fmt]
     spacing = reference["input"]["spacing_zyx_mm"]
     return {
-        "case_id": cid, "seed": truth["seed"], "format": fmt, "image": f"{cid}/{image_name}",
-        "label": f"{cid}/{label_name}", "points": f"{cid}/points.csv", "reference": f"{cid}/reference.json",
-        "truth": f"{cid}/truth.json", "n_slices": reference["input"]["shape_zyx"][0],
-        "slice_increment_mm": spacing[0], "slice_thickness_mm": truth["imaging"]["slice_thickness_mm"],
-        "pixel_spacing_mm": spacing[2], "agatston": round(float(reference["agatston"]), 4),
+        "case_id": cid,
+        "seed": truth["seed"],
+        "format": fmt,
+        "image": f"{cid}/{image_name}",
+        "label": f"{cid}/{label_name}",
+        "points": f"{cid}/points.csv",
+        "reference": f"{cid}/reference.json",
+        "truth": f"{cid}/truth.json",
+        "n_slices": reference["input"]["shape_zyx"][0],
+        "slice_increment_mm": spacing[0],
+        "slice_thickness_mm": truth["imaging"]["slice_thickness_mm"],
+        "pixel_spacing_mm": spacing[2],
+        "agatston": round(float(reference["agatston"]), 4),
         "risk_category": reference["risk_category"],
         "n_lesions": sum(1 for lesion in truth["lesions"] if lesion["survived"]),
-        "distractors": "", "generator_version": truth["generator_version"],
-        "target_category": truth["target_category"] or "", "manufacturer": truth["imaging"]["manufacturer"],
-        "family": FAMILY, "background": truth["background"]["path"],
+        "distractors": "",
+        "generator_version": truth["generator_version"],
+        "target_category": truth["target_category"] or "",
+        "manufacturer": truth["imaging"]["manufacturer"],
+        "family": FAMILY,
+        "background": truth["background"]["path"],
     }
 
 
@@ -992,17 +1043,30 @@ def generate_hybrid_cohort(
     if out.exists() and not out.is_dir():
         raise InvalidInputError(f"{out}: output path exists and is not a folder")
     settings = {
-        "family": FAMILY, "n": n, "seed": seed, "format": fmt, "balance": balance,
+        "family": FAMILY,
+        "n": n,
+        "seed": seed,
+        "format": fmt,
+        "balance": balance,
         "generator_version": HYBRID_VERSION,
-        "backgrounds": [{"path": str(p), "sha256": file_sha256(p), "points": None if q is None else str(q),
-                         "points_sha256": None if q is None else file_sha256(q)} for p, q in backgrounds],
+        "backgrounds": [
+            {
+                "path": str(p),
+                "sha256": file_sha256(p),
+                "points": None if q is None else str(q),
+                "points_sha256": None if q is None else file_sha256(q),
+            }
+            for p, q in backgrounds
+        ],
     }
     path = out / "generation.json"
     if path.exists():
         try:
             old = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InvalidInputError(f"{path}: unreadable ({exc}); remove it or choose another --out") from None
+            raise InvalidInputError(
+                f"{path}: unreadable ({exc}); remove it or choose another --out"
+            ) from None
         for key in ("family", "seed", "format", "balance", "generator_version", "backgrounds"):
             if old.get(key) != settings.get(key):
                 raise InvalidInputError(
@@ -1030,9 +1094,17 @@ def generate_hybrid_cohort(
         case = generate_hybrid(bg, case_seed(seed, i), target_category=target)
         write_hybrid_case(case, folder, fmt=fmt)
         if progress:
-            print(f"{case_id(i)}: {bg.name}, target {target}, reference {case.reference.agatston:.1f} "
-                  f"({case.reference.risk_category})", file=sys.stderr, flush=True)
-    rows = [_manifest_row(out, case_id(i), fmt) for i in range(n) if (out / case_id(i) / "reference.json").exists()]
+            print(
+                f"{case_id(i)}: {bg.name}, target {target}, reference {case.reference.agatston:.1f} "
+                f"({case.reference.risk_category})",
+                file=sys.stderr,
+                flush=True,
+            )
+    rows = [
+        _manifest_row(out, case_id(i), fmt)
+        for i in range(n)
+        if (out / case_id(i) / "reference.json").exists()
+    ]
     columns = MANIFEST_COLUMNS + [c for c in HYBRID_COLUMNS if c not in MANIFEST_COLUMNS]
     tmp = out / "cases.csv.tmp"
     with tmp.open("w", newline="") as fh:

@@ -84,7 +84,10 @@ def _box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float
     """Bounding box of ``mask`` grown by ``margin_mm`` (clipped to the volume)."""
     idx = np.argwhere(mask)
     lo = [max(0, int(v - margin_mm // s - 1)) for v, s in zip(idx.min(axis=0), spacing, strict=True)]
-    hi = [min(n, int(v + margin_mm // s + 2)) for v, s, n in zip(idx.max(axis=0), spacing, mask.shape, strict=True)]
+    hi = [
+        min(n, int(v + margin_mm // s + 2))
+        for v, s, n in zip(idx.max(axis=0), spacing, mask.shape, strict=True)
+    ]
     return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
@@ -237,6 +240,11 @@ def locate_heart(hu: np.ndarray, spacing: tuple[float, float, float]) -> HeartRe
     bone = dense & (~(mediastinum | lungs) | large)
     bone = ndi.binary_closing(bone, structure=np.ones((1, 3, 3), bool))
     return HeartRegion(
-        body=body, lungs=lungs, mediastinum=mediastinum, heart=heart, fat=fat, bone=bone,
+        body=body,
+        lungs=lungs,
+        mediastinum=mediastinum,
+        heart=heart,
+        fat=fat,
+        bone=bone,
         heart_slices=(lo, hi),
     )

@@ -118,8 +118,9 @@ def key_slice(labels: np.ndarray, lesion: LesionLike, spacing_yx: tuple[float, f
     return int(candidates[np.argmin(np.abs(candidates - cz))])
 
 
-def _box(center_yx: tuple[float, float], side_mm: float, spacing_yx: tuple[float, float],
-         shape_yx: tuple[int, int]) -> tuple[slice, slice]:
+def _box(
+    center_yx: tuple[float, float], side_mm: float, spacing_yx: tuple[float, float], shape_yx: tuple[int, int]
+) -> tuple[slice, slice]:
     """A square of ``side_mm`` around a point, shifted (not shrunk) to stay inside the slice."""
     box = []
     for center, step, size in zip(center_yx, spacing_yx, shape_yx, strict=True):
@@ -159,8 +160,14 @@ def _draw(
     level, width = WINDOW_HU
     image = volume.hu[z][box]
     height_mm, width_mm = image.shape[0] * spacing_yx[0], image.shape[1] * spacing_yx[1]
-    ax.imshow(image, cmap="gray", vmin=level - width / 2, vmax=level + width / 2,
-              extent=(0, width_mm, height_mm, 0), interpolation="nearest")
+    ax.imshow(
+        image,
+        cmap="gray",
+        vmin=level - width / 2,
+        vmax=level + width / 2,
+        extent=(0, width_mm, height_mm, 0),
+        interpolation="nearest",
+    )
     crop = labels[z][box]
     for code, colour in ARTERY_COLOURS.items():
         _outline(ax, crop == code, spacing_yx, colors=[colour], linewidths=1.6)
@@ -170,19 +177,48 @@ def _draw(
         y_mm = (lesion.centroid_zyx[1] - box[0].start) * spacing_yx[0]
         x_mm = (lesion.centroid_zyx[2] - box[1].start) * spacing_yx[1]
         if 0 <= y_mm <= height_mm and 0 <= x_mm <= width_mm:
-            ax.text(x_mm + 0.06 * width_mm, y_mm - 0.06 * height_mm, str(lesion.id), fontsize=9,
-                    fontweight="bold", color=ARTERY_COLOURS.get(lesion.label, "white"), path_effects=_stroke())
+            ax.text(
+                x_mm + 0.06 * width_mm,
+                y_mm - 0.06 * height_mm,
+                str(lesion.id),
+                fontsize=9,
+                fontweight="bold",
+                color=ARTERY_COLOURS.get(lesion.label, "white"),
+                path_effects=_stroke(),
+            )
     margin = 0.06 * width_mm
     bar_y = height_mm - margin
     ax.plot([margin, margin + scale_mm], [bar_y, bar_y], color="white", linewidth=3, solid_capstyle="butt")
-    ax.text(margin + scale_mm / 2, bar_y - 0.03 * height_mm, f"{scale_mm:g} mm", color="white", fontsize=7,
-            ha="center", va="bottom", path_effects=_stroke())
+    ax.text(
+        margin + scale_mm / 2,
+        bar_y - 0.03 * height_mm,
+        f"{scale_mm:g} mm",
+        color="white",
+        fontsize=7,
+        ha="center",
+        va="bottom",
+        path_effects=_stroke(),
+    )
     if orientation is not None:
-        places = {"left": (0.02, 0.5, "left", "center"), "right": (0.98, 0.5, "right", "center"),
-                  "top": (0.5, 0.98, "center", "top"), "bottom": (0.5, 0.02, "center", "bottom")}
+        places = {
+            "left": (0.02, 0.5, "left", "center"),
+            "right": (0.98, 0.5, "right", "center"),
+            "top": (0.5, 0.98, "center", "top"),
+            "bottom": (0.5, 0.02, "center", "bottom"),
+        }
         for edge, (u, v, ha, va) in places.items():
-            ax.text(u, v, orientation[edge], transform=ax.transAxes, color="#ffe066", fontsize=10,
-                    fontweight="bold", ha=ha, va=va, path_effects=_stroke())
+            ax.text(
+                u,
+                v,
+                orientation[edge],
+                transform=ax.transAxes,
+                color="#ffe066",
+                fontsize=10,
+                fontweight="bold",
+                ha=ha,
+                va=va,
+                path_effects=_stroke(),
+            )
     ax.set_xlim(0, width_mm)
     ax.set_ylim(height_mm, 0)
     ax.set_xticks([])
@@ -191,26 +227,54 @@ def _draw(
         side.set_visible(False)
 
 
-def _overview(ax: Any, volume: CTVolume, labels: np.ndarray, lesions: Sequence[LesionLike], artery: str,
-              center_yx: tuple[float, float], heading: str, reference: np.ndarray | None = None) -> None:
+def _overview(
+    ax: Any,
+    volume: CTVolume,
+    labels: np.ndarray,
+    lesions: Sequence[LesionLike],
+    artery: str,
+    center_yx: tuple[float, float],
+    heading: str,
+    reference: np.ndarray | None = None,
+) -> None:
     """The slice of the artery's highest-scoring lesion, all calcium outlined, its lesions numbered."""
     spacing_yx = (float(volume.spacing[1]), float(volume.spacing[2]))
     own = [lesion for lesion in lesions if lesion.artery == artery]
     if not own:
         ax.axis("off")
-        ax.text(0.5, 0.5, f"{heading}\nno {artery} calcium", ha="center", va="center", fontsize=9,
-                transform=ax.transAxes)
+        ax.text(
+            0.5,
+            0.5,
+            f"{heading}\nno {artery} calcium",
+            ha="center",
+            va="center",
+            fontsize=9,
+            transform=ax.transAxes,
+        )
         return
     top = max(own, key=lambda lesion: lesion.agatston)
     z = key_slice(labels, top, spacing_yx)
     box = _box(center_yx, OVERVIEW_MM, spacing_yx, volume.shape[1:])
     on_slice = [lesion for lesion in lesions if lesion.slices[0] <= z <= lesion.slices[1]]
-    _draw(ax, volume, labels, z, box, numbered=on_slice, scale_mm=20.0, reference=reference,
-          orientation=orientation_labels(volume.direction))
+    _draw(
+        ax,
+        volume,
+        labels,
+        z,
+        box,
+        numbered=on_slice,
+        scale_mm=20.0,
+        reference=reference,
+        orientation=orientation_labels(volume.direction),
+    )
     total = sum(lesion.agatston for lesion in own)
-    ax.set_title(f"{heading}{artery}: Agatston {total:.1f}, {len(own)} lesion{'s' * (len(own) != 1)}"
-                 f" - slice {z + 1}/{volume.shape[0]}", fontsize=8.5,
-                 color=ARTERY_COLOURS.get(top.label, "black"), fontweight="bold")
+    ax.set_title(
+        f"{heading}{artery}: Agatston {total:.1f}, {len(own)} lesion{'s' * (len(own) != 1)}"
+        f" - slice {z + 1}/{volume.shape[0]}",
+        fontsize=8.5,
+        color=ARTERY_COLOURS.get(top.label, "black"),
+        fontweight="bold",
+    )
 
 
 def key_images_figure(
@@ -238,32 +302,61 @@ def key_images_figure(
             f"reference mask shape {np.shape(reference_labels)} does not match volume shape {volume.shape}"
         )
     with_reference = reference_labels is not None
-    order = [name for name in (label_codes.ARTERY_NAMES[c] for c in label_codes.MAJORITY_ORDER)
-             if any(lesion.artery == name for lesion in [*lesions, *reference_lesions])]
+    order = [
+        name
+        for name in (label_codes.ARTERY_NAMES[c] for c in label_codes.MAJORITY_ORDER)
+        if any(lesion.artery == name for lesion in [*lesions, *reference_lesions])
+    ]
     everything = [*lesions, *reference_lesions]
-    center_yx = ((float(np.mean([les.centroid_zyx[1] for les in everything])),
-                  float(np.mean([les.centroid_zyx[2] for les in everything])))
-                 if everything else (volume.shape[1] / 2, volume.shape[2] / 2))
+    center_yx = (
+        (
+            float(np.mean([les.centroid_zyx[1] for les in everything])),
+            float(np.mean([les.centroid_zyx[2] for les in everything])),
+        )
+        if everything
+        else (volume.shape[1] / 2, volume.shape[2] / 2)
+    )
     crops = sorted(lesions, key=lambda lesion: -lesion.agatston)[:max_crops]
     overview_rows = len(order) if with_reference else math.ceil(len(order) / 2)
     crop_rows = math.ceil(len(crops) / _COLUMNS)
     if not order:
         fig = plt.figure(figsize=(8.0, 1.6))
-        fig.text(0.5, 0.55, "No coronary calcium counted (Agatston 0): no key images.", ha="center",
-                 va="center", fontsize=11)
+        fig.text(
+            0.5,
+            0.55,
+            "No coronary calcium counted (Agatston 0): no key images.",
+            ha="center",
+            va="center",
+            fontsize=11,
+        )
         if title:
             fig.suptitle(title, fontsize=10)
         return fig
     heights = [2.0] * overview_rows + [1.1] * crop_rows
     fig = plt.figure(figsize=(8.0, 4.1 * overview_rows + 2.4 * crop_rows + 0.9))
-    grid = fig.add_gridspec(len(heights), _COLUMNS, height_ratios=heights, hspace=0.28, wspace=0.06,
-                            top=1 - 0.55 / fig.get_figheight(), bottom=0.45 / fig.get_figheight(),
-                            left=0.02, right=0.98)
+    grid = fig.add_gridspec(
+        len(heights),
+        _COLUMNS,
+        height_ratios=heights,
+        hspace=0.28,
+        wspace=0.06,
+        top=1 - 0.55 / fig.get_figheight(),
+        bottom=0.45 / fig.get_figheight(),
+        left=0.02,
+        right=0.98,
+    )
     for i, artery in enumerate(order):
         if with_reference:
             _overview(fig.add_subplot(grid[i, 0:2]), volume, labels, lesions, artery, center_yx, "model: ")
-            _overview(fig.add_subplot(grid[i, 2:4]), volume, np.asarray(reference_labels), reference_lesions,
-                      artery, center_yx, "reference: ")
+            _overview(
+                fig.add_subplot(grid[i, 2:4]),
+                volume,
+                np.asarray(reference_labels),
+                reference_lesions,
+                artery,
+                center_yx,
+                "reference: ",
+            )
         else:
             cell = grid[i // 2, 2 * (i % 2) : 2 * (i % 2) + 2]
             _overview(fig.add_subplot(cell), volume, labels, lesions, artery, center_yx, "")
@@ -273,16 +366,32 @@ def key_images_figure(
         z = key_slice(labels, lesion, spacing_yx)
         box = _box((lesion.centroid_zyx[1], lesion.centroid_zyx[2]), CROP_MM, spacing_yx, volume.shape[1:])
         _draw(ax, volume, labels, z, box, numbered=[lesion], scale_mm=10.0, reference=reference_labels)
-        ax.set_title(f"#{lesion.id} {lesion.artery}\nAgatston {lesion.agatston:.1f}, slice {z + 1}",
-                     fontsize=8, color=ARTERY_COLOURS.get(lesion.label, "black"), fontweight="bold")
-    handles = [Line2D([], [], color=ARTERY_COLOURS[label_codes.ARTERY_CODES[name]], linewidth=2, label=name)
-               for name in order]
+        ax.set_title(
+            f"#{lesion.id} {lesion.artery}\nAgatston {lesion.agatston:.1f}, slice {z + 1}",
+            fontsize=8,
+            color=ARTERY_COLOURS.get(lesion.label, "black"),
+            fontweight="bold",
+        )
+    handles = [
+        Line2D([], [], color=ARTERY_COLOURS[label_codes.ARTERY_CODES[name]], linewidth=2, label=name)
+        for name in order
+    ]
     if with_reference:
         handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1, label="reference calcium"))
-    note = f"; {len(lesions) - len(crops)} smaller lesions only in lesions.csv" if len(lesions) > len(crops) else ""
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
-               title=f"numbers: lesion id in lesions.csv; crops {CROP_MM:g} x {CROP_MM:g} mm{note}",
-               title_fontsize=7.5)
+    note = (
+        f"; {len(lesions) - len(crops)} smaller lesions only in lesions.csv"
+        if len(lesions) > len(crops)
+        else ""
+    )
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+        title=f"numbers: lesion id in lesions.csv; crops {CROP_MM:g} x {CROP_MM:g} mm{note}",
+        title_fontsize=7.5,
+    )
     if title:
         fig.suptitle(title, fontsize=10, fontweight="bold")
     return fig
@@ -302,8 +411,15 @@ def key_images_png(
     """The key images as PNG bytes (what :func:`write_key_images` writes; the PDF embeds them)."""
     import matplotlib.pyplot as plt
 
-    fig = key_images_figure(volume, labels, lesions, reference_labels=reference_labels,
-                            reference_lesions=reference_lesions, title=title, max_crops=max_crops)
+    fig = key_images_figure(
+        volume,
+        labels,
+        lesions,
+        reference_labels=reference_labels,
+        reference_lesions=reference_lesions,
+        title=title,
+        max_crops=max_crops,
+    )
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
@@ -357,8 +473,15 @@ def write_key_images(
         If a mask does not match the volume's shape.
     """
     path = Path(path)
-    data = key_images_png(volume, labels, lesions, reference_labels=reference_labels,
-                          reference_lesions=reference_lesions, title=title, dpi=dpi)
+    data = key_images_png(
+        volume,
+        labels,
+        lesions,
+        reference_labels=reference_labels,
+        reference_lesions=reference_lesions,
+        title=title,
+        dpi=dpi,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

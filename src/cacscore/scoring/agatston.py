@@ -73,8 +73,10 @@ def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
         raise InvalidInputError(f"mask must hold integer label codes, got dtype {array.dtype}")
     if array.size and array.dtype != bool:
         low, high = array.min(), array.max()
-        if low < 0 or high > max(ARTERY_NAMES) or (
-            not np.issubdtype(array.dtype, np.integer) and not np.all(np.mod(array, 1) == 0)
+        if (
+            low < 0
+            or high > max(ARTERY_NAMES)
+            or (not np.issubdtype(array.dtype, np.integer) and not np.all(np.mod(array, 1) == 0))
         ):
             raise InvalidInputError(
                 f"mask must hold label codes 0-{max(ARTERY_NAMES)} "
@@ -88,7 +90,9 @@ def _check_mask(mask: npt.ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
 def _check_options(min_area_mm2: float, min_voxels: int | None, mass_calibration: float) -> None:
     if not math.isfinite(min_area_mm2) or min_area_mm2 < 0:
         raise InvalidInputError(f"min_area_mm2 must be a finite area >= 0 in mm^2, got {min_area_mm2!r}")
-    if min_voxels is not None and (isinstance(min_voxels, bool) or int(min_voxels) != min_voxels or min_voxels < 1):
+    if min_voxels is not None and (
+        isinstance(min_voxels, bool) or int(min_voxels) != min_voxels or min_voxels < 1
+    ):
         raise InvalidInputError(f"min_voxels must be a positive integer or None, got {min_voxels!r}")
     if not math.isfinite(mass_calibration) or mass_calibration <= 0:
         raise InvalidInputError(f"mass_calibration must be a finite factor > 0, got {mass_calibration!r}")
@@ -127,7 +131,9 @@ def _scored_voxels(
     flat = np.flatnonzero(candidate)
     component = components.ravel()[flat].astype(np.int64)
     code = (
-        codes[box].ravel()[flat].astype(np.int64) if codes is not None else np.full(flat.size, UNSPECIFIED, np.int64)
+        codes[box].ravel()[flat].astype(np.int64)
+        if codes is not None
+        else np.full(flat.size, UNSPECIFIED, np.int64)
     )
     values = hu[box].ravel()[flat].astype(np.float64)
 
@@ -501,7 +507,9 @@ def _lesions(
     np.minimum.at(first, lesion, zyx[:, 0])
     np.maximum.at(last, lesion, zyx[:, 0])
     safe_count = np.maximum(n_voxels, 1)[:, None]
-    centroid = np.stack([np.bincount(lesion, weights=zyx[:, k], minlength=size) for k in range(3)], 1) / safe_count
+    centroid = (
+        np.stack([np.bincount(lesion, weights=zyx[:, k], minlength=size) for k in range(3)], 1) / safe_count
+    )
     centroid_mm = (np.c_[centroid, np.ones(size)] @ matrix.T)[:, :3]
     votes = np.bincount(lesion * _CODE_SLOTS + scored.code, minlength=size * _CODE_SLOTS).reshape(size, -1)
     majority = majority_artery(votes)

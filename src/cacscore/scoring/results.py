@@ -254,7 +254,12 @@ class ScoreResult:
         ids = {lesion.id for lesion in self.lesions}
         unknown = sorted(set(values) - ids)
         if unknown:
-            raise InvalidInputError(f"{name} values given for lesion ids {unknown} that the result does not have")
+            raise InvalidInputError(
+                f"{name} values given for lesion ids {unknown} that the result does not have"
+            )
         changes: dict[int, dict[str, Any]] = {i: {name: float(v)} for i, v in values.items()}
-        lesions = [replace(lesion, **changes[lesion.id]) if lesion.id in changes else lesion for lesion in self.lesions]
+        lesions = [
+            replace(lesion, **changes[lesion.id]) if lesion.id in changes else lesion
+            for lesion in self.lesions
+        ]
         return replace(self, lesions=lesions)

@@ -56,7 +56,9 @@ def _range(name: str, value: Any, low: float | None = None) -> tuple[float, floa
     except (TypeError, ValueError, IndexError, KeyError):
         raise InvalidInputError(f"augmentation {name} must be a [low, high] pair, got {value!r}") from None
     if not (math.isfinite(pair[0]) and math.isfinite(pair[1])) or pair[0] > pair[1]:
-        raise InvalidInputError(f"augmentation {name} must be a finite [low, high] with low <= high, got {value!r}")
+        raise InvalidInputError(
+            f"augmentation {name} must be a finite [low, high] with low <= high, got {value!r}"
+        )
     if low is not None and pair[0] < low:
         raise InvalidInputError(f"augmentation {name} must not go below {low}, got {value!r}")
     return pair
@@ -147,7 +149,9 @@ class Augmentation:
             value = getattr(self, f.name)
             if f.name.startswith("p_"):
                 if not 0.0 <= float(value) <= 1.0:
-                    raise InvalidInputError(f"augmentation {f.name} must be a probability in [0, 1], got {value!r}")
+                    raise InvalidInputError(
+                        f"augmentation {f.name} must be a probability in [0, 1], got {value!r}"
+                    )
                 object.__setattr__(self, f.name, float(value))
             elif isinstance(f.default, tuple):
                 positive = f.name not in ("hu_shift_range",)
@@ -160,7 +164,9 @@ class Augmentation:
                     raise InvalidInputError(f"augmentation {f.name} must be >= 0, got {value!r}")
                 object.__setattr__(self, f.name, float(value))
         if self.elastic_spacing_voxels < 1:
-            raise InvalidInputError(f"augmentation elastic_spacing_voxels must be >= 1, got {self.elastic_spacing_voxels}")
+            raise InvalidInputError(
+                f"augmentation elastic_spacing_voxels must be >= 1, got {self.elastic_spacing_voxels}"
+            )
 
     @classmethod
     def none(cls) -> Augmentation:
@@ -173,7 +179,9 @@ class Augmentation:
         data: dict[str, Any] = {"version": AUGMENTATION_VERSION}
         for key, value in asdict(self).items():
             data[key] = list(value) if isinstance(value, tuple) else value
-        data["units"] = "HU for intensities and noise SDs; low-resolution voxels for lengths; degrees for angles"
+        data["units"] = (
+            "HU for intensities and noise SDs; low-resolution voxels for lengths; degrees for angles"
+        )
         return data
 
     @classmethod
@@ -205,16 +213,31 @@ class Augmentation:
         shift = float(data.get("intensity_shift", 0.01)) * unit_hu
         gain = float(data.get("intensity_scale", 0.05))
         return cls(
-            p_rotation=float(data.get("p_spatial", 0.33)), rotation_deg=float(data.get("rotation_deg", 10.0)),
-            tilt_deg=0.0, p_scale=float(data.get("p_spatial", 0.33)), scale_range=(1 - scale, 1 + scale),
-            p_elastic=0.0, p_intensity=float(data.get("p_intensity", 0.5)), hu_scale_range=(1 - gain, 1 + gain),
-            hu_shift_range=(-shift, shift), p_gamma=0.0, p_noise=float(data.get("p_noise", 0.3)),
-            noise_sd_hu=(0.0, float(data.get("noise_sd", 0.01)) * unit_hu), p_correlated_noise=0.0, p_blur=0.0,
+            p_rotation=float(data.get("p_spatial", 0.33)),
+            rotation_deg=float(data.get("rotation_deg", 10.0)),
+            tilt_deg=0.0,
+            p_scale=float(data.get("p_spatial", 0.33)),
+            scale_range=(1 - scale, 1 + scale),
+            p_elastic=0.0,
+            p_intensity=float(data.get("p_intensity", 0.5)),
+            hu_scale_range=(1 - gain, 1 + gain),
+            hu_shift_range=(-shift, shift),
+            p_gamma=0.0,
+            p_noise=float(data.get("p_noise", 0.3)),
+            noise_sd_hu=(0.0, float(data.get("noise_sd", 0.01)) * unit_hu),
+            p_correlated_noise=0.0,
+            p_blur=0.0,
         )
 
-    def __call__(self, images: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, *,
-                 clip_hu: tuple[float, float] = CLIP_HU,
-                 threshold_hu: float = ENHANCE_THRESHOLD_HU) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        generator: torch.Generator,
+        *,
+        clip_hu: tuple[float, float] = CLIP_HU,
+        threshold_hu: float = ENHANCE_THRESHOLD_HU,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Augment a batch on its device.
 
         Parameters
@@ -238,8 +261,10 @@ class Augmentation:
             Same dtype; every value is one of the input's values.
         """
         if images.ndim != 5 or targets.shape != images.shape[:1] + images.shape[2:]:
-            raise InvalidInputError(f"expected images (B, 1, Z, Y, X) and targets (B, Z, Y, X), got "
-                                    f"{tuple(images.shape)} and {tuple(targets.shape)}")
+            raise InvalidInputError(
+                f"expected images (B, 1, Z, Y, X) and targets (B, Z, Y, X), got "
+                f"{tuple(images.shape)} and {tuple(targets.shape)}"
+            )
         hu_per_unit = float(clip_hu[1] - clip_hu[0])
         level = (min(max(threshold_hu, clip_hu[0]), clip_hu[1]) - clip_hu[0]) / hu_per_unit
         draw = _Draws(images.shape[0], generator, images.device)
@@ -250,12 +275,20 @@ class Augmentation:
 
     # -- the transforms -------------------------------------------------------------------------------
 
-    def _spatial(self, images: torch.Tensor, targets: torch.Tensor,
-                 draw: _Draws) -> tuple[torch.Tensor, torch.Tensor]:
+    def _spatial(
+        self, images: torch.Tensor, targets: torch.Tensor, draw: _Draws
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b = images.shape[0]
-        rotate, zoom, elastic = draw.chance(self.p_rotation), draw.chance(self.p_scale), draw.chance(self.p_elastic)
-        angles = draw.uniform(-1, 1, (b, 3)) * torch.tensor(
-            [self.rotation_deg, self.tilt_deg, self.tilt_deg], device=images.device) * (math.pi / 180)
+        rotate, zoom, elastic = (
+            draw.chance(self.p_rotation),
+            draw.chance(self.p_scale),
+            draw.chance(self.p_elastic),
+        )
+        angles = (
+            draw.uniform(-1, 1, (b, 3))
+            * torch.tensor([self.rotation_deg, self.tilt_deg, self.tilt_deg], device=images.device)
+            * (math.pi / 180)
+        )
         factor = torch.exp(draw.uniform(math.log(self.scale_range[0]), math.log(self.scale_range[1]), (b,)))
         chosen = rotate | zoom | elastic
         if not bool(chosen.any()):
@@ -267,7 +300,9 @@ class Augmentation:
         # affine_grid works in coordinates normalised to [-1, 1] per axis, (x, y, z) order; the rotation is
         # built in voxel units and conjugated with the half-sizes so that it stays a rotation in non-cubic patches.
         half = torch.tensor([width / 2, height / 2, depth / 2], device=images.device)
-        matrix = _rotation_xyz(angles) / factor[:, None, None]  # output voxel -> input voxel, about the centre
+        matrix = (
+            _rotation_xyz(angles) / factor[:, None, None]
+        )  # output voxel -> input voxel, about the centre
         theta = torch.zeros(len(idx), 3, 4, device=images.device)
         theta[:, :, :3] = matrix * half[None, None, :] / half[None, :, None]
         shape = [len(idx), 1, depth, height, width]
@@ -275,24 +310,32 @@ class Augmentation:
         if bool(elastic[idx].any()):
             grid = grid + self._displacement(draw, elastic[idx], (depth, height, width), half)
         moved = F.grid_sample(images[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        moved_t = F.grid_sample(targets[idx, None].float(), grid, mode="nearest", padding_mode="zeros",
-                                align_corners=False)[:, 0]
+        moved_t = F.grid_sample(
+            targets[idx, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False
+        )[:, 0]
         images = images.clone()
         targets = targets.clone()
         images[idx] = moved
         targets[idx] = moved_t.round().to(targets.dtype)
         return images, targets
 
-    def _displacement(self, draw: _Draws, which: torch.Tensor, shape: tuple[int, int, int],
-                      half: torch.Tensor) -> torch.Tensor:
+    def _displacement(
+        self, draw: _Draws, which: torch.Tensor, shape: tuple[int, int, int], half: torch.Tensor
+    ) -> torch.Tensor:
         """A smooth random displacement in normalised (x, y, z) units, ``(n, Z, Y, X, 3)``; zero where not ``which``."""
         coarse = [max(2, math.ceil(n / self.elastic_spacing_voxels) + 1) for n in shape]
         field = draw.normal((len(which), 3, *coarse)) * self.elastic_voxels * which.view(-1, 1, 1, 1, 1)
         field = F.interpolate(field, size=shape, mode="trilinear", align_corners=True)
         return field.permute(0, 2, 3, 4, 1) / half  # voxels -> normalised units, per axis
 
-    def _intensity(self, images: torch.Tensor, draw: _Draws, clip_hu: tuple[float, float], hu_per_unit: float,
-                   level: float) -> torch.Tensor:
+    def _intensity(
+        self,
+        images: torch.Tensor,
+        draw: _Draws,
+        clip_hu: tuple[float, float],
+        hu_per_unit: float,
+        level: float,
+    ) -> torch.Tensor:
         b = images.shape[0]
         linear = draw.chance(self.p_intensity)
         gain = torch.where(linear, draw.uniform(*self.hu_scale_range, (b,)), 1.0)
@@ -302,7 +345,9 @@ class Augmentation:
         if bool(linear.any()):
             hu = images * hu_per_unit + clip_hu[0]
             hu = hu * gain.view(b, 1, 1, 1, 1) + shift.view(b, 1, 1, 1, 1)
-            images = torch.where(linear.view(b, 1, 1, 1, 1), (hu - clip_hu[0]) / hu_per_unit, images).clamp(0, 1)
+            images = torch.where(linear.view(b, 1, 1, 1, 1), (hu - clip_hu[0]) / hu_per_unit, images).clamp(
+                0, 1
+            )
         if bool(gamma_on.any()) and 0 < level < 1:
             g = gamma.view(b, 1, 1, 1, 1)
             below = level * (images / level).clamp(0, 1) ** g
@@ -319,7 +364,9 @@ class Augmentation:
         if bool(blur.any()):
             idx = torch.nonzero(blur).flatten()
             images = images.clone()
-            images[idx] = _gaussian_blur(images[idx], torch.stack([sigma_z[idx], sigma_xy[idx], sigma_xy[idx]], 1))
+            images[idx] = _gaussian_blur(
+                images[idx], torch.stack([sigma_z[idx], sigma_xy[idx], sigma_xy[idx]], 1)
+            )
         white = draw.chance(self.p_noise)
         white_sd = draw.uniform(*self.noise_sd_hu, (b,)) / hu_per_unit
         if bool(white.any()):

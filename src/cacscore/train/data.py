@@ -129,9 +129,13 @@ def prepare_case(ref: CaseRef, cache_dir: Path, preprocessing: dict[str, Any]) -
         raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}) has no reference labels to train on")
     volume = case.volume
     target_mm = target_spacing_mm(volume.spacing[0], tuple(preprocessing["target_spacings_mm"]))
-    image, grid = preprocess_volume(volume.hu, volume.spacing, target_mm=target_mm,
-                                    clip_hu=tuple(preprocessing["clip_hu"]),  # type: ignore[arg-type]
-                                    enhance=bool(preprocessing["enhancement"]["enabled"]))
+    image, grid = preprocess_volume(
+        volume.hu,
+        volume.spacing,
+        target_mm=target_mm,
+        clip_hu=tuple(preprocessing["clip_hu"]),  # type: ignore[arg-type]
+        enhance=bool(preprocessing["enhancement"]["enabled"]),
+    )
     labels = downsample_labels(case.label, grid)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez(tmp, image=image.astype(np.float32), labels=labels, spacing=np.asarray(grid.spacing))
@@ -145,8 +149,14 @@ def _prepare_worker(args: tuple[dict[str, Any], str, dict[str, Any]]) -> str:
     return str(prepare_case(CaseRef.from_dict(ref), Path(cache_dir), preprocessing))
 
 
-def prepare_cases(refs: Sequence[CaseRef], cache_dir: Path, preprocessing: dict[str, Any], *, workers: int = 0,
-                  advance: Callable[[], None] | None = None) -> list[Path]:
+def prepare_cases(
+    refs: Sequence[CaseRef],
+    cache_dir: Path,
+    preprocessing: dict[str, Any],
+    *,
+    workers: int = 0,
+    advance: Callable[[], None] | None = None,
+) -> list[Path]:
     """Preprocess every case into ``cache_dir`` (in ``workers`` processes when > 1), in ``refs`` order."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     todo = [r for r in refs if not cache_file(cache_dir, r).is_file()]
@@ -220,15 +230,28 @@ class PatchSampler:
         No cases, or fractions outside [0, 1] or adding up to more than 1.
     """
 
-    def __init__(self, cases: Sequence[CachedCase], patch: tuple[int, int, int], device: torch.device,
-                 calcium_fraction: float = 2 / 3, *, context_fraction: float = 0.0,
-                 context_radius_mm: float = 60.0, level: float | None = None) -> None:
+    def __init__(
+        self,
+        cases: Sequence[CachedCase],
+        patch: tuple[int, int, int],
+        device: torch.device,
+        calcium_fraction: float = 2 / 3,
+        *,
+        context_fraction: float = 0.0,
+        context_radius_mm: float = 60.0,
+        level: float | None = None,
+    ) -> None:
         if not cases:
             raise InvalidInputError("no training cases")
-        if not (0 <= calcium_fraction <= 1 and 0 <= context_fraction <= 1
-                and calcium_fraction + context_fraction <= 1 + 1e-9):
-            raise InvalidInputError(f"calcium_fraction ({calcium_fraction}) and context_fraction "
-                                    f"({context_fraction}) must be in [0, 1] and add up to at most 1")
+        if not (
+            0 <= calcium_fraction <= 1
+            and 0 <= context_fraction <= 1
+            and calcium_fraction + context_fraction <= 1 + 1e-9
+        ):
+            raise InvalidInputError(
+                f"calcium_fraction ({calcium_fraction}) and context_fraction "
+                f"({context_fraction}) must be in [0, 1] and add up to at most 1"
+            )
         self.patch = tuple(int(p) for p in patch)
         self.calcium_fraction = float(calcium_fraction)
         self.context_fraction = float(context_fraction)
@@ -265,7 +288,10 @@ class PatchSampler:
                 centres = self.context[index]
             if centres is not None and centres.size:
                 centre = centres[int(rng.integers(len(centres)))]
-                start = [int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, self.patch)]
+                start = [
+                    int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1))
+                    for c, p in zip(centre, self.patch)
+                ]
             else:
                 start = [int(rng.integers(0, n - p + 1)) for n, p in zip(shape, self.patch)]
             start = [min(max(s, 0), n - p) for s, n, p in zip(start, shape, self.patch)]
@@ -279,7 +305,9 @@ class PatchSampler:
 MAX_CONTEXT_VOXELS = 20000
 
 
-def context_voxels(case: CachedCase, level: float, radius_mm: float, calcium: np.ndarray | None = None) -> np.ndarray:
+def context_voxels(
+    case: CachedCase, level: float, radius_mm: float, calcium: np.ndarray | None = None
+) -> np.ndarray:
     """Voxels at or above ``level`` that are not labelled and lie within ``radius_mm`` of the heart.
 
     Parameters
@@ -323,9 +351,21 @@ class MixedSampler:
 
     def batch(self, rng: np.random.Generator, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`PatchSampler.batch`."""
-        parts = [(self.replay if rng.random() < self.fraction else self.main).batch(rng, 1) for _ in range(size)]
+        parts = [
+            (self.replay if rng.random() < self.fraction else self.main).batch(rng, 1) for _ in range(size)
+        ]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-__all__ = ["Augmentation", "CachedCase", "MixedSampler", "PatchSampler", "cache_file", "context_voxels",
-           "default_cache_dir", "prepare_cases", "preprocessed_dir", "split_cases"]
+__all__ = [
+    "Augmentation",
+    "CachedCase",
+    "MixedSampler",
+    "PatchSampler",
+    "cache_file",
+    "context_voxels",
+    "default_cache_dir",
+    "prepare_cases",
+    "preprocessed_dir",
+    "split_cases",
+]

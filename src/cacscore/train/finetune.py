@@ -32,8 +32,10 @@ VOTE_RULES = ("min_votes", "min_lesion_voxels", "small_lesion_votes")
 
 def refit_command(out: Path) -> str:
     """The command that fits a lesion filter for the model in ``out`` on more labelled cases."""
-    return (f"cacscore train-lesion-filter --model {out} --data LABELLED_CASES_NOT_USED_FOR_TRAINING "
-            f"--out {out}-filtered")
+    return (
+        f"cacscore train-lesion-filter --model {out} --data LABELLED_CASES_NOT_USED_FOR_TRAINING "
+        f"--out {out}-filtered"
+    )
 
 
 def inherit_vote_rules(plan: Plan, parent: Plan) -> dict[str, Any]:
@@ -49,9 +51,19 @@ def inherit_vote_rules(plan: Plan, parent: Plan) -> dict[str, Any]:
     return taken
 
 
-def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef], work: Path, *,
-                     refit: bool = True, drop: bool = False, emit: Callable[..., None] | None = None,
-                     deadline: float | None = None, case_s: float = 0.0) -> dict[str, Any]:
+def finish_fine_tune(
+    plan: Plan,
+    parent: Plan,
+    out: Path,
+    refs: Sequence[CaseRef],
+    work: Path,
+    *,
+    refit: bool = True,
+    drop: bool = False,
+    emit: Callable[..., None] | None = None,
+    deadline: float | None = None,
+    case_s: float = 0.0,
+) -> dict[str, Any]:
     """Give a fine-tuned model the parent's vote rules and a lesion filter fitted for its own members.
 
     Parameters
@@ -96,12 +108,18 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
     rules_text = ", ".join(f"{k}={v}" for k, v in rules.items()) or "the majority vote"
     record: dict[str, Any] = {"vote_rules": rules, "parent_lesion_filter": block is not None}
     if block is None:
-        record.update(lesion_filter="none in the parent", reliable=True,
-                      message=f"post-processing as the parent's: {rules_text}")
+        record.update(
+            lesion_filter="none in the parent",
+            reliable=True,
+            message=f"post-processing as the parent's: {rules_text}",
+        )
     elif drop or not refit:
-        record.update(lesion_filter="dropped", reliable=True,
-                      message=f"the parent's lesion filter was left out (it belongs to the parent's members); the "
-                              f"model uses the vote rule ({rules_text}). Fit one: {refit_command(out)}")
+        record.update(
+            lesion_filter="dropped",
+            reliable=True,
+            message=f"the parent's lesion filter was left out (it belongs to the parent's members); the "
+            f"model uses the vote rule ({rules_text}). Fit one: {refit_command(out)}",
+        )
     else:
         record.update(_refit(plan, block, out, refs, work, report, rules_text, deadline, case_s))
     plan.data.setdefault("training", {})["post_processing"] = record
@@ -110,9 +128,17 @@ def finish_fine_tune(plan: Plan, parent: Plan, out: Path, refs: Sequence[CaseRef
     return record
 
 
-def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef], work: Path,
-           report: Callable[..., None], rules_text: str, deadline: float | None,
-           case_s: float) -> dict[str, Any]:
+def _refit(
+    plan: Plan,
+    block: dict[str, Any],
+    out: Path,
+    refs: Sequence[CaseRef],
+    work: Path,
+    report: Callable[..., None],
+    rules_text: str,
+    deadline: float | None,
+    case_s: float,
+) -> dict[str, Any]:
     n_members = len(plan.members)
     threshold = float(block.get("threshold", 0.5))
     votes = max(1, min(int(block.get("candidate_votes", 1)), n_members))
@@ -130,8 +156,9 @@ def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef]
     def stop() -> bool:
         return deadline is not None and time.monotonic() + clock["case_s"] > deadline
 
-    features, truth = collect_candidates(ensemble, [(0, ref) for ref in refs], work, candidate_votes=votes,
-                                         report=progress, stop=stop)
+    features, truth = collect_candidates(
+        ensemble, [(0, ref) for ref in refs], work, candidate_votes=votes, report=progress, stop=stop
+    )
     used = int(clock["done"])
     cut = f" (the time limit left {used} of the {len(refs)} cases)" if used < len(refs) else ""
     n_true, n_false = int(truth.sum()), int((~truth).sum())
@@ -141,20 +168,34 @@ def _refit(plan: Plan, block: dict[str, Any], out: Path, refs: Sequence[CaseRef]
             warnings.simplefilter("ignore", CacScoreWarning)
             fitted = fit_filter(features, truth, l2=l2, threshold=threshold, candidate_votes=votes)
     except InvalidInputError as exc:
-        return {**counts, "lesion_filter": "not refitted", "reliable": False,
-                "message": f"the parent's lesion filter belongs to the parent's members and could not be fitted "
-                           f"again on {used} cases that trained nothing{cut} ({exc}); the model uses the vote rule "
-                           f"({rules_text}). Fit one on more labelled cases: {refit_command(out)}"}
-    fitted = dataclasses.replace(fitted, fitted_on={
-        **(fitted.fitted_on or {}), "cases": used, "l2": l2,
-        "data": "validation cases of the fine-tune (training.val_case_ids) and training.init.filter_data"})
+        return {
+            **counts,
+            "lesion_filter": "not refitted",
+            "reliable": False,
+            "message": f"the parent's lesion filter belongs to the parent's members and could not be fitted "
+            f"again on {used} cases that trained nothing{cut} ({exc}); the model uses the vote rule "
+            f"({rules_text}). Fit one on more labelled cases: {refit_command(out)}",
+        }
+    fitted = dataclasses.replace(
+        fitted,
+        fitted_on={
+            **(fitted.fitted_on or {}),
+            "cases": used,
+            "l2": l2,
+            "data": "validation cases of the fine-tune (training.val_case_ids) and training.init.filter_data",
+        },
+    )
     plan.data["inference"]["lesion_filter"] = fitted.to_dict()
     reliable = min(n_true, n_false) >= MIN_LESIONS_PER_CLASS
-    message = (f"lesion filter fitted again for the new members on {used} cases that trained nothing{cut} "
-               f"({truth.size} candidate lesions, {n_true} true, {n_false} false)")
+    message = (
+        f"lesion filter fitted again for the new members on {used} cases that trained nothing{cut} "
+        f"({truth.size} candidate lesions, {n_true} true, {n_false} false)"
+    )
     if not reliable:
-        message += (f"; fewer than {MIN_LESIONS_PER_CLASS} of a kind: it is unreliable. Fit it on more labelled "
-                    f"cases that did not train the model: {refit_command(out)}")
+        message += (
+            f"; fewer than {MIN_LESIONS_PER_CLASS} of a kind: it is unreliable. Fit it on more labelled "
+            f"cases that did not train the model: {refit_command(out)}"
+        )
     return {**counts, "lesion_filter": "refitted", "reliable": reliable, "message": message}
 
 

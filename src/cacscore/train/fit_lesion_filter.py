@@ -39,8 +39,9 @@ CANDIDATES_DIR = "lesion_candidates"
 MIN_LESIONS_PER_CLASS = 30
 
 
-def labelled_candidates(ensemble: Ensemble, volume: CTVolume, reference: np.ndarray,
-                        candidate_votes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def labelled_candidates(
+    ensemble: Ensemble, volume: CTVolume, reference: np.ndarray, candidate_votes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """The candidate lesions of one case: their features and whether each holds reference calcium.
 
     Parameters
@@ -65,8 +66,13 @@ def labelled_candidates(ensemble: Ensemble, volume: CTVolume, reference: np.ndar
     plan = ensemble.plan
     image, grid = ensemble.preprocess(volume)
     probabilities = list(ensemble.member_probabilities(image))
-    low, _, votes = vote(probabilities, image, plan.class_codes, scaled_threshold(plan.threshold_hu, plan.clip_hu),
-                         candidate_votes)
+    low, _, votes = vote(
+        probabilities,
+        image,
+        plan.class_codes,
+        scaled_threshold(plan.threshold_hu, plan.clip_hu),
+        candidate_votes,
+    )
     candidates = candidate_lesions(low, votes, probabilities, grid, volume.hu, plan.threshold_hu)
     if candidates is None:
         return np.zeros((0, len(FEATURE_NAMES))), np.zeros(0, bool)
@@ -80,8 +86,9 @@ def _case_file(folder: Path, index: int, ref: CaseRef) -> Path:
     return folder / f"{index}-{ref.case_id}.npz"
 
 
-def _run_identity(plan: Plan, model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]],
-                  candidate_votes: int) -> dict[str, Any]:
+def _run_identity(
+    plan: Plan, model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]], candidate_votes: int
+) -> dict[str, Any]:
     """What the saved candidates depend on: the members' weights, the data folders in order, the votes."""
     identity: dict[str, Any] = {
         "members": [hashlib.sha1((model_dir / m["file"]).read_bytes()).hexdigest() for m in plan.members],
@@ -103,8 +110,10 @@ def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
         except (OSError, json.JSONDecodeError) as exc:
             raise InvalidInputError(f"{run_file}: cannot read ({exc}); remove {work}") from None
         if saved != identity:
-            raise InvalidInputError(f"{work}: holds the candidates of another model, --data or --candidate-votes; "
-                                    "remove it or choose another --out")
+            raise InvalidInputError(
+                f"{work}: holds the candidates of another model, --data or --candidate-votes; "
+                "remove it or choose another --out"
+            )
         return
     if work.is_dir() and any(work.iterdir()):
         raise InvalidInputError(f"{work}: holds files of unknown origin; remove it or choose another --out")
@@ -114,10 +123,15 @@ def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
     tmp.replace(run_file)
 
 
-def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], work: Path, *,
-                       candidate_votes: int = 1,
-                       report: Callable[[int, int], None] | None = None,
-                       stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def collect_candidates(
+    ensemble: Ensemble,
+    refs: Sequence[tuple[int, CaseRef]],
+    work: Path,
+    *,
+    candidate_votes: int = 1,
+    report: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """The labelled candidate lesions of every case, each case's saved in ``work`` as it is computed.
 
     Parameters
@@ -157,7 +171,9 @@ def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], 
                 warnings.simplefilter("ignore", CacScoreWarning)
                 case = ref.load()
             if case.label is None:
-                raise InvalidInputError(f"case {ref.case_id} ({ref.image_path}): no reference label to fit on")
+                raise InvalidInputError(
+                    f"case {ref.case_id} ({ref.image_path}): no reference label to fit on"
+                )
             x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
             tmp = path.with_name(path.stem + ".tmp.npz")
             np.savez(tmp, features=x, truth=y)
@@ -167,7 +183,9 @@ def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], 
                 features.append(saved["features"])
                 truth.append(saved["truth"])
         except (OSError, ValueError, KeyError) as exc:
-            raise InvalidInputError(f"{path}: cannot read ({exc}); remove it to compute the case again") from None
+            raise InvalidInputError(
+                f"{path}: cannot read ({exc}); remove it to compute the case again"
+            ) from None
         if report is not None:
             report(done, len(refs))
     if not features:
@@ -175,8 +193,14 @@ def collect_candidates(ensemble: Ensemble, refs: Sequence[tuple[int, CaseRef]], 
     return np.concatenate(features), np.concatenate(truth).astype(bool)
 
 
-def fit_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.0, threshold: float = 0.5,
-               candidate_votes: int = 1) -> LesionFilter:
+def fit_filter(
+    features: np.ndarray,
+    truth: np.ndarray,
+    *,
+    l2: float = 1.0,
+    threshold: float = 0.5,
+    candidate_votes: int = 1,
+) -> LesionFilter:
     """:func:`cacscore.model.lesion_filter.fit_lesion_filter`, with its errors as :class:`InvalidInputError`.
 
     Raises
@@ -190,10 +214,18 @@ def fit_filter(features: np.ndarray, truth: np.ndarray, *, l2: float = 1.0, thre
         raise InvalidInputError(f"cannot fit the lesion filter: {exc}") from None
 
 
-def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[CaseRef]]], out: Path, *,
-                        threshold: float = 0.5, candidate_votes: int = 1, l2: float = 1.0,
-                        model_version: str | None = None, device: str = "cpu",
-                        report: Callable[[int, int], None] | None = None) -> Plan:
+def train_lesion_filter(
+    model_dir: Path,
+    datasets: Sequence[tuple[Path, list[CaseRef]]],
+    out: Path,
+    *,
+    threshold: float = 0.5,
+    candidate_votes: int = 1,
+    l2: float = 1.0,
+    model_version: str | None = None,
+    device: str = "cpu",
+    report: Callable[[int, int], None] | None = None,
+) -> Plan:
     """Fit a lesion filter for the model in ``model_dir`` and write the model with it to ``out``.
 
     Parameters
@@ -228,34 +260,52 @@ def train_lesion_filter(model_dir: Path, datasets: Sequence[tuple[Path, list[Cas
     if (out / "plan.json").exists():
         raise InvalidInputError(f"{out}: already holds a model; choose another --out")
     if out.is_file() or (out.is_dir() and any(p.name != CANDIDATES_DIR for p in out.iterdir())):
-        raise InvalidInputError(f"{out}: exists and is not an interrupted run of this command; choose another --out")
+        raise InvalidInputError(
+            f"{out}: exists and is not an interrupted run of this command; choose another --out"
+        )
     if not 0 < threshold < 1:
         raise InvalidInputError(f"--threshold must be between 0 and 1, got {threshold}")
     if not l2 > 0:
         raise InvalidInputError(f"the L2 penalty must be positive, got {l2}")
     ensemble = load_ensemble(model_dir, device=device)
     if not 1 <= candidate_votes <= len(ensemble.members):
-        raise InvalidInputError(f"--candidate-votes must be in 1..{len(ensemble.members)}, got {candidate_votes}")
+        raise InvalidInputError(
+            f"--candidate-votes must be in 1..{len(ensemble.members)}, got {candidate_votes}"
+        )
     work = out / CANDIDATES_DIR
     _start_or_resume(work, _run_identity(ensemble.plan, model_dir, datasets, candidate_votes))
     refs = [(k, ref) for k, (_, cases) in enumerate(datasets) for ref in cases]
-    features, labels = collect_candidates(ensemble, refs, work, candidate_votes=candidate_votes, report=report)
+    features, labels = collect_candidates(
+        ensemble, refs, work, candidate_votes=candidate_votes, report=report
+    )
     fewest = min(int(labels.sum()), int((~labels).sum()))
     if 0 < labels.size and fewest < MIN_LESIONS_PER_CLASS:
-        warnings.warn(f"the lesion filter is fitted on {labels.size} candidate lesions, only {fewest} of them "
-                      f"{'true' if labels.sum() == fewest else 'false'}; it will be unreliable: use more cases "
-                      f"(at least {MIN_LESIONS_PER_CLASS} of each kind)", CacScoreWarning, stacklevel=2)
+        warnings.warn(
+            f"the lesion filter is fitted on {labels.size} candidate lesions, only {fewest} of them "
+            f"{'true' if labels.sum() == fewest else 'false'}; it will be unreliable: use more cases "
+            f"(at least {MIN_LESIONS_PER_CLASS} of each kind)",
+            CacScoreWarning,
+            stacklevel=2,
+        )
     fitted = fit_filter(features, labels, l2=l2, threshold=threshold, candidate_votes=candidate_votes)
-    record: dict[str, Any] = {**(fitted.fitted_on or {}), "cases": len(refs),
-                              "data": [str(folder) for folder, _ in datasets], "l2": l2}
+    record: dict[str, Any] = {
+        **(fitted.fitted_on or {}),
+        "cases": len(refs),
+        "data": [str(folder) for folder, _ in datasets],
+        "l2": l2,
+    }
     fitted = dataclasses.replace(fitted, fitted_on=record)
-    LesionFilter.from_dict(fitted.to_dict(), len(ensemble.members))  # what Plan.load will check, before writing
+    LesionFilter.from_dict(
+        fitted.to_dict(), len(ensemble.members)
+    )  # what Plan.load will check, before writing
     plan = _write_model(model_dir, ensemble.plan, fitted, out, model_version)
     shutil.rmtree(work)  # derived data, not part of the model
     return plan
 
 
-def _write_model(model_dir: Path, plan: Plan, fitted: LesionFilter, out: Path, model_version: str | None) -> Plan:
+def _write_model(
+    model_dir: Path, plan: Plan, fitted: LesionFilter, out: Path, model_version: str | None
+) -> Plan:
     for member in plan.members:
         shutil.copyfile(model_dir / member["file"], out / member["file"])
     data = json.loads(plan.to_json())

@@ -74,10 +74,21 @@ from cacscore.train.data import (
 CANDIDATE_MARGIN = 0.03
 #: Keys of a parent's ``training`` block that :meth:`TrainConfig.fine_tune` inherits, and their setting.
 INHERITED: dict[str, str] = {
-    "members": "members", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch", "batch": "batch",
-    "patch_zyx": "patch", "lr": "lr", "loss": "loss", "val_metric": "val_metric", "val_cases": "val_cases",
-    "folds": "folds", "calcium_fraction": "calcium_fraction", "context_fraction": "context_fraction",
-    "context_radius_mm": "context_radius_mm", "augmentation": "augmentation", "amp_bf16": "amp",
+    "members": "members",
+    "epochs": "epochs",
+    "steps_per_epoch": "steps_per_epoch",
+    "batch": "batch",
+    "patch_zyx": "patch",
+    "lr": "lr",
+    "loss": "loss",
+    "val_metric": "val_metric",
+    "val_cases": "val_cases",
+    "folds": "folds",
+    "calcium_fraction": "calcium_fraction",
+    "context_fraction": "context_fraction",
+    "context_radius_mm": "context_radius_mm",
+    "augmentation": "augmentation",
+    "amp_bf16": "amp",
 }
 #: Validation metrics that can choose a member's best epoch, and their description in the plan.
 VAL_METRICS = {"dice": "Dice pooled over the cases", "case_dice": "mean of the per-case Dice"}
@@ -263,7 +274,9 @@ class TrainConfig:
         if self.loss not in LOSSES:
             raise InvalidInputError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.val_metric not in VAL_METRICS:
-            raise InvalidInputError(f"val_metric must be one of {', '.join(VAL_METRICS)}, got {self.val_metric!r}")
+            raise InvalidInputError(
+                f"val_metric must be one of {', '.join(VAL_METRICS)}, got {self.val_metric!r}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise InvalidInputError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         for name in ("members", "epochs", "batch"):
@@ -275,13 +288,20 @@ class TrainConfig:
             raise InvalidInputError(f"patch must be three positive sizes (z, y, x), got {self.patch!r}")
         divisor = 2 ** (len(self.filters) - 1)
         if any(p % divisor for p in self.patch):
-            raise InvalidInputError(f"patch sizes must be multiples of {divisor} (network levels), got {self.patch}")
+            raise InvalidInputError(
+                f"patch sizes must be multiples of {divisor} (network levels), got {self.patch}"
+            )
         if not self.lr > 0:
             raise InvalidInputError(f"lr must be > 0, got {self.lr!r}")
-        if not (0 <= self.calcium_fraction <= 1 and 0 <= self.context_fraction <= 1
-                and self.calcium_fraction + self.context_fraction <= 1 + 1e-9):
-            raise InvalidInputError(f"calcium_fraction ({self.calcium_fraction}) and context_fraction "
-                                    f"({self.context_fraction}) must be in [0, 1] and add up to at most 1")
+        if not (
+            0 <= self.calcium_fraction <= 1
+            and 0 <= self.context_fraction <= 1
+            and self.calcium_fraction + self.context_fraction <= 1 + 1e-9
+        ):
+            raise InvalidInputError(
+                f"calcium_fraction ({self.calcium_fraction}) and context_fraction "
+                f"({self.context_fraction}) must be in [0, 1] and add up to at most 1"
+            )
         if not self.context_radius_mm > 0:
             raise InvalidInputError(f"context_radius_mm must be > 0, got {self.context_radius_mm!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -294,7 +314,9 @@ class TrainConfig:
         if self.replay is not None and self.init is None:
             raise InvalidInputError("replay mixes in the data of the model being fine-tuned: it needs init")
         if self.filter_data and self.init is None:
-            raise InvalidInputError("filter_data is for refitting a fine-tuned model's lesion filter: it needs init")
+            raise InvalidInputError(
+                "filter_data is for refitting a fine-tuned model's lesion filter: it needs init"
+            )
         if self.init is not None:
             parent = Plan.load(self.init)
             filters = tuple(parent.init_args.get("filters", ()))
@@ -307,25 +329,43 @@ class TrainConfig:
     def training_dict(self) -> dict[str, Any]:
         """The plan's ``training`` block."""
         return {
-            "members": self.members, "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
-            "batch": self.batch, "patch_zyx": list(self.patch), "optimizer": "Adam", "lr": self.lr,
-            "lr_schedule": "poly 0.9 over max(epoch, time) progress", "loss": self.loss,
-            "val_cases": self.val_cases, "folds": self.folds, "seed": self.seed, "amp_bf16": self.amp,
-            "max_minutes": self.max_minutes, "calcium_fraction": self.calcium_fraction,
-            "context_fraction": self.context_fraction, "context_radius_mm": self.context_radius_mm,
+            "members": self.members,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+            "batch": self.batch,
+            "patch_zyx": list(self.patch),
+            "optimizer": "Adam",
+            "lr": self.lr,
+            "lr_schedule": "poly 0.9 over max(epoch, time) progress",
+            "loss": self.loss,
+            "val_cases": self.val_cases,
+            "folds": self.folds,
+            "seed": self.seed,
+            "amp_bf16": self.amp,
+            "max_minutes": self.max_minutes,
+            "calcium_fraction": self.calcium_fraction,
+            "context_fraction": self.context_fraction,
+            "context_radius_mm": self.context_radius_mm,
             "sampling": "calcium_fraction of patches centred on labelled calcium (jittered), context_fraction on "
-                        "unlabelled voxels >= threshold_hu within context_radius_mm of the calcium centroid "
-                        "(volume centre without calcium), the rest anywhere",
+            "unlabelled voxels >= threshold_hu within context_radius_mm of the calcium centroid "
+            "(volume centre without calcium), the rest anywhere",
             "augmentation": self.augmentation.to_dict(),
             "selection": f"best epoch by validation {VAL_METRICS[self.val_metric]}"
             + ("" if self.init is None else " (epoch 0: the init weights)"),
             "val_metric": self.val_metric,
             "loss_region": f"labelled voxels and voxels >= scaled threshold - {CANDIDATE_MARGIN}",
             "mask_labels": self.mask_labels,
-            "replay": None if self.replay is None else {"path": str(self.replay), "fraction": self.replay_fraction},
-            "init": None if self.init is None else {
-                **init_dict(Plan.load(self.init), Path(self.init)), "inherited": list(self.inherited),
-                "lesion_filter": self.lesion_filter, "filter_data": [str(p) for p in self.filter_data]},
+            "replay": None
+            if self.replay is None
+            else {"path": str(self.replay), "fraction": self.replay_fraction},
+            "init": None
+            if self.init is None
+            else {
+                **init_dict(Plan.load(self.init), Path(self.init)),
+                "inherited": list(self.inherited),
+                "lesion_filter": self.lesion_filter,
+                "filter_data": [str(p) for p in self.filter_data],
+            },
         }
 
 
@@ -338,10 +378,16 @@ def init_dict(parent: Plan, folder: Path) -> dict[str, Any]:
     training = {k: v for k, v in parent.data.get("training", {}).items() if not k.endswith("case_ids")}
     data = {k: v for k, v in parent.data.get("data", {}).items() if k not in ("generation", "val_data")}
     return {
-        "path": str(folder), "name": parent.name, "model_version": parent.model_version,
-        "created": parent.data.get("created"), "data": data, "training": training,
-        "members": [{k: m.get(k) for k in ("member", "seed", "best_epoch", "val_dice", "train_seconds")}
-                    for m in parent.members],
+        "path": str(folder),
+        "name": parent.name,
+        "model_version": parent.model_version,
+        "created": parent.data.get("created"),
+        "data": data,
+        "training": training,
+        "members": [
+            {k: m.get(k) for k in ("member", "seed", "best_epoch", "val_dice", "train_seconds")}
+            for m in parent.members
+        ],
     }
 
 
@@ -366,8 +412,15 @@ def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
         yield
 
 
-def validation_dice(net: torch.nn.Module, cases: list[CachedCase], n_classes: int, device: torch.device,
-                    amp: bool, level: float = 0.0, per_case: bool = False) -> float:
+def validation_dice(
+    net: torch.nn.Module,
+    cases: list[CachedCase],
+    n_classes: int,
+    device: torch.device,
+    amp: bool,
+    level: float = 0.0,
+    per_case: bool = False,
+) -> float:
     """Mean Dice over the calcium classes of whole low-resolution validation volumes.
 
     Predictions count only where the image is >= ``level`` (the scaled
@@ -417,28 +470,39 @@ def _existing_plan(out: Path) -> dict[str, Any] | None:
     return data
 
 
-def _new_plan(config: TrainConfig, n_cases: int, train_ids: list[str], val_ids: list[str],
-              data_info: dict[str, Any], n_params: int) -> Plan:
+def _new_plan(
+    config: TrainConfig,
+    n_cases: int,
+    train_ids: list[str],
+    val_ids: list[str],
+    data_info: dict[str, Any],
+    n_params: int,
+) -> Plan:
     n_classes = HEAD_CLASSES[config.head]
-    return Plan({
-        "plan_version": PLAN_VERSION,
-        "name": config.name,
-        "model_version": config.model_version,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "code_version": __version__,
-        "head": config.head,
-        "class_codes": HEAD_CLASS_CODES[config.head],
-        "class_names": ["background", *(ARTERY_NAMES[code] for code in NAMED_ARTERIES)]
-        if config.head == "arteries" else ["background", "calcium"],
-        "network": {"class": "ResUNet3d", "init_args": {"in_channels": 1, "n_classes": n_classes,
-                                                        "filters": list(config.filters)},
-                    "n_parameters": n_params},
-        "preprocessing": preprocessing_dict(),
-        "training": {**config.training_dict(), "train_case_ids": train_ids, "val_case_ids": val_ids},
-        "data": {**data_info, "n_cases": n_cases, "n_train": len(train_ids), "n_val": len(val_ids)},
-        "inference": {"precision": "fp32", "candidates": "scaled image >= scaled threshold_hu"},
-        "members": [],
-    })
+    return Plan(
+        {
+            "plan_version": PLAN_VERSION,
+            "name": config.name,
+            "model_version": config.model_version,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "code_version": __version__,
+            "head": config.head,
+            "class_codes": HEAD_CLASS_CODES[config.head],
+            "class_names": ["background", *(ARTERY_NAMES[code] for code in NAMED_ARTERIES)]
+            if config.head == "arteries"
+            else ["background", "calcium"],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": n_classes, "filters": list(config.filters)},
+                "n_parameters": n_params,
+            },
+            "preprocessing": preprocessing_dict(),
+            "training": {**config.training_dict(), "train_case_ids": train_ids, "val_case_ids": val_ids},
+            "data": {**data_info, "n_cases": n_cases, "n_train": len(train_ids), "n_val": len(val_ids)},
+            "inference": {"precision": "fp32", "candidates": "scaled image >= scaled threshold_hu"},
+            "members": [],
+        }
+    )
 
 
 def _data_info(root: Path, layout: str) -> dict[str, Any]:
@@ -454,8 +518,9 @@ def _data_info(root: Path, layout: str) -> dict[str, Any]:
     return info
 
 
-def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter | None = None,
-                started: float | None = None) -> Plan:
+def train_model(
+    config: TrainConfig, *, resume: bool = False, report: Reporter | None = None, started: float | None = None
+) -> Plan:
     """Train an ensemble and write the model folder (``plan.json``, ``member_<k>.safetensors``).
 
     The model folder holds nothing else: preprocessed cases and the
@@ -502,7 +567,9 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     out = Path(config.out)
     existing = _existing_plan(out)
     if existing is not None and not resume:
-        raise CacScoreError(f"{out}: already holds a model (plan.json); use --resume to continue it or another --out")
+        raise CacScoreError(
+            f"{out}: already holds a model (plan.json); use --resume to continue it or another --out"
+        )
     if resume and existing is not None:
         _restore_settings(config, existing)
     device = resolve_device(config.device)
@@ -520,8 +587,10 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     val_refs: list[CaseRef] = []
     if config.val_data is not None:
         # Prefixed so that case ids of two cohorts (both case_0000...) do not meet.
-        val_refs = [replace(r, case_id=f"val-{r.case_id}")
-                    for r in list_cases(config.val_data, mask_labels=config.mask_labels)]
+        val_refs = [
+            replace(r, case_id=f"val-{r.case_id}")
+            for r in list_cases(config.val_data, mask_labels=config.mask_labels)
+        ]
     replay_refs: list[CaseRef] = []
     if config.replay is not None:
         # The parent's data family, in its own layout's convention.
@@ -543,11 +612,16 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         n_params = count_parameters(ResUNet3d(1, HEAD_CLASSES[config.head], config.filters))
         info = _data_info(root, detect_layout(root))
         if config.val_data is not None:
-            info["val_data"] = {**_data_info(Path(config.val_data), detect_layout(config.val_data)),
-                                "n_cases": len(val_refs)}
+            info["val_data"] = {
+                **_data_info(Path(config.val_data), detect_layout(config.val_data)),
+                "n_cases": len(val_refs),
+            }
         if config.replay is not None:
-            info["replay"] = {**_data_info(Path(config.replay), detect_layout(config.replay)),
-                              "n_cases": len(replay_refs), "fraction": config.replay_fraction}
+            info["replay"] = {
+                **_data_info(Path(config.replay), detect_layout(config.replay)),
+                "n_cases": len(replay_refs),
+                "fraction": config.replay_fraction,
+            }
         plan = _new_plan(config, len(ids), train_ids, val_ids, info, n_params)
         plan.save(out)
 
@@ -560,21 +634,33 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         done[0] += 1
         emit("prepare", done[0], len(wanted))
 
-    paths = prepare_cases(wanted, preprocessed_dir(cache_root, plan.data["preprocessing"]),
-                          plan.data["preprocessing"], workers=config.workers, advance=advance)
-    cached = {ref.case_id: load_cached(path, plan.class_codes, ref.case_id) for ref, path in zip(wanted, paths)}
+    paths = prepare_cases(
+        wanted,
+        preprocessed_dir(cache_root, plan.data["preprocessing"]),
+        plan.data["preprocessing"],
+        workers=config.workers,
+        advance=advance,
+    )
+    cached = {
+        ref.case_id: load_cached(path, plan.class_codes, ref.case_id) for ref, path in zip(wanted, paths)
+    }
     train_cases = [cached[i] for i in train_ids]
     val_cases = [cached[i] for i in val_ids]
     replay_cases = [cached[r.case_id] for r in replay_refs]
 
     parent = Plan.load(config.init) if config.init is not None else None
-    refit = (parent is not None and parent.data.get("inference", {}).get("lesion_filter") is not None
-             and config.lesion_filter == "refit")
+    refit = (
+        parent is not None
+        and parent.data.get("inference", {}).get("lesion_filter") is not None
+        and config.lesion_filter == "refit"
+    )
     filter_refs = [by_id[i] for i in val_ids]
     if refit:
         for n, folder in enumerate(config.filter_data):
-            filter_refs += [replace(r, case_id=f"filter{n}-{r.case_id}")
-                            for r in list_cases(folder, mask_labels=config.mask_labels)]
+            filter_refs += [
+                replace(r, case_id=f"filter{n}-{r.case_id}")
+                for r in list_cases(folder, mask_labels=config.mask_labels)
+            ]
     # What the end of the run needs, so that the time limit holds with it: reading each case of the lesion
     # filter's refit again (timed on one) and running every member on it (from the validation passes). The
     # training keeps at least half of the time; the refit uses the cases that fit into the rest.
@@ -604,8 +690,20 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
         if config.folds:
             cases_k = [c for j, c in enumerate(train_cases) if j % config.members != k] or train_cases
         members_left = config.members - len(finished)
-        entry = _train_member(config, k, cases_k, val_cases, replay_cases, len(plan.class_codes), device, out,
-                              work, lambda left=members_left: member_end(left), timing, emit)  # type: ignore[misc]
+        entry = _train_member(
+            config,
+            k,
+            cases_k,
+            val_cases,
+            replay_cases,
+            len(plan.class_codes),
+            device,
+            out,
+            work,
+            lambda left=members_left: member_end(left),  # type: ignore[misc]
+            timing,
+            emit,
+        )
         plan.data["members"] = [m for m in plan.members if m["member"] != k] + [entry]
         plan.data["members"].sort(key=lambda m: m["member"])
         plan.save(out)
@@ -613,9 +711,18 @@ def train_model(config: TrainConfig, *, resume: bool = False, report: Reporter |
     if parent is not None:
         from cacscore.train.finetune import finish_fine_tune
 
-        finish_fine_tune(plan, parent, out, filter_refs, work / "lesion_candidates", refit=refit,
-                         drop=config.lesion_filter == "drop", emit=emit, deadline=deadline,
-                         case_s=filter_case_s() if refit else 0.0)
+        finish_fine_tune(
+            plan,
+            parent,
+            out,
+            filter_refs,
+            work / "lesion_candidates",
+            refit=refit,
+            drop=config.lesion_filter == "drop",
+            emit=emit,
+            deadline=deadline,
+            case_s=filter_case_s() if refit else 0.0,
+        )
     shutil.rmtree(work, ignore_errors=True)  # checkpoints and candidates: not part of the model
     return plan
 
@@ -667,12 +774,19 @@ def _time_read(ref: CaseRef) -> float:
     return time.monotonic() - start
 
 
-def _warm_up(config: TrainConfig, cases: list[CachedCase], val_cases: list[CachedCase], n_classes: int,
-             device: torch.device) -> None:
+def _warm_up(
+    config: TrainConfig,
+    cases: list[CachedCase],
+    val_cases: list[CachedCase],
+    n_classes: int,
+    device: torch.device,
+) -> None:
     """One throwaway step and validation pass, so that cuDNN's autotuning of every shape (~15 s on an
     H200) is not charged to the first member's share of the time limit."""
     net = ResUNet3d(1, n_classes, config.filters).to(device).to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
-    images, targets = PatchSampler(cases[:1], config.patch, device).batch(np.random.default_rng(0), config.batch)
+    images, targets = PatchSampler(cases[:1], config.patch, device).batch(
+        np.random.default_rng(0), config.batch
+    )
     with _autocast(device, config.amp):
         logits = net(images.contiguous(memory_format=torch.channels_last_3d))
     segmentation_loss(logits.float(), targets.long(), config.loss).backward()
@@ -683,10 +797,20 @@ def _cpu_state(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {key: v.detach().to("cpu").clone() for key, v in net.state_dict().items()}
 
 
-def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_cases: list[CachedCase],
-                  replay_cases: list[CachedCase], n_classes: int, device: torch.device, out: Path, work: Path,
-                  member_end: Callable[[], float | None], timing: dict[str, float],
-                  emit: Reporter) -> dict[str, Any]:
+def _train_member(
+    config: TrainConfig,
+    k: int,
+    cases: list[CachedCase],
+    val_cases: list[CachedCase],
+    replay_cases: list[CachedCase],
+    n_classes: int,
+    device: torch.device,
+    out: Path,
+    work: Path,
+    member_end: Callable[[], float | None],
+    timing: dict[str, float],
+    emit: Reporter,
+) -> dict[str, Any]:
     """Train member ``k``; ``member_end()`` gives the monotonic time by which it must be done (None: no limit).
 
     The time limit is checked before every step: a step is only started when it
@@ -705,7 +829,9 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         parent = Plan.load(config.init)  # type: ignore[arg-type]
         source = parent.members[k % len(parent.members)]
         source_member = int(source.get("member", k % len(parent.members)))
-        net.load_state_dict(load_member(Path(str(config.init)) / source["file"], parent.init_args).state_dict())
+        net.load_state_dict(
+            load_member(Path(str(config.init)) / source["file"], parent.init_args).state_dict()
+        )
     # Channels-last: tensor cores on CUDA; on CPU, bf16 convolutions are only fast in it (1.7 s instead of
     # 2.6 s per step of 2 patches of 64x96x96 on 2 cores).
     channels_last = device.type == "cuda" or config.amp
@@ -713,22 +839,40 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         net = net.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     steps = config.steps_per_epoch or max(1, math.ceil(len(cases) / config.batch))
-    state: dict[str, Any] = {"epoch": 0, "best_dice": -1.0, "best_epoch": 0, "best_state": None,
-                             "history": [], "elapsed_s": 0.0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "best_dice": -1.0,
+        "best_epoch": 0,
+        "best_state": None,
+        "history": [],
+        "elapsed_s": 0.0,
+    }
     if ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = {key: saved[key] for key in state}
     level = scaled_threshold(ENHANCE_THRESHOLD_HU, CLIP_HU)
-    main = PatchSampler(cases, config.patch, device, config.calcium_fraction,
-                        context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
-                        level=level)
+    main = PatchSampler(
+        cases,
+        config.patch,
+        device,
+        config.calcium_fraction,
+        context_fraction=config.context_fraction,
+        context_radius_mm=config.context_radius_mm,
+        level=level,
+    )
     sampler: PatchSampler | MixedSampler = main
     if replay_cases and config.replay_fraction > 0:
-        replay = PatchSampler(replay_cases, config.patch, device, config.calcium_fraction,
-                              context_fraction=config.context_fraction, context_radius_mm=config.context_radius_mm,
-                              level=level)
+        replay = PatchSampler(
+            replay_cases,
+            config.patch,
+            device,
+            config.calcium_fraction,
+            context_fraction=config.context_fraction,
+            context_radius_mm=config.context_radius_mm,
+            level=level,
+        )
         sampler = MixedSampler(main, replay, config.replay_fraction)
     emit("member", k, config.members)
     if fine_tune:
@@ -737,8 +881,12 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
         t_val = time.monotonic()
         dice = validation_dice(net, val_cases, n_classes, device, config.amp, level, per_case)
         timing["val_s"] = time.monotonic() - t_val
-        state.update(best_dice=dice, best_epoch=0, history=[{"epoch": 0, "loss": None, "val_dice": dice}],
-                     best_state=_cpu_state(net))
+        state.update(
+            best_dice=dice,
+            best_epoch=0,
+            history=[{"epoch": 0, "loss": None, "val_dice": dice}],
+            best_state=_cpu_state(net),
+        )
         emit("start", k, source_member, dice)
     end = member_end()
     budget_s = None if end is None else float(state["elapsed_s"]) + max(0.0, end - time.monotonic())
@@ -768,8 +916,9 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
                     break
             t_step = time.monotonic()
             images, targets = sampler.batch(rng, config.batch)
-            images, targets = config.augmentation(images, targets, generator, clip_hu=CLIP_HU,
-                                                  threshold_hu=ENHANCE_THRESHOLD_HU)
+            images, targets = config.augmentation(
+                images, targets, generator, clip_hu=CLIP_HU, threshold_hu=ENHANCE_THRESHOLD_HU
+            )
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last_3d)
             valid = (targets != IGNORE) & ((targets > 0) | (images[:, 0] >= level - CANDIDATE_MARGIN))
@@ -805,9 +954,16 @@ def _train_member(config: TrainConfig, k: int, cases: list[CachedCase], val_case
     final = ResUNet3d(1, n_classes, config.filters)
     final.load_state_dict(state["best_state"] if state["best_state"] is not None else net.state_dict())
     save_member(final, out / f"member_{k}.safetensors", half=config.half_weights)
-    entry = {"member": k, "file": f"member_{k}.safetensors", "seed": seed, "best_epoch": int(state["best_epoch"]),
-             "val_dice": round(float(state["best_dice"]), 4), "epochs_run": epoch,
-             "train_seconds": round(time.monotonic() - t0, 1), "history": state["history"]}
+    entry = {
+        "member": k,
+        "file": f"member_{k}.safetensors",
+        "seed": seed,
+        "best_epoch": int(state["best_epoch"]),
+        "val_dice": round(float(state["best_dice"]), 4),
+        "epochs_run": epoch,
+        "train_seconds": round(time.monotonic() - t0, 1),
+        "history": state["history"],
+    }
     if fine_tune or config.init is not None:
         entry["init_member"] = source_member
     emit("done", k, entry["best_epoch"], entry["val_dice"])
