@@ -25,12 +25,7 @@ LABELS = "labels.py"
 ARTERY_NAMES = {"LM", "LAD", "LCX", "RCA"}
 #: Spots not yet moved to the one home: file -> why it is still there.
 #: Remove an entry once its file imports the rule.
-PENDING: dict[str, dict[str, str]] = {
-    "calcium threshold 130 HU": {"phantom/calcium.py": "the lowest lesion density is clipped at 130"},
-    "artery names": {
-        "phantom/coronary.py": "ARTERIES spells the four names",
-    },
-}
+PENDING: dict[str, dict[str, str]] = {}
 
 
 def _code_tokens(path: Path) -> list[tokenize.TokenInfo]:

@@ -19,6 +19,7 @@ import numpy as np
 from cacscore.phantom.anatomy import Anatomy, Ellipsoid
 from cacscore.phantom.coronary import Artery, project_to_surface
 from cacscore.phantom.render import Box, DistanceFn, Grid, capsule_distance, occupancy, orthonormal_frame
+from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 if TYPE_CHECKING:
     from cacscore.phantom.variation import LesionStyle
@@ -422,7 +423,11 @@ def sample_lesion_v2(
     shape = str(rng.choice(LESION_SHAPES, p=np.array(style.shape_weights) / sum(style.shape_weights)))
     if size_mm is None:
         size_mm = float(np.clip(rng.lognormal(np.log(style.size_median_mm), 0.55), 0.5, 15.0))
-    density = float(np.clip(rng.lognormal(np.log(style.density_median_hu), style.density_sigma), 130, 1600))
+    density = float(
+        np.clip(
+            rng.lognormal(np.log(style.density_median_hu), style.density_sigma), AGATSTON_THRESHOLD_HU, 1600
+        )
+    )
     if density_hu is not None:
         density = density_hu
     if min_density_hu is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cacscore.labels import ARTERY_NAMES, NAMED_ARTERIES
 from cacscore.phantom.anatomy import Anatomy, epicardial_fat_hu
 from cacscore.phantom.render import Grid, capsule_distance, occupancy, paint
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from cacscore.phantom.variation import CoronaryShape
 
 #: Artery names in label-code order.
-ARTERIES = ("LM", "LAD", "LCX", "RCA")
+ARTERIES = tuple(ARTERY_NAMES[code] for code in NAMED_ARTERIES)
 
 
 @dataclass
