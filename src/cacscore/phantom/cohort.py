@@ -368,8 +368,10 @@ def generate_cohort(
     _write_json_atomic(out / "generation.json", settings)
     todo = [i for i in range(n) if not (out / case_id(i) / "reference.json").exists()]
     try:
-        with _progress_bar(progress, n, n - len(todo)) as advance:
-            for index in _run(str(out), todo, seed, fmt, balance, config.to_dict(), workers):
+        with progress_bar(progress, n, n - len(todo)) as advance:
+            for index in run_cases(
+                _generate_and_write, str(out), todo, seed, fmt, balance, config.to_dict(), workers
+            ):
                 advance()
                 if on_case is not None:
                     on_case(index)
@@ -378,12 +380,25 @@ def generate_cohort(
     return rows
 
 
-def _run(
-    out: str, todo: list[int], seed: int, fmt: str, balance: bool, config: dict[str, Any], workers: int
+def run_cases(
+    generate_and_write: Callable[[str, int, int, str, bool, dict[str, Any]], int],
+    out: str,
+    todo: list[int],
+    seed: int,
+    fmt: str,
+    balance: bool,
+    config: dict[str, Any],
+    workers: int,
 ) -> Iterator[int]:
+    """Run ``generate_and_write(out, index, seed, fmt, balance, config)`` for each index of ``todo``.
+
+    In ``workers`` processes (a module-level function, so that it pickles), at most two cases per worker in
+    flight; yields each index as its case is written, in the order they finish. Shared by every phantom
+    family's cohort writer.
+    """
     if workers == 1 or len(todo) <= 1:
         for index in todo:
-            yield _generate_and_write(out, index, seed, fmt, balance, config)
+            yield generate_and_write(out, index, seed, fmt, balance, config)
         return
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)))
     try:
@@ -391,7 +406,7 @@ def _run(
         queue = list(todo)
         while queue or pending:
             while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(_generate_and_write, out, queue.pop(0), seed, fmt, balance, config))
+                pending.add(pool.submit(generate_and_write, out, queue.pop(0), seed, fmt, balance, config))
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 yield future.result()
@@ -400,7 +415,9 @@ def _run(
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
+def progress_bar(
+    enabled: bool, total: int, done: int, label: str = "phantom cases"
+) -> Iterator[Callable[[], None]]:
     """Rich progress bar on stderr (or nothing); yields an ``advance()`` callable."""
     if not enabled:
         yield lambda: None
@@ -408,7 +425,7 @@ def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[],
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("phantom cases"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task("cases", total=total, completed=done)
         yield lambda: bar.advance(task)

@@ -9,17 +9,24 @@ case folders, file names, ``cases.csv`` columns and resumable
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cacscore.errors import CacScoreError, InvalidInputError
-from cacscore.phantom.cohort import FORMATS, case_id, case_seed, case_target, points_csv, write_manifest
+from cacscore.phantom.cohort import (
+    FORMATS,
+    case_id,
+    case_seed,
+    case_target,
+    points_csv,
+    progress_bar,
+    run_cases,
+    write_manifest,
+)
 from cacscore.phantom_sdf.case import FAMILY, GENERATOR_VERSION, SdfCase, SdfConfig, generate_case
 
 
@@ -167,54 +174,16 @@ def generate_cohort(
     _write_json_atomic(out / "generation.json", settings)
     todo = [i for i in range(n) if not (out / case_id(i) / "reference.json").exists()]
     try:
-        with _progress_bar(progress, n, n - len(todo)) as advance:
-            for index in _run(str(out), todo, seed, fmt, balance, config.to_dict(), workers):
+        with progress_bar(progress, n, n - len(todo), f"phantom cases ({FAMILY})") as advance:
+            for index in run_cases(
+                _generate_and_write, str(out), todo, seed, fmt, balance, config.to_dict(), workers
+            ):
                 advance()
                 if on_case is not None:
                     on_case(index)
     finally:
         rows = write_manifest(out, n, fmt)
     return rows
-
-
-def _run(
-    out: str, todo: list[int], seed: int, fmt: str, balance: bool, config: dict[str, Any], workers: int
-) -> Iterator[int]:
-    if workers == 1 or len(todo) <= 1:
-        for index in todo:
-            yield _generate_and_write(out, index, seed, fmt, balance, config)
-        return
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)))
-    try:
-        pending: set[Future[int]] = set()
-        queue = list(todo)
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                pending.add(pool.submit(_generate_and_write, out, queue.pop(0), seed, fmt, balance, config))
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (
-        TextColumn(f"phantom cases ({FAMILY})"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("cases", total=total, completed=done)
-        yield lambda: bar.advance(task)
 
 
 def write_preview(
