@@ -20,7 +20,7 @@ from cacscore.model import (
     remove_small_lesions,
     save_member,
 )
-from cacscore.model.ensemble import vote
+from cacscore.model.postprocess import vote
 from cacscore.preprocess import make_grid, normalize_hu, preprocessing_dict
 
 FILTERS = [2, 4]

@@ -11,7 +11,6 @@ import pytest
 
 from cacscore.errors import ModelFolderError, PlanMismatchError
 from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
-from cacscore.model.ensemble import candidate_lesions, vote
 from cacscore.model.lesion_filter import (
     FEATURE_NAMES,
     SHELL_MM,
@@ -20,6 +19,7 @@ from cacscore.model.lesion_filter import (
     lesion_features,
     shell_margin_voxels,
 )
+from cacscore.model.postprocess import candidate_lesions, vote
 from cacscore.preprocess import make_grid, normalize_hu, preprocessing_dict
 
 F = {name: k for k, name in enumerate(FEATURE_NAMES)}

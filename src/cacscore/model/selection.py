@@ -50,8 +50,9 @@ from cacscore.datasets import list_cases
 from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection
 from cacscore.evaluate.distractors import VALVE_KINDS, distractor_hit
-from cacscore.model.ensemble import labels_in_box, load_ensemble, remove_small_lesions, vote
+from cacscore.model.ensemble import load_ensemble
 from cacscore.model.plan import Plan
+from cacscore.model.postprocess import labels_in_box, remove_small_lesions, vote
 from cacscore.preprocess import Grid, scaled_threshold, upsample_labels
 from cacscore.scoring import score_calcium
 

@@ -29,8 +29,9 @@ from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.io.volume import CTVolume
 from cacscore.model import Plan, load_ensemble
-from cacscore.model.ensemble import Ensemble, candidate_lesions, vote
+from cacscore.model.ensemble import Ensemble
 from cacscore.model.lesion_filter import FEATURE_NAMES, LesionFilter, fit_lesion_filter
+from cacscore.model.postprocess import candidate_lesions, vote
 from cacscore.preprocess import scaled_threshold
 
 #: Folder inside the output model folder holding each case's candidate features.

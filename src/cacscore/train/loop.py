@@ -53,9 +53,9 @@ from cacscore import __version__
 from cacscore.datasets.base import CaseRef, check_mask_labels
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
 from cacscore.labels import ARTERY_NAMES, NAMED_ARTERIES
-from cacscore.model.ensemble import load_member, save_member
 from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
+from cacscore.model.weights import load_member, save_member
 from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU, preprocessing_dict, scaled_threshold
 from cacscore.train.data import (
     IGNORE,
