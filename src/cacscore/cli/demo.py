@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,8 +65,9 @@ def demo(
         from cacscore.anatomy import check_domain
         from cacscore.cli.score import ScoringOptions, emit_report
         from cacscore.io import write_volume
-        from cacscore.model import load_ensemble, score_with_model
+        from cacscore.model import load_ensemble
         from cacscore.model.products import write_model_products
+        from cacscore.pipeline import score_checked
         from cacscore.scoring import VESSELS, score_report
 
         prepare_output_dir(out, DEMO_FILES, force=force)
@@ -88,17 +88,13 @@ def demo(
         check = check_domain(volume)
         check = check.skip() if skip_domain_check else check
         check.require(str(image_path))
-        prediction = ensemble.predict(volume, region=check.region)
-        result = score_with_model(volume, ensemble, prediction=prediction, **ScoringOptions().as_kwargs())
-        result = replace(result, warnings=[*check.warnings, *result.warnings])
-        report = score_report(
-            volume, result, image_path, extra={"model": ensemble.info(), "domain": check.to_dict()}
-        )
+        result, extra, labels = score_checked(volume, check, ensemble, **ScoringOptions().as_kwargs())
+        report = score_report(volume, result, image_path, extra=extra)
         emit_report(report, as_json=False, out=out, force=True, console=console)
         write_model_products(
             out,
             volume,
-            prediction.labels,
+            labels,
             result=result,
             reference_labels=case.label,
             reference_lesions=case.reference.lesions,
