@@ -218,8 +218,11 @@ def test_multi_series_folder_picks_calcium_scoring_series(tmp_path: Path, make_v
     assert "localizer" in by_uid[uids["scout"]].reason
     assert (by_uid[uids["thin"]].n_slices, by_uid[uids["thin"]].slice_thickness_mm) == (24, 1.0)
     assert SeriesInfo.from_dict(json.loads(json.dumps(infos[0].to_dict()))) == infos[0]
-    read = read_volume(tmp_path)
+    # The choice is said, with the series left out and how to pick one (not a silent first pick).
+    with pytest.warns(CacScoreWarning, match=f"holds 2 CT series; read {uids['calcium']} .*not {uids['thin']}"):
+        read = read_volume(tmp_path)
     assert read.series_uid == uids["calcium"] and read.shape == (10, 16, 16)
+    assert any("--series UID picks one" in w for w in read.warnings)
 
 
 def test_series_uid_selects_another_series(tmp_path: Path, make_volume: Factory) -> None:

@@ -695,6 +695,17 @@ def read_dicom_series(
                 )
                 raise DicomReadError(f"{folder}: no readable CT series found ({found})")
             info = max(candidates, key=_preference)
+            others = [other for other in candidates if other.series_uid != info.series_uid]
+            if others:
+                # Say which series was scored and that others are there, rather than choose silently.
+                notes.append(
+                    f"{folder}: holds {len(others) + 1} CT series; read {info.series_uid or '(no UID)'} "
+                    f"({info.n_slices} images, {info.reason}), not "
+                    + "; ".join(
+                        f"{other.series_uid or '(no UID)'} ({other.n_slices} images)" for other in others
+                    )
+                    + " (cacscore series lists them; --series UID picks one)"
+                )
         chosen = groups[info.series_uid]
         if not info.series_uid:
             notes.append(
