@@ -219,7 +219,9 @@ def test_multi_series_folder_picks_calcium_scoring_series(tmp_path: Path, make_v
     assert (by_uid[uids["thin"]].n_slices, by_uid[uids["thin"]].slice_thickness_mm) == (24, 1.0)
     assert SeriesInfo.from_dict(json.loads(json.dumps(infos[0].to_dict()))) == infos[0]
     # The choice is said, with the series left out and how to pick one (not a silent first pick).
-    with pytest.warns(CacScoreWarning, match=f"holds 2 CT series; read {uids['calcium']} .*not {uids['thin']}"):
+    with pytest.warns(
+        CacScoreWarning, match=f"holds 2 CT series; read {uids['calcium']} .*not {uids['thin']}"
+    ):
         read = read_volume(tmp_path)
     assert read.series_uid == uids["calcium"] and read.shape == (10, 16, 16)
     assert any("--series UID picks one" in w for w in read.warnings)
