@@ -280,6 +280,14 @@ def test_command_line_family_sdf(tmp_path: Path) -> None:
     )
     assert refused.exit_code == 1
     assert "'sdf' family" in refused.output
+    # An option of the classic family is refused, not silently ignored.
+    ignored = CliRunner().invoke(
+        app,
+        ["phantom", "--family", "sdf", "--generator-version", "2", "--n", "1", "--out", str(tmp_path / "d")],
+    )
+    assert ignored.exit_code == 1
+    assert "--generator-version is for --family classic" in " ".join(ignored.output.split())
+    assert not (tmp_path / "d").exists()
 
 
 @pytest.mark.parametrize(

@@ -130,6 +130,11 @@ def phantom(
         if family is Family.sdf:
             if lesion_position_beta is not None:
                 raise InvalidInputError("--lesion-position-beta is for --family classic")
+            if generator_version != 1:
+                # The sdf family has its own generator version (sdf-1.x); the option would be ignored.
+                raise InvalidInputError(
+                    "--generator-version is for --family classic (the sdf family has one version)"
+                )
             _phantom_sdf(
                 n,
                 seed,
