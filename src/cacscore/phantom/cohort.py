@@ -170,7 +170,7 @@ def manifest_row(out: Path, index: int, fmt: str) -> dict[str, Any]:
     truth = json.loads((folder / "truth.json").read_text())
     image_name, label_name = FORMATS[fmt]
     spacing = reference["input"]["spacing_zyx_mm"]
-    kinds = sorted({d["type"] for d in truth["distractors"]})
+    kinds = sorted({d["type"] for d in truth.get("distractors", [])})  # hybrids have none of their own
     return {
         "case_id": cid,
         "seed": truth["seed"],

@@ -945,39 +945,17 @@ def write_hybrid_case(case: HybridCase, folder: str | Path, *, fmt: str = "nifti
     return folder
 
 
-def _manifest_row(out: Path, cid: str, fmt: str) -> dict[str, Any]:
+def _manifest_row(out: Path, index: int, fmt: str) -> dict[str, Any]:
+    """The phantom layout's ``cases.csv`` row, with the background's own slice thickness and source."""
     import json
 
-    from cacscore.phantom.cohort import FORMATS
+    from cacscore.phantom.cohort import manifest_row
 
-    folder = out / cid
-    reference = json.loads((folder / "reference.json").read_text())
-    truth = json.loads((folder / "truth.json").read_text())
-    image_name, label_name = FORMATS[fmt]
-    spacing = reference["input"]["spacing_zyx_mm"]
-    return {
-        "case_id": cid,
-        "seed": truth["seed"],
-        "format": fmt,
-        "image": f"{cid}/{image_name}",
-        "label": f"{cid}/{label_name}",
-        "points": f"{cid}/points.csv",
-        "reference": f"{cid}/reference.json",
-        "truth": f"{cid}/truth.json",
-        "n_slices": reference["input"]["shape_zyx"][0],
-        "slice_increment_mm": spacing[0],
-        "slice_thickness_mm": truth["imaging"]["slice_thickness_mm"],
-        "pixel_spacing_mm": spacing[2],
-        "agatston": round(float(reference["agatston"]), 4),
-        "risk_category": reference["risk_category"],
-        "n_lesions": sum(1 for lesion in truth["lesions"] if lesion["survived"]),
-        "distractors": "",
-        "generator_version": truth["generator_version"],
-        "target_category": truth["target_category"] or "",
-        "manufacturer": truth["imaging"]["manufacturer"],
-        "family": FAMILY,
-        "background": truth["background"]["path"],
-    }
+    row = manifest_row(out, index, fmt)
+    truth = json.loads((out / row["case_id"] / "truth.json").read_text())
+    # The reference's input may not know the thickness (NRRD, NIfTI); the background's was recorded.
+    row["slice_thickness_mm"] = truth["imaging"]["slice_thickness_mm"]
+    return {**row, "family": FAMILY, "background": truth["background"]["path"]}
 
 
 def generate_hybrid_cohort(
@@ -1100,11 +1078,7 @@ def generate_hybrid_cohort(
                 file=sys.stderr,
                 flush=True,
             )
-    rows = [
-        _manifest_row(out, case_id(i), fmt)
-        for i in range(n)
-        if (out / case_id(i) / "reference.json").exists()
-    ]
+    rows = [_manifest_row(out, i, fmt) for i in range(n) if (out / case_id(i) / "reference.json").exists()]
     columns = MANIFEST_COLUMNS + [c for c in HYBRID_COLUMNS if c not in MANIFEST_COLUMNS]
     tmp = out / "cases.csv.tmp"
     with tmp.open("w", newline="") as fh:
