@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from cacscore.io.volume import CTVolume
     from cacscore.labels import MaskConvention
     from cacscore.scoring.results import ScoreResult
+    from cacscore.scoring.risk import RiskFactors
 
 #: Files that ``--out`` writes.
 SCORE_PRODUCTS = ["score.json", "lesions.csv"]
@@ -225,6 +226,12 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         f"risk category [bold]{report['risk_category']}[/]   CAC-DRS [bold]{report['cac_drs']}[/]   "
         f"vessels involved {report['n_vessels']}"
     )
+    if report.get("risk"):
+        from rich.markup import escape
+
+        from cacscore.scoring.risk import risk_summary
+
+        console.print(escape(risk_summary(report["risk"])))
     if report["lesions"]:
         # A model's result says how many members found each lesion; a reviewer starts with the doubtful ones.
         with_confidence = any(lesion.get("confidence") is not None for lesion in report["lesions"])
@@ -335,11 +342,110 @@ def _score_command(
         bool,
         typer.Option("--no-dicom", help="Do not write seg.dcm, sr.dcm and report_pdf.dcm for a DICOM INPUT."),
     ] = False,
+    age: Annotated[
+        str | None,
+        typer.Option(
+            "--age",
+            metavar="YEARS",
+            help="Risk context: age in years (default: PatientAge of a DICOM INPUT). With the options below it "
+            "adds a risk block (MESA 10-year CHD risk, arterial age) to the report.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    sex: Annotated[
+        str | None,
+        typer.Option(
+            "--sex",
+            metavar="male|female",
+            help="male or female (default: PatientSex of a DICOM INPUT).",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    race: Annotated[
+        str | None,
+        typer.Option(
+            "--race",
+            metavar="GROUP",
+            help="Race/ethnicity: white, chinese-american, african-american, hispanic, or other (MESA risk then "
+            "not computed).",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    total_cholesterol: Annotated[
+        str | None,
+        typer.Option(
+            "--total-cholesterol",
+            metavar="MG_DL",
+            help="Total cholesterol, mg/dL.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    hdl: Annotated[
+        str | None,
+        typer.Option(
+            "--hdl", metavar="MG_DL", help="HDL cholesterol, mg/dL.", rich_help_panel="Risk context"
+        ),
+    ] = None,
+    systolic_bp: Annotated[
+        str | None,
+        typer.Option(
+            "--systolic-bp",
+            metavar="MM_HG",
+            help="Systolic blood pressure, mm Hg.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    diabetes: Annotated[
+        bool | None,
+        typer.Option("--diabetes/--no-diabetes", help="Diabetes.", rich_help_panel="Risk context"),
+    ] = None,
+    smoker: Annotated[
+        bool | None,
+        typer.Option("--smoker/--no-smoker", help="Current smoker.", rich_help_panel="Risk context"),
+    ] = None,
+    lipid_lowering: Annotated[
+        bool | None,
+        typer.Option(
+            "--lipid-lowering/--no-lipid-lowering",
+            help="On lipid-lowering medication.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    bp_medication: Annotated[
+        bool | None,
+        typer.Option(
+            "--bp-medication/--no-bp-medication",
+            help="On antihypertensive medication.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
+    family_history: Annotated[
+        bool | None,
+        typer.Option(
+            "--family-history/--no-family-history",
+            help="Heart attack in a parent, sibling or child.",
+            rich_help_panel="Risk context",
+        ),
+    ] = None,
 ) -> None:
     """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask, or with the model without --mask."""
     with user_errors():
         from cacscore.scoring import score_report
 
+        # Checked before any reading: a mistyped risk input answers at once.
+        factors = risk_factors_from_options(
+            age=age,
+            sex=sex,
+            race=race,
+            total_cholesterol=total_cholesterol,
+            hdl=hdl,
+            systolic_bp=systolic_bp,
+            diabetes=diabetes,
+            smoker=smoker,
+            lipid_lowering=lipid_lowering,
+            bp_medication=bp_medication,
+            family_history=family_history,
+        )
         options = ScoringOptions(kvp_thresholds, min_area_mm2, min_voxels, mass_calibration)
         if mask is not None and model is not None:
             raise InvalidInputError(
@@ -369,6 +475,9 @@ def _score_command(
             )
         for message in result.warnings:
             warnings.warn(message, CacScoreWarning, stacklevel=1)
+        risk = _risk_block(factors, volume, result.agatston)
+        if risk is not None:
+            extra = {**extra, "risk": risk}
         report = score_report(volume, result, input, extra=extra)
         emit_report(report, as_json=as_json, out=out, force=True)
         if out is None:
@@ -385,6 +494,61 @@ def _score_command(
             written += _write_dicom(out, volume, labels, report, mask, mask_labels)
         if not as_json:
             out_console().print(f"wrote {out}: " + ", ".join(path.name for path in written))
+
+
+def risk_factors_from_options(
+    *,
+    age: str | None = None,
+    sex: str | None = None,
+    race: str | None = None,
+    total_cholesterol: str | None = None,
+    hdl: str | None = None,
+    systolic_bp: str | None = None,
+    diabetes: bool | None = None,
+    smoker: bool | None = None,
+    lipid_lowering: bool | None = None,
+    bp_medication: bool | None = None,
+    family_history: bool | None = None,
+) -> RiskFactors:
+    """The risk inputs given on the command line, parsed and checked (None: not given).
+
+    Raises
+    ------
+    InvalidInputError
+        If a value is not a valid input (``--age abc``, a negative cholesterol, HDL above total cholesterol).
+    """
+    from cacscore.scoring.risk import RiskFactors, check_factors, parse_number, parse_race, parse_sex
+
+    values: dict[str, Any] = {
+        "age_years": None if age is None else parse_number(age, "--age", "years"),
+        "sex": None if sex is None else parse_sex(sex),
+        "race": None if race is None else parse_race(race),
+        "diabetes": diabetes,
+        "smoker": smoker,
+        "total_cholesterol_mg_dl": (
+            None
+            if total_cholesterol is None
+            else parse_number(total_cholesterol, "--total-cholesterol", "mg/dL")
+        ),
+        "hdl_mg_dl": None if hdl is None else parse_number(hdl, "--hdl", "mg/dL"),
+        "lipid_lowering": lipid_lowering,
+        "systolic_bp_mm_hg": None
+        if systolic_bp is None
+        else parse_number(systolic_bp, "--systolic-bp", "mm Hg"),
+        "bp_medication": bp_medication,
+        "family_history": family_history,
+    }
+    given = {name: value for name, value in values.items() if value is not None}
+    return check_factors(RiskFactors(**given, sources=dict.fromkeys(given, "command line")))
+
+
+def _risk_block(factors: RiskFactors, volume: CTVolume, agatston: float) -> dict[str, Any] | None:
+    """The report's ``risk`` block: command-line inputs, then age and sex from a DICOM input's header."""
+    from cacscore.scoring.risk import risk_context, with_dicom_header
+
+    if volume.dicom is not None and volume.dicom.headers:
+        factors = with_dicom_header(factors, volume.dicom.headers[0])
+    return risk_context(factors, agatston)
 
 
 def _dicom_products() -> list[str]:

@@ -447,7 +447,7 @@ def risk_context(factors: RiskFactors, agatston: float) -> dict[str, Any] | None
             artery["value"] = arterial_age(cac, age_years=factors.age_years)
         except OutsideValidityError as exc:
             artery["not_computed"] = str(exc)
-    percentile = _result("percentile", "-", "-")
+    percentile: dict[str, Any] = {"value": None, "unit": "percentile", "not_computed": None, "source": None}
     percentile["not_computed"] = PERCENTILE_NOT_GIVEN
     return {
         "inputs": {
