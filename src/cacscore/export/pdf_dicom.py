@@ -103,6 +103,8 @@ def build_report_pdf(
             body,
         )
     )
+    if report.get("risk"):
+        story.extend(_risk_section(report["risk"], heading, body))
     model = report.get("model") or {}
     method = (
         f"Segmentation by the model {_text(model.get('name', ''))} {_text(model.get('version', ''))}"
@@ -124,6 +126,42 @@ def build_report_pdf(
         invariant=True,
     ).build(story)
     return buffer.getvalue()
+
+
+def _risk_section(risk: dict[str, Any], heading: Any, body: Any) -> list[Any]:
+    """Paragraphs of the report's ``risk`` block: each figure or why it is not given, its inputs and sources."""
+    from reportlab.platypus import Paragraph
+
+    from cacscore.scoring.risk import MESA_INPUTS
+
+    def line(title: str, result: dict[str, Any], shown: str) -> str:
+        value = shown if result.get("value") is not None else f"not computed: {_text(result['not_computed'])}"
+        validity = f" Valid for {_text(result['validity'])}." if result.get("validity") else ""
+        return f"<b>{title}</b>: {value}.{validity}"
+
+    mesa, artery = risk["mesa_chd_10y"], risk["arterial_age"]
+    lines = [
+        line("MESA 10-year coronary heart disease risk", mesa, f"{(mesa.get('value') or 0.0):.1f} %"),
+        line("Arterial age", artery, f"{(artery.get('value') or 0.0):.0f} years"),
+        line("MESA CAC percentile", risk["mesa_percentile"], ""),
+    ]
+
+    def shown_input(value: object) -> str:
+        return ("yes" if value else "no") if isinstance(value, bool) else _text(value)
+
+    inputs = "; ".join(
+        f"{MESA_INPUTS.get(name, name)} {shown_input(item['value'])} ({_text(item['source'])})"
+        for name, item in risk.get("inputs", {}).items()
+    )
+    sources = "Sources: " + " | ".join(_text(result["source"]) for result in (mesa, artery))
+    small = body.clone("risk_small", fontSize=7, leading=9)
+    story: list[Any] = [Paragraph("Risk context", heading)]
+    story += [Paragraph(text, body) for text in lines]
+    story.append(Paragraph(f"Inputs: {inputs}", small))
+    if risk.get("notes"):
+        story.append(Paragraph("Notes: " + "; ".join(_text(n) for n in risk["notes"]), small))
+    story.append(Paragraph(sources, small))
+    return story
 
 
 def build_encapsulated_pdf(
