@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from cacscore.cli.main import app
 from cacscore.errors import InvalidInputError
 from cacscore.io import read_volume, write_enhanced_ct
-from cacscore.node.worker import Destination
+from cacscore.node.worker import CRASH_HOOK, Destination
 
 LISTENER_AET = "CACNODE"
 SENDER_AET = "CTSCANNER"
@@ -86,7 +86,7 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Listener:
     """``cacscore listen`` as a child process (so that it can be SIGKILLed)."""
 
-    def __init__(self, out: Path, port: int, *extra: str) -> None:
+    def __init__(self, out: Path, port: int, *extra: str, env: dict[str, str] | None = None) -> None:
         self.out, self.port = out, port
         self.log = out.parent / f"{out.name}-listen.log"
         with open(self.log, "ab") as log:
@@ -108,6 +108,7 @@ class Listener:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
         deadline = time.monotonic() + 30
         while echo(port, LISTENER_AET).returncode != 0:
@@ -346,6 +347,59 @@ def test_sigkill_mid_series_then_restart_scores_it_exactly_once(listener_out: Pa
         node.stop()
     log = node.log.read_text()
     assert log.count(f"scoring series {series_uid}") == 1, log
+
+
+def test_sigkill_mid_forward_then_restart_leaves_one_copy_of_each_result_in_orthanc(
+    listener_out: Path, series: Path, orthanc: tuple[int, int]
+) -> None:
+    """Killed right after Orthanc confirmed the second file (SR), before the node recorded it.
+
+    The restart sends the SR again and the PDF, the very files (same SOP Instance UIDs), without scoring
+    again; the SEG, recorded as confirmed, is not sent again. Orthanc ends with one instance of each.
+    The kill comes from the node's own test hook, at that exact point, not from a timed signal.
+    """
+    dicom_port, http_port = orthanc
+    study_uid, series_uid = _series_uid(series)
+    files = sorted(series.glob("*.dcm"))
+    port = _free_port()
+    options = ("--quiet-seconds", "1", "--forward", f"127.0.0.1:{dicom_port}:ORTHANC")
+    target = f"ORTHANC@127.0.0.1:{dicom_port}"
+    results = listener_out / "results" / series_uid
+    node = Listener(listener_out, port, *options, env={CRASH_HOOK: "2"})
+    sent = store(port, files)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert node.process.wait(120) == -signal.SIGKILL, node.log.read_text()
+    assert (results / "scored.json").is_file() and not (results / "done").exists()
+    state = json.loads((results / "forward.json").read_text())[target]
+    assert sorted(state["files"]) == ["seg.dcm"] and state["state"] == "pending", state
+    uids = {name: str(pydicom.dcmread(results / name).SOPInstanceUID) for name in ("seg.dcm", "sr.dcm")}
+    in_orthanc = {i["MainDicomTags"]["SOPInstanceUID"] for i in _get(http_port, "/instances?expand")}
+    assert in_orthanc == set(uids.values())  # the SR reached Orthanc before the kill
+    # Restart without the hook: the forward is finished, nothing is scored again.
+    node = Listener(listener_out, port, *options)
+    try:
+        status = node.wait_done(series_uid)
+    finally:
+        node.stop()
+    log = node.log.read_text()
+    assert log.count(f"scoring series {series_uid}") == 1, log
+    assert log.count(": seg.dcm confirmed by") == 1 and log.count(": sr.dcm confirmed by") == 1, log
+    assert status["state"] == "scored" and status["forwarded"] == target, status
+    forward = status["forward"]
+    assert forward["state"] == "complete" and forward["attempts"] == 2, forward
+    sop_uids = {
+        name: str(pydicom.dcmread(results / name, stop_before_pixels=True).SOPInstanceUID)
+        for name in status["files"]
+    }
+    assert {name: item["sop_instance_uid"] for name, item in forward["files"].items()} == sop_uids
+    assert {name: sop_uids[name] for name in uids} == uids  # the same files, not a new scoring
+    instances = _get(http_port, "/instances?expand")
+    assert sorted(i["MainDicomTags"]["SOPInstanceUID"] for i in instances) == sorted(sop_uids.values())
+    found = _get(http_port, "/tools/lookup", study_uid.encode())
+    (study,) = [item["ID"] for item in found if item["Type"] == "Study"]
+    in_study = _get(http_port, f"/studies/{study}/series")
+    assert sorted(s["MainDicomTags"]["Modality"] for s in in_study) == ["DOC", "SEG", "SR"]
+    assert all(len(s["Instances"]) == 1 for s in in_study)
 
 
 def test_destination_parses_host_port_aet() -> None:

@@ -8,7 +8,7 @@ is not scored again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +122,16 @@ class StowSender:
 
     url: str
 
-    def send(self, paths: list[Path]) -> str:
+    @property
+    def target(self) -> str:
+        """Where the files go: the server's URL."""
+        return self.url
+
+    def send(self, paths: list[Path], on_sent: Callable[[Path], None] | None = None) -> str:
         """STOW-RS ``paths`` in one request; return the server's URL.
+
+        ``on_sent(path)`` is called for each file once the server accepted the whole request (a refused
+        request records none: a retry sends them all again, under the same SOP Instance UIDs).
 
         Raises
         ------
@@ -138,4 +146,7 @@ class StowSender:
         failed = response.get("00081198", {}).get("Value") or []
         if failed:
             raise DicomWebError(f"{self.url}: STOW-RS refused {len(failed)} of {len(paths)} instances")
+        if on_sent is not None:
+            for path in paths:
+                on_sent(path)
         return self.url

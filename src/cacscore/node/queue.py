@@ -3,14 +3,23 @@
 Layout under the node's folder ``root``::
 
     incoming/<study UID>/<series UID>/<SOP instance UID>.dcm   received instances
-    results/<series UID>/                                       score.json, DICOM outputs, ``done`` last
+    results/<series UID>/                                       score.json, DICOM outputs,
+                                                                ``scored.json``, ``forward.json``,
+                                                                ``done`` last
 
 Every instance is written to a temporary name, flushed to disk (``fsync``) and renamed, and the
 folder is flushed too, before the sender gets its success status: an acknowledged instance
-survives a crash or a SIGKILL of the node. The ``done`` marker is written the same way, last, so
-a series whose marker exists is never scored again and one without it is scored (again) after a
-restart. Completeness is the quiet period: a series is complete when its newest file is older
-than ``quiet_s`` seconds (file times are on disk, so the clock carries over a restart).
+survives a crash or a SIGKILL of the node. The markers are written the same way:
+
+- ``scored.json`` once the results are on disk (flushed). A series with it is never scored again:
+  after a crash its very files (the same SOP Instance UIDs) are what is forwarded.
+- ``forward.json`` after each file a receiver confirmed (C-STORE success): which files went where.
+  A restart sends only the others.
+- ``done`` last, when the series needs nothing more (scored and forwarded, or refused). A series
+  without it is taken up again after a restart: scored if it has no ``scored.json``, else forwarded.
+
+Completeness is the quiet period: a series is complete when its newest file is older than
+``quiet_s`` seconds (file times are on disk, so the clock carries over a restart).
 """
 
 from __future__ import annotations
@@ -31,6 +40,10 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 
 #: Name of the marker written last into a series' result folder.
 DONE_MARKER = "done"
+#: Name of the marker written once a series' results are on disk (JSON: the scoring status).
+SCORED_MARKER = "scored.json"
+#: Name of the per-series forwarding state (JSON: confirmed files per destination).
+FORWARD_STATE = "forward.json"
 
 
 def check_uid(value: str, what: str) -> str:
@@ -61,6 +74,33 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def sync_files(paths: list[Path]) -> None:
+    """Flush ``paths`` (written by ordinary writes) and their folders to disk, e.g. before a marker names them."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for folder in {path.parent for path in paths}:
+        _fsync_dir(folder)
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file does not exist."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{path}: expected a JSON object")
+    return value
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -117,9 +157,24 @@ class NodeQueue:
 
     def mark_done(self, series_uid: str, status: dict[str, Any]) -> None:
         """Write the series' done marker (last, atomically) with ``status`` as JSON."""
-        write_atomic(
-            self.result_dir(series_uid) / DONE_MARKER, (json.dumps(status, indent=2) + "\n").encode("utf-8")
-        )
+        _write_json(self.result_dir(series_uid) / DONE_MARKER, status)
+
+    def scored_status(self, series_uid: str) -> dict[str, Any] | None:
+        """The status written by :meth:`mark_scored`, or None when the series has not been scored."""
+        return _read_json(self.result_dir(series_uid) / SCORED_MARKER)
+
+    def mark_scored(self, series_uid: str, status: dict[str, Any], files: list[Path]) -> None:
+        """Flush the result ``files`` to disk, then write the scored marker with ``status`` (atomically)."""
+        sync_files(files)
+        _write_json(self.result_dir(series_uid) / SCORED_MARKER, status)
+
+    def forward_state(self, series_uid: str) -> dict[str, Any]:
+        """The series' forwarding state: destination -> {"files": {name: {...}}, "attempts", ...} (empty: none)."""
+        return _read_json(self.result_dir(series_uid) / FORWARD_STATE) or {}
+
+    def write_forward_state(self, series_uid: str, state: dict[str, Any]) -> None:
+        """Replace the series' forwarding state atomically (a crash leaves the previous or the new one)."""
+        _write_json(self.result_dir(series_uid) / FORWARD_STATE, state)
 
     def pending(self) -> list[PendingSeries]:
         """Every received series without a done marker, oldest newest-instance first."""

@@ -9,7 +9,7 @@ An instance is acknowledged (status 0x0000) only after the queue has it on disk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,9 +132,16 @@ def _encoded_file(event: Any) -> bytes:
 
 
 def send_files(
-    paths: Sequence[Path], destination: Destination, *, calling_ae_title: str = "CACSCORE"
+    paths: Sequence[Path],
+    destination: Destination,
+    *,
+    calling_ae_title: str = "CACSCORE",
+    on_sent: Callable[[Path], None] | None = None,
 ) -> None:
     """C-STORE the DICOM files ``paths`` to ``destination``, one association.
+
+    ``on_sent(path)`` is called right after each file's C-STORE succeeded (before the next is sent), so
+    that the caller can record it durably and a restart does not send it again.
 
     Raises
     ------
@@ -158,5 +165,7 @@ def send_files(
             code = getattr(status, "Status", None)
             if code != 0x0000:
                 raise CacScoreError(f"--forward {where}: C-STORE of {path} failed (status {code})")
+            if on_sent is not None:
+                on_sent(path)
     finally:
         assoc.release()
