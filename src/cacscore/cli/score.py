@@ -231,7 +231,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
         from cacscore.scoring.risk import risk_summary
 
-        console.print(escape(risk_summary(report["risk"])))
+        console.print(escape(risk_summary(report["risk"])), soft_wrap=True)
     if report["lesions"]:
         # A model's result says how many members found each lesion; a reviewer starts with the doubtful ones.
         with_confidence = any(lesion.get("confidence") is not None for lesion in report["lesions"])

@@ -432,6 +432,7 @@ def risk_context(factors: RiskFactors, agatston: float) -> dict[str, Any] | None
     cac = _check_agatston(agatston)
     mesa = _result("%", MESA_SOURCE, MESA_VALIDITY)
     missing = factors.missing()
+    mesa["missing_inputs"] = missing
     if missing:
         mesa["not_computed"] = "missing inputs: " + ", ".join(missing) + " (never imputed)"
     else:
@@ -463,20 +464,23 @@ def risk_context(factors: RiskFactors, agatston: float) -> dict[str, Any] | None
 
 
 def risk_summary(block: Mapping[str, Any]) -> str:
-    """One line for people: ``risk: MESA 10-year CHD 5.2 %; arterial age 62 years`` (or the reasons).
+    """One short line for people: ``risk: MESA 10-year CHD risk 5.2 %; arterial age 62 years`` (or why not).
+
+    Missing inputs are counted, not listed (the report's ``not_computed`` lists them).
 
     Examples
     --------
-    >>> risk_summary({"mesa_chd_10y": {"value": 5.23, "not_computed": None},
+    >>> risk_summary({"mesa_chd_10y": {"value": None, "not_computed": "missing...", "missing_inputs": ["sex"]},
     ...     "arterial_age": {"value": None, "not_computed": "age not given"}})
-    'risk: MESA 10-year CHD risk 5.2 %; arterial age not computed (age not given)'
+    'risk: MESA 10-year CHD risk not computed (1 of 11 inputs missing); arterial age not computed (age not given)'
     """
     mesa, artery = block["mesa_chd_10y"], block["arterial_age"]
-    first = (
-        f"MESA 10-year CHD risk {mesa['value']:.1f} %"
-        if mesa["value"] is not None
-        else f"MESA 10-year CHD risk not computed ({mesa['not_computed']})"
-    )
+    if mesa["value"] is not None:
+        first = f"MESA 10-year CHD risk {mesa['value']:.1f} %"
+    elif mesa.get("missing_inputs"):
+        first = f"MESA 10-year CHD risk not computed ({len(mesa['missing_inputs'])} of {len(MESA_INPUTS)} inputs missing)"
+    else:
+        first = f"MESA 10-year CHD risk not computed ({mesa['not_computed']})"
     second = (
         f"arterial age {artery['value']:.0f} years"
         if artery["value"] is not None
