@@ -157,8 +157,9 @@ MESA_INPUTS: dict[str, str] = {
     "bp_medication": "antihypertensive medication",
     "family_history": "family history of heart attack",
 }
-#: Oldest age accepted as an input at all, years (beyond it the value is a typing error).
-MAX_PLAUSIBLE_AGE_YEARS = 130.0
+#: Oldest age accepted as an input at all, years (the oldest documented human lived to 122; beyond it the
+#: value is a typing error).
+MAX_PLAUSIBLE_AGE_YEARS = 125.0
 #: Below this, a total cholesterol "in mg/dL" is almost surely mmol/L (mg/dL = mmol/L x 38.67): such a
 #: mix-up would give a silently wrong risk, so it is refused with the hint.
 MIN_TOTAL_CHOLESTEROL_MG_DL = 20.0
