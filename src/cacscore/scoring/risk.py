@@ -48,9 +48,12 @@ here; its abstract (PubMed 19101230) says the estimate is "a simple linear funct
 CAC" derived in MESA. Validity: the patient's age within MESA's 45-84 years (the cohort it was derived
 in), so the age must be given; the paper's own wording of a range could not be checked.
 
-**MESA CAC percentile.** Not given: no published percentile table was verified for this version, and
-the MESA online percentile calculator uses a fitted model rather than a table that could be cited
-number by number here (see ``docs/scoring.md``).
+**MESA CAC percentile.** Not given. McClelland RL, Chung H, Detrano R, Post W, Kronmal RA.
+Distribution of coronary artery calcium by race, gender, and age: results from MESA. Circulation
+2006;113:30-37 (doi:10.1161/CIRCULATIONAHA.105.580696) estimated the percentiles with nonparametric
+techniques and points to the MESA website's interactive form for an individual percentile; its tables
+were not verified number by number for this version, so no percentile is computed rather than one
+from an unchecked or invented table (``docs/scoring.md``).
 """
 
 from __future__ import annotations
@@ -139,8 +142,9 @@ ARTERIAL_AGE_VALIDITY = (
     "people without known coronary heart disease"
 )
 PERCENTILE_NOT_GIVEN = (
-    "no published percentile table was verified for this version, so none is given "
-    "(the MESA online percentile calculator uses a fitted model, not a table cited here)"
+    "not given: the published MESA percentiles (McClelland et al., Circulation 2006;113:30-37, estimated "
+    "with nonparametric techniques; individual values from the MESA website's form) were not verified for "
+    "this version, and none is invented"
 )
 
 #: Inputs of the MESA risk score, in report order, with their names for people.
