@@ -8,6 +8,7 @@ from anatomy_volumes import chest, index_of
 
 from cacscore.anatomy import NoHeartError, check_domain, exclude_outside_heart
 from cacscore.anatomy.mediastinum import between_lungs, blood_pool_hu
+from cacscore.io.volume import CTVolume
 from cacscore.scoring.conventions import AGATSTON_THRESHOLD_HU
 
 
@@ -130,3 +131,20 @@ def test_the_outline_is_the_region_border_in_one_slice() -> None:
     # The heart's centre row crosses the border exactly twice (left and right).
     row = outline[volume.shape[1] // 2]
     assert 2 <= int(row.sum()) <= 4
+
+
+def test_a_view_centred_off_the_midline_keeps_a_cut_lung_whose_edge_blocks_are_air_dark() -> None:
+    # A 290 mm wide view from 90 mm right of the midline to 200 mm left of it: the right lung is cut by the
+    # view's edge, the left chest wall and the air beyond it are in view. In every other slice the cut
+    # lung's outer 15 mm are darker than AIR_MAX_HU (an emphysematous rim): there, only the lung's
+    # continuation from the neighbouring slices tells it from the air around the body.
+    full = chest(fov_mm=400)
+    x_mm = (np.arange(full.shape[2]) - (full.shape[2] - 1) / 2) * full.spacing[2]
+    hu = full.hu[:, :, (x_mm >= -90) & (x_mm <= 200)].copy()
+    rim = (hu[1::2, :, :10] > -900) & (hu[1::2, :, :10] < -800)  # lung within 16 mm of the cut edge
+    hu[1::2, :, :10][rim] = -990
+    check = check_domain(CTVolume(hu, full.spacing))
+    assert check.refusal is None and check.heart_in_view, check.refusal
+    # The right lung keeps its dark-rimmed slices: about 1/3 of its ellipse is cut away by the view, so
+    # ~0.6-1.0 L remain (without the rimmed slices it would be half of that).
+    assert 600 < check.lung_right_ml < 1100

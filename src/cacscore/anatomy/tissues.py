@@ -7,7 +7,10 @@ soft tissue encloses. A tight cardiac field of view cuts the body and the
 lungs at the edge of the reconstruction circle; there, the edge of the
 field of view closes the body outline, so that the partly seen lungs are
 still enclosed, while a full field of view, with the whole body outline in
-view, keeps the couch, blankets and the air around the body outside.
+view, keeps the couch, blankets and the air around the body outside. A lung
+that the edge opens to the outside in some slices (a view centred on the
+heart, off the body's midline) stays lung where it continues, in 3-D, a lung
+enclosed in other slices.
 """
 
 from __future__ import annotations
@@ -129,10 +132,23 @@ def classify_tissues(mean_hu: np.ndarray, padding: np.ndarray, voxel_ml: float) 
     open_space, _ = ndimage.label(~solid, structure=IN_PLANE_CROSS)
     frame = np.zeros_like(valid)
     frame[:, 0, :] = frame[:, -1, :] = frame[:, :, 0] = frame[:, :, -1] = True
-    outside_ids = np.unique(open_space[frame & ~solid])
-    outside = np.isin(open_space, outside_ids[outside_ids > 0])
-    lungs = ndimage.binary_opening(lung_density & ~outside, structure=IN_PLANE_CROSS)
-    lungs = _large_components(lungs, MIN_LUNG_PIECE_ML / voxel_ml)
+    touching = np.unique(open_space[frame & ~solid])
+    touching = touching[touching > 0]
+    outside = np.isin(open_space, touching)
+    enclosed = lung_density & ~outside
+    # A space that reaches the image border but has lung density as a whole may be a lung cut by the
+    # view: a view centred on the heart, left of the body's midline, has half its edge on the body and
+    # half in outside air, and lung blocks darker than AIR_MAX_HU (emphysema, a coarse lung texture) open
+    # the lung to the border between the body blocks that seal it. Such a space is lung where it continues
+    # (in 3-D) a lung that is enclosed in other slices; the couch's foam and the skin's partial-volume rim
+    # outside the body continue no lung.
+    medians = np.asarray(ndimage.median(mean_hu, open_space, touching), dtype=float).reshape(-1)
+    cut_lung = np.isin(open_space, touching[medians >= AIR_MAX_HU]) & lung_density
+    lungs = _large_components(
+        ndimage.binary_opening(enclosed, structure=IN_PLANE_CROSS), MIN_LUNG_PIECE_ML / voxel_ml
+    )
+    cut_lung = ndimage.binary_opening(cut_lung, structure=IN_PLANE_CROSS)
+    lungs = ndimage.binary_propagation(lungs, mask=lungs | cut_lung)
     cut_edge = edge & ~air & tight_slices[:, None, None]
     return Tissues(padding, air, lungs, tissue, bone, tight_slices, cut_edge)
 
