@@ -1,4 +1,4 @@
-"""The model-based score path shared by ``cacscore score`` and ``cacscore batch``.
+"""The model-based score path shared by ``cacscore score``, ``cacscore batch``, the DICOM node and the review app.
 
 Reading, the input-domain check and scoring with an already loaded ensemble
 live here, below the command line, so that a batch worker runs exactly what
@@ -38,15 +38,24 @@ def read_and_check(
     NoHeartError, ContrastEnhancedError
         If the scan is outside the domain and ``skip_domain_check`` is false.
     """
-    from cacscore.anatomy import check_domain
     from cacscore.io import read_volume
 
     volume = read_volume(input_path, series_uid=series, skip_unreadable=skip_unreadable)
-    check = check_domain(volume)
-    if skip_domain_check:
-        return volume, check.skip()
+    check = check_volume(volume, skip_domain_check=skip_domain_check)
     check.require(str(input_path))
     return volume, check
+
+
+def check_volume(volume: CTVolume, *, skip_domain_check: bool = False) -> DomainCheck:
+    """The input-domain check of a volume already read; with ``skip_domain_check`` a refusal becomes a warning.
+
+    Never raises for a refused scan (call :meth:`~cacscore.anatomy.DomainCheck.require`): the review app
+    shows the refusal instead of an error.
+    """
+    from cacscore.anatomy import check_domain
+
+    check = check_domain(volume)
+    return check.skip() if skip_domain_check else check
 
 
 def score_checked(

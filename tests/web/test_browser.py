@@ -433,3 +433,37 @@ def test_trim_in_the_browser(settings: Settings) -> None:
             ]
         finally:
             browser.close()
+
+
+def test_a_refused_scan_in_the_browser(settings: Settings) -> None:
+    """The test scan has no lungs: the page says why it was not analysed, and 'Analyse anyway' runs the model."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from cacscore.web.dependencies import ModelScorer
+
+    from .test_dependencies import _tiny_ensemble
+
+    expect.set_options(timeout=30_000)
+    app = create_app(settings)
+    scorer = ModelScorer(_tiny_ensemble())
+    app.dependency_overrides[get_scorer] = lambda: scorer
+    with _Server(app) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 800})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(f"{base}/#/study/1")
+            page.fill("#reader-name", "Dr Domain")
+            page.click("#reader-confirm")
+            banner = page.locator("#study-refusal")
+            expect(banner).to_be_visible()
+            expect(banner).to_contain_text("no heart in the field of view: lungs 0 mL left")
+            expect(page.locator("#study-status")).to_have_text("refused")
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click("#analyse-anyway")
+            expect(banner).to_be_hidden()
+            expect(page.locator("#study-status")).to_have_text("analysed")
+            assert errors == []
+        finally:
+            browser.close()

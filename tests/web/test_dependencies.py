@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,41 +14,70 @@ from cacscore.scoring import score_volume
 from cacscore.web import dependencies
 from cacscore.web.dependencies import ModelScorer, Settings, get_scorer
 from cacscore.web.main import create_app
-from cacscore.web.service import candidates_only
+from cacscore.web.service import OVERRIDDEN_METHOD, REFUSED_METHOD, candidates_only
 
 from .conftest import automatic_mask, known_scorer, local_client, store_of, synthetic_volume
 
 
-@dataclass
-class _Plan:
-    name: str = "tiny"
-    model_version: str = "3"
+def _tiny_ensemble():  # type: ignore[no-untyped-def]
+    """A one-member ensemble with untrained weights: fast, and its mask is whatever the vote gives."""
+    from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
+    from cacscore.preprocess import preprocessing_dict
+
+    plan = Plan(
+        {
+            "plan_version": PLAN_VERSION,
+            "name": "tiny",
+            "model_version": "0.1",
+            "head": "arteries",
+            "class_codes": [0, 2, 3, 4, 5],
+            "network": {
+                "class": "ResUNet3d",
+                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
+            },
+            "preprocessing": preprocessing_dict(),
+            "members": [{"member": 0, "file": "member_0.safetensors"}],
+        }
+    )
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    return Ensemble(plan, [ResUNet3d(1, 5, [2, 4])])
 
 
-@dataclass
-class _Prediction:
-    labels: np.ndarray
+class _NeverRun:
+    """An ensemble that fails the test if the networks are asked for anything."""
 
-    def lesion_confidence(self, lesion_map: np.ndarray) -> dict[int, float]:
-        return {int(i): 0.5 + 0.1 * int(i) for i in np.unique(lesion_map) if i}
+    class plan:  # noqa: N801 - stands in for the Plan attribute
+        name = "tiny"
+        model_version = "3"
 
-
-class _Ensemble:
-    plan = _Plan()
-
-    def predict(self, volume: object) -> _Prediction:
-        return _Prediction(automatic_mask())
+    def predict(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("the networks ran on a refused scan")
 
 
-def test_model_scorer_paints_each_lesion_confidence_over_its_voxels() -> None:
+def test_model_scorer_refuses_a_scan_without_a_heart_before_the_networks_run() -> None:
+    auto = ModelScorer(_NeverRun())(synthetic_volume())  # type: ignore[arg-type]
+    assert auto.method == REFUSED_METHOD and auto.model_version == "tiny 3"
+    assert not auto.mask.any() and auto.confidence is None
+    assert auto.refusal is not None and auto.refusal.startswith("no heart in the field of view: lungs 0 mL")
+    assert auto.domain is not None and auto.domain["heart_in_view"] is False
+
+
+def test_model_scorer_analyses_anyway_by_the_score_path_and_paints_each_lesion_confidence() -> None:
+    from cacscore.pipeline import check_volume, score_checked
+
     volume = synthetic_volume()
-    auto = ModelScorer(_Ensemble())(volume)  # type: ignore[arg-type]
-    assert (auto.method, auto.model_version) == ("model", "tiny 3")
-    assert np.array_equal(auto.mask, automatic_mask())
-    _, lesion_map = score_volume(volume, automatic_mask(), return_lesion_map=True)
+    ensemble = _tiny_ensemble()
+    auto = ModelScorer(ensemble)(volume, skip_domain_check=True)
+    assert (auto.method, auto.model_version) == (OVERRIDDEN_METHOD, "tiny 0.1")
+    assert auto.domain is not None and auto.domain["skipped"] is True and auto.refusal is None
+    # The same mask and lesion confidences as `cacscore score --skip-domain-check` (pipeline.score_checked).
+    result, _, labels = score_checked(volume, check_volume(volume, skip_domain_check=True), ensemble)
+    assert np.array_equal(auto.mask, labels)
+    _, lesion_map = score_volume(volume, labels, return_lesion_map=True)
     assert auto.confidence is not None
-    for lesion in (1, 2):
-        assert np.all(auto.confidence[lesion_map == lesion] == np.float32(0.5 + 0.1 * lesion))
+    for lesion in result.lesions:
+        assert np.all(auto.confidence[lesion_map == lesion.id] == np.float32(lesion.confidence or 0.0))
     assert np.all(auto.confidence[lesion_map == 0] == 0)
 
 
@@ -139,33 +168,6 @@ def test_the_scorer_mask_must_match_the_scan(settings: Settings) -> None:
         response = client.get("/api/studies/1")
     assert response.status_code == 422
     assert "automatic mask shape (2, 2, 2) does not match the scan (6, 48, 48)" in response.json()["detail"]
-
-
-def test_model_scorer_runs_a_real_ensemble() -> None:
-    from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
-    from cacscore.preprocess import preprocessing_dict
-
-    plan = Plan(
-        {
-            "plan_version": PLAN_VERSION,
-            "name": "tiny",
-            "model_version": "0.1",
-            "head": "arteries",
-            "class_codes": [0, 2, 3, 4, 5],
-            "network": {
-                "class": "ResUNet3d",
-                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
-            },
-            "preprocessing": preprocessing_dict(),
-            "members": [{"member": 0, "file": "member_0.safetensors"}],
-        }
-    )
-    volume = synthetic_volume()
-    auto = ModelScorer(Ensemble(plan, [ResUNet3d(1, 5, [2, 4])]))(volume)
-    assert auto.model_version == "tiny 0.1" and auto.mask.shape == volume.shape
-    assert set(np.unique(auto.mask)) <= {0, 2, 3, 4, 5}
-    assert np.all(volume.hu[auto.mask > 0] >= 130)
-    assert auto.confidence is not None and np.all((auto.confidence >= 0) & (auto.confidence <= 1))
 
 
 def test_app_factory_reads_settings_from_the_environment(

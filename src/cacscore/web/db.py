@@ -88,6 +88,8 @@ class Study(Base):
     auto_mask: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     auto_confidence: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
     auto_agatston: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The input-domain check's block (cacscore.anatomy.DomainCheck.to_dict) when the scorer ran it.
+    auto_domain: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     analysed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Reviewed state summary, refreshed after every change (the list shows it).
     current_agatston: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -101,14 +103,27 @@ class Study(Base):
 
     @property
     def status(self) -> str:
-        """``"signed"``, ``"in review"`` (edited), ``"analysed"``, ``"unreadable"`` or ``"new"``."""
+        """``"signed"``, ``"in review"`` (edited), ``"refused"``, ``"analysed"``, ``"unreadable"`` or ``"new"``.
+
+        ``"refused"``: the domain check found no non-contrast CT with a heart in view and the model did
+        not run (see :attr:`refusal`).
+        """
         if self.signed_at is not None:
             return "signed"
         if self.edits:
             return "in review"
+        if self.refusal is not None:
+            return "refused"
         if self.analysed_at is not None:
             return "analysed"
         return "unreadable" if self.error else "new"
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the model did not run on this scan (the domain check's refusal), unless a reader overrode it."""
+        domain = self.auto_domain or {}
+        refusal = domain.get("refusal")
+        return None if refusal is None or domain.get("skipped") else str(refusal)
 
 
 class Edit(Base):
@@ -390,10 +405,11 @@ def _add_missing_columns(engine: Engine) -> None:
     """Add the columns newer versions introduced to tables an older version created (all nullable)."""
     from sqlalchemy import inspect, text
 
-    present = {column["name"] for column in inspect(engine).get_columns("edits")}
-    if "voxels" not in present:
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE edits ADD COLUMN voxels TEXT"))
+    added = {("edits", "voxels"): "TEXT", ("studies", "auto_domain"): "JSON"}
+    for (table, column), kind in added.items():
+        if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
+            with engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -27,7 +27,7 @@ from cacscore.errors import CacScoreError, InvalidInputError
 from cacscore.io import CTVolume
 from cacscore.web.db import database_url
 from cacscore.web.security import LOOPBACK_NAMES, check_token, host_name
-from cacscore.web.service import AutoResult, Scorer, candidates_only
+from cacscore.web.service import OVERRIDDEN_METHOD, REFUSED_METHOD, AutoResult, Scorer, candidates_only
 from cacscore.web.store import ReviewStore
 
 if TYPE_CHECKING:
@@ -147,28 +147,46 @@ def get_settings() -> Settings:
 
 
 class ModelScorer:
-    """Automatic result from the trained model ensemble (:mod:`cacscore.model`).
+    """Automatic result from the trained model ensemble, by the path ``cacscore score`` takes.
 
-    Each lesion's confidence (the fraction of ensemble members that found it)
-    is painted over its voxels so that the store can read it per candidate.
+    The input-domain check runs first (:func:`cacscore.pipeline.check_volume`): a scan that is not a
+    non-contrast CT with a heart in view gets no automatic result but its refusal, which the page
+    shows with the choice to analyse it anyway. Scoring is :func:`cacscore.pipeline.score_checked`,
+    so the review app starts from the same mask and lesions as the command line. Each lesion's
+    confidence (the fraction of ensemble members that found it) is painted over its voxels so that the
+    store can read it per candidate.
     """
 
     def __init__(self, ensemble: Ensemble) -> None:
         self.ensemble = ensemble
         self.version = f"{ensemble.plan.name} {ensemble.plan.model_version}"
 
-    def __call__(self, volume: CTVolume) -> AutoResult:
+    def __call__(self, volume: CTVolume, *, skip_domain_check: bool = False) -> AutoResult:
+        from cacscore.pipeline import check_volume, score_checked
         from cacscore.scoring import score_volume
 
-        prediction = self.ensemble.predict(volume)
-        mask = np.asarray(prediction.labels, dtype=np.uint8)
+        check = check_volume(volume, skip_domain_check=skip_domain_check)
+        if check.refusal is not None and not check.skipped:
+            return AutoResult(
+                mask=np.zeros(volume.shape, dtype=np.uint8),
+                method=REFUSED_METHOD,
+                model_version=self.version,
+                domain=check.to_dict(),
+                refusal=check.refusal,
+            )
+        result, extra, labels = score_checked(volume, check, self.ensemble)
+        mask = np.asarray(labels, dtype=np.uint8)
+        # The lesion map of the same mask and volume numbers the lesions as the result does.
         _, lesion_map = score_volume(volume, mask, return_lesion_map=True)
-        confidences = prediction.lesion_confidence(lesion_map)
         lookup = np.zeros(int(lesion_map.max()) + 1, dtype=np.float32)
-        for lesion, value in confidences.items():
-            lookup[lesion] = value
+        for lesion in result.lesions:
+            lookup[lesion.id] = lesion.confidence or 0.0
         return AutoResult(
-            mask=mask, method="model", model_version=self.version, confidence=lookup[lesion_map]
+            mask=mask,
+            method=OVERRIDDEN_METHOD if skip_domain_check and check.refusal else "model",
+            model_version=self.version,
+            confidence=lookup[lesion_map],
+            domain=extra["domain"],
         )
 
 

@@ -75,23 +75,40 @@ class AutoResult:
     confidence : (Z, Y, X) ndarray of float32 or None
         Model confidence per voxel in [0, 1] (e.g. each lesion's confidence
         painted over its voxels); a candidate shows the maximum over its voxels.
+    domain : dict or None
+        The input-domain check's ``domain`` block (:meth:`cacscore.anatomy.DomainCheck.to_dict`), when
+        the scorer ran it.
+    refusal : str or None
+        Why the scorer did not run: the scan is not a non-contrast CT with a heart in view (the mask is
+        empty). A reader may analyse it anyway (``skip_domain_check``); the audit log keeps who did.
     """
 
     mask: np.ndarray
     method: str
     model_version: str | None = None
     confidence: np.ndarray | None = None
+    domain: dict[str, Any] | None = None
+    refusal: str | None = None
+
+
+#: ``AutoResult.method`` of a scan the domain check refused (no automatic result).
+REFUSED_METHOD = "refused by the domain check"
+#: ``AutoResult.method`` of a refused scan that a reader had analysed anyway.
+OVERRIDDEN_METHOD = "model, domain check skipped"
 
 
 class Scorer(Protocol):
-    """Turns a volume into an :class:`AutoResult` (the FastAPI dependency ``get_scorer`` returns one)."""
+    """Turns a volume into an :class:`AutoResult` (the FastAPI dependency ``get_scorer`` returns one).
 
-    def __call__(self, volume: CTVolume) -> AutoResult: ...
+    ``skip_domain_check`` is passed (true) only to analyse a scan that the scorer refused.
+    """
+
+    def __call__(self, volume: CTVolume, *, skip_domain_check: bool = False) -> AutoResult: ...
 
     def __hash__(self) -> int: ...  # stores are cached per scorer
 
 
-def candidates_only(volume: CTVolume) -> AutoResult:
+def candidates_only(volume: CTVolume, *, skip_domain_check: bool = False) -> AutoResult:
     """The scorer used without a model: an empty mask, every candidate left for the reviewer."""
     return AutoResult(mask=np.zeros(volume.shape, dtype=np.uint8), method="candidates only")
 

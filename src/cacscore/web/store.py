@@ -364,10 +364,20 @@ class ReviewStore:
         return loaded
 
     def _analyse(
-        self, session: Session, study: Study, volume: CTVolume, candidates: Candidates
+        self,
+        session: Session,
+        study: Study,
+        volume: CTVolume,
+        candidates: Candidates,
+        *,
+        skip_domain_check: bool = False,
     ) -> LoadedStudy:
-        """Run the automatic scorer once and keep its result unchanged in the database."""
-        auto = self.scorer(volume)
+        """Run the automatic scorer once and keep its result unchanged in the database.
+
+        A scan the scorer refused (domain check) keeps an empty automatic mask and the refusal, until a
+        reader analyses it anyway (:meth:`analyse_anyway`).
+        """
+        auto = self.scorer(volume, skip_domain_check=True) if skip_domain_check else self.scorer(volume)
         mask = np.asarray(auto.mask)
         if mask.shape != volume.shape:
             raise InvalidInputError(
@@ -376,6 +386,43 @@ class ReviewStore:
         mask = mask.astype(np.uint8)
         confidence = candidate_confidence(candidates, mask, auto.confidence)
         result, _ = rescore(volume, mask)
+    def analyse_anyway(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
+        """Run the model on a scan the domain check refused; the reader's decision goes into the audit log.
+
+        Raises
+        ------
+        ConflictError
+            The study was not refused, or it has edits, or ``version`` is stale.
+        StudySignedError
+            The study is signed.
+        """
+        with self.db.sessions() as session:
+            study, loaded, _ = self._open_for_change(session, study_id, version)
+            refusal = study.refusal
+            if refusal is None:
+                raise ConflictError(f"study {study_id} was not refused by the domain check")
+            if study.edits:
+                raise ConflictError(f"study {study_id} has edits; the automatic result can no longer change")
+            name = _reviewer(reviewer)
+            with AUDIT_LOCK:
+                if not bump_version(session, study.id, version):
+                    session.rollback()
+                    raise ConflictError(_stale(study_id))
+                append_audit(
+                    session,
+                    study_id=study.id,
+                    actor=name,
+                    action="skip domain check",
+                    detail={"version": version + 1, "refusal": refusal},
+                )
+                # The override commits with its audit row; the model's result replaces the empty one.
+                self._analyse(session, study, loaded.volume, loaded.candidates, skip_domain_check=True)
+            session.refresh(study)
+            with self._lock:
+                self._loaded.pop(study.id, None)
+            log.info("study %d: domain check skipped by a reader", study.id)
+            return self.study(study_id)
+
         study.auto_mask = pack_mask(mask)
         study.auto_confidence = {str(k): v for k, v in confidence.items()}
         study.auto_method = auto.method
@@ -393,6 +440,7 @@ class ReviewStore:
         """The edited mask and its scores at the study's current version (cached per version)."""
         with loaded.lock:
             if loaded.reviewed is not None and loaded.reviewed.version == study.version:
+        study.auto_domain = auto.domain
                 return loaded.reviewed
         reviewed = self._rescored(loaded, _records(study.edits), study.version)
         with loaded.lock:
@@ -736,7 +784,10 @@ class ReviewStore:
                 loaded.volume,
                 reviewed.result,
                 input_path=study.name,
-                extra={"review": self._review_block(study)},
+                extra={
+                    "review": self._review_block(study),
+                    **({"domain": study.auto_domain} if study.auto_domain is not None else {}),
+                },
             )
 
     def mask_nifti(self, study_id: int) -> bytes:
@@ -870,3 +921,5 @@ def _reviewer(name: str) -> str:
 
 def _stale(study_id: int) -> str:
     return f"study {study_id} was changed by someone else; reload it to see the latest version"
+            "refusal": study.refusal,
+            "domain": study.auto_domain,

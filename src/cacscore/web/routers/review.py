@@ -101,3 +101,9 @@ def sign(study_id: StudyId, change: Change, store: StoreDep) -> dict[str, Any]:
 def unsign(study_id: StudyId, change: Withdrawal, store: StoreDep) -> dict[str, Any]:
     """Withdraw the signature (to amend the study); the reason goes into the audit log."""
     return store.unsign(study_id, version=change.version, reviewer=change.reviewer, reason=change.reason)
+
+
+@router.post("/{study_id}/analyse-anyway")
+def analyse_anyway(study_id: StudyId, change: Change, store: StoreDep) -> dict[str, Any]:
+    """Run the model on a scan the domain check refused (audited); answers the study as ``GET`` does."""
+    return store.analyse_anyway(study_id, version=change.version, reviewer=change.reviewer)

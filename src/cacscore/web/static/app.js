@@ -263,6 +263,9 @@ function renderStudyInfo() {
   $("study-ids").replaceChildren(...ids.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   $("study-warnings").hidden = !s.warnings.length;
   $("study-warnings").textContent = s.warnings.join(" · ");
+  // The domain check refused the scan: no automatic result; a reader may have it analysed anyway.
+  $("study-refusal").hidden = !s.refusal;
+  $("refusal-text").textContent = s.refusal ? `${s.refusal}. The model did not run; calcium scores of such a scan are not those of a calcium-scoring CT.` : "";
   $("legend").replaceChildren(
     ...["LM", "LAD", "LCX", "RCA"].map((a) => el("span", {}, el("span", { class: "chip", style: `background:${s.arteries[a]}` }), a)),
     el("span", {}, el("span", { class: "chip outline" }), "candidate ≥130 HU"));
@@ -842,6 +845,18 @@ $("sign-form").addEventListener("submit", (event) => {
   change("sign", {}, name);
 });
 $("sign-cancel").addEventListener("click", () => $("sign-dialog").close());
+$("analyse-anyway").addEventListener("click", async () => {
+  const s = viewer.study;
+  let name;
+  try { name = reviewer(); } catch (error) { toast(error.message); return; }
+  if (!window.confirm(`${s.refusal}.\n\nAnalyse this scan anyway? Your name (${name}) and this decision go into the audit log.`)) return;
+  try {
+    await api(`/api/studies/${s.id}/analyse-anyway`, { method: "POST", json: { version: viewer.state.version, reviewer: name } });
+    await openStudy(s.id);
+  } catch (error) {
+    toast(error.message);
+  }
+});
 $("unsign").addEventListener("click", () => {
   $("unsign-reason").value = "";
   $("unsign-name").value = "";
