@@ -363,29 +363,6 @@ class ReviewStore:
         loaded.candidate_rows = candidate_table(volume, candidates, loaded.warnings)
         return loaded
 
-    def _analyse(
-        self,
-        session: Session,
-        study: Study,
-        volume: CTVolume,
-        candidates: Candidates,
-        *,
-        skip_domain_check: bool = False,
-    ) -> LoadedStudy:
-        """Run the automatic scorer once and keep its result unchanged in the database.
-
-        A scan the scorer refused (domain check) keeps an empty automatic mask and the refusal, until a
-        reader analyses it anyway (:meth:`analyse_anyway`).
-        """
-        auto = self.scorer(volume, skip_domain_check=True) if skip_domain_check else self.scorer(volume)
-        mask = np.asarray(auto.mask)
-        if mask.shape != volume.shape:
-            raise InvalidInputError(
-                f"automatic mask shape {mask.shape} does not match the scan {volume.shape}"
-            )
-        mask = mask.astype(np.uint8)
-        confidence = candidate_confidence(candidates, mask, auto.confidence)
-        result, _ = rescore(volume, mask)
     def analyse_anyway(self, study_id: int, *, version: int, reviewer: str) -> dict[str, Any]:
         """Run the model on a scan the domain check refused; the reader's decision goes into the audit log.
 
@@ -423,10 +400,34 @@ class ReviewStore:
             log.info("study %d: domain check skipped by a reader", study.id)
             return self.study(study_id)
 
+    def _analyse(
+        self,
+        session: Session,
+        study: Study,
+        volume: CTVolume,
+        candidates: Candidates,
+        *,
+        skip_domain_check: bool = False,
+    ) -> LoadedStudy:
+        """Run the automatic scorer once and keep its result unchanged in the database.
+
+        A scan the scorer refused (domain check) keeps an empty automatic mask and the refusal, until a
+        reader analyses it anyway (:meth:`analyse_anyway`).
+        """
+        auto = self.scorer(volume, skip_domain_check=True) if skip_domain_check else self.scorer(volume)
+        mask = np.asarray(auto.mask)
+        if mask.shape != volume.shape:
+            raise InvalidInputError(
+                f"automatic mask shape {mask.shape} does not match the scan {volume.shape}"
+            )
+        mask = mask.astype(np.uint8)
+        confidence = candidate_confidence(candidates, mask, auto.confidence)
+        result, _ = rescore(volume, mask)
         study.auto_mask = pack_mask(mask)
         study.auto_confidence = {str(k): v for k, v in confidence.items()}
         study.auto_method = auto.method
         study.model_version = auto.model_version
+        study.auto_domain = auto.domain
         study.auto_agatston = result.agatston
         study.analysed_at = utcnow()
         if not study.edits:
@@ -440,7 +441,6 @@ class ReviewStore:
         """The edited mask and its scores at the study's current version (cached per version)."""
         with loaded.lock:
             if loaded.reviewed is not None and loaded.reviewed.version == study.version:
-        study.auto_domain = auto.domain
                 return loaded.reviewed
         reviewed = self._rescored(loaded, _records(study.edits), study.version)
         with loaded.lock:
@@ -831,6 +831,8 @@ class ReviewStore:
             "risk_category": study.current_category,
             "method": study.auto_method,
             "model_version": study.model_version,
+            "refusal": study.refusal,
+            "domain": study.auto_domain,
             "signed_by": study.signed_by,
             "signed_at": iso(study.signed_at),
             "n_edits": len(study.edits),
@@ -921,5 +923,3 @@ def _reviewer(name: str) -> str:
 
 def _stale(study_id: int) -> str:
     return f"study {study_id} was changed by someone else; reload it to see the latest version"
-            "refusal": study.refusal,
-            "domain": study.auto_domain,
