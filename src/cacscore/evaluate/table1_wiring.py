@@ -63,9 +63,14 @@ def predict_with_cacscore(model_dir: Path, device: str = "cpu") -> Callable[[Any
 
     The forward passes are the ensemble's own (:meth:`cacscore.model.Ensemble.member_probabilities`);
     ``device`` ``"cuda"`` (or ``"auto"`` with a GPU) runs them there in bf16, as training does, since
-    15 members x the test cohort is the experiment's slowest part.
+    15 members x the test cohort is the experiment's slowest part. Every mask, each member's and the
+    vote's, goes through the heart region's lesion rule as ``cacscore score`` applies it
+    (:func:`cacscore.model.ensemble.restrict_to_heart`, one domain check per case): the table
+    compares what the tool would report.
     """
+    from cacscore.anatomy import check_domain
     from cacscore.model import load_ensemble
+    from cacscore.model.ensemble import restrict_to_heart
     from cacscore.train import resolve_device
 
     target = resolve_device(device)
@@ -73,12 +78,17 @@ def predict_with_cacscore(model_dir: Path, device: str = "cpu") -> Callable[[Any
     ensemble = load_ensemble(model_dir, device=str(target), precision="bf16" if on_gpu else None)
 
     def predict(case: Any) -> MemberPredictions:
-        image, grid = ensemble.preprocess(case.volume)
+        volume = case.volume
+        image, grid = ensemble.preprocess(volume)
         member_probabilities = list(ensemble.member_probabilities(image))
-        hu = case.volume.hu
-        members = [ensemble.combine([p], image=image, grid=grid, hu=hu).labels for p in member_probabilities]
-        ensemble_labels = ensemble.combine(member_probabilities, image=image, grid=grid, hu=hu).labels
-        return MemberPredictions(members, ensemble_labels)
+        region = check_domain(volume).region
+        threshold_hu = ensemble.plan.threshold_hu
+
+        def labels(probabilities: list[Any]) -> Any:
+            combined = ensemble.combine(probabilities, image=image, grid=grid, hu=volume.hu)
+            return restrict_to_heart(combined, volume, threshold_hu, region).labels
+
+        return MemberPredictions([labels([p]) for p in member_probabilities], labels(member_probabilities))
 
     return predict
 
