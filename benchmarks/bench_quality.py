@@ -32,18 +32,18 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from cacscore.evaluate.distractors import ROOT_KINDS, VALVE_KINDS, distractor_hit
 from cacscore.evaluate.quality import print_rows, summarise
+from cacscore.pipeline import check_volume, score_checked
 
 
 def _compare_paths(
     volume: Any,
-    prediction: Any,
-    ensemble: Any,
     reference: Any,
     others: dict[str, Any],
     agreement: dict[str, dict[str, Any]],
@@ -54,12 +54,22 @@ def _compare_paths(
     exact = reference.predict(volume)
     a = score_with_model(volume, reference, prediction=exact)
     for name, fast in others.items():
-        other = prediction if fast is ensemble else fast.predict(volume)
+        other = fast.predict(volume)
         b = score_with_model(volume, fast, prediction=other)
         tally = agreement[name]
         tally["same_masks"] += int(np.array_equal(other.labels, exact.labels))
         tally["same_categories"] += int(a.risk_category == b.risk_category)
         tally["max_agatston_diff"] = max(tally["max_agatston_diff"], abs(a.agatston - b.agatston))
+
+
+def _tool_labels(case: Any, ensemble: Any, refused: list[str]) -> np.ndarray:
+    """The label mask `cacscore score` reports: the domain check first; a refused case scores nothing (A)."""
+    check = check_volume(case.volume)
+    if check.refused:
+        refused.append(f"{case.case_id}: {check.refusal}")
+        return np.zeros(case.volume.shape, dtype=np.uint8)
+    labels: np.ndarray = score_checked(case.volume, check, ensemble)[2]
+    return labels
 
 
 def _cohort(args: argparse.Namespace) -> Path:
@@ -122,6 +132,7 @@ def main() -> None:
     model_hits: dict[tuple[str, ...], list[bool]] = {VALVE_KINDS: [], ROOT_KINDS: []}
     base_hits: dict[tuple[str, ...], list[bool]] = {VALVE_KINDS: [], ROOT_KINDS: []}
     seconds = []
+    refused: list[str] = []
     refs = list_cases(cohort)
     for i, ref in enumerate(refs):
         import warnings
@@ -135,7 +146,7 @@ def main() -> None:
             raise SystemExit(f"{ref.image_path}: case without a reference label")
         truth = json.loads((Path(ref.image_path).parent / "truth.json").read_text())
         start = time.perf_counter()
-        prediction = ensemble.predict(case.volume)
+        prediction = SimpleNamespace(labels=_tool_labels(case, ensemble, refused))
         seconds.append(time.perf_counter() - start)
         evaluation = evaluate_case(case.case_id, case.volume, case.label, prediction.labels)
         model_evals.append(evaluation)
@@ -144,7 +155,7 @@ def main() -> None:
                 distractor_hit(case.volume, prediction.labels, case.label, truth["distractors"], kinds)
             )
         if reference is not None and others is not None:
-            _compare_paths(case.volume, prediction, ensemble, reference, others, agreement)
+            _compare_paths(case.volume, reference, others, agreement)
         if not args.no_baseline:
             base = threshold_baseline(case)
             base_evals.append(evaluate_case(case.case_id, case.volume, case.label, base))
@@ -170,12 +181,16 @@ def main() -> None:
     print()
     print_rows(rows)
     print(f"inference (read excluded) on {args.device}: {np.mean(seconds):.2f} s per case (mean)")
+    print(
+        f"refused by the domain check: {len(refused)} of {len(refs)}" + "".join(f"\n  {r}" for r in refused)
+    )
     result: dict[str, Any] = {
         "seed": args.seed,
         "n": args.n,
         "model": ensemble.info(),
         "rows": rows,
         "seconds_per_case": float(np.mean(seconds)),
+        "refused": refused,
         # Per case, so that benchmarks/pool_quality.py can pool cohorts (lesions summed, not F1 averaged).
         "cases": [
             {**e.to_dict(), "valve_or_annulus_counted": valve, "aortic_root_counted": root}
