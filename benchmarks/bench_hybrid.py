@@ -184,6 +184,19 @@ def anatomy_check(cohort: Path) -> None:
     )
 
 
+def _as_scored(name: str, volume: Any, ensemble: Any, result: dict[str, Any]) -> Any:
+    """What `cacscore score` reports (domain check, then the model); a refusal is printed and tallied."""
+    from types import SimpleNamespace
+
+    from cacscore.pipeline import labels_or_refusal
+
+    labels, refusal = labels_or_refusal(volume, ensemble)
+    if refusal is not None:
+        print(f"{name}: REFUSED by the domain check: {refusal}", flush=True)
+        result["refused"].append({"case": name, "refusal": refusal})
+    return SimpleNamespace(labels=labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cohort", type=Path, default=None, help="a cacscore hybrid cohort folder")
@@ -226,12 +239,12 @@ def main() -> None:
     ensemble = load_ensemble(args.model, precision="fp32", device="cpu")
     print(f"model: {ensemble.info()}")
     backgrounds = {}
-    result: dict[str, Any] = {"model": ensemble.info(), "backgrounds": [], "cases": []}
+    result: dict[str, Any] = {"model": ensemble.info(), "backgrounds": [], "cases": [], "refused": []}
     for i, path in enumerate(args.background):
         pts = args.points[i] if i < len(args.points) else None
         bg = load_background(path, pts)
         backgrounds[str(path)] = bg
-        pred = ensemble.predict(bg.volume)
+        pred = _as_scored(bg.name, bg.volume, ensemble, result)
         lesions, outside, bone = lesion_locations(pred.labels, bg.volume.hu, bg.region, bg.volume.spacing)
         ev = evaluate_case(bg.name, bg.volume, bg.calcium, pred.labels)
         print(
@@ -264,7 +277,7 @@ def main() -> None:
             bg = backgrounds.get(truth["background"]["path"])
             if bg is None:
                 bg = backgrounds[truth["background"]["path"]] = load_background(truth["background"]["path"])
-            pred = ensemble.predict(case.volume)
+            pred = _as_scored(case.case_id, case.volume, ensemble, result)
             ev = evaluate_case(case.case_id, case.volume, case.label, pred.labels)
             lesions, outside, bone = lesion_locations(
                 pred.labels, case.volume.hu, bg.region, case.volume.spacing

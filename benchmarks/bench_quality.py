@@ -39,7 +39,7 @@ import numpy as np
 
 from cacscore.evaluate.distractors import ROOT_KINDS, VALVE_KINDS, distractor_hit
 from cacscore.evaluate.quality import print_rows, summarise
-from cacscore.pipeline import check_volume, score_checked
+from cacscore.pipeline import labels_or_refusal
 
 
 def _compare_paths(
@@ -60,16 +60,6 @@ def _compare_paths(
         tally["same_masks"] += int(np.array_equal(other.labels, exact.labels))
         tally["same_categories"] += int(a.risk_category == b.risk_category)
         tally["max_agatston_diff"] = max(tally["max_agatston_diff"], abs(a.agatston - b.agatston))
-
-
-def _tool_labels(case: Any, ensemble: Any, refused: list[str]) -> np.ndarray:
-    """The label mask `cacscore score` reports: the domain check first; a refused case scores nothing (A)."""
-    check = check_volume(case.volume)
-    if check.refused:
-        refused.append(f"{case.case_id}: {check.refusal}")
-        return np.zeros(case.volume.shape, dtype=np.uint8)
-    labels: np.ndarray = score_checked(case.volume, check, ensemble)[2]
-    return labels
 
 
 def _cohort(args: argparse.Namespace) -> Path:
@@ -146,7 +136,9 @@ def main() -> None:
             raise SystemExit(f"{ref.image_path}: case without a reference label")
         truth = json.loads((Path(ref.image_path).parent / "truth.json").read_text())
         start = time.perf_counter()
-        prediction = SimpleNamespace(labels=_tool_labels(case, ensemble, refused))
+        labels, refusal = labels_or_refusal(case.volume, ensemble)
+        refused += [f"{case.case_id}: {refusal}"] if refusal else []
+        prediction = SimpleNamespace(labels=labels)
         seconds.append(time.perf_counter() - start)
         evaluation = evaluate_case(case.case_id, case.volume, case.label, prediction.labels)
         model_evals.append(evaluation)

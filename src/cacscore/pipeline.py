@@ -90,3 +90,22 @@ def score_checked(
     result = score_with_model(volume, ensemble, prediction=prediction, **score_options)
     result = replace(result, warnings=[*check.warnings, *result.warnings])
     return result, {"model": ensemble.info(), "domain": check.to_dict()}, prediction.labels
+
+
+def labels_or_refusal(volume: CTVolume, ensemble: Ensemble) -> tuple[np.ndarray, str | None]:
+    """The label mask ``cacscore score`` reports for ``volume``, or an empty mask and why it was refused.
+
+    For evaluations that judge the tool as a user runs it: a scan the domain check refuses scores
+    nothing (category A), and the refusal is returned for the tally.
+
+    Returns
+    -------
+    labels : (Z, Y, X) ndarray of uint8
+    refusal : str or None
+    """
+    import numpy as np
+
+    check = check_volume(volume)
+    if check.refusal is not None:
+        return np.zeros(volume.shape, dtype=np.uint8), check.refusal
+    return score_checked(volume, check, ensemble)[2], None
