@@ -10,6 +10,7 @@ Table 1, on phantom cohorts.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cacscore.cli.common import err_console, is_tty, prepare_output_dir, user_errors
-from cacscore.errors import InvalidInputError
+from cacscore.errors import CacScoreWarning, InvalidInputError
 
 if TYPE_CHECKING:
     from cacscore.evaluate.runner import Predictor
@@ -89,11 +90,20 @@ def dataset_labels(folders: Sequence[Path]) -> list[str]:
 
 def _model_predictor(model_dir: Path) -> Predictor:
     from cacscore.model import load_ensemble
+    from cacscore.pipeline import labels_or_refusal
 
     ensemble = load_ensemble(model_dir)
 
     def predict(case: Any) -> Any:
-        return ensemble.predict(case.volume).labels
+        # Judged as `cacscore score` runs: a case the domain check refuses scores nothing, with a warning.
+        labels, refusal = labels_or_refusal(case.volume, ensemble)
+        if refusal is not None:
+            warnings.warn(
+                f"{case.case_id}: refused by the domain check ({refusal}); scored as 0",
+                CacScoreWarning,
+                stacklevel=2,
+            )
+        return labels
 
     return predict
 
