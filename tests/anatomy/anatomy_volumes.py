@@ -31,7 +31,10 @@ def chest(
     lungs: bool = True,
     padding_hu: float | None = None,
 ) -> CTVolume:
-    """A chest CT: body 40 HU in air, lungs -850 HU 20 mm apart, a heart (fat, 40 HU wall, blood) pushing them apart.
+    """A chest CT: a body with two lungs and a heart between them.
+
+    The body is 40 HU in air, the lungs -850 HU and 20 mm apart, and the heart (fat, 40 HU wall, blood)
+    pushes them apart.
 
     Parameters
     ----------

@@ -1,5 +1,6 @@
-"""Real CT volumes for the anatomy tests, fetched once per session from TotalSegmentator's source distribution.
+"""Real CT volumes for the anatomy tests.
 
+They are fetched once per session from TotalSegmentator's source distribution:
 ``pip download --no-deps --no-binary :all: totalsegmentator==2.18.0`` (38 MB) into
 ``~/.cache/cacscore-test-data`` (or ``$CACSCORE_TEST_DATA``); its ``tests/reference_files`` hold an
 abdomen/pelvis CT, a smaller abdomen, a DICOM abdomen and a contrast CT angiography of the chest. Where

@@ -1,4 +1,7 @@
-"""``cacscore score`` and the domain check: a given mask is only warned about; the report has a domain block."""
+"""``cacscore score`` and the domain check.
+
+A given mask is only warned about; the report has a domain block.
+"""
 
 from __future__ import annotations
 

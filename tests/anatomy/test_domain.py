@@ -1,4 +1,7 @@
-"""The input-domain check and the heart region's lesion rule on hand-made chest CTs (tests/anatomy/anatomy_volumes.py)."""
+"""The input-domain check and the heart region's lesion rule on hand-made chest CTs.
+
+The chest CTs are built by tests/anatomy/anatomy_volumes.py.
+"""
 
 from __future__ import annotations
 

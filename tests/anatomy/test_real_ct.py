@@ -1,4 +1,7 @@
-"""The domain check on real CT (TotalSegmentator 2.18.0's reference files, see conftest.py): refusals and speed."""
+"""The domain check on real CT: refusals and speed.
+
+The CT volumes are TotalSegmentator 2.18.0's reference files, see conftest.py.
+"""
 
 from __future__ import annotations
 

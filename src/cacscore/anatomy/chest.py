@@ -62,7 +62,8 @@ def analyse_chest(volume: CTVolume) -> ChestAnatomy:
     lowest = float(mean.min())
     # A block whose mean is the lowest value holds that value everywhere: padding, if that value is padding.
     padding = (mean <= lowest + 0.5) if lowest <= PADDING_MAX_HU else np.zeros(mean.shape, dtype=bool)
-    # Blocks across the circle's edge mix padding with lung or tissue into air-like means; they join the padding.
+    # Blocks across the circle's edge mix padding with lung or tissue into air-like means; they join the
+    # padding.
     padding = ndimage.binary_dilation(padding, structure=IN_PLANE_CROSS)
     mean = np.maximum(mean, np.float32(PADDING_MAX_HU))
     tissues = classify_tissues(mean, padding, grid.voxel_ml)

@@ -311,7 +311,10 @@ def _head_is_last(volume: CTVolume) -> bool:
 
 
 def _lung_sides(anatomy: ChestAnatomy, volume: CTVolume) -> tuple[float, float]:
-    """Lung volumes (mL) on the patient's left and right of the mass's centre column (of the image's, without one)."""
+    """Lung volumes (mL) on the patient's left and right of the mass's centre column.
+
+    Without a mass, the image's centre column is used.
+    """
     lungs = anatomy.tissues.lungs
     columns = np.nonzero(lungs)[2]
     mass_columns = np.nonzero(anatomy.mass.mask)[2]

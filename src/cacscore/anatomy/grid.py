@@ -107,7 +107,10 @@ class CoarseGrid:
         return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
 
     def source_index(self, axis: int, start: int, stop: int) -> np.ndarray:
-        """Coarse index of each source index ``start..stop-1`` along ``axis`` (the remainder joins the last block)."""
+        """Coarse index of each source index ``start..stop-1`` along ``axis``.
+
+        The remainder joins the last block.
+        """
         return np.minimum(np.arange(start, stop) // self.block[axis], self.shape[axis] - 1)
 
     def to_source(self, coarse: np.ndarray, box: tuple[slice, slice, slice] | None = None) -> np.ndarray:

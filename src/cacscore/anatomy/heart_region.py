@@ -65,7 +65,9 @@ class HeartRegion:
 def grow_region(
     mass: np.ndarray, bone: np.ndarray, tissue: np.ndarray, spacing: tuple[float, float, float]
 ) -> np.ndarray:
-    """The mediastinal mass grown through soft tissue by :data:`TISSUE_GROWTH_MM`, then by :data:`REGION_MARGIN_MM`, without bone.
+    """The mediastinal mass grown into the heart region, without bone.
+
+    The mass grows through soft tissue by :data:`TISSUE_GROWTH_MM`, then by :data:`REGION_MARGIN_MM`.
 
     Parameters
     ----------

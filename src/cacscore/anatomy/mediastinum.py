@@ -52,7 +52,9 @@ class MediastinalMass:
 
 
 def between_lungs(lungs: np.ndarray, spacing_x_mm: float, cut_edge: np.ndarray | None = None) -> np.ndarray:
-    """Voxels with lung on both sides in their row, the two no more than :data:`MAX_MEDIASTINUM_WIDTH_MM` apart.
+    """Voxels with lung on both sides in their row.
+
+    The nearest lung voxels on the two sides are no more than :data:`MAX_MEDIASTINUM_WIDTH_MM` apart.
 
     Where a tight field of view cuts the body (``cut_edge``), the edge may stand in for the lung on one side
     (a 180 mm view centred on the heart may show only one lung at mid-heart levels), never on both.
@@ -93,7 +95,10 @@ def between_lungs(lungs: np.ndarray, spacing_x_mm: float, cut_edge: np.ndarray |
 
 
 def _nearest(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column of the nearest true voxel at or left of each voxel (-1: none) and at or right of it (X: none)."""
+    """Column of the nearest true voxel at or left of each voxel and at or right of it.
+
+    Where there is none, the left column is -1 and the right column is X.
+    """
     n = mask.shape[2]
     position = np.arange(n)
     left = np.maximum.accumulate(np.where(mask, position, -1), axis=2)
