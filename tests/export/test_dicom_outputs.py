@@ -339,3 +339,36 @@ def test_a_mask_off_the_source_grid_is_refused(case: Path) -> None:
         build_segmentation(shifted, labels, Algorithm("m", "1"))
     with pytest.raises(InvalidInputError, match="does not match volume shape"):
         build_segmentation(volume, labels[1:], Algorithm("m", "1"))
+
+
+def test_reader_corrections_get_manual_segments_whose_scores_add_up(case: Path, tmp_path: Path) -> None:
+    """Every other calcified component marked as the reader's: each artery splits into an AUTOMATIC
+    and a MANUAL segment, and the SR's per-segment scores add up to the artery's."""
+    from scipy import ndimage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacScoreWarning)
+        volume = read_volume(case / "image")
+    labels = read_mask(case / "label.nii.gz", like=volume)
+    components, n = ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))
+    assert n >= 2
+    manual = (components % 2 == 1) & (components > 0)
+    report = _report_for(volume, labels)
+    write_dicom_outputs(
+        tmp_path, volume, labels, report, Algorithm("m", "1"), reviewer="Doe^Jane", signed=True, manual=manual
+    )
+    seg = pydicom.dcmread(tmp_path / "seg.dcm")
+    kinds = {str(s.SegmentLabel): str(s.SegmentAlgorithmType) for s in seg.SegmentSequence}
+    assert "MANUAL" in kinds.values() and "AUTOMATIC" in kinds.values()
+    assert all((kind == "MANUAL") == label.endswith(", reader") for label, kind in kinds.items())
+    assert str(seg.ContentCreatorName) == "Doe^Jane"
+    sr = hd.sr.srread(tmp_path / "sr.dcm")
+    sums: dict[str, float] = {}
+    for group in sr.content.get_volumetric_roi_measurement_groups():
+        artery = str(group.tracking_identifier).split(" ")[0]
+        value = group.get_measurements(name=codes.SCT.CoronaryArteryCalciumScore)[0].value
+        sums[artery] = sums.get(artery, 0.0) + value
+    expected = {name: s["agatston"] for name, s in report["arteries"].items() if s["n_lesions"]}
+    assert sums == pytest.approx(expected, rel=1e-9)
+    for name in PRODUCTS:
+        assert _dciodvfy(tmp_path / name) == []

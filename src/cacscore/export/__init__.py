@@ -15,6 +15,8 @@ from cacscore.export.common import Equipment
 from cacscore.export.seg import Algorithm, build_segmentation, source_frames
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import numpy as np
 
     from cacscore.io.volume import CTVolume
@@ -42,12 +44,21 @@ def write_dicom_outputs(
     reviewer: str | None = None,
     signed: bool = False,
     organization: str | None = None,
+    manual: np.ndarray | None = None,
+    verified_at: datetime | None = None,
+    corrected: bool = False,
+    pdf: bytes | None = None,
 ) -> list[Path]:
     """Write ``seg.dcm``, ``sr.dcm`` and ``report_pdf.dcm`` of a scored DICOM series into ``out``.
 
     The three share the source study (patient and study attributes copied) and get new series.
     ``seg.dcm`` is left out when the mask holds no calcium (a Segmentation needs a segment); the SR
     then holds the totals only.
+
+    A reviewed result gives ``manual``: the SEG then has separate ``MANUAL`` segments for the
+    reader's voxels (see :func:`~cacscore.export.seg.build_segmentation`), and the SR one group per
+    segment, each with its own voxels' scores (an artery's parts add up to its scores: a part is a
+    union of whole candidate lesions, which Agatston's 2-D components never cross).
 
     Parameters
     ----------
@@ -61,8 +72,14 @@ def write_dicom_outputs(
         ``cacscore.score/1`` report of that mask.
     algorithm : Algorithm
         What made the mask (model name and version, or ``manual=True``).
-    reviewer, signed, organization
-        Person observer and sign-off state of the SR (see :func:`cacscore.export.sr.build_measurement_report`).
+    reviewer, signed, organization, verified_at, corrected
+        Person observer, sign-off state and reader's corrections of the SR (see :func:`cacscore.export.sr.build_measurement_report`);
+        the reviewer is also the SEG's content creator.
+    manual : (Z, Y, X) ndarray of bool, optional
+        Voxels of ``labels`` that a reader added or changed.
+    pdf : bytes, optional
+        The PDF to encapsulate (default: :func:`cacscore.export.pdf_dicom.build_report_pdf` of ``report``),
+        e.g. the review app's report with its audit trail.
 
     Returns
     -------
@@ -79,10 +96,13 @@ def write_dicom_outputs(
     from cacscore.export.sr import build_measurement_report
 
     written = []
-    segmentation = build_segmentation(volume, labels, algorithm)
+    segmentation = build_segmentation(volume, labels, algorithm, manual=manual, reader=reviewer)
+    segment_scores = None
     if segmentation is not None:
         segmentation.save_as(out / "seg.dcm")
         written.append(out / "seg.dcm")
+        if manual is not None:
+            segment_scores = _segment_scores(volume, labels, manual, segmentation)
     document = build_measurement_report(
         volume,
         report,
@@ -91,6 +111,9 @@ def write_dicom_outputs(
         reviewer=reviewer,
         signed=signed,
         organization=organization,
+        verified_at=verified_at,
+        corrected=corrected,
+        segment_scores=segment_scores,
     )
     document.save_as(out / "sr.dcm")
     written.append(out / "sr.dcm")
@@ -104,7 +127,31 @@ def write_dicom_outputs(
             ("Accession", "AccessionNumber"),
         )
     }
-    pdf = build_report_pdf(report, patient=patient, reviewer=reviewer, signed=signed)
+    if pdf is None:
+        pdf = build_report_pdf(report, patient=patient, reviewer=reviewer, signed=signed)
     build_encapsulated_pdf(volume, pdf).save_as(out / "report_pdf.dcm", enforce_file_format=True)
     written.append(out / "report_pdf.dcm")
     return written
+
+
+def _segment_scores(
+    volume: CTVolume, labels: np.ndarray, manual: np.ndarray, segmentation: Any
+) -> dict[int, dict[str, Any]]:
+    """Agatston, volume and mass of each segment's voxels: the algorithm's and the reader's part scored apart."""
+    import numpy as np
+
+    from cacscore.export.seg import segment_keys
+    from cacscore.labels import ARTERY_NAMES
+    from cacscore.scoring import score_volume
+
+    labels = np.asarray(labels)
+    manual = np.asarray(manual, dtype=bool)
+    parts = {
+        by_reader: score_volume(volume, np.where(manual == by_reader, labels, 0).astype(np.uint8)).to_dict()
+        for by_reader in (False, True)
+    }
+    empty = {"agatston": 0.0, "volume_mm3": 0.0, "mass_mg": 0.0}
+    return {
+        number: parts[by_reader]["arteries"].get(ARTERY_NAMES[code], empty)
+        for number, (code, by_reader) in segment_keys(segmentation).items()
+    }

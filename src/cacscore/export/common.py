@@ -110,6 +110,27 @@ def source_names_as_they_are() -> Iterator[None]:
         yield
 
 
+def person_name(text: str) -> str:
+    """A person's name as typed (e.g. in the review app) as a DICOM PN value.
+
+    A name already in DICOM form (``Doe^Jane``) is kept. Free text (``Jane Doe``, ``Dr J. Doe``) cannot
+    be split into family and given names safely, so it becomes the family name component as typed, with
+    the trailing caret that marks a single-component name (PS3.5 6.2.1.2). Backslashes and ``=`` (value
+    and component-group separators) and control characters are replaced by spaces; the result fits the
+    64 characters of a component group.
+
+    Examples
+    --------
+    >>> person_name("Jane Doe"), person_name("Doe^Jane")
+    ('Jane Doe^', 'Doe^Jane')
+    """
+    cleaned = "".join(" " if c in "\\=" or ord(c) < 32 else c for c in str(text))
+    cleaned = " ".join(cleaned.split())
+    if "^" in cleaned:
+        return cleaned[:64]
+    return cleaned[:63] + "^"
+
+
 def now() -> tuple[str, str]:
     """Current date and time as DICOM DA and TM strings."""
     moment = datetime.now()

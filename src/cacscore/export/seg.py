@@ -12,6 +12,7 @@ from cacscore.export.codes import ARTERY_SITES, SEGMENT_CATEGORY, SEGMENT_TYPE
 from cacscore.export.common import (
     Equipment,
     completed_headers,
+    person_name,
     require_dicom_source,
     source_names_as_they_are,
 )
@@ -98,11 +99,19 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
     return frames
 
 
+#: Suffix of the label of a segment of reader corrections next to the algorithm's segment of an artery.
+READER_SUFFIX = ", reader"
+#: Bit of the combined code (artery code | MANUAL_BIT) that marks a reader's voxel while reslicing.
+_MANUAL_BIT = 8
+
+
 def build_segmentation(
     volume: CTVolume,
     labels: np.ndarray,
     algorithm: Algorithm,
     *,
+    manual: np.ndarray | None = None,
+    reader: str | None = None,
     series_uid: str | None = None,
     series_number: int = 901,
     equipment: Equipment | None = None,
@@ -114,6 +123,10 @@ def build_segmentation(
     atheromatous plaque", the artery as anatomic region, and the algorithm (``AUTOMATIC``) or
     ``MANUAL``. Frames reference their source image (DerivationImageSequence), matched by position.
 
+    With ``manual`` (a reviewed result), an artery's voxels that a reader added or changed form a
+    segment of their own, ``MANUAL``, labelled e.g. ``LAD calcium, reader``, right after the artery's
+    ``AUTOMATIC`` segment (which keeps the algorithm identification); either is left out when empty.
+
     Parameters
     ----------
     volume : CTVolume
@@ -121,7 +134,12 @@ def build_segmentation(
     labels : (Z, Y, X) ndarray of int
         Label mask on the volume's grid (0 background, 1 unspecified, 2 LM, 3 LAD, 4 LCX, 5 RCA).
     algorithm : Algorithm
-        What made the mask.
+        What made the mask (with ``manual``: what made its voxels outside ``manual``).
+    manual : (Z, Y, X) ndarray of bool, optional
+        Voxels set by a reader (added, reassigned or trimmed lesions).
+    reader : str, optional
+        The reader (DICOM person name): the SEG's content creator, named in each manual segment's
+        description.
     series_uid : str, optional
         SeriesInstanceUID of the new series (default: a new UID).
     series_number : int
@@ -137,43 +155,62 @@ def build_segmentation(
     Raises
     ------
     InvalidInputError
-        If the volume was not read from DICOM or the mask does not fit it (see :func:`source_frames`).
+        If the volume was not read from DICOM or the mask (or ``manual``) does not fit it (see
+        :func:`source_frames`).
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
     equipment = equipment or Equipment()
+    reader = person_name(reader) if reader else None
+    labels = np.asarray(labels)
+    if manual is not None:
+        manual = np.asarray(manual, dtype=bool)
+        if manual.shape != labels.shape:
+            raise InvalidInputError(
+                f"manual mask shape {manual.shape} does not match label mask {labels.shape}"
+            )
+        # One reslicing for both: the artery code in the low bits, the reader's mark in _MANUAL_BIT.
+        labels = np.where(labels != 0, labels.astype(np.uint8) | (manual * _MANUAL_BIT).astype(np.uint8), 0)
+    elif algorithm.manual:
+        labels = np.where(labels != 0, labels.astype(np.uint8) | _MANUAL_BIT, 0)
     frames = source_frames(volume, labels)
-    present = [code for code in MAJORITY_ORDER if any((pixels == code).any() for _, pixels in frames)]
+    # (artery code, by the reader) in segment order; a whole manual mask keeps the plain labels.
+    keys = [(code, by_reader) for code in MAJORITY_ORDER for by_reader in (False, True)]
+    values = {key: key[0] | (_MANUAL_BIT if key[1] else 0) for key in keys}
+    present = [key for key in keys if any((pixels == values[key]).any() for _, pixels in frames)]
     if not present:
         return None
-    segment_of = {code: number for number, code in enumerate(present, start=1)}
-    identification = (
-        None
-        if algorithm.manual
-        else hd.AlgorithmIdentificationSequence(
-            name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
-        )
+    identification = hd.AlgorithmIdentificationSequence(
+        name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
     )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=segment_of[code],
-            segment_label=f"{ARTERY_NAMES[code]} calcium",
+
+    def label(code: int, by_reader: bool) -> str:
+        split = by_reader and manual is not None
+        return f"{ARTERY_NAMES[code]} calcium{READER_SUFFIX if split else ''}"
+
+    descriptions = []
+    for number, (code, by_reader) in enumerate(present, start=1):
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label(code, by_reader),
             segmented_property_category=SEGMENT_CATEGORY,
             segmented_property_type=SEGMENT_TYPE,
             algorithm_type=(
                 hd.seg.SegmentAlgorithmTypeValues.MANUAL
-                if algorithm.manual
+                if by_reader
                 else hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
             ),
-            algorithm_identification=identification,
+            algorithm_identification=None if by_reader else identification,
             tracking_uid=generate_uid(),
-            tracking_id=f"{ARTERY_NAMES[code]} calcium",
+            tracking_id=label(code, by_reader),
             anatomic_regions=[ARTERY_SITES[code]],
         )
-        for code in present
-    ]
+        if by_reader and reader:
+            # Segment Description (0062,0006), type 3: who drew it (a manual segment has no algorithm).
+            description.SegmentDescription = f"Added or changed by the reader {reader}"
+        descriptions.append(description)
     # highdicom pairs pixel frames with source images: frame k of a single-frame series is source image k,
     # frame k of an Enhanced CT instance is its frame k + 1. Order the resliced frames the same way.
     by_key = {(image.sop_instance_uid, image.frame or 1): pixels for image, pixels in frames}
@@ -186,11 +223,34 @@ def build_segmentation(
             key = (str(header.SOPInstanceUID), frame)  # type: ignore[attr-defined]
             ordered.append(by_key.get(key, np.zeros((rows, columns), np.uint8)))
     stack = np.stack(ordered)
-    binary = np.stack([stack == code for code in present], axis=-1).astype(np.uint8)
+    binary = np.stack([stack == values[key] for key in present], axis=-1).astype(np.uint8)
     with source_names_as_they_are():
         return _segmentation(
-            headers, binary, descriptions, series_uid or generate_uid(), series_number, equipment
+            headers, binary, descriptions, series_uid or generate_uid(), series_number, equipment, reader
         )
+
+
+def segment_keys(segmentation: Any) -> dict[int, tuple[int, bool]]:
+    """Segment number -> (artery label code, made by a reader) of a Segmentation written here.
+
+    The artery is read from the segment's anatomic region (:data:`~cacscore.export.codes.ARTERY_SITES`),
+    the maker from its algorithm type (``MANUAL``).
+
+    Raises
+    ------
+    InvalidInputError
+        If a segment's anatomic region is not one of the coronary sites.
+    """
+    code_of = {site.value: code for code, site in ARTERY_SITES.items()}
+    keys = {}
+    for item in segmentation.SegmentSequence:
+        value = str(item.AnatomicRegionSequence[0].CodeValue)
+        if value not in code_of:
+            raise InvalidInputError(
+                f"segment {item.SegmentNumber}: anatomic region {value} is not a coronary site"
+            )
+        keys[int(item.SegmentNumber)] = (code_of[value], str(item.SegmentAlgorithmType) == "MANUAL")
+    return keys
 
 
 def _segmentation(
@@ -200,6 +260,7 @@ def _segmentation(
     series_uid: str,
     series_number: int,
     equipment: Equipment,
+    reader: str | None = None,
 ) -> hd.seg.Segmentation:
     import highdicom as hd
     from pydicom.uid import generate_uid
@@ -220,5 +281,5 @@ def _segmentation(
         series_description="Coronary calcium segmentation",
         content_label="CALCIUM",
         content_description="Coronary artery calcium by artery",
-        content_creator_name=None,
+        content_creator_name=reader,
     )

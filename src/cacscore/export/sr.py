@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cacscore.export.codes import (
@@ -19,8 +21,9 @@ from cacscore.export.codes import (
     UNIT_MM3,
     UNIT_SCORE,
 )
-from cacscore.export.common import Equipment, completed_headers, source_names_as_they_are
-from cacscore.labels import ARTERY_CODES, UNSPECIFIED
+from cacscore.export.common import Equipment, completed_headers, person_name, source_names_as_they_are
+from cacscore.export.seg import segment_keys
+from cacscore.labels import ARTERY_NAMES, UNSPECIFIED
 
 if TYPE_CHECKING:
     import highdicom as hd
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from cacscore.io.volume import CTVolume
 
 
-def _measurements(scores: dict[str, Any]) -> list[hd.sr.Measurement]:
+def _measurements(scores: Mapping[str, Any]) -> list[hd.sr.Measurement]:
     import highdicom as hd
 
     return [
@@ -82,6 +85,9 @@ def build_measurement_report(
     reviewer: str | None = None,
     signed: bool = False,
     organization: str | None = None,
+    verified_at: datetime | None = None,
+    corrected: bool = False,
+    segment_scores: Mapping[int, Mapping[str, Any]] | None = None,
     series_uid: str | None = None,
     series_number: int = 902,
     equipment: Equipment | None = None,
@@ -89,8 +95,10 @@ def build_measurement_report(
     """Measurement Report of a ``cacscore.score/1`` report: totals, risk category, CAC-DRS and per artery.
 
     One image-level group (TID 1501) holds the total Agatston, volume and mass with the risk category
-    and CAC-DRS as qualitative evaluations; one volumetric group (TID 1411) per artery with calcium holds
-    that artery's scores and references its segment of ``segmentation``.
+    and CAC-DRS as qualitative evaluations; one volumetric group (TID 1411) per segment of
+    ``segmentation`` holds that segment's scores and references it: one per artery with calcium, or,
+    in a reviewed result whose SEG splits an artery into the algorithm's and the reader's voxels, one
+    per part (``segment_scores``), the algorithm named only in the algorithm's.
 
     Parameters
     ----------
@@ -110,13 +118,22 @@ def build_measurement_report(
         The reviewer signed the result: the SR is final and VERIFIED by ``reviewer`` for ``organization``.
     organization : str, optional
         Verifying organization (required by DICOM when ``signed``; default "unknown").
+    verified_at : datetime, optional
+        When the reviewer signed (VerificationDateTime; default: now). A naive time is taken as local.
+    corrected : bool
+        A reader changed the algorithm's result: the totals are no longer the algorithm's, so the
+        total group names none (the per-segment groups still name it for its own segments).
+    segment_scores : mapping, optional
+        Segment number -> ``agatston``, ``volume_mm3``, ``mass_mg`` of that segment's voxels; needed
+        when an artery has more than one segment (default: each segment's artery in ``report``).
     series_uid, series_number, equipment
         New series' UID (default: new) and number; manufacturer and software version.
 
     Raises
     ------
     InvalidInputError
-        If the volume was not read from DICOM, or ``signed`` without a ``reviewer``.
+        If the volume was not read from DICOM, ``signed`` without a ``reviewer``, or an artery has more
+        than one segment and ``segment_scores`` does not give each one's scores.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -126,6 +143,7 @@ def build_measurement_report(
 
     if signed and not reviewer:
         raise InvalidInputError("a signed SR needs the reviewer's name")
+    reviewer = person_name(reviewer) if reviewer else None
     equipment = equipment or Equipment()
     headers = completed_headers(volume)
     device = hd.sr.ObserverContext(
@@ -155,7 +173,7 @@ def build_measurement_report(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="Total coronary calcium"),
         finding_type=SEGMENT_TYPE,
         finding_sites=[hd.sr.FindingSite(ARTERY_SITES[UNSPECIFIED])],
-        algorithm_id=algorithm_id,
+        algorithm_id=None if corrected else algorithm_id,
         measurements=_measurements(report),
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(
@@ -172,22 +190,25 @@ def build_measurement_report(
     )
     groups: list[Any] = [total]
     if segmentation is not None:
-        numbers = {
-            str(item.SegmentLabel).removesuffix(" calcium"): int(item.SegmentNumber)
-            for item in segmentation.SegmentSequence
-        }
-        for name, scores in report["arteries"].items():
-            if name not in numbers:
-                continue
+        keys = segment_keys(segmentation)
+        arteries = [code for code, _ in keys.values()]
+        labels = {int(item.SegmentNumber): str(item.SegmentLabel) for item in segmentation.SegmentSequence}
+        for number, (code, by_reader) in keys.items():
+            if segment_scores is not None and number in segment_scores:
+                scores = segment_scores[number]
+            elif arteries.count(code) == 1 and ARTERY_NAMES[code] in report["arteries"]:
+                scores = report["arteries"][ARTERY_NAMES[code]]
+            else:
+                raise InvalidInputError(f"no scores for segment {number} ({labels[number]}) of the SEG")
             groups.append(
                 hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
                     tracking_identifier=hd.sr.TrackingIdentifier(
-                        uid=generate_uid(), identifier=f"{name} calcium"
+                        uid=generate_uid(), identifier=labels[number]
                     ),
-                    referenced_segment=_referenced_segment(segmentation, numbers[name]),
+                    referenced_segment=_referenced_segment(segmentation, number),
                     finding_type=SEGMENT_TYPE,
-                    finding_sites=[hd.sr.FindingSite(ARTERY_SITES[ARTERY_CODES[name]])],
-                    algorithm_id=algorithm_id,
+                    finding_sites=[hd.sr.FindingSite(ARTERY_SITES[code])],
+                    algorithm_id=None if by_reader else algorithm_id,
                     measurements=_measurements(scores),
                 )
             )
@@ -208,6 +229,10 @@ def build_measurement_report(
             reviewer if signed else None,
             (organization or "unknown") if signed else None,
         )
+    if signed and verified_at is not None:
+        # highdicom stamps the verification with the time of writing; the signature's time is what counts.
+        moment = verified_at if verified_at.tzinfo is not None else verified_at.astimezone()
+        document.VerifyingObserverSequence[0].VerificationDateTime = moment.strftime("%Y%m%d%H%M%S%z")
     # General Equipment: highdicom sets only the manufacturer.
     document.ManufacturerModelName = equipment.model_name
     document.SoftwareVersions = equipment.software_version
