@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
@@ -272,6 +273,7 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             page.keyboard.press("Escape")
 
             # Sign: the name is typed at sign-off; the study becomes read-only.
+            expect(page.locator("#export-sr")).to_be_hidden()  # DICOM exports carry only a signed result
             page.click("#sign")
             assert page.input_value("#sign-name") == ""
             page.click("#sign-confirm")
@@ -281,6 +283,13 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             expect(page.locator("#study-status")).to_have_text("signed")
             expect(page.locator("#undo")).to_be_disabled()
             assert page.evaluate("() => viewer.state.signed_by") == "Dr Signer"
+            # The DICOM exports of the signed result are offered; the SR names the signer as its verifier.
+            expect(page.locator("#export-seg")).to_be_visible()
+            with page.expect_download() as download:
+                page.click("#export-sr")
+            sr = pydicom.dcmread(download.value.path())
+            assert sr.VerificationFlag == "VERIFIED"
+            assert str(sr.VerifyingObserverSequence[0].VerifyingObserverName) == "Dr Signer^"
             assert errors == []
         finally:
             browser.close()

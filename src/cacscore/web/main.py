@@ -24,13 +24,20 @@ from cacscore.web.dependencies import AppStores, Settings, app_stores, get_setti
 from cacscore.web.files import UploadTooLargeError
 from cacscore.web.routers import anatomy, audit, export, review, studies
 from cacscore.web.security import FailedAttempts, guard
-from cacscore.web.store import ConfirmationNeededError, ConflictError, StudyNotFoundError, StudySignedError
+from cacscore.web.store import (
+    ConfirmationNeededError,
+    ConflictError,
+    ExportNotFoundError,
+    StudyNotFoundError,
+    StudySignedError,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
 #: HTTP status of each error class; the first match in this order wins.
 ERROR_STATUS: tuple[tuple[type[CacScoreError], int], ...] = (
     (StudyNotFoundError, 404),
+    (ExportNotFoundError, 404),
     (ConflictError, 409),
     (StudySignedError, 403),
     (ConfirmationNeededError, 428),

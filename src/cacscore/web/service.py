@@ -282,6 +282,38 @@ def trim_voxels(
     return np.sort((ys + box[1].start) * mask.shape[2] + (xs + box[2].start)).astype(np.int64)
 
 
+def reader_voxels(mask: np.ndarray, auto_mask: np.ndarray, candidates: Candidates) -> np.ndarray:
+    """The counted voxels of every lesion the reader added or changed: what a DICOM SEG marks ``MANUAL``.
+
+    A candidate whose labels differ anywhere between ``mask`` and ``auto_mask`` (added, removed,
+    reassigned or trimmed) is the reader's as a whole; voxels outside every candidate are never edited.
+
+    Parameters
+    ----------
+    mask, auto_mask : (Z, Y, X) ndarray of uint8
+        The edited and the automatic label masks.
+    candidates : Candidates
+        The study's candidates.
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of bool
+        True on the counted voxels (``mask`` non-zero) of the changed candidates.
+
+    Examples
+    --------
+    >>> hu = np.zeros((1, 4, 6), np.int16); hu[0, :2, :2] = 300; hu[0, :2, 4:] = 300
+    >>> volume = CTVolume(hu, (3.0, 1.0, 1.0)); found = find_candidates(volume)
+    >>> auto = np.zeros(hu.shape, np.uint8); auto[0, :2, :2] = 3
+    >>> edited = auto.copy(); edited[0, :2, 4:] = 5
+    >>> int(reader_voxels(edited, auto, found).sum())
+    4
+    """
+    changed = np.unique(candidates.labels[np.asarray(mask) != np.asarray(auto_mask)])
+    changed = changed[changed != 0]
+    return np.isin(candidates.labels, changed) & (np.asarray(mask) != BACKGROUND)
+
+
 def classify_edit(before: int, after: int) -> str:
     """Audit action name of changing a lesion's label from ``before`` to ``after``."""
     if after == BACKGROUND:

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
@@ -61,10 +61,14 @@ from cacscore.web.service import (
     orientation_labels,
     plausibility_warnings,
     read_study_volume,
+    reader_voxels,
     replay,
     rescore,
     trim_voxels,
 )
+
+if TYPE_CHECKING:
+    from cacscore.export import Algorithm
 
 log = logging.getLogger("cacscore.web")
 
@@ -83,6 +87,10 @@ class StudySignedError(CacScoreError):
 
 class ConfirmationNeededError(CacScoreError):
     """Counting this candidate needs the reader's confirmation (HTTP 428); the message says why."""
+
+
+class ExportNotFoundError(CacScoreError):
+    """No such export of this study (HTTP 404), e.g. no SEG of a result without calcium."""
 
 
 @dataclass
@@ -132,6 +140,8 @@ class ReviewStore:
     background : bool
         Analyse new studies in a background thread after the first listing,
         so that the list shows automatic scores without opening each study.
+    export_dir : Path, optional
+        Folder of the DICOM exports of signed studies (default: ``exports`` beside ``upload_dir``).
     """
 
     def __init__(
@@ -144,10 +154,13 @@ class ReviewStore:
         max_upload_bytes: int,
         cache_size: int = 4,
         background: bool = False,
+        export_dir: Path | None = None,
     ) -> None:
         self.db = open_database(db_url)
         self.data_dir = data_dir
         self.upload_dir = upload_dir
+        self.export_dir = export_dir if export_dir is not None else Path(upload_dir).parent / "exports"
+        self._export_lock = threading.Lock()
         self.scorer = scorer
         self.max_upload_bytes = max_upload_bytes
         self.cache_size = cache_size
@@ -484,6 +497,8 @@ class ReviewStore:
                 "warnings": [text.replace(str(self._path(study)), study.name) for text in volume.warnings],
                 "orientation": orientation_labels(volume.direction),
                 "n_candidates": loaded.candidates.n,
+                # DICOM exports (SEG, SR, PDF) need a study to file them in: only a DICOM source has one.
+                "dicom_source": volume.dicom is not None,
                 "candidates": loaded.candidate_rows,
                 "arteries": ARTERY_COLOURS,
                 "state": self._state(study, reviewed),
@@ -800,21 +815,109 @@ class ReviewStore:
 
     def report_pdf(self, study_id: int) -> bytes:
         """The one-page PDF report of the edited state."""
+        with self.db.sessions() as session:
+            study, loaded, reviewed = self._open(session, study_id)
+            return self._pdf(study, loaded, reviewed)
+
+    def _pdf(self, study: Study, loaded: LoadedStudy, reviewed: Reviewed) -> bytes:
         from cacscore.web.patient import patient_details
         from cacscore.web.pdf import ReportContent, build_pdf
 
+        content = ReportContent(
+            study=self._summary(study),
+            volume=loaded.volume,
+            result=reviewed.result,
+            mask=reviewed.mask,
+            lesions=reviewed.lesions,
+            review=self._review_block(study),
+            patient=patient_details(loaded.volume.source),
+        )
+        return build_pdf(content)
+
+    def dicom_export(self, study_id: int, name: str) -> bytes:
+        """One of the DICOM exports of the signed study: ``seg.dcm``, ``sr.dcm`` or ``report_pdf.dcm``.
+
+        The three are written together once per signed version, into
+        ``<export_dir>/study-<id>/version-<n>/``, and served from there, so that every download of a
+        version is the same instance (the SR references that SEG's UID) and a new signature after an
+        amendment makes new series and instance UIDs. They hold the signed, corrected result: the
+        reader's lesions as ``MANUAL`` segments, the signer as the SR's verifying observer at the time
+        of signing, the report PDF with its audit trail (see :func:`cacscore.export.write_dicom_outputs`).
+
+        Raises
+        ------
+        InvalidInputError
+            The study was not read from DICOM (no study to file the results in).
+        ConflictError
+            The study is not signed.
+        ExportNotFoundError
+            Unknown name, or ``seg.dcm`` of a result without calcium.
+        """
+        from cacscore.export import DICOM_PRODUCTS
+
+        if name not in DICOM_PRODUCTS:
+            raise ExportNotFoundError(f"no DICOM export {name!r} (one of {', '.join(DICOM_PRODUCTS)})")
+        report = self.report(study_id)  # the JSON export's report: the SR says what it says
         with self.db.sessions() as session:
             study, loaded, reviewed = self._open(session, study_id)
-            content = ReportContent(
-                study=self._summary(study),
-                volume=loaded.volume,
-                result=reviewed.result,
-                mask=reviewed.mask,
-                lesions=reviewed.lesions,
-                review=self._review_block(study),
-                patient=patient_details(loaded.volume.source),
+            if report["review"]["version"] != study.version:
+                raise ConflictError(_stale(study_id))
+            if loaded.volume.dicom is None:
+                raise InvalidInputError(
+                    f"study {study_id} was not read from DICOM: DICOM export needs a DICOM source "
+                    "(use the JSON, mask or PDF export)"
+                )
+            if study.signed_at is None:
+                raise ConflictError(
+                    f"study {study_id} is not signed: its DICOM exports carry the signed result; sign it first"
+                )
+            folder = self.export_dir / f"study-{study.id}" / f"version-{study.version}"
+            with self._export_lock:
+                if not folder.is_dir():
+                    self._write_dicom_exports(study, loaded, reviewed, report, folder)
+        path = folder / name
+        if not path.is_file():
+            raise ExportNotFoundError(
+                f"study {study_id} has no {name}: the signed result counts no calcium "
+                "(a DICOM Segmentation needs a segment); the SR and PDF hold the result"
             )
-            return build_pdf(content)
+        return path.read_bytes()
+
+    def _write_dicom_exports(
+        self, study: Study, loaded: LoadedStudy, reviewed: Reviewed, report: dict[str, Any], folder: Path
+    ) -> None:
+        """Write the three DICOM exports into a new folder, then rename it to ``folder`` (all or nothing)."""
+        import datetime as dt
+
+        from cacscore.export import write_dicom_outputs
+
+        signed_at = study.signed_at
+        if signed_at is not None and signed_at.tzinfo is None:
+            signed_at = signed_at.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC times
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        writing = Path(tempfile.mkdtemp(prefix=".writing-", dir=folder.parent))
+        try:
+            write_dicom_outputs(
+                writing,
+                loaded.volume,
+                reviewed.mask,
+                report,
+                _algorithm(study),
+                reviewer=study.signed_by,
+                signed=True,
+                manual=reader_voxels(reviewed.mask, loaded.auto_mask, loaded.candidates),
+                corrected=not np.array_equal(reviewed.mask, loaded.auto_mask),
+                verified_at=signed_at,
+                pdf=self._pdf(study, loaded, reviewed),
+            )
+            writing.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+            # Another process wrote this version first: its files are the ones served.
+        finally:
+            shutil.rmtree(writing, ignore_errors=True)
+        log.info("study %d: DICOM exports of version %d written", study.id, study.version)
 
     # ----------------------------------------------------------------- dicts
 
@@ -896,6 +999,17 @@ def _anatomy_masks(volume: CTVolume) -> tuple[BoxMask | None, BoxMask | None, An
     if not region.found:
         return None, bone, region
     return (lambda box: np.asarray(region.source_mask(box), dtype=bool)), bone, region
+
+
+def _algorithm(study: Study) -> Algorithm:
+    """The automatic result's algorithm (``"<model name> <version>"`` as the scorer reported it)."""
+    from cacscore.export import Algorithm
+
+    if study.auto_method != "model" or not study.model_version:
+        # Without a model nothing is counted automatically: every segment is the reader's (MANUAL).
+        return Algorithm(name=f"cacscore {__version__} candidates", version=__version__)
+    name, _, version = str(study.model_version).rpartition(" ")
+    return Algorithm(name=name, version=version) if name else Algorithm(name=version, version="unversioned")
 
 
 def _record(edit: Edit, edit_id: int) -> EditRecord:

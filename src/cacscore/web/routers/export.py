@@ -1,4 +1,5 @@
-"""Exports of the reviewed state: score report JSON, label mask NIfTI, one-page PDF (each one audited)."""
+"""Exports of the reviewed state: score report JSON, label mask NIfTI, one-page PDF (each one audited);
+of a signed study read from DICOM also its DICOM Segmentation, SR and encapsulated PDF."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from cacscore.web.dependencies import StoreDep, StudyId
+from cacscore.web.store import ReviewStore
 
 router = APIRouter()
 
@@ -42,3 +44,27 @@ def report_pdf(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> R
     content = store.report_pdf(study_id)
     store.record_export(study_id, "report.pdf", reviewer)
     return _attachment(content, "application/pdf", f"study-{study_id}-report.pdf")
+
+
+@router.get("/{study_id}/seg.dcm")
+def seg_dicom(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> Response:
+    """DICOM Segmentation of the signed result (reader's lesions as MANUAL segments)."""
+    return _dicom(study_id, store, "seg.dcm", reviewer)
+
+
+@router.get("/{study_id}/sr.dcm")
+def sr_dicom(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> Response:
+    """DICOM Measurement Report (Comprehensive 3D SR) of the signed result, verified by its signer."""
+    return _dicom(study_id, store, "sr.dcm", reviewer)
+
+
+@router.get("/{study_id}/report_pdf.dcm")
+def report_pdf_dicom(study_id: StudyId, store: StoreDep, reviewer: Reader = None) -> Response:
+    """The PDF report of the signed result as an Encapsulated PDF DICOM instance."""
+    return _dicom(study_id, store, "report_pdf.dcm", reviewer)
+
+
+def _dicom(study_id: int, store: ReviewStore, name: str, reviewer: str | None) -> Response:
+    content = store.dicom_export(study_id, name)
+    store.record_export(study_id, name, reviewer)
+    return _attachment(content, "application/dicom", f"study-{study_id}-{name}")

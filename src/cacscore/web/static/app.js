@@ -274,6 +274,10 @@ function renderStudyInfo() {
   $("export-json").setAttribute("download", `study-${s.id}-report.json`);
   $("export-mask").href = withReader(`/api/studies/${s.id}/mask.nii.gz`);
   $("export-pdf").href = withReader(`/api/studies/${s.id}/report.pdf`);
+  // DICOM exports carry the signed result into the source study: offered after sign-off, DICOM sources only.
+  for (const [id, name] of [["export-seg", "seg.dcm"], ["export-sr", "sr.dcm"], ["export-pdf-dicom", "report_pdf.dcm"]]) {
+    $(id).href = withReader(`/api/studies/${s.id}/${name}`);
+  }
   const o = s.orientation || {};
   for (const side of ["left", "right", "top", "bottom"]) $(`orient-${side}`).textContent = o[side] || "";
 }
@@ -297,6 +301,10 @@ function setState(state) {
   syncUndo();
   $("sign").disabled = signed;
   $("unsign").hidden = !signed;
+  const dicom = signed && viewer.study && viewer.study.dicom_source;
+  $("export-seg").hidden = !dicom || !state.lesions.some((row) => row.artery);  // no SEG without calcium
+  $("export-sr").hidden = !dicom;
+  $("export-pdf-dicom").hidden = !dicom;
   $("sign").textContent = signed ? "Signed" : "Sign…";
   $("sign").title = signed
     ? `Signed by ${state.signed_by} on ${state.signed_at.slice(0, 16).replace("T", " ")} UTC; read-only`
