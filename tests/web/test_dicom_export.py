@@ -153,7 +153,7 @@ def test_signed_review_exports_manual_segments_and_a_verified_sr(
         item = segments[label]
         assert item.SegmentAlgorithmType == "MANUAL"
         assert "SegmentationAlgorithmIdentificationSequence" not in item
-        assert READER in item.SegmentDescription
+        assert item.SegmentDescription == f"Added or changed by the reader {READER}"
     assert str(seg.ContentCreatorName) == f"{READER}^"
 
     # SEG overlays each source instance: its own pixels, found by its own position, not by array order.

@@ -163,6 +163,7 @@ def build_segmentation(
     from pydicom.uid import generate_uid
 
     equipment = equipment or Equipment()
+    typed = " ".join(str(reader).replace("^", " ").split()) if reader else None
     reader = person_name(reader) if reader else None
     labels = np.asarray(labels)
     if manual is not None:
@@ -209,7 +210,7 @@ def build_segmentation(
         )
         if by_reader and reader:
             # Segment Description (0062,0006), type 3: who drew it (a manual segment has no algorithm).
-            description.SegmentDescription = f"Added or changed by the reader {reader}"
+            description.SegmentDescription = f"Added or changed by the reader {typed}"
         descriptions.append(description)
     # highdicom pairs pixel frames with source images: frame k of a single-frame series is source image k,
     # frame k of an Enhanced CT instance is its frame k + 1. Order the resliced frames the same way.
