@@ -367,8 +367,8 @@ for line in sys.stdin:
         try:
             volume = read_volume(folder, skip_unreadable=skip)
             result = {"status": "volume", "sha": hashlib.sha256(volume.hu.tobytes()).hexdigest(),
-                      "shape": list(volume.shape), "spacing": list(volume.spacing), "origin": list(volume.origin),
-                      "warnings": list(volume.warnings)}
+                      "shape": list(volume.shape), "spacing": list(volume.spacing),
+                      "origin": list(volume.origin), "warnings": list(volume.warnings)}
         except CacScoreError as exc:
             result = {"status": "error", "message": str(exc)}
         except BaseException:

@@ -26,7 +26,10 @@ ANSWER_WITHIN_S = 60
 def test_score_of_a_slice_with_a_wrong_transfer_syntax_answers_in_one_line(
     tmp_path: Path, make_volume: Factory
 ) -> None:
-    """The original hang: JPEG Baseline transfer syntax over uncompressed pixel data, read by ``cacscore score``."""
+    """The original hang: JPEG Baseline transfer syntax over uncompressed pixel data.
+
+    The series is read by ``cacscore score``.
+    """
     paths = write_dicom_series(make_volume(), tmp_path / "series", uid_seed="hang")
     set_transfer_syntax(paths[0], "1.2.840.10008.1.2.4.50")
     run = subprocess.run(
@@ -63,7 +66,9 @@ def test_library_warning_then_error_does_not_loop() -> None:
         from cacscore.errors import CacScoreError
         try:
             with user_errors():
-                warnings.warn("The number of bytes of compressed pixel data matches", UserWarning, stacklevel=1)
+                warnings.warn(
+                    "The number of bytes of compressed pixel data matches", UserWarning, stacklevel=1
+                )
                 warnings.warn("invalid value encountered in cast", RuntimeWarning)
                 raise CacScoreError("IM00001.dcm: cannot decode pixel data")
         except typer.Exit as exc:
@@ -150,8 +155,9 @@ def test_score_names_a_damaged_end_slice_and_skips_it_when_asked(
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 1
     assert refused.stderr.strip().splitlines() == [
-        f"error: {paths[-1]}: empty file, though named like the series' slices; remove the file(s), or read with "
-        "--skip-unreadable (skip_unreadable=True) to go on without them, each named in a warning"
+        f"error: {paths[-1]}: empty file, though named like the series' slices; remove the file(s), "
+        "or read with --skip-unreadable (skip_unreadable=True) to go on without them, "
+        "each named in a warning"
     ]
     scored = CliRunner().invoke(app, [*args, "--skip-unreadable"])
     assert scored.exit_code == 0, scored.output

@@ -141,7 +141,7 @@ def test_list_series_warns_about_unreadable_files(tmp_path: Path, make_volume: F
     assert infos[0].n_slices == 7
 
 
-# ---- values entering HU and geometry ------------------------------------------------------------------------
+# ---- values entering HU and geometry ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

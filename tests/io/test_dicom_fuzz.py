@@ -1,4 +1,6 @@
-"""Damaged copies of phantom DICOM series: the reader never hangs, never tracebacks, never changes a volume silently.
+"""Damaged copies of phantom DICOM series.
+
+The reader never hangs, never tracebacks, never changes a volume silently.
 
 Each case is read twice in a worker process (default, and with
 ``skip_unreadable``), with :data:`dicom_fuzz.CASE_TIMEOUT_S` per read; see

@@ -1,4 +1,7 @@
-"""Enhanced (multi-frame) CT: pydicom's test file, and phantom series that must read and score as classic ones."""
+"""Enhanced (multi-frame) CT.
+
+pydicom's test file, and phantom series that must read and score as classic ones.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Inputs that coverage-guided fuzzing (benchmarks/fuzz_dicom_reader.py) found, read again as the fuzzer reads them.
+"""Inputs that coverage-guided fuzzing found, read again as the fuzzer reads them.
+
+The fuzzer is benchmarks/fuzz_dicom_reader.py.
 
 Each file is one mode byte and one DICOM file's bytes (see the script's docstring):
 

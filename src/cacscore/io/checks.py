@@ -150,7 +150,8 @@ def add_quality_warnings(volume: CTVolume, *, name: str) -> None:
     if lowest_hu is not None and lowest_hu > LOWEST_PLAUSIBLE_MIN_HU:
         messages.append(
             f"no voxel below {LOWEST_PLAUSIBLE_MIN_HU} HU (lowest {lowest_hu}): a CT in HU holds fat "
-            "(about -100 HU) and air (-1000 HU); is this a label mask, or an image without its rescale intercept?"
+            "(about -100 HU) and air (-1000 HU); is this a label mask, "
+            "or an image without its rescale intercept?"
         )
     for message in messages:
         text = f"{name}: {message}"

@@ -209,7 +209,10 @@ def _library_warnings_dropped() -> Iterator[None]:
 
 
 def _dcmread(path: Path, *, stop_before_pixels: bool = False) -> Dataset:
-    """``pydicom.dcmread`` that turns read failures (and pydicom's end-of-file warning) into one-line errors."""
+    """``pydicom.dcmread`` that turns read failures into one-line errors.
+
+    pydicom's end-of-file warning becomes such an error too.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -373,7 +376,10 @@ def _float(header: Dataset, keyword: str) -> float | None:
 
 
 def _number(header: Dataset, keyword: str, label: str, path: Path, *, required: bool = False) -> float | None:
-    """A finite number from the header; None when missing (an error when ``required``); an error when invalid."""
+    """A finite number from the header.
+
+    None when missing (an error when ``required``); an error when invalid.
+    """
     try:
         value = header.get(keyword)
     except Exception as exc:  # noqa: BLE001 - pydicom converts lazily; a damaged value raises on access
@@ -451,7 +457,10 @@ def _is_enhanced(header: Dataset) -> bool:
 
 
 def _functional_item(header: Dataset, frame: int, keyword: str) -> Dataset | None:
-    """First item of functional group ``keyword`` for ``frame``: per-frame first, then shared (PS3.3 C.7.6.16)."""
+    """First item of functional group ``keyword`` for ``frame``.
+
+    The per-frame groups are searched first, then the shared ones (PS3.3 C.7.6.16).
+    """
     sources = []
     try:
         per_frame = header.get("PerFrameFunctionalGroupsSequence")
@@ -682,7 +691,8 @@ def read_dicom_series(
         if series_uid is not None:
             if series_uid not in groups:
                 raise DicomReadError(
-                    f"{folder}: no series with SeriesInstanceUID {series_uid}; found {', '.join(sorted(groups))}"
+                    f"{folder}: no series with SeriesInstanceUID {series_uid}; "
+                    f"found {', '.join(sorted(groups))}"
                 )
             info = infos[series_uid]
             if not info.is_candidate:
@@ -851,9 +861,9 @@ def _stray_slices(
                     (
                         item.path,
                         (
-                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
-                            "slices in its folder and it has no usable ImageOrientationPatient/ImagePositionPatient "
-                            "(a damaged slice?)"
+                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the "
+                            f"{len(chosen)} other slices in its folder and it has no usable "
+                            "ImageOrientationPatient/ImagePositionPatient (a damaged slice?)"
                         ),
                     )
                 )
@@ -869,9 +879,9 @@ def _stray_slices(
                     (
                         item.path,
                         (
-                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the {len(chosen)} other "
-                            f"slices in its folder, though its position {position:.2f} mm lies on their slice grid "
-                            "(a damaged or stray slice)"
+                            f"SeriesInstanceUID {other_uid or '(none)'} differs from that of the "
+                            f"{len(chosen)} other slices in its folder, though its position "
+                            f"{position:.2f} mm lies on their slice grid (a damaged or stray slice)"
                         ),
                     )
                 )
@@ -1160,7 +1170,8 @@ def _check_spacing(folder: Path, images: list[_Image], skipped: list[Path]) -> f
         missing = round(steps[i] / increment) - 1
         cause = f"; skipped as unreadable: {', '.join(path.name for path in skipped)}" if skipped else ""
         raise DicomReadError(
-            f"{folder}: missing slices: a {steps[i]:.2f} mm gap between {along[i]:.2f} and {along[i + 1]:.2f} mm "
+            f"{folder}: missing slices: a {steps[i]:.2f} mm gap between {along[i]:.2f} "
+            f"and {along[i + 1]:.2f} mm "
             f"(files {images[i].label}, {images[i + 1].label}), about {missing} slice(s) missing "
             f"at a {increment:.2f} mm increment{cause}"
         )
@@ -1168,7 +1179,8 @@ def _check_spacing(folder: Path, images: list[_Image], skipped: list[Path]) -> f
     worst = int(np.argmax(deviation))
     if deviation[worst] > max(SPACING_TOLERANCE_MM, SPACING_TOLERANCE_FRACTION * increment):
         raise DicomReadError(
-            f"{folder}: uneven slice spacing: increments range from {steps.min():.3f} to {steps.max():.3f} mm, "
+            f"{folder}: uneven slice spacing: increments range from {steps.min():.3f} "
+            f"to {steps.max():.3f} mm, "
             f"up to {deviation[worst]:.3f} mm from the median {increment:.3f} mm (between "
             f"{images[worst].label} and {images[worst + 1].label})"
         )
@@ -1260,7 +1272,10 @@ def _content_notes(folder: Path, images: list[_Image]) -> list[str]:
 
 
 def _decode(path: Path, images: list[_Image], notes: list[str]) -> np.ndarray:
-    """Stored pixel values ``(frames, rows, cols)`` of one file (no rescale), after checking the pixel data."""
+    """Stored pixel values ``(frames, rows, cols)`` of one file, after checking the pixel data.
+
+    No rescale is applied.
+    """
     first = images[0]
     rows, cols = first.size
     allocated, stored, signed = first.bits
@@ -1322,7 +1337,8 @@ def _decode(path: Path, images: list[_Image], notes: list[str]) -> np.ndarray:
         dtype = np.dtype(f"{order}{'i' if signed else 'u'}{allocated // 8}")
         array = np.frombuffer(raw, dtype=dtype, count=frames * rows * cols).reshape(frames, rows, cols)
     else:
-        # pydicom's decoders need these; a missing one was defaulted (with a warning) when the header was checked.
+        # pydicom's decoders need these; a missing one was defaulted (with a warning) when the header was
+        # checked.
         ds.BitsAllocated, ds.BitsStored, ds.PixelRepresentation = allocated, stored, int(signed)
         try:
             array = np.asarray(ds.pixel_array)

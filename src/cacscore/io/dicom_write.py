@@ -74,7 +74,8 @@ def _stored_values(hu: np.ndarray, *, signed: bool, slope: float, intercept: flo
     if rounded.size and (rounded.min() < info.min or rounded.max() > info.max):
         raise InvalidInputError(
             f"HU {int(hu.min())}..{int(hu.max())} with rescale_intercept {intercept:g} give stored values "
-            f"{int(rounded.min())}..{int(rounded.max())} outside {dtype.__name__}; change signed or the intercept"
+            f"{int(rounded.min())}..{int(rounded.max())} outside {dtype.__name__}; "
+            "change signed or the intercept"
         )
     return rounded.astype(dtype)
 

@@ -146,7 +146,10 @@ def _format_mm(sizes: np.ndarray) -> str:
 
 
 def _nifti_held_bytes(path: Path, expected: int) -> int:
-    """Bytes a NIfTI file holds (uncompressed for .nii.gz), where ``expected`` is what its header describes."""
+    """Bytes a NIfTI file holds, uncompressed for .nii.gz.
+
+    ``expected`` is what its header describes.
+    """
     if not path.name.lower().endswith(".gz"):
         return path.stat().st_size
     with path.open("rb") as fh:
@@ -224,7 +227,8 @@ def _check_metaimage(path: Path) -> None:
     if held < expected:
         where = "the file" if data == path else f"its data file {data.name}"
         raise VolumeReadError(
-            f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, {where} holds {held}"
+            f"{path}: truncated or corrupt: its header describes {expected} bytes of voxels, "
+            f"{where} holds {held}"
         )
 
 

@@ -22,7 +22,10 @@ def _segment(marker: int, payload: bytes) -> bytes:
 
 
 def _pack_bits(words: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenate the low ``lengths[i]`` bits of each ``words[i]`` (MSB first) into bytes, padded with 1-bits."""
+    """Concatenate the low ``lengths[i]`` bits of each ``words[i]`` (MSB first) into bytes.
+
+    The last byte is padded with 1-bits.
+    """
     starts = np.cumsum(lengths) - lengths
     total_bits = int(starts[-1] + lengths[-1])
     n_bytes = (total_bits + 7) // 8
