@@ -1,4 +1,7 @@
-"""Real-anatomy hybrids (cacscore.phantom.hybrid) on a hand-made chest CT, and on real CT when it downloads."""
+"""Real-anatomy hybrids (cacscore.phantom.hybrid).
+
+They are built on a hand-made chest CT, and on real CT when it downloads.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ def _ellipse(
 
 
 def synthetic_chest() -> tuple[CTVolume, dict[str, np.ndarray]]:
-    """Body, two lungs, a heart (soft tissue in a 3-6 mm fat shell) between them, spine and sternum; 8 HU noise.
+    """Body, two lungs, a heart between them, spine and sternum; 8 HU noise.
+
+    The heart is soft tissue in a 3-6 mm fat shell.
 
     Rows run anterior (top) to posterior as in a CT; the heart sits left of the midline (image right).
     """

@@ -450,7 +450,10 @@ def _upsample2(coarse: np.ndarray, shape_yx: tuple[int, int]) -> np.ndarray:
 def _paint_mediastinum(
     vol: np.ndarray, grid: Grid, anatomy: Anatomy, heart: _HeartFields, rng: np.random.Generator
 ) -> None:
-    """Fat between the lungs: behind the sternum, in front of the spine, and paracardial fat around the heart."""
+    """Fat between the lungs.
+
+    Behind the sternum, in front of the spine, and paracardial fat around the heart.
+    """
     rot2 = anatomy.rotation[:2, :2]
     behind_sternum = anatomy.sternum_center + rot2 @ np.array([6.0, 14.0])
     fat_hu = anatomy.fat_hu
@@ -605,7 +608,10 @@ def _paint_breasts(vol: np.ndarray, grid: Grid, anatomy: Anatomy) -> None:
 
 
 def _great_vessels(anatomy: Anatomy) -> list[tuple[np.ndarray, np.ndarray, float, float]]:
-    """Capsules (start, end, radius, radius) of the ascending aorta, pulmonary arteries and superior vena cava."""
+    """Capsules of the ascending aorta, pulmonary arteries and superior vena cava.
+
+    Each capsule is (start, end, radius, radius).
+    """
     rot = anatomy.rotation
     root = anatomy.aortic_root
     r = anatomy.aorta_radius_mm

@@ -146,7 +146,8 @@ class PhantomConfig:
     def __post_init__(self) -> None:
         if self.generator_version not in GENERATOR_VERSIONS:
             raise InvalidInputError(
-                f"generator_version must be one of {sorted(GENERATOR_VERSIONS)}, got {self.generator_version!r}"
+                f"generator_version must be one of {sorted(GENERATOR_VERSIONS)}, "
+                f"got {self.generator_version!r}"
             )
         if not 32 <= self.matrix <= 1024:
             raise InvalidInputError(f"matrix must be 32-1024 pixels, got {self.matrix}")
@@ -426,7 +427,10 @@ class _StairStep:
             region += self.weight * (moved - region)
 
     def apply_mask(self, mask: np.ndarray) -> None:
-        """Grow ``mask`` (bool, in place) by its shifted copy: conservative for the voxels no label may take."""
+        """Grow ``mask`` (bool, in place) by its shifted copy.
+
+        Growing is conservative for the voxels no label may take.
+        """
         ys, xs = self.box
         for z in range(mask.shape[0]):
             dy, dx = self.shifts_px[z]
@@ -522,7 +526,10 @@ class _Round:
 
 @dataclass
 class _LesionPlanner:
-    """Draws a case's coronary lesions (version 1 shapes, or version 2's ``style``), clear of the distractors."""
+    """Draws a case's coronary lesions, clear of the distractors.
+
+    The lesions have version 1 shapes, or version 2's ``style``.
+    """
 
     rng: np.random.Generator
     arteries: list[Artery]
@@ -698,7 +705,10 @@ def _compose(
 def _reference_label(
     hu: np.ndarray, rendered: list[_Rendered], forbidden: np.ndarray, grow_px: int
 ) -> tuple[np.ndarray, list[tuple[int, int, int] | None]]:
-    """Label the >= 130 HU components reached from each lesion; return the label and each lesion's peak voxel."""
+    """Label the >= 130 HU components reached from each lesion.
+
+    Returns the label and each lesion's peak voxel.
+    """
     label = np.zeros(hu.shape, dtype=np.uint8)
     peaks: list[tuple[int, int, int] | None] = []
     structure = FULL_26
@@ -882,7 +892,10 @@ class _NoiseTexture:
         return blur_inplane(white, (self.extra_sigma_px, self.extra_sigma_px))
 
     def gain(self, rng: np.random.Generator) -> float:
-        """Standard deviation of unit white noise after :meth:`pre_filter` and the kernel (a 64 x 64 patch)."""
+        """Standard deviation of unit white noise after :meth:`pre_filter` and the kernel.
+
+        It is measured on a 64 x 64 patch.
+        """
         patch = rng.standard_normal((4, 96, 96)).astype(np.float32)
         out = self.kernel.apply(self.pre_filter(patch), (self.sigma_px, self.sigma_px))[:, 16:-16, 16:-16]
         fine = float(out.std()) or 1.0
@@ -910,7 +923,10 @@ def _build_scene(
     variation: Variation | None,
     clock: _StageClock,
 ) -> _Scene:
-    """Anatomy, grid, coronaries and distractors (painted), from the anatomy, grid, coronary and calcium streams."""
+    """Anatomy, grid, coronaries and distractors (painted).
+
+    They are drawn from the anatomy, grid, coronary and calcium streams.
+    """
     rng_anat, rng_grid, rng_cor, rng_calc = streams[:4]
     size = float(rng_anat.beta(2.0, 2.0))
     anatomy = sample_anatomy(

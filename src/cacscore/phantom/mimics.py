@@ -49,7 +49,10 @@ DEFAULT_PROBABILITIES_V2 = {
 
 
 def sample_breasts(rng: np.random.Generator, anatomy: Anatomy, probability: float) -> list[Ellipsoid]:
-    """Two breasts in front of the chest wall (with ``probability``), in LPS mm; drawn before the anatomy is painted."""
+    """Two breasts in front of the chest wall (with ``probability``), in LPS mm.
+
+    They are drawn before the anatomy is painted.
+    """
     if rng.random() >= probability:
         return []
     rot2 = anatomy.rotation[:2, :2]
@@ -87,7 +90,10 @@ def sample_distractors_v2(
     arteries: list[Artery],
     probabilities: dict[str, float],
 ) -> list[CalciumObject]:
-    """Version 1's distractors, then each new kind with its probability (breasts excluded: see :func:`sample_breasts`)."""
+    """Version 1's distractors, then each new kind with its probability.
+
+    Breasts are excluded: see :func:`sample_breasts`.
+    """
     out = sample_distractors(rng, anatomy, [a for a in arteries if not a.segment], probabilities)
     if rng.random() < probabilities.get("stent", 0.0):
         out.append(_stent(rng, [a for a in arteries if a.name != "LM" and not a.segment]))

@@ -39,7 +39,10 @@ _MAX_RING_MM = 40.0
 def pick_slices(
     volume: CTVolume, label: np.ndarray, distractors: Sequence[dict[str, Any]], n: int
 ) -> list[int]:
-    """Up to ``n`` slice indices: those with the most reference calcium, then distractors, then evenly spread."""
+    """Up to ``n`` slice indices.
+
+    Those with the most reference calcium come first, then distractors, then slices evenly spread.
+    """
     per_slice = (label > 0).sum(axis=(1, 2))
     chosen = [int(i) for i in np.argsort(-per_slice, kind="stable") if per_slice[i] > 0][: max(1, n * 2 // 3)]
     for d in distractors:

@@ -94,7 +94,10 @@ class Grid:
         return (slices[2], slices[1], slices[0])
 
     def centres(self, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Broadcastable LPS ``x (1,1,X)``, ``y (1,Y,1)``, ``z (Z,1,1)`` mm of the voxel centres in ``box``."""
+        """LPS coordinates (mm) of the voxel centres in ``box``.
+
+        Shaped to broadcast: ``x (1,1,X)``, ``y (1,Y,1)``, ``z (Z,1,1)``.
+        """
         zs, ys, xs = box
         return (
             self.xs[xs][None, None, :],
@@ -128,7 +131,10 @@ def ellipsoid_distance(center: np.ndarray, axes: np.ndarray, radii: np.ndarray) 
 
 
 def ellipse_distance(center_xy: np.ndarray, angle_rad: float, radii_xy: np.ndarray) -> DistanceFn:
-    """Signed distance (mm, first order) to an elliptic cylinder along z, rotated in-plane by ``angle_rad``."""
+    """Signed distance (mm, first order) to an elliptic cylinder along z.
+
+    The cylinder is rotated in-plane by ``angle_rad``.
+    """
     cos, sin = float(np.cos(angle_rad)), float(np.sin(angle_rad))
     axes = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
     center = np.array([center_xy[0], center_xy[1], 0.0])
@@ -137,7 +143,10 @@ def ellipse_distance(center_xy: np.ndarray, angle_rad: float, radii_xy: np.ndarr
 
 
 def capsule_distance(a: np.ndarray, b: np.ndarray, radius_a: float, radius_b: float) -> DistanceFn:
-    """Signed distance (mm) to a segment ``a-b`` swept by a radius tapering from ``radius_a`` to ``radius_b``."""
+    """Signed distance (mm) to a segment ``a-b`` swept by a tapering radius.
+
+    The radius tapers from ``radius_a`` to ``radius_b``.
+    """
     pa = np.asarray(a, dtype=np.float32)
     ab = np.asarray(b, dtype=np.float32) - pa
     denom = float(ab @ ab) or 1e-6
@@ -233,7 +242,10 @@ def _weighted_occupancy(grid: Grid, box: Box, distance: DistanceFn, *, n_z: int,
 
 
 def orthonormal_frame(direction: np.ndarray) -> np.ndarray:
-    """(3, 3) matrix whose first column is ``direction`` (normalised) and the others complete a right-handed frame."""
+    """(3, 3) matrix whose first column is ``direction`` (normalised).
+
+    The other columns complete a right-handed frame.
+    """
     u = np.asarray(direction, dtype=float)
     u = u / np.linalg.norm(u)
     helper = np.array([0.0, 0.0, 1.0]) if abs(u[2]) < 0.9 else np.array([1.0, 0.0, 0.0])

@@ -321,7 +321,10 @@ class _Lesions:
 def _label(
     hu: np.ndarray, rendered: list[Rendered], forbidden: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int] | None], list[float]]:
-    """Reference label, lesion-id map, each part's peak voxel and each part's rough Agatston (see module doc)."""
+    """Reference label, lesion-id map, each part's peak voxel and each part's rough Agatston.
+
+    See the module docstring.
+    """
     label = np.zeros(hu.shape, dtype=np.uint8)
     ids = np.zeros(hu.shape, dtype=np.int32)
     strength = np.zeros(hu.shape, dtype=np.float32)
@@ -528,7 +531,10 @@ def _adjust(
     measured: dict[int, float],
     attempt: int,
 ) -> None:
-    """One round towards the target category: add lesions when too low, drop the best-fitting one when too high."""
+    """One round towards the target category.
+
+    Lesions are added when the score is too low; the best-fitting one is dropped when it is too high.
+    """
     low, _ = risk_category_bounds(target)
     if score <= low:
         # Larger lesions when partial volume keeps hiding them, but not for the low categories.
@@ -762,7 +768,10 @@ def _compose(
 def _unmarked_pieces(
     label: np.ndarray, hu: np.ndarray, marked: list[tuple[int, int, int]]
 ) -> list[tuple[tuple[int, int, int], int]]:
-    """Peak voxel and code of each 26-connected piece of ``label`` without a point (so points rebuild the mask)."""
+    """Peak voxel and code of each 26-connected piece of ``label`` without a point.
+
+    With them, the points rebuild the mask.
+    """
     pieces, n = ndimage.label(label > 0, structure=FULL_26)
     if n == 0:
         return []

@@ -96,8 +96,11 @@ class Heart:
         return np.minimum(sd, polyline_tube(x, y, z, self.svc_nodes, self.svc_radius_mm))
 
     def fields(self, x: Array, y: Array, z: Array) -> dict[str, Array]:
-        """Signed distances (mm) for painting: ``outer`` (heart and great vessels), ``fat`` (outer minus the
-        epicardial fat thickness), ``blood`` (cavities and vessel lumens), ``chambers`` (four-chamber surface)."""
+        """Signed distances (mm) for painting.
+
+        ``outer`` (heart and great vessels), ``fat`` (outer minus the epicardial fat thickness), ``blood``
+        (cavities and vessel lumens), ``chambers`` (four-chamber surface).
+        """
         chambers, _, _ = self.ventricles_atria(x, y, z)
         vessels = self.great_vessels(x, y, z)
         outer = smooth_min(chambers, vessels, 3.0)

@@ -86,7 +86,10 @@ class WallShape:
     fragment_phase: float = 0.0
 
     def inside(self, x: Array, y: Array, z: Array) -> Array:
-        """Membership of the grid points ``x`` (1, 1, X), ``y`` (1, Y, 1), ``z`` (Z, 1, 1) (ascending axes)."""
+        """Membership of the grid points ``x`` (1, 1, X), ``y`` (1, Y, 1), ``z`` (Z, 1, 1).
+
+        The axes are ascending.
+        """
         xs, ys, zs = x.ravel(), y.ravel(), z.ravel()
         shape = (len(zs), len(ys), len(xs))
         reach = self.r_inner + self.thickness + 0.5

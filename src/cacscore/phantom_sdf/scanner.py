@@ -129,7 +129,9 @@ class SliceGrid:
 
 
 def upsample(slices: np.ndarray, factor: int, shape_yx: tuple[int, int]) -> np.ndarray:
-    """Linear interpolation of coarse slices to the output matrix (coarse pixel centres between output pixels).
+    """Linear interpolation of coarse slices to the output matrix.
+
+    Coarse pixel centres lie between output pixels.
 
     Parameters
     ----------

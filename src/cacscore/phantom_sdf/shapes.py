@@ -140,7 +140,10 @@ class Bumps:
         width_mm: tuple[float, float],
         amplitude: tuple[float, float],
     ) -> Bumps:
-        """``n`` bumps around ``centre`` (normal, ``spread_mm``), widths and amplitudes uniform in the ranges."""
+        """``n`` bumps around ``centre`` (normal, ``spread_mm``).
+
+        Widths and amplitudes are uniform in the ranges.
+        """
         return cls(
             np.asarray(centre, dtype=float) + rng.normal(0.0, spread_mm, (n, 3)),
             rng.uniform(*width_mm, n),

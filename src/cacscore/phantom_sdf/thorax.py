@@ -442,7 +442,10 @@ def paint_anatomy(
 
 
 def _vessel_distance(branches: list[Branch], xs: Array, ys: Array, zs: Array) -> tuple[Array, Array]:
-    """Signed distance to the coronary lumens and to their fat sleeves (2.5 mm) on a box of the coarse grid, mm."""
+    """Signed distance (mm) to the coronary lumens and to their fat sleeves (2.5 mm).
+
+    Both are computed on a box of the coarse grid.
+    """
     if not branches:
         shape = (len(zs), len(ys), len(xs))
         return np.full(shape, 99.0, dtype=np.float32), np.full(shape, 99.0, dtype=np.float32)
@@ -483,7 +486,9 @@ def _sweep(
 
 
 def lung_vessels(rng: np.random.Generator, heart: Heart) -> Array:
-    """Pulmonary vessel trees from both hila: segments ``(N, 8)`` = start xyz, end xyz, start and end radius (mm).
+    """Pulmonary vessel trees from both hila.
+
+    Segments ``(N, 8)`` = start xyz, end xyz, start and end radius (mm).
 
     Each hilum sends 7-11 trunks outwards (3-5 mm radius, 25-45 mm long), each dividing
     four times into two thinner, shorter children at 25-45 degrees.
