@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from cacscore.errors import ModelFolderError, PlanMismatchError
+from cacscore.io.atomic import write_text_atomic
 from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA, UNSPECIFIED
 from cacscore.model.lesion_filter import LesionFilter
 from cacscore.model.network import HEAD_CLASSES
@@ -193,12 +194,8 @@ class Plan:
         return json.dumps(self.data, indent=2, sort_keys=False) + "\n"
 
     def save(self, folder: str | Path) -> Path:
-        """Write ``plan.json`` into ``folder`` atomically (temp file + rename)."""
-        path = Path(folder) / "plan.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write ``plan.json`` into ``folder`` atomically (:mod:`cacscore.io.atomic`)."""
+        return write_text_atomic(Path(folder) / "plan.json", self.to_json())
 
     @classmethod
     def load(cls, folder: str | Path) -> Plan:

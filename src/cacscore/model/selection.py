@@ -50,6 +50,7 @@ from cacscore.datasets import list_cases
 from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.evaluate import aggregate_lesions, category_accuracy, harrell_c, lesion_detection
 from cacscore.evaluate.distractors import VALVE_KINDS, distractor_hit
+from cacscore.io.atomic import atomic_open
 from cacscore.model.ensemble import load_ensemble
 from cacscore.model.plan import Plan
 from cacscore.model.postprocess import labels_in_box, remove_small_lesions, vote
@@ -126,9 +127,9 @@ def cache_probabilities(
                 probs = np.stack(list(ensemble.member_probabilities(image))).astype(np.float16)
                 path = _cache_file(cache, model, ref)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.stem + ".tmp.npz")
-                np.savez(tmp, probabilities=probs)
-                tmp.replace(path)  # whole files only: an interrupted run leaves no half-written cache
+                # Whole files only: an interrupted run leaves no half-written cache.
+                with atomic_open(path) as fh:
+                    np.savez(fh, probabilities=probs)
                 progress.advance(task)
 
 

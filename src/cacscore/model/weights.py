@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cacscore.errors import ModelFolderError, PlanMismatchError
+from cacscore.io.atomic import atomic_path
 from cacscore.model.network import ResUNet3d
 
 if TYPE_CHECKING:
@@ -27,10 +28,10 @@ def save_member(net: torch.nn.Module, path: str | Path, *, half: bool = True) ->
         for key, value in net.state_dict().items()
     }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
-    tmp.chmod(0o644)  # safetensors writes 0600; a model folder is meant to be shared
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        # safetensors makes its file private (0600); atomic_path gives it open()'s mode back, as a
+        # model folder is meant to be shared.
+        save_file(state, str(tmp))
     return path
 
 
