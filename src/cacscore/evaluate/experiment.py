@@ -43,9 +43,9 @@ import numpy as np
 
 from cacscore.errors import CacScoreError, CacScoreWarning, InvalidInputError
 from cacscore.evaluate.metrics import category_accuracy, harrell_c, linear_weighted_kappa, paper_c_index
-from cacscore.evaluate.report import atomic_write
 from cacscore.evaluate.runner import CaseEvaluation, CaseRefLike, evaluate_case
 from cacscore.evaluate.table1_report import plot_figure3, table_markdown
+from cacscore.io.atomic import write_json_atomic
 
 #: Names of the three nested training sets, as in the paper.
 SET_NAMES: tuple[str, ...] = ("J1", "J1 + J2", "J1 + J2 + AD")
@@ -138,7 +138,7 @@ EventFn = Callable[..., None]
 
 def _write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    write_json_atomic(path, data, indent=2, allow_nan=False)
 
 
 def write_subset_manifest(folder: Path, cases: Sequence[Any]) -> Path:

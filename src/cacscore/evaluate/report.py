@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cacscore.evaluate.runner import GROUP_KEYS, UNKNOWN, CaseEvaluation
+from cacscore.io.atomic import write_json_atomic, write_text_atomic
 
 #: Files :func:`write_report` creates (the command refuses to overwrite them without ``--force``).
 REPORT_FILES: tuple[str, ...] = (
@@ -207,13 +206,6 @@ def _group_lines(groups: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_report(
     out: Path,
     metrics: dict[str, Any],
@@ -224,9 +216,9 @@ def write_report(
     """Write every file of :data:`REPORT_FILES` into ``out`` (which must exist) and return their paths."""
     from cacscore.evaluate.plots import write_plots
 
-    atomic_write(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    atomic_write(out / "cases.csv", cases_csv(evaluations))
-    atomic_write(out / "report.md", report_markdown(metrics, title))
+    write_json_atomic(out / "metrics.json", metrics, indent=2)
+    write_text_atomic(out / "cases.csv", cases_csv(evaluations))
+    write_text_atomic(out / "report.md", report_markdown(metrics, title))
     return [
         out / "metrics.json",
         out / "cases.csv",
