@@ -13,7 +13,6 @@ import contextlib
 import csv
 import io
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cacscore.errors import CacScoreError, InvalidInputError
+from cacscore.io.atomic import atomic_open, write_json_atomic
 from cacscore.phantom.generate import CATEGORIES, PhantomCase, PhantomConfig, generate_case
 from cacscore.phantom.imaging import SCANNERS
 
@@ -75,12 +75,6 @@ def case_target(index: int, balance: bool) -> str | None:
 def case_id(index: int) -> str:
     """Folder name of case ``index`` (``case_0000``)."""
     return f"case_{index:04d}"
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def points_csv(points: list[tuple[float, float, float, str]]) -> str:
@@ -145,7 +139,7 @@ def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> 
         write_volume(volume, folder / image_name)
     write_mask(case.label, volume, folder / label_name)
     (folder / "points.csv").write_text(points_csv(case.points))
-    _write_json_atomic(folder / "truth.json", case.truth)
+    write_json_atomic(folder / "truth.json", case.truth, indent=1)
     report = score_report(
         volume,
         case.reference,
@@ -158,7 +152,7 @@ def write_case(case: PhantomCase, folder: str | Path, *, fmt: str = "dicom") -> 
             }
         },
     )
-    _write_json_atomic(folder / "reference.json", report)
+    write_json_atomic(folder / "reference.json", report, indent=1)
     return folder
 
 
@@ -259,12 +253,10 @@ def _stored_sdf_config(out: Path) -> SdfConfig | None:
 def write_manifest(out: Path, n: int, fmt: str) -> list[dict[str, Any]]:
     """Rewrite ``cases.csv`` from the complete case folders among the first ``n``; return its rows."""
     rows = [manifest_row(out, i, fmt) for i in range(n) if (out / case_id(i) / "reference.json").exists()]
-    tmp = out / "cases.csv.tmp"
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(out / "cases.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out / "cases.csv")
     return rows
 
 
@@ -365,7 +357,7 @@ def generate_cohort(
     }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / "generation.json", settings)
+    write_json_atomic(out / "generation.json", settings, indent=1)
     todo = [i for i in range(n) if not (out / case_id(i) / "reference.json").exists()]
     try:
         with progress_bar(progress, n, n - len(todo)) as advance:

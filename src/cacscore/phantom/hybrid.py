@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from cacscore.errors import InvalidInputError
+from cacscore.io.atomic import atomic_open, write_json_atomic
 from cacscore.io.volume import CTVolume
 from cacscore.labels import ARTERY_NAMES, LAD, LCX, LM, RCA
 from cacscore.phantom.generate import CATEGORIES, TARGET_RANGES
@@ -915,7 +916,7 @@ def write_hybrid_case(case: HybridCase, folder: str | Path, *, fmt: str = "nifti
         If ``fmt`` is not ``"nifti"`` or ``"mha"``.
     """
     from cacscore.io import write_mask, write_volume
-    from cacscore.phantom.cohort import FORMATS, _write_json_atomic, points_csv
+    from cacscore.phantom.cohort import FORMATS, points_csv
     from cacscore.scoring import score_report
 
     if fmt not in ("nifti", "mha"):
@@ -926,7 +927,7 @@ def write_hybrid_case(case: HybridCase, folder: str | Path, *, fmt: str = "nifti
     write_volume(case.volume, folder / image_name)
     write_mask(case.label, case.volume, folder / label_name)
     (folder / "points.csv").write_text(points_csv(case.points))
-    _write_json_atomic(folder / "truth.json", case.truth)
+    write_json_atomic(folder / "truth.json", case.truth, indent=1)
     report = score_report(
         case.volume,
         case.reference,
@@ -941,7 +942,7 @@ def write_hybrid_case(case: HybridCase, folder: str | Path, *, fmt: str = "nifti
             }
         },
     )
-    _write_json_atomic(folder / "reference.json", report)
+    write_json_atomic(folder / "reference.json", report, indent=1)
     return folder
 
 
@@ -1003,11 +1004,10 @@ def generate_hybrid_cohort(
     """
     import csv
     import json
-    import os
     import shutil
     import sys
 
-    from cacscore.phantom.cohort import MANIFEST_COLUMNS, _write_json_atomic, case_id, case_seed
+    from cacscore.phantom.cohort import MANIFEST_COLUMNS, case_id, case_seed
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise InvalidInputError(f"n must be a non-negative integer, got {n!r}")
@@ -1052,7 +1052,7 @@ def generate_hybrid_cohort(
                     "resume with the same settings or choose another --out"
                 )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(path, settings)
+    write_json_atomic(path, settings, indent=1)
     loaded: dict[int, Background] = {}
     per_background = [0] * len(backgrounds)
     for i in range(n):
@@ -1080,10 +1080,8 @@ def generate_hybrid_cohort(
             )
     rows = [_manifest_row(out, i, fmt) for i in range(n) if (out / case_id(i) / "reference.json").exists()]
     columns = MANIFEST_COLUMNS + [c for c in HYBRID_COLUMNS if c not in MANIFEST_COLUMNS]
-    tmp = out / "cases.csv.tmp"
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(out / "cases.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out / "cases.csv")
     return rows

@@ -10,13 +10,13 @@ case folders, file names, ``cases.csv`` columns and resumable
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cacscore.errors import CacScoreError, InvalidInputError
+from cacscore.io.atomic import write_json_atomic
 from cacscore.phantom.cohort import (
     FORMATS,
     case_id,
@@ -28,12 +28,6 @@ from cacscore.phantom.cohort import (
     write_manifest,
 )
 from cacscore.phantom_sdf.case import FAMILY, GENERATOR_VERSION, SdfCase, SdfConfig, generate_case
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def write_case(case: SdfCase, folder: str | Path, *, fmt: str = "dicom") -> Path:
@@ -64,7 +58,7 @@ def write_case(case: SdfCase, folder: str | Path, *, fmt: str = "dicom") -> Path
         write_volume(case.volume, folder / image_name)
     write_mask(case.label, case.volume, folder / label_name)
     (folder / "points.csv").write_text(points_csv(case.points))
-    _write_json_atomic(folder / "truth.json", case.truth)
+    write_json_atomic(folder / "truth.json", case.truth, indent=1)
     generator = {
         "name": "cacscore.phantom_sdf",
         "family": FAMILY,
@@ -72,7 +66,7 @@ def write_case(case: SdfCase, folder: str | Path, *, fmt: str = "dicom") -> Path
         "seed": case.seed,
     }
     report = score_report(case.volume, case.reference, input_path=image_name, extra={"generator": generator})
-    _write_json_atomic(folder / "reference.json", report)
+    write_json_atomic(folder / "reference.json", report, indent=1)
     return folder
 
 
@@ -171,7 +165,7 @@ def generate_cohort(
     }
     _check_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(out / "generation.json", settings)
+    write_json_atomic(out / "generation.json", settings, indent=1)
     todo = [i for i in range(n) if not (out / case_id(i) / "reference.json").exists()]
     try:
         with progress_bar(progress, n, n - len(todo), f"phantom cases ({FAMILY})") as advance:
