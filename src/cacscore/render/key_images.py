@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +26,7 @@ import numpy as np
 
 from cacscore import labels as label_codes
 from cacscore.errors import InvalidInputError
+from cacscore.io.atomic import write_bytes_atomic
 from cacscore.io.volume import CTVolume
 
 #: Outline colour of each label code: the project's one table.
@@ -483,13 +482,4 @@ def write_key_images(
         dpi=dpi,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; a picture is not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_bytes_atomic(path, data)  # readable by others (open()'s mode), as every other output
