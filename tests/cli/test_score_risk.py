@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from cacscore.cli.main import app
 
 SPACING_ZYX = (3.0, 0.5, 0.5)
-#: One LAD lesion: slice 1 2x2 at 250 HU (1 mm^2 x weight 2) + slice 2 2x2 at 450 HU (1 mm^2 x 4) = 6 Agatston.
+#: One LAD lesion: slice 1 2x2 at 250 HU (1 mm^2 x weight 2) + slice 2 2x2 at 450 HU (1 mm^2 x 4)
+#: = 6 Agatston.
 AGATSTON = 6.0
 #: Every MESA input for a 60-year-old non-Hispanic white man, TC 200, HDL 50, SBP 130, nothing else.
 ALL_INPUTS = [

@@ -141,7 +141,8 @@ def user_errors() -> Iterator[None]:
             err_console.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except OSError as exc:
-            # A file that cannot be written (permissions, a full disk, a read-only place) is the user's to fix.
+            # A file that cannot be written (permissions, a full disk, a read-only place) is the user's to
+            # fix.
             where = f"{exc.filename}: " if exc.filename else ""
             text = one_line(where + str(exc.strerror or exc))
             err_console.print(f"[bold red]error:[/] {escape(text)}", soft_wrap=True)

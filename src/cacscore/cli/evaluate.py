@@ -48,7 +48,9 @@ class Device(str, Enum):
 
 
 def prediction_path(pred_dir: Path, case_id: str, dataset: str | None = None) -> Path:
-    """The saved prediction of a case: ``<case_id>.nii.gz`` or ``<case_id>/prediction.nii.gz`` in ``pred_dir``.
+    """The saved prediction of a case in ``pred_dir``.
+
+    The file is ``<case_id>.nii.gz`` or ``<case_id>/prediction.nii.gz``.
 
     With several datasets, ``pred_dir/<dataset>/`` is looked in first (case ids may repeat across datasets).
 
@@ -261,12 +263,13 @@ def register(app: typer.Typer) -> None:
             def show(metric: dict[str, Any]) -> str:
                 return "n/a" if metric["value"] is None else f"{metric['value']:.3f}"
 
+            overall_f1 = metrics["lesions"]["overall"]["f1"]
             typer.echo(
                 f"{metrics['n_evaluated']} cases evaluated, {metrics['n_failed']} failed; "
                 f"category accuracy {show(cat['accuracy'])}, Harrell's C {show(cat['harrell_c'])} "
                 f"(paper formula {show(cat['paper_c_index'])}), kappa {show(cat['kappa_linear'])}, "
                 f"ICC Agatston {show(metrics['agatston']['icc'])}, lesion F1 "
-                f"{'n/a' if metrics['lesions']['overall']['f1'] is None else round(metrics['lesions']['overall']['f1'], 3)}"
+                f"{'n/a' if overall_f1 is None else round(overall_f1, 3)}"
             )
             for key, table in (metrics.get("groups") or {}).items():
                 if len(table) < 2:
@@ -275,8 +278,10 @@ def register(app: typer.Typer) -> None:
                     ratio = figures["median_ratio_de"]["value"]
                     f1 = figures["lesion_f1"]
                     typer.echo(
-                        f"  {key} {value}: {figures['n_evaluated']} cases, accuracy {show(figures['accuracy'])}, "
-                        f"Harrell's C {show(figures['harrell_c'])}, ICC Agatston {show(figures['icc_agatston'])}, "
+                        f"  {key} {value}: {figures['n_evaluated']} cases, "
+                        f"accuracy {show(figures['accuracy'])}, "
+                        f"Harrell's C {show(figures['harrell_c'])}, "
+                        f"ICC Agatston {show(figures['icc_agatston'])}, "
                         f"median ratio D/E {'n/a' if ratio is None else f'{ratio:.2f}'}, "
                         f"lesion F1 {'n/a' if f1 is None else f'{f1:.3f}'}"
                     )
@@ -293,7 +298,8 @@ def register(app: typer.Typer) -> None:
             Scale,
             typer.Option(
                 "--scale",
-                help="tiny (minutes on a CPU), small (~6 min on one GPU, weak models), paper (hours on a GPU).",
+                help="tiny (minutes on a CPU), small (~6 min on one GPU, weak models), "
+                "paper (hours on a GPU).",
             ),
         ] = Scale.tiny,
         device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.auto,
@@ -302,7 +308,10 @@ def register(app: typer.Typer) -> None:
             typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal)."),
         ] = None,
     ) -> None:
-        """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble (resumable)."""
+        """Gogin 2021 Table 1 on phantoms: 3 nested training sets x 5 members, single models vs ensemble.
+
+        The run is resumable.
+        """
         with user_errors():
             from cacscore.cli.experiment import run_table1_cli
 

@@ -76,7 +76,8 @@ def hybrid(
                     raise InvalidInputError(f"{p}: no such file")
         if not points:
             err_console.print(
-                "[yellow]warning:[/] no --points: the backgrounds' own coronary calcium is not in the reference"
+                "[yellow]warning:[/] no --points: "
+                "the backgrounds' own coronary calcium is not in the reference"
             )
         rows = generate_hybrid_cohort(out, pairs, n, seed, fmt=fmt.value, balance=balance, progress=True)
         counts = {c: sum(1 for r in rows if r["risk_category"] == c) for c in "ABCDE"}

@@ -121,7 +121,9 @@ def phantom(
 ) -> None:
     """Generate synthetic non-contrast ECG-gated calcium-scoring CTs with reference labels and scores.
 
-    Each case folder holds the image, label.nii.gz (2 LM, 3 LAD, 4 LCX, 5 RCA), points.csv, reference.json (cacscore.score/1) and truth.json; cases.csv lists the complete cases. Ctrl-C keeps the finished cases: run the same command again to complete the cohort. See docs/phantom.md.
+    Each case folder holds the image, label.nii.gz (2 LM, 3 LAD, 4 LCX, 5 RCA), points.csv, reference.json
+    (cacscore.score/1) and truth.json; cases.csv lists the complete cases. Ctrl-C keeps the finished cases:
+    run the same command again to complete the cohort. See docs/phantom.md.
     """
     with user_errors():
         from cacscore.errors import InvalidInputError
@@ -226,7 +228,10 @@ def _write_preview(
 
 
 def _parse_probabilities(items: list[str]) -> dict[str, float]:
-    """``["aortic_root=0.6", ...]`` as ``{"aortic_root": 0.6, ...}``; PhantomConfig checks kinds and values."""
+    """``["aortic_root=0.6", ...]`` as ``{"aortic_root": 0.6, ...}``.
+
+    PhantomConfig checks kinds and values.
+    """
     from cacscore.errors import InvalidInputError
 
     out = {}

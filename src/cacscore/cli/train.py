@@ -293,7 +293,8 @@ def train(
             elif kind == "start":
                 _, source, dice = args
                 progress.console.print(
-                    f"member {state['member'] + 1}/{state['members']} starts from member {source} of {config.init}: "
+                    f"member {state['member'] + 1}/{state['members']} starts "
+                    f"from member {source} of {config.init}: "
                     f"validation Dice {dice:.4f}",
                     soft_wrap=True,
                 )
@@ -304,7 +305,8 @@ def train(
                 epoch, total_epochs, mean_loss, dice, best, seconds = args
                 progress.console.print(
                     f"member {state['member'] + 1}/{state['members']} epoch {epoch}/{total_epochs}: "
-                    f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}, {seconds:.1f} s"
+                    f"loss {mean_loss:.4f}, validation Dice {dice:.4f}{' (best)' if best else ''}, "
+                    f"{seconds:.1f} s"
                 )
             elif kind == "done":
                 _, best_epoch, dice = args
