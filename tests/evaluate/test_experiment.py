@@ -43,7 +43,10 @@ PREDICTED: list[str] = []
 
 
 def fake_predict(model_dir: Path) -> Any:
-    """Member k misses every calcification of case i when (i + k) % (n_train + 1) == 0: more data, fewer misses."""
+    """Member k misses every calcification of case i when (i + k) % (n_train + 1) == 0.
+
+    More data, fewer misses.
+    """
     n_train = json.loads((model_dir / "fake.json").read_text())["n_train"]
 
     def predict(case: Any) -> MemberPredictions:
@@ -89,7 +92,8 @@ def test_table1_with_fake_trainer(cohort: Path, tmp_path: Path) -> None:
     assert first["members"][1]["accuracy"] == pytest.approx(0.6)  # misses B (1) and D (3): case_0 stays A
     assert first["single"]["accuracy"]["mean"] == pytest.approx(0.6)
     assert first["single"]["accuracy"]["sd"] == pytest.approx(0.0)
-    # the ensemble keeps a case when 2 of 3 members see it: cases 0, 2, 4 are missed by 2 members -> only 1, 3 kept
+    # the ensemble keeps a case when 2 of 3 members see it: cases 0, 2, 4 are missed by 2 members
+    # -> only 1, 3 kept
     assert first["ensemble"]["accuracy"] == pytest.approx(0.6)
     last = table["sets"][2]
     assert last["ensemble"]["accuracy"] == 1.0 and last["ensemble"]["harrell_c"] == 1.0

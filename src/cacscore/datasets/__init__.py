@@ -79,7 +79,8 @@ def detect_layout(root: str | Path) -> str:
     raise InvalidInputError(
         f"{path}: not a known dataset layout; expected a phantom cohort (cases.csv), an nnU-Net raw dataset "
         "(dataset.json, imagesTr/), COCA (patient/, calcium_xml/), orCaScore (*CTI.mhd) or a generic folder "
-        "(images/ + labels/ or points/, or case folders with image* and label* or points.csv); see docs/datasets.md"
+        "(images/ + labels/ or points/, or case folders with image* and label* or points.csv); "
+        "see docs/datasets.md"
     )
 
 

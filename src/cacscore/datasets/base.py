@@ -43,7 +43,8 @@ def check_mask_labels(mask_labels: str | None) -> str | None:
     if mask_labels is not None and mask_labels not in MASK_LABELS:
         raise InvalidInputError(
             f"unknown mask label convention {mask_labels!r}; use one of {', '.join(MASK_LABELS)} "
-            "(project: 0-5 as cacscore writes them; orcascore: 1 LAD incl. LM, 2 LCX, 3 RCA; binary: any non-zero)"
+            "(project: 0-5 as cacscore writes them; orcascore: 1 LAD incl. LM, 2 LCX, 3 RCA; "
+            "binary: any non-zero)"
         )
     return mask_labels
 
@@ -154,7 +155,8 @@ class LoadedCase:
     def __post_init__(self) -> None:
         if self.label is not None and self.label.shape != self.volume.hu.shape:
             raise InvalidInputError(
-                f"case {self.case_id}: label shape {self.label.shape} does not match volume shape {self.volume.hu.shape}"
+                f"case {self.case_id}: label shape {self.label.shape} does not match "
+                f"volume shape {self.volume.hu.shape}"
             )
 
 

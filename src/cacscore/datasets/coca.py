@@ -221,7 +221,10 @@ def _fill_polygon(rows_cols: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _place(roi: CocaRoi, volume: CTVolume) -> tuple[int, np.ndarray, str | None]:
-    """Slice index and (N, 2) row/column polygon of a ROI, and a warning (fallback used, or mm/px disagree)."""
+    """Slice index and (N, 2) row/column polygon of a ROI, and a warning.
+
+    The warning says that the fallback was used, or that mm and px disagree.
+    """
     n_slices = volume.shape[0]
     if roi.points_mm is not None:
         zyx = volume.patient_to_index(roi.points_mm)
@@ -236,8 +239,8 @@ def _place(roi: CocaRoi, volume: CTVolume) -> tuple[int, np.ndarray, str | None]
                     k,
                     zyx[:, 1:],
                     (
-                        f"ROI at ImageIndex {roi.image_index}: Point_mm and Point_px differ by {gap:.1f} pixels; "
-                        "placed by Point_mm"
+                        f"ROI at ImageIndex {roi.image_index}: Point_mm and Point_px differ "
+                        f"by {gap:.1f} pixels; placed by Point_mm"
                     ),
                 )
             return k, zyx[:, 1:], None

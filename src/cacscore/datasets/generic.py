@@ -39,7 +39,10 @@ from cacscore.datasets.base import (
 )
 
 IMAGES, LABELS, POINTS = "images", "labels", "points"
-_EXPECTED = "images/ with labels/ or points/ paired by name, or case folders holding image* and label* or points.csv|json"
+_EXPECTED = (
+    "images/ with labels/ or points/ paired by name, or case folders holding image* and label* "
+    "or points.csv|json"
+)
 
 
 def _entries(folder: Path) -> list[Path]:

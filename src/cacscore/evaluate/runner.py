@@ -245,7 +245,8 @@ def evaluate_cases(
             pred = np.asarray(predictor(case))
             result = evaluate_case(ref.case_id, case.volume, case.label, pred)
             evaluations.append(replace(result, groups=groups))
-        # One bad case (unreadable file, odd mask, model error) must not end a cohort run; it is reported instead.
+        # One bad case (unreadable file, odd mask, model error) must not end a cohort run; it is reported
+        # instead.
         except Exception as exc:  # noqa: BLE001
             message = " ".join(str(exc).split()) or type(exc).__name__
             failures.append(CaseFailure(ref.case_id, f"{type(exc).__name__}: {message}", groups))
