@@ -1,4 +1,6 @@
-"""The model-based score path shared by ``cacscore score``, ``cacscore batch``, the DICOM node and the review app.
+"""The model-based score path.
+
+It is shared by ``cacscore score``, ``cacscore batch``, the DICOM node and the review app.
 
 Reading, the input-domain check and scoring with an already loaded ensemble
 live here, below the command line, so that a batch worker runs exactly what
@@ -27,7 +29,9 @@ def read_and_check(
     skip_unreadable: bool = False,
     skip_domain_check: bool = False,
 ) -> tuple[CTVolume, DomainCheck]:
-    """Read a volume and run the input-domain check (:func:`cacscore.anatomy.check_domain`), without the model.
+    """Read a volume and run the input-domain check, without the model.
+
+    The check is :func:`cacscore.anatomy.check_domain`.
 
     Cheap (no torch import): a missing file or a refused scan answers at once.
 
@@ -47,7 +51,9 @@ def read_and_check(
 
 
 def check_volume(volume: CTVolume, *, skip_domain_check: bool = False) -> DomainCheck:
-    """The input-domain check of a volume already read; with ``skip_domain_check`` a refusal becomes a warning.
+    """The input-domain check of a volume already read.
+
+    With ``skip_domain_check`` a refusal becomes a warning.
 
     Never raises for a refused scan (call :meth:`~cacscore.anatomy.DomainCheck.require`): the review app
     shows the refusal instead of an error.
@@ -64,7 +70,9 @@ def score_checked(
     ensemble: Ensemble,
     **score_options: Any,
 ) -> tuple[ScoreResult, dict[str, Any], np.ndarray]:
-    """Score a read and checked volume with a loaded ensemble (the branch of ``cacscore score`` without a mask).
+    """Score a read and checked volume with a loaded ensemble.
+
+    This is the branch of ``cacscore score`` without a mask.
 
     Parameters
     ----------

@@ -229,7 +229,8 @@ def test_plan_with_a_malformed_filter_fails_to_load(tmp_path: Path) -> None:
 
 
 def test_features_in_a_box_equal_those_on_the_whole_grid() -> None:
-    # The box maps lesion voxels to low-resolution voxels through its offset; a wrong offset changes the votes.
+    # The box maps lesion voxels to low-resolution voxels through its offset; a wrong offset changes the
+    # votes.
     ids, hu, grid = _scene()
     rng = np.random.default_rng(3)
     vote_fraction = rng.random(grid.shape)
@@ -269,7 +270,8 @@ def test_a_filter_with_nan_or_a_boolean_vote_count_is_refused() -> None:
 
 
 def test_one_member_s_mask_uses_the_vote_rule() -> None:
-    # The filter's features are those of all the plan's members; one member's own mask (Table 1) is not filtered.
+    # The filter's features are those of all the plan's members; one member's own mask (Table 1) is not
+    # filtered.
     probs, image, hu, grid = _three_members()
     ensemble = Ensemble(_plan(_peak_filter(300).to_dict()), [ResUNet3d(1, 5, FILTERS) for _ in range(3)])
     single = ensemble.combine(probs[:1], image, grid, hu).labels

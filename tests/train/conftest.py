@@ -1,4 +1,7 @@
-"""Training tests write their caches (preprocessed cases, checkpoints) into a temporary folder, never ~/.cache."""
+"""Training tests write their caches into a temporary folder, never ~/.cache.
+
+The caches are preprocessed cases and checkpoints.
+"""
 
 from __future__ import annotations
 

@@ -25,7 +25,10 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 
 def _blocks(shape: tuple[int, int, int] = (16, 48, 32), batch: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patches holding three labelled blocks (codes 1, 3, 255) that are bright (0.8) on a dark (0.1) ground."""
+    """Patches holding three labelled blocks (codes 1, 3, 255).
+
+    The blocks are bright (0.8) on a dark (0.1) ground.
+    """
     target = torch.zeros(batch, *shape, dtype=torch.uint8)
     target[:, 4:9, 8:14, 6:11] = 1
     target[:, 7:12, 30:37, 18:24] = 3

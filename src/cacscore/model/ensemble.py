@@ -125,7 +125,9 @@ class EnsemblePrediction:
         return {int(i): float(found[:, i].mean()) for i in present}
 
     def filter_probability(self, lesion_map: np.ndarray) -> dict[int, float]:
-        """The lesion filter's probability of each lesion of ``lesion_map``: the highest of the candidates it holds.
+        """The lesion filter's probability of each lesion of ``lesion_map``.
+
+        A lesion's probability is the highest of the candidates it holds.
 
         Parameters
         ----------
@@ -257,7 +259,9 @@ class Ensemble:
     def combine(
         self, probabilities: list[np.ndarray], image: np.ndarray, grid: Grid, hu: np.ndarray
     ) -> EnsemblePrediction:
-        """Vote of member probabilities ``(C, Z', Y', X')`` (:func:`vote`) mapped onto ``hu``'s grid (:func:`labels_in_box`).
+        """Vote of member probabilities ``(C, Z', Y', X')`` mapped onto ``hu``'s grid.
+
+        Voting is done by :func:`vote`, mapping by :func:`labels_in_box`.
 
         The vote needs the plan's ``min_votes`` members (default: a majority).
         Where the plan has a lesion filter and ``probabilities`` come from all
@@ -311,7 +315,9 @@ class Ensemble:
 def restrict_to_heart(
     prediction: EnsemblePrediction, volume: CTVolume, threshold_hu: float, region: HeartRegion | None = None
 ) -> EnsemblePrediction:
-    """The one place where every model's prediction meets the anatomy: no calcium outside the heart or on bone.
+    """The one place where every model's prediction meets the anatomy.
+
+    No calcium is kept outside the heart or on bone.
 
     See :func:`cacscore.anatomy.exclusion.exclude_outside_heart`; ``region`` defaults to the volume's own
     (:func:`cacscore.anatomy.check_domain`).

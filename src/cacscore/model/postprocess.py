@@ -206,7 +206,8 @@ def remove_small_lesions(labels: np.ndarray, min_voxels: int, keep: np.ndarray |
     --------
     >>> remove_small_lesions(np.array([[[3, 3, 0, 3, 5, 5]]], np.uint8), 2).tolist()
     [[[3, 3, 0, 0, 5, 5]]]
-    >>> remove_small_lesions(np.array([[[3, 0, 4]]], np.uint8), 2, keep=np.array([[[0, 0, 1]]], bool)).tolist()
+    >>> keep = np.array([[[0, 0, 1]]], bool)
+    >>> remove_small_lesions(np.array([[[3, 0, 4]]], np.uint8), 2, keep=keep).tolist()
     [[[0, 0, 4]]]
     """
     labels = np.asarray(labels)

@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from cacscore.errors import InvalidInputError
 from cacscore.preprocess import CLIP_HU, ENHANCE_THRESHOLD_HU
 
-#: Keys of augmentation blocks written before version 2 (``p_spatial`` ...), read by :meth:`Augmentation.from_dict`.
+#: Keys of augmentation blocks written before version 2 (``p_spatial`` ...), read by
+#: :meth:`Augmentation.from_dict`.
 _V1_KEYS = {"p_spatial", "scale", "intensity_scale", "intensity_shift", "noise_sd"}
 #: Format of :meth:`Augmentation.to_dict`.
 AUGMENTATION_VERSION = 2
@@ -186,7 +187,9 @@ class Augmentation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Augmentation:
-        """Inverse of :meth:`to_dict`; also reads the first format (``p_spatial``, ``noise_sd``...) of older plans.
+        """Inverse of :meth:`to_dict`.
+
+        Also reads the first format (``p_spatial``, ``noise_sd``...) of older plans.
 
         Raises
         ------
@@ -298,7 +301,8 @@ class Augmentation:
         factor = torch.where(zoom[idx], factor[idx], torch.ones_like(factor[idx]))
         depth, height, width = images.shape[2:]
         # affine_grid works in coordinates normalised to [-1, 1] per axis, (x, y, z) order; the rotation is
-        # built in voxel units and conjugated with the half-sizes so that it stays a rotation in non-cubic patches.
+        # built in voxel units and conjugated with the half-sizes so that it stays a rotation in non-cubic
+        # patches.
         half = torch.tensor([width / 2, height / 2, depth / 2], device=images.device)
         matrix = (
             _rotation_xyz(angles) / factor[:, None, None]
@@ -322,7 +326,10 @@ class Augmentation:
     def _displacement(
         self, draw: _Draws, which: torch.Tensor, shape: tuple[int, int, int], half: torch.Tensor
     ) -> torch.Tensor:
-        """A smooth random displacement in normalised (x, y, z) units, ``(n, Z, Y, X, 3)``; zero where not ``which``."""
+        """A smooth random displacement in normalised (x, y, z) units, ``(n, Z, Y, X, 3)``.
+
+        It is zero where not ``which``.
+        """
         coarse = [max(2, math.ceil(n / self.elastic_spacing_voxels) + 1) for n in shape]
         field = draw.normal((len(which), 3, *coarse)) * self.elastic_voxels * which.view(-1, 1, 1, 1, 1)
         field = F.interpolate(field, size=shape, mode="trilinear", align_corners=True)
@@ -402,7 +409,10 @@ class _Draws:
 
 
 def _rotation_xyz(angles: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices in (x, y, z) coordinates: about z by ``angles[:, 0]``, then y by ``[:, 1]``, x by ``[:, 2]``."""
+    """Rotation matrices in (x, y, z) coordinates.
+
+    About z by ``angles[:, 0]``, then y by ``[:, 1]``, x by ``[:, 2]``.
+    """
     n = angles.shape[0]
     c, s = torch.cos(angles), torch.sin(angles)
     one, zero = torch.ones(n, device=angles.device), torch.zeros(n, device=angles.device)
