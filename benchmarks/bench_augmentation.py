@@ -107,7 +107,8 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
     print(
-        f"{'training step (bf16 autocast)':32s} {(time.perf_counter() - start) / repeats * 1000:8.1f} ms per batch"
+        f"{'training step (bf16 autocast)':32s} "
+        f"{(time.perf_counter() - start) / repeats * 1000:8.1f} ms per batch"
     )
 
 

@@ -180,7 +180,8 @@ def anatomy_check(cohort: Path) -> None:
         inside += int(hit.sum())
         print(f"{case.case_id}: {int(hit.sum())} of {len(hit)} reference voxels in the heart region")
     print(
-        f"all cases: {inside} of {total} reference voxels (inserted and annotated) in cacscore.anatomy's heart region"
+        f"all cases: {inside} of {total} reference voxels (inserted and annotated) "
+        "in cacscore.anatomy's heart region"
     )
 
 
@@ -288,8 +289,8 @@ def main() -> None:
             pred_cat.append(ev.pred_category)
             print(
                 f"{case.case_id} ({bg.name}): reference {ev.ref_agatston:.1f} ({ev.ref_category}), model "
-                f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), {outside} outside the "
-                f"heart, {bone} on bone",
+                f"{ev.pred_agatston:.1f} ({ev.pred_category}), {len(lesions)} lesion(s), "
+                f"{outside} outside the heart, {bone} on bone",
                 flush=True,
             )
             result["cases"].append({**ev.to_dict(), "background": bg.name, "predicted_lesions": lesions})

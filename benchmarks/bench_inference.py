@@ -1,4 +1,4 @@
-"""Inference speed: per-stage and total seconds for one 512 x 512 x 60 DICOM series (target <= 1.5 s on 2 cores).
+"""Inference speed: per-stage and total seconds, one 512 x 512 x 60 DICOM series (target <= 1.5 s on 2 cores).
 
 Stages, in a warm process (model loaded, one untimed run first): read the
 DICOM series, preprocess (enhanced downsampling, clip, scale), the five
@@ -54,7 +54,8 @@ def main() -> None:
         series = Path(tmp) / "series"
         write_dicom_series(case.volume, series)
         print(
-            f"series: {case.volume.shape} voxels, spacing {tuple(round(s, 3) for s in case.volume.spacing)} mm, "
+            f"series: {case.volume.shape} voxels, "
+            f"spacing {tuple(round(s, 3) for s in case.volume.spacing)} mm, "
             f"{torch.get_num_threads()} threads, {os.cpu_count()} cores"
         )
         variants = {

@@ -60,7 +60,8 @@ def main() -> int:
     for record in failures:
         print(f"FAILED case {record['index']} {record['kind']} {record['detail']}: {record['failure']}")
     print(
-        f"{args.cases} cases in {elapsed:.1f} s; hangs {sum(r['result']['status'] == 'hang' for r in records)}, "
+        f"{args.cases} cases in {elapsed:.1f} s; "
+        f"hangs {sum(r['result']['status'] == 'hang' for r in records)}, "
         f"tracebacks {sum(r['result']['status'] == 'traceback' for r in records)}, failures {len(failures)}"
     )
     return 1 if failures else 0

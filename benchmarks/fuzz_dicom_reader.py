@@ -209,7 +209,8 @@ def main() -> int:
     print(f"fuzzing time: {elapsed:.0f} s (asked {seconds} s); libFuzzer exit code {run.returncode}")
     print(f"executions: {executions[-1] if executions else 'unknown'}")
     print(
-        f"corpus: {len(corpus_files)} files, {sum(p.stat().st_size for p in corpus_files)} bytes in {args.corpus}"
+        f"corpus: {len(corpus_files)} files, "
+        f"{sum(p.stat().st_size for p in corpus_files)} bytes in {args.corpus}"
     )
     print(f"findings: {len(findings)} {findings[:5]} (inputs and libFuzzer's log in {artifacts})")
     if findings:
