@@ -28,6 +28,7 @@ import torch
 
 from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreWarning, InvalidInputError
+from cacscore.io.atomic import atomic_open
 from cacscore.preprocess import downsample_labels, preprocess_volume, scaled_threshold, target_spacing_mm
 from cacscore.train.augment import Augmentation
 
@@ -137,9 +138,8 @@ def prepare_case(ref: CaseRef, cache_dir: Path, preprocessing: dict[str, Any]) -
         enhance=bool(preprocessing["enhancement"]["enabled"]),
     )
     labels = downsample_labels(case.label, grid)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, image=image.astype(np.float32), labels=labels, spacing=np.asarray(grid.spacing))
-    os.replace(tmp, path)
+    with atomic_open(path) as fh:  # a file object: np.savez would add ".npz" to the temporary's name
+        np.savez(fh, image=image.astype(np.float32), labels=labels, spacing=np.asarray(grid.spacing))
     return path
 
 

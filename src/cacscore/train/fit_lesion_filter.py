@@ -27,6 +27,7 @@ from scipy import ndimage
 
 from cacscore.datasets.base import CaseRef
 from cacscore.errors import CacScoreWarning, InvalidInputError
+from cacscore.io.atomic import atomic_open, write_json_atomic
 from cacscore.io.volume import CTVolume
 from cacscore.model import Plan, load_ensemble
 from cacscore.model.ensemble import Ensemble
@@ -119,9 +120,7 @@ def _start_or_resume(work: Path, identity: dict[str, Any]) -> None:
     if work.is_dir() and any(work.iterdir()):
         raise InvalidInputError(f"{work}: holds files of unknown origin; remove it or choose another --out")
     work.mkdir(parents=True, exist_ok=True)
-    tmp = run_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(run_file)
+    write_json_atomic(run_file, identity, indent=2)
 
 
 def collect_candidates(
@@ -176,9 +175,8 @@ def collect_candidates(
                     f"case {ref.case_id} ({ref.image_path}): no reference label to fit on"
                 )
             x, y = labelled_candidates(ensemble, case.volume, np.asarray(case.label), candidate_votes)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez(tmp, features=x, truth=y)
-            tmp.replace(path)
+            with atomic_open(path) as fh:
+                np.savez(fh, features=x, truth=y)
         try:
             with np.load(path) as saved:
                 features.append(saved["features"])

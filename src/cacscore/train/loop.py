@@ -52,6 +52,7 @@ import torch
 from cacscore import __version__
 from cacscore.datasets.base import CaseRef, check_mask_labels
 from cacscore.errors import CacScoreError, InvalidInputError, ModelFolderError
+from cacscore.io.atomic import atomic_path
 from cacscore.labels import ARTERY_NAMES, NAMED_ARTERIES
 from cacscore.model.network import HEAD_CLASSES, LOSSES, ResUNet3d, count_parameters, segmentation_loss
 from cacscore.model.plan import HEAD_CLASS_CODES, PLAN_VERSION, Plan
@@ -947,9 +948,8 @@ def _train_member(
         state["epoch"] = epoch
         state["elapsed_s"] = time.monotonic() - t0
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_dir / "checkpoint.pt.tmp"
-        torch.save({**state, "model": net.state_dict(), "optimizer": optimizer.state_dict()}, tmp)
-        os.replace(tmp, ckpt_path)
+        with atomic_path(ckpt_path) as tmp:  # a kill while saving leaves the previous epoch's checkpoint
+            torch.save({**state, "model": net.state_dict(), "optimizer": optimizer.state_dict()}, tmp)
         emit("epoch", epoch, config.epochs, mean_loss, dice, best, time.monotonic() - epoch_start)
     final = ResUNet3d(1, n_classes, config.filters)
     final.load_state_dict(state["best_state"] if state["best_state"] is not None else net.state_dict())
