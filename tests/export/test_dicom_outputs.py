@@ -306,7 +306,10 @@ def test_names_of_artery_segments_cover_every_label() -> None:
 
 
 def test_one_segment_of_an_enhanced_ct_is_referenced_with_its_frames(case: Path, tmp_path: Path) -> None:
-    """One segment on a multi-frame source: highdicom shares its identification; the SR still finds its frames."""
+    """One segment on a multi-frame source: the SR still finds its frames.
+
+    highdicom shares the segment's identification across the frames.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CacScoreWarning)
         classic = read_volume(case / "image")
@@ -326,7 +329,10 @@ def test_one_segment_of_an_enhanced_ct_is_referenced_with_its_frames(case: Path,
 
 
 def test_a_mask_off_the_source_grid_is_refused(case: Path) -> None:
-    """Half a slice off: no source image lies on the volume's voxel centres, so no SEG rather than a wrong one."""
+    """Half a slice off: no SEG rather than a wrong one.
+
+    No source image lies on the volume's voxel centres.
+    """
     from dataclasses import replace
 
     with warnings.catch_warnings():

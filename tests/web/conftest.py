@@ -55,7 +55,10 @@ def known_scorer(volume: CTVolume) -> AutoResult:
 
 
 def local_client(app: FastAPI, **options: object) -> TestClient:
-    """A test client that is what the review page is: on a loopback host name, sending the same-origin header."""
+    """A test client that is what the review page is.
+
+    It is on a loopback host name and sends the same-origin header.
+    """
     headers = {REQUEST_HEADER: "1", **dict(options.pop("headers", {}) or {})}  # type: ignore[call-overload]
     return TestClient(app, base_url="http://localhost", headers=headers, **options)  # type: ignore[arg-type]
 

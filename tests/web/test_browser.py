@@ -255,7 +255,8 @@ def test_review_in_the_browser(phantom: tuple[Path, Path], tmp_path: Path) -> No
             assert float(total.get_attribute("data-value") or "nan") == pytest.approx(shown, abs=1e-9)
             expect(page.locator("#undo")).to_be_disabled()
 
-            # A rib-sized candidate: counting it asks for confirmation and says why; declining changes nothing.
+            # A rib-sized candidate: counting it asks for confirmation and says why;
+            # declining changes nothing.
             rib = page.evaluate(
                 "() => viewer.study.candidates.filter((r) => r.warnings.some((w) => w.includes('long')))"
                 ".sort((a, b) => b.volume_mm3 - a.volume_mm3)[0]"
@@ -445,7 +446,10 @@ def test_trim_in_the_browser(settings: Settings) -> None:
 
 
 def test_a_refused_scan_in_the_browser(settings: Settings) -> None:
-    """The test scan has no lungs: the page says why it was not analysed, and 'Analyse anyway' runs the model."""
+    """The test scan has no lungs: the page says why it was not analysed.
+
+    'Analyse anyway' then runs the model.
+    """
     from playwright.sync_api import expect, sync_playwright
 
     from cacscore.web.dependencies import ModelScorer

@@ -265,6 +265,7 @@ def test_a_nifti_study_has_no_dicom_export(client: TestClient) -> None:
         response = client.get(f"/api/studies/1/{name}")
         assert response.status_code == 422
         assert response.json()["detail"] == (
-            "study 1 was not read from DICOM: DICOM export needs a DICOM source (use the JSON, mask or PDF export)"
+            "study 1 was not read from DICOM: DICOM export needs a DICOM source "
+            "(use the JSON, mask or PDF export)"
         )
     assert client.get("/api/studies/1/other.dcm").status_code == 404

@@ -1,10 +1,10 @@
-"""SIGKILL of ``cacscore serve`` at random points during scripted edits and sign-offs loses nothing acknowledged.
+"""SIGKILL of ``cacscore serve`` loses nothing acknowledged.
 
-A real server process (uvicorn, SQLite file) is killed while a request is
-in flight, restarted on the same database, and checked: every change the
-client got a 200 for is there, the study list equals each study's state,
-``pragma integrity_check`` is ok and the audit chain verifies. The CI-sized
-run is 3 kills x 50 requests; the full 20 x 200 is marked slow.
+The server is killed at random points during scripted edits and sign-offs. A real server process
+(uvicorn, SQLite file) is killed while a request is in flight, restarted on the same database, and
+checked: every change the client got a 200 for is there, the study list equals each study's state,
+``pragma integrity_check`` is ok and the audit chain verifies. The CI-sized run is 3 kills x 50
+requests; the full 20 x 200 is marked slow.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ def test_an_older_database_gets_the_new_column(tmp_path: Path) -> None:
     with sqlite3.connect(db) as con:
         con.execute(
             "create table edits (id integer primary key, study_id integer, reviewer varchar(128), "
-            "created_at datetime, action varchar(16), lesion integer, before integer, after integer, undoes integer)"
+            "created_at datetime, action varchar(16), lesion integer, before integer, after integer, "
+            "undoes integer)"
         )
     open_database(f"sqlite:///{db}").engine.dispose()
     with sqlite3.connect(db) as con:

@@ -45,7 +45,10 @@ class MaskLabels(str, Enum):
 
 @dataclass(frozen=True)
 class ScoringOptions:
-    """Scoring options shared by every producer; keyword arguments of :func:`cacscore.scoring.score_volume`."""
+    """Scoring options shared by every producer.
+
+    They are the keyword arguments of :func:`cacscore.scoring.score_volume`.
+    """
 
     kvp_thresholds: bool = False
     min_area_mm2: float = 1.0
@@ -293,8 +296,9 @@ def _score_command(
         Path | None,
         typer.Option(
             "--out",
-            help="Folder for score.json and lesions.csv; with the model (no --mask) also prediction.nii.gz (label mask) and "
-            "montage.png (key images); of a DICOM series also seg.dcm, sr.dcm and report_pdf.dcm (see --no-dicom).",
+            help="Folder for score.json and lesions.csv; with the model (no --mask) also prediction.nii.gz "
+            "(label mask) and montage.png (key images); of a DICOM series also seg.dcm, sr.dcm and "
+            "report_pdf.dcm (see --no-dicom).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite results already in --out.")] = False,
@@ -305,8 +309,8 @@ def _score_command(
         bool,
         typer.Option(
             "--skip-unreadable",
-            help="Read a DICOM series without the files beside it that look like its slices but cannot be read "
-            "(each named in a warning) instead of refusing it.",
+            help="Read a DICOM series without the files beside it that look like its slices but cannot be "
+            "read (each named in a warning) instead of refusing it.",
         ),
     ] = False,
     mask_labels: Annotated[
@@ -347,8 +351,8 @@ def _score_command(
         typer.Option(
             "--age",
             metavar="YEARS",
-            help="Risk context: age in years (default: PatientAge of a DICOM INPUT). With the options below it "
-            "adds a risk block (MESA 10-year CHD risk, arterial age) to the report.",
+            help="Risk context: age in years (default: PatientAge of a DICOM INPUT). With the options below "
+            "it adds a risk block (MESA 10-year CHD risk, arterial age) to the report.",
             rich_help_panel="Risk context",
         ),
     ] = None,
@@ -366,8 +370,8 @@ def _score_command(
         typer.Option(
             "--race",
             metavar="GROUP",
-            help="Race/ethnicity: white, chinese-american, african-american, hispanic, or other (MESA risk then "
-            "not computed).",
+            help="Race/ethnicity: white, chinese-american, african-american, hispanic, or other (MESA risk "
+            "then not computed).",
             rich_help_panel="Risk context",
         ),
     ] = None,
@@ -428,7 +432,10 @@ def _score_command(
         ),
     ] = None,
 ) -> None:
-    """Score coronary calcium (Agatston, volume, mass) of INPUT with a label mask, or with the model without --mask."""
+    """Score coronary calcium (Agatston, volume, mass) of INPUT.
+
+    INPUT is scored with the label mask given by --mask, or with the model without --mask.
+    """
     with user_errors():
         from cacscore.scoring import score_report
 

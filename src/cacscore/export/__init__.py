@@ -73,8 +73,9 @@ def write_dicom_outputs(
     algorithm : Algorithm
         What made the mask (model name and version, or ``manual=True``).
     reviewer, signed, organization, verified_at, corrected
-        Person observer, sign-off state and reader's corrections of the SR (see :func:`cacscore.export.sr.build_measurement_report`);
-        the reviewer is also the SEG's content creator.
+        Person observer, sign-off state and reader's corrections of the SR (see
+        :func:`cacscore.export.sr.build_measurement_report`); the reviewer is also the SEG's content
+        creator.
     manual : (Z, Y, X) ndarray of bool, optional
         Voxels of ``labels`` that a reader added or changed.
     pdf : bytes, optional
@@ -137,7 +138,10 @@ def write_dicom_outputs(
 def _segment_scores(
     volume: CTVolume, labels: np.ndarray, manual: np.ndarray, segmentation: Any
 ) -> dict[int, dict[str, Any]]:
-    """Agatston, volume and mass of each segment's voxels: the algorithm's and the reader's part scored apart."""
+    """Agatston, volume and mass of each segment's voxels.
+
+    The algorithm's and the reader's part are scored apart.
+    """
     import numpy as np
 
     from cacscore.export.seg import segment_keys

@@ -129,7 +129,10 @@ def build_report_pdf(
 
 
 def _risk_section(risk: dict[str, Any], heading: Any, body: Any) -> list[Any]:
-    """Paragraphs of the report's ``risk`` block: each figure or why it is not given, its inputs and sources."""
+    """Paragraphs of the report's ``risk`` block.
+
+    Each figure or why it is not given, its inputs and sources.
+    """
     from reportlab.platypus import Paragraph
 
     from cacscore.scoring.risk import MESA_INPUTS

@@ -71,7 +71,8 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
         row_dir = np.asarray(image.orientation[:3])
         col_dir = np.asarray(image.orientation[3:])
         dr, dc = image.pixel_spacing_mm
-        # PS3.3 C.7.6.2.1.1: pixel (r, c) lies at position + c * dc * row direction + r * dr * column direction.
+        # PS3.3 C.7.6.2.1.1: pixel (r, c) lies at position + c * dc * row direction
+        # + r * dr * column direction.
         corners = np.asarray(image.position_mm) + np.array([[0.0, 0.0], [dr, 0.0], [0.0, dc]]) @ np.stack(
             [col_dir, row_dir]
         )
@@ -83,7 +84,8 @@ def source_frames(volume: CTVolume, labels: np.ndarray) -> list[tuple[SourceImag
         spread = np.array([1.0, image.rows, image.columns])[:, None]
         if (np.abs(affine - whole) * spread).max() > GRID_TOLERANCE:
             raise InvalidInputError(
-                f"{volume.source or 'volume'}: source image {image.sop_instance_uid} does not lie on the volume's grid"
+                f"{volume.source or 'volume'}: source image {image.sop_instance_uid} "
+                "does not lie on the volume's grid"
             )
         start, down, right = whole.astype(np.int64)
         zyx = (

@@ -77,7 +77,10 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def sync_files(paths: list[Path]) -> None:
-    """Flush ``paths`` (written by ordinary writes) and their folders to disk, e.g. before a marker names them."""
+    """Flush ``paths`` and their folders to disk, e.g. before a marker names them.
+
+    For files written by ordinary writes.
+    """
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -169,7 +172,10 @@ class NodeQueue:
         _write_json(self.result_dir(series_uid) / SCORED_MARKER, status)
 
     def forward_state(self, series_uid: str) -> dict[str, Any]:
-        """The series' forwarding state: destination -> {"files": {name: {...}}, "attempts", ...} (empty: none)."""
+        """The series' forwarding state, or an empty dict when it has none.
+
+        It maps each destination to ``{"files": {name: {...}}, "attempts", ...}``.
+        """
         return _read_json(self.result_dir(series_uid) / FORWARD_STATE) or {}
 
     def write_forward_state(self, series_uid: str, state: dict[str, Any]) -> None:

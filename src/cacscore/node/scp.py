@@ -34,7 +34,9 @@ _STATUS_CANNOT_UNDERSTAND = 0xC000
 
 
 def check_ae_title(value: str, what: str = "AE title") -> str:
-    """Return ``value`` stripped if it is a valid AE title (1-16 characters, no backslash or control characters).
+    """Return ``value`` stripped if it is a valid AE title.
+
+    A valid AE title has 1-16 characters, no backslash and no control characters.
 
     Raises
     ------

@@ -47,7 +47,10 @@ _confirmed_in_process = 0
 
 
 def _crash_hook() -> None:
-    """SIGKILL this process at the N-th confirmed file when the test hook asks for it (see module docstring)."""
+    """SIGKILL this process at the N-th confirmed file when the test hook asks for it.
+
+    See the module docstring.
+    """
     global _confirmed_in_process  # noqa: PLW0603 - one count per process, as the hook's N means
     wanted = os.environ.get(CRASH_HOOK)
     if not wanted:

@@ -469,21 +469,29 @@ def risk_context(factors: RiskFactors, agatston: float) -> dict[str, Any] | None
 
 
 def risk_summary(block: Mapping[str, Any]) -> str:
-    """One short line for people: ``risk: MESA 10-year CHD risk 5.2 %; arterial age 62 years`` (or why not).
+    """One short line for people: each risk figure, or why it is not given.
 
-    Missing inputs are counted, not listed (the report's ``not_computed`` lists them).
+    For example ``risk: MESA 10-year CHD risk 5.2 %; arterial age 62 years``. Missing inputs are
+    counted, not listed (the report's ``not_computed`` lists them).
 
     Examples
     --------
-    >>> risk_summary({"mesa_chd_10y": {"value": None, "not_computed": "missing...", "missing_inputs": ["sex"]},
-    ...     "arterial_age": {"value": None, "not_computed": "age not given"}})
-    'risk: MESA 10-year CHD risk not computed (1 of 11 inputs missing); arterial age not computed (age not given)'
+    >>> block = {
+    ...     "mesa_chd_10y": {"value": None, "not_computed": "missing...", "missing_inputs": ["sex"]},
+    ...     "arterial_age": {"value": None, "not_computed": "age not given"},
+    ... }
+    >>> risk_summary(block)  # doctest: +NORMALIZE_WHITESPACE
+    'risk: MESA 10-year CHD risk not computed (1 of 11 inputs missing);
+     arterial age not computed (age not given)'
     """
     mesa, artery = block["mesa_chd_10y"], block["arterial_age"]
     if mesa["value"] is not None:
         first = f"MESA 10-year CHD risk {mesa['value']:.1f} %"
     elif mesa.get("missing_inputs"):
-        first = f"MESA 10-year CHD risk not computed ({len(mesa['missing_inputs'])} of {len(MESA_INPUTS)} inputs missing)"
+        first = (
+            "MESA 10-year CHD risk not computed "
+            f"({len(mesa['missing_inputs'])} of {len(MESA_INPUTS)} inputs missing)"
+        )
     else:
         first = f"MESA 10-year CHD risk not computed ({mesa['not_computed']})"
     second = (

@@ -103,7 +103,10 @@ class Study(Base):
 
     @property
     def status(self) -> str:
-        """``"signed"``, ``"in review"`` (edited), ``"refused"``, ``"analysed"``, ``"unreadable"`` or ``"new"``.
+        """The study's review state, one of six words.
+
+        ``"signed"``, ``"in review"`` (edited), ``"refused"``, ``"analysed"``, ``"unreadable"`` or
+        ``"new"``.
 
         ``"refused"``: the domain check found no non-contrast CT with a heart in view and the model did
         not run (see :attr:`refusal`).
@@ -120,7 +123,10 @@ class Study(Base):
 
     @property
     def refusal(self) -> str | None:
-        """Why the model did not run on this scan (the domain check's refusal), unless a reader overrode it."""
+        """Why the model did not run on this scan (the domain check's refusal).
+
+        None when the model ran, or when a reader overrode the refusal.
+        """
         domain = self.auto_domain or {}
         refusal = domain.get("refusal")
         return None if refusal is None or domain.get("skipped") else str(refusal)

@@ -524,7 +524,10 @@ class ReviewStore:
             return loaded.candidates.labels[z].astype("<i4").tobytes() + reviewed.mask[z].tobytes()
 
     def heart_outline_bytes(self, study_id: int, z: int) -> bytes:
-        """Slice ``z`` of the heart region's outline (uint8, 1 on the border; all 0 where no heart was found)."""
+        """Slice ``z`` of the heart region's outline as uint8 bytes.
+
+        1 on the border, 0 elsewhere; all 0 where no heart was found.
+        """
         from cacscore.anatomy import check_domain
 
         with self.db.sessions() as session:
@@ -580,7 +583,8 @@ class ReviewStore:
                 )
             box, inside = loaded.candidates.voxels(lesion)
             labels = reviewed.mask[box][inside]
-            # A counted lesion is "already" in an artery when all its counted voxels are (a trim leaves zeros).
+            # A counted lesion is "already" in an artery when all its counted voxels are
+            # (a trim leaves zeros).
             if np.all(labels == code) or (code != 0 and before != 0 and np.all(labels[labels != 0] == code)):
                 raise InvalidInputError(
                     f"lesion {lesion} is already {ARTERY_NAMES.get(code, 'not counted')}; nothing to change"
@@ -869,7 +873,8 @@ class ReviewStore:
                 )
             if study.signed_at is None:
                 raise ConflictError(
-                    f"study {study_id} is not signed: its DICOM exports carry the signed result; sign it first"
+                    f"study {study_id} is not signed: its DICOM exports carry the signed result; "
+                    "sign it first"
                 )
             folder = self.export_dir / f"study-{study.id}" / f"version-{study.version}"
             with self._export_lock:

@@ -1,4 +1,7 @@
-"""The heart region's outline for the viewer (:mod:`cacscore.anatomy`): where calcium can count as coronary."""
+"""The heart region's outline for the viewer (:mod:`cacscore.anatomy`).
+
+The outline shows where calcium can count as coronary.
+"""
 
 from __future__ import annotations
 

@@ -33,7 +33,10 @@ class LesionEdit(Change):
 
 
 class Trim(Change):
-    """Erase (``mode="erase"``) or paint back (``"paint"``) lesion voxels under a round brush on slice ``z``."""
+    """Erase or paint back lesion voxels under a round brush on slice ``z``.
+
+    ``mode="erase"`` erases them, ``mode="paint"`` paints them back.
+    """
 
     lesion: int = Field(ge=1, le=2**31 - 1)
     z: int = Field(ge=0, le=2**31 - 1)
