@@ -7,9 +7,9 @@ Layout under the node's folder ``root``::
                                                                 ``scored.json``, ``forward.json``,
                                                                 ``done`` last
 
-Every instance is written to a temporary name, flushed to disk (``fsync``) and renamed, and the
-folder is flushed too, before the sender gets its success status: an acknowledged instance
-survives a crash or a SIGKILL of the node. The markers are written the same way:
+Every instance is written atomically (:mod:`cacscore.io.atomic`: a temporary name, flushed to disk
+with ``fsync`` and renamed, the folder flushed too) before the sender gets its success status: an
+acknowledged instance survives a crash or a SIGKILL of the node. The markers are written the same way:
 
 - ``scored.json`` once the results are on disk (flushed). A series with it is never scored again:
   after a crash its very files (the same SOP Instance UIDs) are what is forwarded.
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cacscore.errors import InvalidInputError
+from cacscore.io.atomic import write_bytes_atomic, write_json_atomic
 
 #: A DICOM UID: digits separated by dots, at most 64 characters (PS3.5 9.1). Anything else must not
 #: become a path component.
@@ -60,26 +61,11 @@ def check_uid(value: str, what: str) -> str:
     return value
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the file is either absent or complete, even after a crash.
-
-    The bytes go to a temporary name in the same folder, are flushed to disk, renamed over
-    ``path``, and the folder entry is flushed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def sync_files(paths: list[Path]) -> None:
     """Flush ``paths`` and their folders to disk, e.g. before a marker names them.
 
-    For files written by ordinary writes.
+    For files written by ordinary writes; those written through :mod:`cacscore.io.atomic` are on disk
+    already, and flushing them again is harmless.
     """
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
@@ -92,7 +78,9 @@ def sync_files(paths: list[Path]) -> None:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    write_atomic(path, (json.dumps(value, indent=2) + "\n").encode("utf-8"))
+    """Write ``value`` as indented JSON atomically, creating the folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, value, indent=2)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -147,7 +135,8 @@ class NodeQueue:
         series = check_uid(series_uid, "SeriesInstanceUID")
         sop = check_uid(sop_uid, "SOPInstanceUID")
         path = self.incoming / study / series / f"{sop}.dcm"
-        write_atomic(path, encoded)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, encoded)
         return path
 
     def result_dir(self, series_uid: str) -> Path:

@@ -294,7 +294,7 @@ class Worker:
 
     def _score(self, series: PendingSeries, out: Path) -> tuple[dict[str, Any], list[Path]]:
         from cacscore.export import Algorithm, write_dicom_outputs
-        from cacscore.node.queue import write_atomic
+        from cacscore.io.atomic import write_json_atomic, write_text_atomic
         from cacscore.pipeline import read_and_check, score_checked
         from cacscore.scoring import lesions_csv, score_report
 
@@ -303,8 +303,8 @@ class Worker:
         )
         result, extra, labels = score_checked(volume, check, self._load())
         report = score_report(volume, result, series.folder, extra=extra)
-        write_atomic(out / "score.json", (json.dumps(report, indent=2) + "\n").encode("utf-8"))
-        write_atomic(out / "lesions.csv", lesions_csv(report).encode("utf-8"))
+        write_json_atomic(out / "score.json", report, indent=2)
+        write_text_atomic(out / "lesions.csv", lesions_csv(report))
         model = report.get("model") or {}
         algorithm = Algorithm(
             name=str(model.get("name") or "cacscore model"),
