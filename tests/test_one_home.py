@@ -30,9 +30,7 @@ ARTERY_NAMES = {"LM", "LAD", "LCX", "RCA"}
 PENDING: dict[str, dict[str, str]] = {
     # Being edited by other work at the time io/atomic.py was written; switch them to it next.
     "renaming a written file into place": {
-        "node/queue.py": "write_atomic: own temporary + fsync + os.replace (-> write_bytes_atomic)",
         "batch/worker.py": "write_case: a temporary case folder os.replace-d (-> atomic_folder)",
-        "web/store.py": "_write_dicom_exports: a temporary folder renamed (-> atomic_folder(replace=False))",
     },
 }
 

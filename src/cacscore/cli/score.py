@@ -186,13 +186,15 @@ def emit_report(
     console: Console | None = None,
 ) -> None:
     """Print the report (JSON or a table) to stdout and write ``score.json`` + ``lesions.csv`` to ``out``."""
+    from cacscore.io.atomic import write_text_atomic
     from cacscore.scoring import lesions_csv
 
     text = json.dumps(report, indent=2)
     if out is not None:
         prepare_output_dir(out, SCORE_PRODUCTS, force=force)
-        (out / "score.json").write_text(text + "\n", encoding="utf-8")
-        (out / "lesions.csv").write_text(lesions_csv(report), encoding="utf-8")
+        # Atomic: with --force a crash never leaves half a report over the earlier one.
+        write_text_atomic(out / "score.json", text + "\n")
+        write_text_atomic(out / "lesions.csv", lesions_csv(report))
     if as_json:
         typer.echo(text)
     else:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     import numpy as np
+    from pydicom.dataset import Dataset
 
     from cacscore.io.volume import CTVolume
 
@@ -100,7 +101,7 @@ def write_dicom_outputs(
     segmentation = build_segmentation(volume, labels, algorithm, manual=manual, reader=reviewer)
     segment_scores = None
     if segmentation is not None:
-        segmentation.save_as(out / "seg.dcm")
+        _save(segmentation, out / "seg.dcm")
         written.append(out / "seg.dcm")
         if manual is not None:
             segment_scores = _segment_scores(volume, labels, manual, segmentation)
@@ -116,7 +117,7 @@ def write_dicom_outputs(
         corrected=corrected,
         segment_scores=segment_scores,
     )
-    document.save_as(out / "sr.dcm")
+    _save(document, out / "sr.dcm")
     written.append(out / "sr.dcm")
     header = first_header(volume)
     patient = {
@@ -130,9 +131,21 @@ def write_dicom_outputs(
     }
     if pdf is None:
         pdf = build_report_pdf(report, patient=patient, reviewer=reviewer, signed=signed)
-    build_encapsulated_pdf(volume, pdf).save_as(out / "report_pdf.dcm", enforce_file_format=True)
+    _save(build_encapsulated_pdf(volume, pdf), out / "report_pdf.dcm", enforce_file_format=True)
     written.append(out / "report_pdf.dcm")
     return written
+
+
+def _save(dataset: Dataset, path: Path, *, enforce_file_format: bool = False) -> None:
+    """Write ``dataset`` to ``path`` atomically (:mod:`cacscore.io.atomic`): the old file or the new one.
+
+    A crash or an error while encoding never leaves a truncated DICOM file under the product's name
+    (the node forwards the files it finds; ``cacscore score --force`` writes over earlier results).
+    """
+    from cacscore.io.atomic import atomic_open
+
+    with atomic_open(path, "wb") as handle:
+        dataset.save_as(handle, enforce_file_format=enforce_file_format)
 
 
 def _segment_scores(

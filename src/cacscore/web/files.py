@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from cacscore.errors import CacScoreError, InvalidInputError, VolumeReadError
+from cacscore.io.atomic import atomic_folder
 from cacscore.io.image import image_suffix
 
 #: Names of files and folders that hold masks or annotations, not scans.
@@ -178,6 +179,10 @@ def unpack_upload(received: Path, upload_dir: Path, display: str, limit_bytes: i
     stored as ``image.nii[.gz]`` in a new folder. Anything else is refused.
     The received file is removed in every case.
 
+    The folder is filled under a hidden temporary name and renamed when complete
+    (:func:`cacscore.io.atomic.atomic_folder`): its files are on disk before the
+    database names the study, and a crash leaves no half-unpacked study folder.
+
     Raises
     ------
     InvalidInputError
@@ -186,23 +191,23 @@ def unpack_upload(received: Path, upload_dir: Path, display: str, limit_bytes: i
         If a zip unpacks to more than allowed.
     """
     study_id = uuid.uuid4().hex
-    folder = upload_dir / study_id
     try:
         kind = _upload_kind(received)
         if kind is None:
             raise InvalidInputError(
                 f"{display}: not a zip of a DICOM series or a NIfTI file (.nii / .nii.gz)"
             )
-        folder.mkdir(parents=True)
-        if kind == "zip":
-            _extract_zip(received, folder, display, limit_bytes * ZIP_EXPANSION_LIMIT)
-            return study_id
-        name = "image.nii.gz" if kind == "nifti.gz" else "image.nii"
-        shutil.move(str(received), folder / name)
-        return f"{study_id}/{name}"
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
+        upload_dir.mkdir(parents=True, exist_ok=True)
+        # On an exception the temporary folder is removed with what was unpacked into it.
+        with atomic_folder(upload_dir / study_id, replace=False) as folder:
+            if kind == "zip":
+                _extract_zip(received, folder, display, limit_bytes * ZIP_EXPANSION_LIMIT)
+                relative = study_id
+            else:
+                name = "image.nii.gz" if kind == "nifti.gz" else "image.nii"
+                shutil.move(str(received), folder / name)
+                relative = f"{study_id}/{name}"
+        return relative
     finally:
         received.unlink(missing_ok=True)
 

@@ -891,37 +891,39 @@ class ReviewStore:
     def _write_dicom_exports(
         self, study: Study, loaded: LoadedStudy, reviewed: Reviewed, report: dict[str, Any], folder: Path
     ) -> None:
-        """Write the three DICOM exports into a new folder, then rename it to ``folder`` (all or nothing)."""
+        """Write the three DICOM exports into a new folder, then rename it to ``folder`` (all or nothing).
+
+        :func:`cacscore.io.atomic.atomic_folder` with ``replace=False``: when another process wrote
+        this version first, its folder stays and its files are the ones served.
+        """
         import datetime as dt
 
         from cacscore.export import write_dicom_outputs
+        from cacscore.io.atomic import atomic_folder
 
         signed_at = study.signed_at
         if signed_at is not None and signed_at.tzinfo is None:
             signed_at = signed_at.replace(tzinfo=dt.UTC)  # SQLite gives back naive UTC times
         folder.parent.mkdir(parents=True, exist_ok=True)
-        writing = Path(tempfile.mkdtemp(prefix=".writing-", dir=folder.parent))
         try:
-            write_dicom_outputs(
-                writing,
-                loaded.volume,
-                reviewed.mask,
-                report,
-                _algorithm(study),
-                reviewer=study.signed_by,
-                signed=True,
-                manual=reader_voxels(reviewed.mask, loaded.auto_mask, loaded.candidates),
-                corrected=not np.array_equal(reviewed.mask, loaded.auto_mask),
-                verified_at=signed_at,
-                pdf=self._pdf(study, loaded, reviewed),
-            )
-            writing.rename(folder)
+            with atomic_folder(folder, replace=False) as writing:
+                write_dicom_outputs(
+                    writing,
+                    loaded.volume,
+                    reviewed.mask,
+                    report,
+                    _algorithm(study),
+                    reviewer=study.signed_by,
+                    signed=True,
+                    manual=reader_voxels(reviewed.mask, loaded.auto_mask, loaded.candidates),
+                    corrected=not np.array_equal(reviewed.mask, loaded.auto_mask),
+                    verified_at=signed_at,
+                    pdf=self._pdf(study, loaded, reviewed),
+                )
         except OSError:
             if not folder.is_dir():
                 raise
             # Another process wrote this version first: its files are the ones served.
-        finally:
-            shutil.rmtree(writing, ignore_errors=True)
         log.info("study %d: DICOM exports of version %d written", study.id, study.version)
 
     # ----------------------------------------------------------------- dicts
