@@ -91,7 +91,10 @@ def plan_batch(inputs: Sequence[Path], results: str | Path, *, retry_failed: boo
 @contextmanager
 def dask_client(scheduler: str | None, workers: int, threads_per_worker: int) -> Iterator[Any]:
     """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of worker processes."""
+    import dask
     from distributed import Client, LocalCluster
+
+    from cacscore.batch.memory import WORKER_ENVIRON
 
     if scheduler:
         try:
@@ -103,8 +106,11 @@ def dask_client(scheduler: str | None, workers: int, threads_per_worker: int) ->
         with client:
             yield client
         return
+    # Read by each nanny as it starts: set in its worker process before Python (cacscore.batch.memory).
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", default={}), **WORKER_ENVIRON}
     # dashboard_address ":0": a free port, so two batches on one machine do not collide.
     with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
         LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
@@ -171,6 +177,8 @@ def run_batch(
     """
     from distributed import as_completed
 
+    from cacscore.batch.memory import KeepFreedMemory
+
     out.mkdir(parents=True, exist_ok=True)
     _remove_temporary_cases(out)
     url = results or database_url(out)
@@ -187,6 +195,8 @@ def run_batch(
     started = time.perf_counter()
     try:
         with dask_client(scheduler, n_workers, n_threads) as client:
+            # Before the first task: a worker's forward passes reuse freed memory (cacscore.batch.memory).
+            client.register_plugin(KeepFreedMemory())
             summary.dashboard = client.dashboard_link
             if on_start is not None:
                 on_start(plan, summary.dashboard)
