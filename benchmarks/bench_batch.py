@@ -6,20 +6,45 @@ time from the command's start, cluster start-up included), the ratios, the peak 
 (ru_maxrss after its last task), and the driver's per-task overhead on a simulated manifest of no-op tasks
 (the real driver: hashing a missing path, Dask round trip, one SQLite transaction per row).
 
+``--stages K`` first prints where one worker task's time goes: each stage of ``score_series`` timed on the
+first K scans in a fresh process at one PyTorch thread (wall and CPU seconds, median), once with the
+environment a plain Dask nanny gives its worker (``MALLOC_TRIM_THRESHOLD_=65536``) and once with the one
+``cacscore batch`` gives it (:data:`cacscore.batch.memory.WORKER_ENVIRON`).
+
     python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch
+    python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch --stages 6 --stages-only
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+#: Stages of one worker task, in order (``stage_times``).
+STAGES = (
+    "hash (driver)",
+    "read DICOM",
+    "domain check",
+    "preprocess",
+    "forward x5",
+    "vote and lesion filter",
+    "heart region",
+    "score",
+    "report and case files",
+)
+#: A Dask nanny's default allocator setting for its worker (distributed.nanny.pre-spawn-environ).
+DASK_DEFAULT_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
 def noop_task(item: dict[str, Any], out: str, **_options: Any) -> dict[str, Any]:
@@ -132,6 +157,96 @@ def scheduler_overhead(n_tasks: int, work: Path) -> float:
     return summary.seconds / n_tasks
 
 
+def stage_times(images: list[Path], out: Path) -> dict[str, list[tuple[float, float]]]:
+    """``{stage: [(wall s, CPU s) per scan]}`` of the steps ``score_series`` runs, at one PyTorch thread.
+
+    The first scan is scored once untimed (model loading, first allocations), as a worker's first task is.
+    """
+    import warnings
+
+    import torch
+
+    from cacscore.anatomy import check_domain
+    from cacscore.batch.inputs import content_hash
+    from cacscore.batch.worker import _case_files, cached_ensemble, write_case
+    from cacscore.errors import CacScoreWarning
+    from cacscore.io import read_volume
+    from cacscore.model.ensemble import restrict_to_heart, score_with_model
+    from cacscore.pipeline import read_and_check, score_checked
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", CacScoreWarning)
+    ensemble = cached_ensemble(None, 1)
+    score_checked(*read_and_check(images[0]), ensemble)
+    times: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
+
+    @contextmanager
+    def clock(stage: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        yield
+        times[stage].append((time.perf_counter() - wall, time.thread_time() - cpu))
+
+    for image in images:
+        with clock("hash (driver)"):
+            content_hash(image)
+        with clock("read DICOM"):
+            volume = read_volume(image)
+        with clock("domain check"):
+            check = check_domain(volume)
+            check.require(str(image))
+        with clock("preprocess"):
+            image_low, grid = ensemble.preprocess(volume)
+        with clock("forward x5"):
+            probabilities = list(ensemble.member_probabilities(image_low))
+        with clock("vote and lesion filter"):
+            prediction = ensemble.combine(probabilities, image_low, grid, volume.hu)
+        with clock("heart region"):
+            prediction = restrict_to_heart(prediction, volume, ensemble.plan.threshold_hu, check.region)
+        with clock("score"):
+            result = score_with_model(volume, ensemble, prediction=prediction)
+        with clock("report and case files"):
+            extra = {"model": ensemble.info(), "domain": check.to_dict()}
+            write_case(out, image.parent.name, _case_files(volume, result, image, extra, prediction.labels))
+    return times
+
+
+def print_stages(images: list[Path], work: Path) -> None:
+    """Run :func:`stage_times` in a fresh process per worker environment and print the table."""
+    from cacscore.batch.memory import WORKER_ENVIRON
+
+    environments = {
+        "Dask default (MALLOC_TRIM_THRESHOLD_=65536)": DASK_DEFAULT_ENVIRON,
+        "cacscore batch (cacscore.batch.memory)": WORKER_ENVIRON,
+    }
+    medians: dict[str, dict[str, tuple[float, float]]] = {}
+    for label, environ in environments.items():
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        run = subprocess.run(
+            [sys.executable, __file__, "--stages-worker", *map(str, images), "--work", str(work)],
+            env={**env, **environ, "OMP_NUM_THREADS": "1"},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        times = json.loads(run.stdout.strip().splitlines()[-1])
+        medians[label] = {
+            stage: (
+                sorted(w for w, _ in pairs)[len(pairs) // 2],
+                sorted(c for _, c in pairs)[len(pairs) // 2],
+            )
+            for stage, pairs in times.items()
+        }
+    labels = list(environments)
+    print(f"one worker task at 1 PyTorch thread, median of {len(images)} scans, wall / CPU seconds:")
+    print(f"  {'stage':<24}" + "".join(f"{label:>48}" for label in labels))
+    for stage in (*STAGES, "total"):
+        cells = []
+        for label in labels:
+            rows = medians[label].values() if stage == "total" else [medians[label][stage]]
+            cells.append(f"{sum(w for w, _ in rows):.3f} / {sum(c for _, c in rows):.3f}")
+        print(f"  {stage:<24}" + "".join(f"{cell:>48}" for cell in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -144,7 +259,16 @@ def main() -> None:
     )
     parser.add_argument("--noop-tasks", type=int, default=10_000)
     parser.add_argument("--skip-cli", action="store_true", help="do not time the loop over cacscore score")
+    parser.add_argument(
+        "--stages", type=int, default=0, metavar="K", help="first print the stage times of K scans"
+    )
+    parser.add_argument("--stages-only", action="store_true", help="print the stage times and stop")
+    parser.add_argument("--stages-worker", nargs="+", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.stages_worker:
+        print(json.dumps(stage_times(args.stages_worker, args.work)))
+        return
 
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
@@ -155,6 +279,10 @@ def main() -> None:
             f"cohort: {len(images)} DICOM phantoms {args.matrix} x {args.matrix} x {args.slices} "
             f"({time.perf_counter() - started:.0f} s to make or find)"
         )
+        if args.stages:
+            print_stages(images[: args.stages], work / "stages")
+        if args.stages_only:
+            return
         per_hour: dict[str, float] = {}
         if not args.skip_cli:
             seconds = cli_loop(images)
