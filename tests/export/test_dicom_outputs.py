@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import warnings
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import highdicom as hd
 import numpy as np
@@ -69,6 +70,24 @@ def _dciodvfy(path: Path) -> list[str]:
 
 def test_score_of_a_dicom_series_writes_the_three_products(scored: Path) -> None:
     assert all((scored / name).is_file() for name in PRODUCTS)
+    assert not [p.name for p in scored.iterdir() if p.name.startswith(".")]  # no temporary file stays
+
+
+def test_a_product_that_fails_to_encode_leaves_the_earlier_file(tmp_path: Path) -> None:
+    """Products are written atomically: an error halfway through keeps the earlier file whole."""
+    from cacscore.export import _save
+
+    class Unencodable(pydicom.Dataset):
+        def save_as(self, filename: object, /, *args: object, **kwargs: object) -> None:
+            assert not isinstance(filename, (str, Path))  # a file object of cacscore.io.atomic
+            cast("BinaryIO", filename).write(b"half a file")
+            raise ValueError("cannot encode")
+
+    (tmp_path / "sr.dcm").write_bytes(b"earlier")
+    with pytest.raises(ValueError, match="cannot encode"):
+        _save(Unencodable(), tmp_path / "sr.dcm")
+    assert (tmp_path / "sr.dcm").read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["sr.dcm"]
 
 
 @pytest.mark.parametrize("name", PRODUCTS)

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from cacscore.errors import InvalidInputError
 from cacscore.io import write_dicom_series, write_mask, write_volume
-from cacscore.web.files import FoundStudy, UploadTooLargeError, discover, receive, resolve_inside, safe_name
+from cacscore.web.files import (
+    FoundStudy,
+    UploadTooLargeError,
+    discover,
+    receive,
+    resolve_inside,
+    safe_name,
+    unpack_upload,
+)
 
 from .conftest import automatic_mask, synthetic_volume
 
@@ -74,3 +85,22 @@ def test_receive_stops_at_the_limit_and_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     path = receive(iter([b"abc", b"def"]), tmp_path, 100)
     assert path.read_bytes() == b"abcdef"
+
+
+def test_an_upload_folder_appears_whole_and_a_refused_zip_leaves_nothing(tmp_path: Path) -> None:
+    """The study folder is renamed into place when complete: no temporary folder or file stays."""
+    uploads = tmp_path / "uploads"
+    nifti = struct.pack("<i", 348) + bytes(348)  # a NIfTI-1 header size; unpacking reads no further
+    relative = unpack_upload(receive(iter([nifti]), uploads, 2**20), uploads, "scan.nii", 2**20)
+    study, name = relative.split("/")
+    assert name == "image.nii"
+    assert (uploads / relative).read_bytes() == nifti
+    assert [p.name for p in uploads.iterdir()] == [study]  # neither the received file nor a temporary
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.dcm", b"DICM")  # unpacked before the unsafe member is met
+        archive.writestr("../b.dcm", b"DICM")
+    received = receive(iter([buffer.getvalue()]), uploads, 2**20)
+    with pytest.raises(InvalidInputError, match="'../b.dcm' has an unsafe path"):
+        unpack_upload(received, uploads, "exam.zip", 2**20)
+    assert [p.name for p in uploads.iterdir()] == [study]
