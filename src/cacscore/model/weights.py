@@ -62,8 +62,8 @@ def load_member(path: str | Path, init_args: dict[str, Any]) -> ResUNet3d:
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
     if missing or extra or wrong:
         raise PlanMismatchError(
-            f"{path}: weights do not match the plan's network (missing {missing[:3]}, unexpected {extra[:3]}, "
-            f"wrong shape {wrong[:3]})"
+            f"{path}: weights do not match the plan's network (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}, wrong shape {wrong[:3]})"
         )
     net.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
     return net.eval()

@@ -1048,8 +1048,8 @@ def generate_hybrid_cohort(
         for key in ("family", "seed", "format", "balance", "generator_version", "backgrounds"):
             if old.get(key) != settings.get(key):
                 raise InvalidInputError(
-                    f"{out}: holds a cohort generated with {key}={old.get(key)!r}, not {settings.get(key)!r}; "
-                    "resume with the same settings or choose another --out"
+                    f"{out}: holds a cohort generated with {key}={old.get(key)!r}, "
+                    f"not {settings.get(key)!r}; resume with the same settings or choose another --out"
                 )
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, settings, indent=1)

@@ -125,7 +125,9 @@ def generate_cohort(
     config: SdfConfig | None = None,
     on_case: Callable[[int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Generate ``n`` cases of this family into ``out`` (resumable); write ``cases.csv`` and ``generation.json``.
+    """Generate ``n`` cases of this family into ``out`` (resumable).
+
+    Writes ``cases.csv`` and ``generation.json`` beside the case folders.
 
     Parameters are those of :func:`cacscore.phantom.cohort.generate_cohort`; ``config`` is an
     :class:`SdfConfig`.
@@ -189,13 +191,17 @@ def write_preview(
     n_slices: int = 9,
     dpi: int = 72,
 ) -> Path:
-    """A PNG montage of ``n_slices`` axial slices of one case of this family (the classic family's renderer)."""
+    """A PNG montage of ``n_slices`` axial slices of one case of this family.
+
+    Drawn by the classic family's renderer.
+    """
     from cacscore.phantom.preview import render_preview
 
     case = generate_case(seed, config=config, target_category=category)
     v = case.volume
     title = (
-        f"{FAMILY} phantom seed {seed}: Agatston {case.reference.agatston:.1f} ({case.reference.risk_category}), "
+        f"{FAMILY} phantom seed {seed}: Agatston {case.reference.agatston:.1f} "
+        f"({case.reference.risk_category}), "
         f"{v.manufacturer}, {v.slice_thickness_mm:g} mm / {v.spacing[0]:g} mm, {v.spacing[2]:.2f} mm pixels"
     )
     return render_preview(

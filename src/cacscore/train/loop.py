@@ -94,8 +94,9 @@ INHERITED: dict[str, str] = {
 #: Validation metrics that can choose a member's best epoch, and their description in the plan.
 VAL_METRICS = {"dice": "Dice pooled over the cases", "case_dice": "mean of the per-case Dice"}
 
-#: Called with a progress event: ("prepare", done, total), ("member", k, n), ("step", step, total_steps, loss),
-#: ("epoch", epoch, epochs, loss, val_dice, best, seconds), ("done", k, best_epoch, best_dice).
+#: Called with a progress event: ("prepare", done, total), ("member", k, n),
+#: ("step", step, total_steps, loss), ("epoch", epoch, epochs, loss, val_dice, best, seconds),
+#: ("done", k, best_epoch, best_dice).
 Reporter = Callable[..., None]
 
 
@@ -225,7 +226,9 @@ class TrainConfig:
 
     @classmethod
     def fine_tune(cls, init: Path, **settings: Any) -> TrainConfig:
-        """A configuration that fine-tunes ``init``: every setting of :data:`INHERITED` not given is the parent's.
+        """A configuration that fine-tunes ``init``.
+
+        Every setting of :data:`INHERITED` not given is the parent's.
 
         An augmentation block of the first format (models before augmentation
         version 2, such as model version 6) is not inherited: this version's
@@ -347,9 +350,9 @@ class TrainConfig:
             "calcium_fraction": self.calcium_fraction,
             "context_fraction": self.context_fraction,
             "context_radius_mm": self.context_radius_mm,
-            "sampling": "calcium_fraction of patches centred on labelled calcium (jittered), context_fraction on "
-            "unlabelled voxels >= threshold_hu within context_radius_mm of the calcium centroid "
-            "(volume centre without calcium), the rest anywhere",
+            "sampling": "calcium_fraction of patches centred on labelled calcium (jittered), "
+            "context_fraction on unlabelled voxels >= threshold_hu within context_radius_mm of the "
+            "calcium centroid (volume centre without calcium), the rest anywhere",
             "augmentation": self.augmentation.to_dict(),
             "selection": f"best epoch by validation {VAL_METRICS[self.val_metric]}"
             + ("" if self.init is None else " (epoch 0: the init weights)"),
@@ -812,7 +815,9 @@ def _train_member(
     timing: dict[str, float],
     emit: Reporter,
 ) -> dict[str, Any]:
-    """Train member ``k``; ``member_end()`` gives the monotonic time by which it must be done (None: no limit).
+    """Train member ``k`` until it is done or ``member_end()`` is reached.
+
+    ``member_end()`` gives the monotonic time by which it must be done (None: no limit).
 
     The time limit is checked before every step: a step is only started when it
     and the validation pass after it (timed on earlier ones, in ``timing``) end
