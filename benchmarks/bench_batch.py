@@ -297,7 +297,8 @@ def main() -> None:
                 else ""
             )
             print(
-                f"cacscore batch --workers {workers}: {seconds:.1f} s, {per_hour[f'batch{workers}']:,.0f} scans/hour"
+                f"cacscore batch --workers {workers}: {seconds:.1f} s, "
+                f"{per_hour[f'batch{workers}']:,.0f} scans/hour"
                 f"{ratio}; without start-up {busy:.1f} s of tasks on the busiest worker, "
                 f"{len(images) / busy * 3600:,.0f} scans/hour; peak memory per worker "
                 f"{', '.join(f'{p:.0f}' for p in peaks)} MiB"
@@ -305,7 +306,8 @@ def main() -> None:
         print(f"scaling 2 workers / 1 worker: {per_hour['batch2'] / per_hour['batch1']:.2f}x")
         overhead = scheduler_overhead(args.noop_tasks, work)
         print(
-            f"driver overhead: {overhead * 1000:.2f} ms per task ({args.noop_tasks:,} no-op tasks, 2 workers; "
+            f"driver overhead: {overhead * 1000:.2f} ms per task "
+            f"({args.noop_tasks:,} no-op tasks, 2 workers; "
             f"{3600 / overhead:,.0f} tasks/hour at most)"
         )
 

@@ -27,12 +27,7 @@ ATOMIC = "io/atomic.py"
 ARTERY_NAMES = {"LM", "LAD", "LCX", "RCA"}
 #: Spots not yet moved to the one home: file -> why it is still there.
 #: Remove an entry once its file imports the rule.
-PENDING: dict[str, dict[str, str]] = {
-    # Being edited by other work at the time io/atomic.py was written; switch them to it next.
-    "renaming a written file into place": {
-        "batch/worker.py": "write_case: a temporary case folder os.replace-d (-> atomic_folder)",
-    },
-}
+PENDING: dict[str, dict[str, str]] = {}
 
 
 def _code_tokens(path: Path) -> list[tokenize.TokenInfo]:

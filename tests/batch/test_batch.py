@@ -1,4 +1,6 @@
-"""``cacscore batch`` on a small DICOM phantom cohort: rows equal ``cacscore score``; resume; bad series; export."""
+"""``cacscore batch`` on a small DICOM phantom cohort.
+
+Rows equal ``cacscore score``; resume; bad series; export."""
 
 from __future__ import annotations
 

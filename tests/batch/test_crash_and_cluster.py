@@ -1,4 +1,4 @@
-"""Crash safety (SIGKILL at random points, then a rerun) and a separately started Dask scheduler and worker."""
+"""Crash safety (SIGKILL at random points, then a rerun); a separately started Dask scheduler and worker."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from cacscore.batch.run import run_batch
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the settings are glibc's (Linux)")
 
-#: Page faults of allocating, filling and freeing a 50 MiB array after a first one was freed (as a row's error).
+#: Page faults of allocating, filling and freeing a 50 MiB array after a first one was freed
+#: (as a row's error).
 REFAULTS = """
 import resource
 import numpy as np

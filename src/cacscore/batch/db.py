@@ -81,7 +81,8 @@ _COLUMN_TYPES: list[tuple[str, Any]] = [
 _metadata = MetaData()
 #: The results table: one row per series. ``status`` is ``done`` or ``failed`` (with ``error``, one line);
 #: ``domain_outcome`` is ``passed``, ``refused`` (the row failed for it), ``skipped``
-#: (``--skip-domain-check``) or None when the series could not be read. Times are seconds, ``worker_peak_mib`` the worker process's peak memory after the task;
+#: (``--skip-domain-check``) or None when the series could not be read. Times are seconds,
+#: ``worker_peak_mib`` the worker process's peak memory after the task;
 #: ``warnings`` and ``domain`` are JSON text.
 RESULTS = Table(
     "series_results",
@@ -163,7 +164,7 @@ def statuses(engine: Engine) -> dict[str, tuple[str, str]]:
 
 
 def write_row(engine: Engine, row: Mapping[str, Any]) -> None:
-    """Insert or replace the row of ``row["key"]``, in one transaction (a kill leaves the old row or the new)."""
+    """Insert or replace the row of ``row["key"]``, in one transaction: a kill leaves one of the two."""
     values = {name: row.get(name) for name in COLUMNS if name != "id"}
     for name in ("warnings", "domain"):
         if values[name] is not None and not isinstance(values[name], str):

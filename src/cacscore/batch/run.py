@@ -17,7 +17,8 @@ from cacscore.batch.inputs import BatchItem, collect_items
 from cacscore.batch.worker import score_series
 from cacscore.errors import InvalidInputError
 
-#: Tasks kept in flight per worker thread: enough to hide scheduling latency, few enough that a kill loses little.
+#: Tasks kept in flight per worker thread: enough to hide scheduling latency, few enough that a kill
+#: loses little.
 IN_FLIGHT_PER_THREAD = 2
 
 
@@ -70,7 +71,9 @@ def local_cluster_size(
 
 
 def plan_batch(inputs: Sequence[Path], results: str | Path, *, retry_failed: bool = False) -> BatchPlan:
-    """Find the series and leave out those the results database holds already (failed ones too, unless retried).
+    """Find the series and leave out those the results database holds already.
+
+    Failed ones are left out too, unless retried.
 
     Raises
     ------
@@ -252,7 +255,8 @@ def _row_of(future: Any, item: BatchItem) -> dict[str, Any]:
     try:
         return dict(future.result())
     except Exception as exc:  # noqa: BLE001 - a series that kills its worker must not stop the batch
-        # Dask raises KilledWorker after the series took down workers a few times (distributed's allowed-failures).
+        # Dask raises KilledWorker after the series took down workers a few times (distributed's
+        # allowed-failures).
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         return {
             "key": item.key,
@@ -269,7 +273,8 @@ def _remove_temporary_cases(out: Path) -> None:
     """Remove case folders left half-written by a killed batch (no row points to them)."""
     cases = out / "cases"
     if cases.is_dir():
-        for leftover in cases.glob(".tmp-*"):
+        # cacscore.io.atomic.atomic_folder's temporaries (.<case>.<random>.tmp) and replaced folders (.old).
+        for leftover in [*cases.glob(".*.tmp"), *cases.glob(".*.old")]:
             shutil.rmtree(leftover, ignore_errors=True)
 
 

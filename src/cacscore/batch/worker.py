@@ -11,11 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import socket
 import sys
 import time
-import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,31 +66,28 @@ def _worker_name() -> str:
 
 
 def write_case(out: Path, case_id: str, files: dict[str, bytes | Any]) -> Path:
-    """Write a case folder atomically: into a hidden temporary folder, then renamed to ``out/cases/<case_id>``.
+    """Write a case folder atomically (:func:`cacscore.io.atomic.atomic_folder`) as ``out/cases/<case_id>``.
 
-    A kill leaves either the previous folder, the new one, or a ``.tmp-*`` folder
-    that no row points to (removed by the next batch); never a half-written case.
+    A kill leaves either the previous folder, the new one, or a hidden ``.<case_id>.<random>.tmp``
+    folder that no row points to (removed by the next batch); never a half-written case. A rerun of a
+    failed or changed series replaces the old folder.
 
     Parameters
     ----------
     files : dict
         File name to bytes, or to a callable ``f(path)`` that writes the file.
     """
+    from cacscore.io.atomic import atomic_folder
+
     cases = out / "cases"
     cases.mkdir(parents=True, exist_ok=True)
-    temporary = cases / f".tmp-{case_id}-{uuid.uuid4().hex[:8]}"
-    temporary.mkdir()
-    for name, content in files.items():
-        if isinstance(content, bytes):
-            (temporary / name).write_bytes(content)
-        else:
-            content(temporary / name)
-    final = cases / case_id
-    if final.exists():
-        # A rerun of a failed or changed series: the new result replaces the old.
-        shutil.rmtree(final)
-    os.replace(temporary, final)
-    return final
+    with atomic_folder(cases / case_id) as temporary:
+        for name, content in files.items():
+            if isinstance(content, bytes):
+                (temporary / name).write_bytes(content)
+            else:
+                content(temporary / name)
+    return cases / case_id
 
 
 def _score_columns(report: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +122,8 @@ def score_series(
     Parameters
     ----------
     item : dict
-        ``case_id``, ``path``, ``series_uid``, ``content_hash``, ``key`` of a :class:`~cacscore.batch.inputs.BatchItem`.
+        ``case_id``, ``path``, ``series_uid``, ``content_hash``, ``key`` of a
+        :class:`~cacscore.batch.inputs.BatchItem`.
     out : str
         The batch's output folder (case folders go to ``out/cases``).
     model_dir : str, optional
@@ -143,8 +139,8 @@ def score_series(
     Returns
     -------
     dict
-        The database row (:data:`cacscore.batch.db.COLUMNS`): ``status`` ``done``, or ``failed`` with a one-line
-        ``error`` naming the path.
+        The database row (:data:`cacscore.batch.db.COLUMNS`): ``status`` ``done``, or ``failed`` with a
+        one-line ``error`` naming the path.
     """
     from cacscore.anatomy.domain import DomainError
     from cacscore.pipeline import read_and_check, score_checked

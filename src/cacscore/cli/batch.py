@@ -1,4 +1,6 @@
-"""``cacscore batch``: score a cohort on Dask into a results database; ``cacscore batch export``: rows to CSV/Parquet.
+"""``cacscore batch``: score a cohort on Dask into a results database.
+
+``cacscore batch export`` writes the rows to CSV or Parquet.
 
 ``cacscore batch INPUTS... --out RESULTS`` runs the batch (the ``run``
 subcommand is implied); ``cacscore batch export RESULTS --format csv`` writes
@@ -28,7 +30,10 @@ class _RunByDefault(TyperGroup):
 
 batch_app = typer.Typer(
     cls=_RunByDefault,
-    help="Score a cohort on Dask into a results database (resumable); `cacscore batch export` writes the rows out.",
+    help=(
+        "Score a cohort on Dask into a results database (resumable); "
+        "`cacscore batch export` writes the rows out."
+    ),
     no_args_is_help=True,
 )
 
@@ -45,8 +50,8 @@ def _run_command(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="DICOM folders (every folder below holding DICOM files is one series, chosen as `cacscore score` "
-            "chooses) and manifest CSVs (columns path, optional series_uid and case_id)."
+            help="DICOM folders (every folder below holding DICOM files is one series, chosen as "
+            "`cacscore score` chooses) and manifest CSVs (columns path, optional series_uid and case_id)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Results folder: results.sqlite and cases/<case id>/.")],
