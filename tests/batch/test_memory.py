@@ -15,17 +15,18 @@ from cacscore.batch.run import run_batch
 
 glibc = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the settings are glibc's (Linux)")
 
-#: Page faults of allocating, filling and freeing a 50 MiB array after a first one was freed
-#: (as a row's error).
+#: Page faults of allocating, filling and freeing a 200 MiB array after a first one was freed
+#: (as a row's error). 200 MiB (below the 256 MiB the batch keeps) is 51,200 pages of 4 KiB, or 100 huge
+#: pages where NumPy's madvise gets them: one fault each when the block is given back and taken again.
 REFAULTS = """
 import resource
 import numpy as np
 
 def refaults() -> int:
-    np.ones(50 << 18, np.float32)
+    np.ones(200 << 18, np.float32)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(4):
-        np.ones(50 << 18, np.float32)
+        np.ones(200 << 18, np.float32)
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4
 """
 
@@ -38,7 +39,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_a_dask_worker_environment(ke
         + REFAULTS
         + "print(refaults())"
     )
-    # A Dask nanny's default environment for its workers: glibc gives every freed 50 MiB block back.
+    # A Dask nanny's default environment for its workers: glibc gives every freed 200 MiB block back.
     run = subprocess.run(
         [sys.executable, "-c", script],
         env={"MALLOC_TRIM_THRESHOLD_": "65536", "PATH": ""},
@@ -47,8 +48,7 @@ def test_keep_freed_memory_stops_the_page_faults_of_a_dask_worker_environment(ke
         check=True,
     )
     faults = int(run.stdout)
-    # 50 MiB is 12,800 pages of 4 KiB (25 huge pages where NumPy's madvise gets them): one fault each.
-    assert faults < 10 if keep else faults >= 25
+    assert faults < 10 if keep else faults >= 100
 
 
 @glibc
@@ -78,4 +78,6 @@ def test_local_cluster_workers_run_their_tasks_with_freed_memory_kept(tmp_path: 
         engine.dispose()
     arena_max, faults = row["error"].split()
     assert arena_max == "1"
-    assert int(faults) < 10
+    # A worker's own threads (heartbeats, communication) fault in a few pages of their own meanwhile: up to
+    # 18 were seen with the machine loaded; the block itself would be >= 100.
+    assert int(faults) < 50
