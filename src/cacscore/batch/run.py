@@ -178,7 +178,6 @@ def run_batch(
     InvalidInputError
         If an input is missing or malformed, the database cannot be opened or the scheduler cannot be reached.
     """
-    from distributed import as_completed
 
     from cacscore.batch.memory import KeepFreedMemory
 
@@ -206,7 +205,7 @@ def run_batch(
             limit = max(1, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
             pending = iter(plan.todo)
 
-            def submit(item: BatchItem) -> Any:
+            def submit(item: BatchItem, attempt: str = "") -> Any:
                 return client.submit(
                     task,
                     {**asdict(item), "key": item.key},
@@ -215,24 +214,11 @@ def run_batch(
                     skip_domain_check=skip_domain_check,
                     skip_unreadable=skip_unreadable,
                     torch_threads=torch_threads,
-                    key=f"cacscore-{item.key[:16]}",
+                    key=f"cacscore-{item.key[:16]}{attempt}",
                     pure=False,
                 )
 
-            submitted: dict[str, BatchItem] = {}
-
-            def submit_and_remember(item: BatchItem) -> Any:
-                future = submit(item)
-                submitted[future.key] = item
-                return future
-
-            futures = as_completed(
-                [submit_and_remember(item) for _, item in zip(range(limit), pending, strict=False)]
-            )
-            for future in futures:
-                item = submitted.pop(future.key)
-                row = _row_of(future, item)
-                future.release()
+            def record(row: dict[str, Any]) -> None:
                 write_row(engine, row)
                 if row["status"] == DONE:
                     summary.n_done += 1
@@ -241,13 +227,53 @@ def run_batch(
                     summary.failures.append((row["case_id"], row["error"] or ""))
                 if on_row is not None:
                     on_row(row)
-                following = next(pending, None)
-                if following is not None:
-                    futures.add(submit_and_remember(following))
+
+            _score_all(pending, limit, submit, record)
     finally:
         engine.dispose()
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _score_all(
+    pending: Iterator[BatchItem],
+    limit: int,
+    submit: Callable[..., Any],
+    record: Callable[[dict[str, Any]], None],
+) -> None:
+    """Score every series of ``pending`` with at most ``limit`` tasks in flight; ``record`` each row.
+
+    A task whose worker died was lost with every task queued on that worker: the series that killed it,
+    or one beside it. Each lost series is scored again at the end, alone on the cluster, so that only a
+    series that kills its worker by itself becomes a failed row.
+    """
+    from distributed import as_completed, wait
+
+    submitted: dict[str, BatchItem] = {}
+
+    def submit_and_remember(item: BatchItem) -> Any:
+        future = submit(item)
+        submitted[future.key] = item
+        return future
+
+    first = [submit_and_remember(item) for _, item in zip(range(limit), pending, strict=False)]
+    futures = as_completed(first)
+    lost: list[BatchItem] = []
+    for future in futures:
+        item = submitted.pop(future.key)
+        if future.status == "error":
+            lost.append(item)
+        else:
+            record(_row_of(future, item))
+        future.release()
+        following = next(pending, None)
+        if following is not None:
+            futures.add(submit_and_remember(following))
+    for item in lost:
+        future = submit(item, attempt="-alone")
+        wait([future])
+        record(_row_of(future, item))
+        future.release()
 
 
 def _row_of(future: Any, item: BatchItem) -> dict[str, Any]:
