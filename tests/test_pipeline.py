@@ -14,7 +14,7 @@ from cacscore.pipeline import check_volume, labels_or_refusal, read_and_check, s
 
 sys.path.insert(0, str(Path(__file__).parent / "anatomy"))
 from anatomy_volumes import chest  # noqa: E402
-from web.test_dependencies import _tiny_ensemble  # noqa: E402
+from tiny_models import tiny_ensemble  # noqa: E402
 
 
 def test_a_refused_scan_is_an_error_unless_skipped_and_scores_nothing_in_evaluations(tmp_path: Path) -> None:
@@ -31,7 +31,7 @@ def test_a_refused_scan_is_an_error_unless_skipped_and_scores_nothing_in_evaluat
 
 def test_a_scan_with_a_heart_is_scored_as_score_checked_scores_it() -> None:
     volume = chest(fov_mm=220, padding_hu=-1024)
-    ensemble = _tiny_ensemble()
+    ensemble = tiny_ensemble(seed=3)
     check = check_volume(volume)
     assert check.refusal is None
     _, extra, expected = score_checked(volume, check, ensemble)

@@ -8,31 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from tiny_models import tiny_ensemble
 
 import cacscore.model
 from cacscore.io import CTVolume
-from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
-from cacscore.preprocess import preprocessing_dict
-
-
-def _tiny_ensemble() -> Ensemble:
-    plan = Plan(
-        {
-            "inference": {"precision": "fp32"},
-            "plan_version": PLAN_VERSION,
-            "name": "tiny",
-            "model_version": "t",
-            "head": "arteries",
-            "class_codes": [0, 2, 3, 4, 5],
-            "network": {
-                "class": "ResUNet3d",
-                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
-            },
-            "preprocessing": preprocessing_dict(),
-            "members": [{"member": k, "file": f"member_{k}.safetensors"} for k in range(3)],
-        }
-    )
-    return Ensemble(plan, [ResUNet3d(1, 5, [2, 4]) for _ in range(3)])
 
 
 def test_predict_with_cacscore_runs_each_member_once_through_the_ensemble(
@@ -40,7 +19,7 @@ def test_predict_with_cacscore_runs_each_member_once_through_the_ensemble(
 ) -> None:
     from cacscore.evaluate.table1_wiring import predict_with_cacscore
 
-    ensemble = _tiny_ensemble()
+    ensemble = tiny_ensemble(members=3)
     passes: list[int] = []
     forward = ensemble.member_probabilities
 
@@ -68,7 +47,7 @@ def test_predict_with_cacscore_applies_the_heart_region_to_every_mask(
     from cacscore.labels import LAD
     from cacscore.model.ensemble import EnsemblePrediction
 
-    ensemble = _tiny_ensemble()
+    ensemble = tiny_ensemble(members=3)
     hu = np.full((8, 16, 16), 40, dtype=np.int16)
     hu[3:5, 6:9, 6:9] = 500
     found: list[int] = []

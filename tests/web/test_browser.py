@@ -451,14 +451,13 @@ def test_a_refused_scan_in_the_browser(settings: Settings) -> None:
     'Analyse anyway' then runs the model.
     """
     from playwright.sync_api import expect, sync_playwright
+    from tiny_models import tiny_ensemble
 
     from cacscore.web.dependencies import ModelScorer
 
-    from .test_dependencies import _tiny_ensemble
-
     expect.set_options(timeout=30_000)
     app = create_app(settings)
-    scorer = ModelScorer(_tiny_ensemble())
+    scorer = ModelScorer(tiny_ensemble(seed=3))
     app.dependency_overrides[get_scorer] = lambda: scorer
     with _Server(app) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

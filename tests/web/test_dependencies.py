@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tiny_models import tiny_ensemble
 
 from cacscore.errors import InvalidInputError, ModelFolderError
 from cacscore.scoring import score_volume
@@ -17,31 +18,6 @@ from cacscore.web.main import create_app
 from cacscore.web.service import OVERRIDDEN_METHOD, REFUSED_METHOD, candidates_only
 
 from .conftest import automatic_mask, known_scorer, local_client, store_of, synthetic_volume
-
-
-def _tiny_ensemble():  # type: ignore[no-untyped-def]
-    """A one-member ensemble with untrained weights: fast, and its mask is whatever the vote gives."""
-    from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
-    from cacscore.preprocess import preprocessing_dict
-
-    plan = Plan(
-        {
-            "plan_version": PLAN_VERSION,
-            "name": "tiny",
-            "model_version": "0.1",
-            "head": "arteries",
-            "class_codes": [0, 2, 3, 4, 5],
-            "network": {
-                "class": "ResUNet3d",
-                "init_args": {"in_channels": 1, "n_classes": 5, "filters": [2, 4]},
-            },
-            "preprocessing": preprocessing_dict(),
-            "members": [{"member": 0, "file": "member_0.safetensors"}],
-        }
-    )
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(3)
-    return Ensemble(plan, [ResUNet3d(1, 5, [2, 4])])
 
 
 class _NeverRun:
@@ -67,7 +43,7 @@ def test_model_scorer_analyses_anyway_by_the_score_path_and_paints_each_lesion_c
     from cacscore.pipeline import check_volume, score_checked
 
     volume = synthetic_volume()
-    ensemble = _tiny_ensemble()
+    ensemble = tiny_ensemble(seed=3)
     auto = ModelScorer(ensemble)(volume, skip_domain_check=True)
     assert (auto.method, auto.model_version) == (OVERRIDDEN_METHOD, "tiny 0.1")
     assert auto.domain is not None and auto.domain["skipped"] is True and auto.refusal is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from tiny_models import tiny_ensemble
 
 from cacscore.web.db import AuditRow, open_database
 from cacscore.web.dependencies import ModelScorer, Settings, get_scorer
@@ -15,12 +16,11 @@ from cacscore.web.main import create_app
 from cacscore.web.service import OVERRIDDEN_METHOD, REFUSED_METHOD
 
 from .conftest import local_client, store_of
-from .test_dependencies import _tiny_ensemble
 
 
 @pytest.fixture
 def model_client(settings: Settings) -> tuple[TestClient, ModelScorer]:
-    scorer = ModelScorer(_tiny_ensemble())
+    scorer = ModelScorer(tiny_ensemble(seed=3))
     app = create_app(settings)
     app.dependency_overrides[get_scorer] = lambda: scorer
     with local_client(app) as client:
