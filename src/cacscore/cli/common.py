@@ -9,7 +9,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
@@ -19,6 +19,20 @@ from cacscore.errors import CacScoreError, CacScoreWarning
 
 #: Messages for people go to stderr so that ``--json`` output on stdout stays clean.
 err_console = Console(stderr=True, highlight=False)
+
+#: ``--model`` of the commands that score series as they arrive (``listen``, ``pacs pull``).
+ModelOption = Annotated[
+    Path | None,
+    typer.Option("--model", help="Model folder (default: $CACSCORE_MODEL_DIR or the shipped model)."),
+]
+#: ``--skip-domain-check`` of the same commands.
+SkipDomainCheckOption = Annotated[
+    bool,
+    typer.Option(
+        "--skip-domain-check",
+        help="Score series the domain check refuses (no heart in view, contrast); the report says so.",
+    ),
+]
 
 
 def out_console() -> Console:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cacscore.cli.common import err_console, user_errors
+from cacscore.cli.common import ModelOption, SkipDomainCheckOption, err_console, user_errors
 
 
 def listen(
@@ -42,17 +42,8 @@ def listen(
             help="A series is complete after this many seconds without a new instance.",
         ),
     ] = 10.0,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Model folder (default: $CACSCORE_MODEL_DIR or the shipped model)."),
-    ] = None,
-    skip_domain_check: Annotated[
-        bool,
-        typer.Option(
-            "--skip-domain-check",
-            help="Score series the domain check refuses (no heart in view, contrast); the report says so.",
-        ),
-    ] = False,
+    model: ModelOption = None,
+    skip_domain_check: SkipDomainCheckOption = False,
 ) -> None:
     """Receive CT series by DICOM (C-STORE), score each complete series once, optionally forward the results.
 

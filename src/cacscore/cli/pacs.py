@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cacscore.cli.common import out_console, user_errors
+from cacscore.cli.common import ModelOption, SkipDomainCheckOption, out_console, user_errors
 from cacscore.errors import CacScoreError
 
 pacs_app = typer.Typer(
@@ -29,17 +29,8 @@ def pull(
     store: Annotated[
         bool, typer.Option("--store", help="Send SEG, SR and PDF of each scored series back with STOW-RS.")
     ] = False,
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", help="Model folder (default: $CACSCORE_MODEL_DIR or the shipped model)."),
-    ] = None,
-    skip_domain_check: Annotated[
-        bool,
-        typer.Option(
-            "--skip-domain-check",
-            help="Score series the domain check refuses (no heart in view, contrast); the report says so.",
-        ),
-    ] = False,
+    model: ModelOption = None,
+    skip_domain_check: SkipDomainCheckOption = False,
 ) -> None:
     """Fetch the CT series of study STUDY from a DICOMweb server and score each (once: a series already
     scored in OUT is not scored again)."""
