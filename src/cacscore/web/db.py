@@ -46,6 +46,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from cacscore.errors import InvalidInputError
+from cacscore.io.database import add_missing_columns
 
 
 class Base(DeclarativeBase):
@@ -399,23 +400,13 @@ def open_database(url: str) -> Database:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         Base.metadata.create_all(engine)
-        _add_missing_columns(engine)
+        # Databases of older versions (edits.voxels, studies.auto_domain came later).
+        add_missing_columns(engine, Base.metadata.tables.values())
     except SQLAlchemyError as exc:
         engine.dispose()
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise InvalidInputError(f"--db {_redacted(url)}: cannot use the database: {reason}") from None
     return Database(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
-
-
-def _add_missing_columns(engine: Engine) -> None:
-    """Add the columns newer versions introduced to tables an older version created (all nullable)."""
-    from sqlalchemy import inspect, text
-
-    added = {("edits", "voxels"): "TEXT", ("studies", "auto_domain"): "JSON"}
-    for (table, column), kind in added.items():
-        if column not in {c["name"] for c in inspect(engine).get_columns(table)}:
-            with engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
