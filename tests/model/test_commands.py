@@ -29,6 +29,7 @@ def test_score_with_the_shipped_model_reports_model_and_confidence(
     report = json.loads(result.stdout)
     assert report["schema"] == "cacscore.score/1"
     assert report["model"]["members"] == 5 and report["model"]["head"] == "arteries"
+    assert report["model"]["precision"] == "fp32"
     assert report["lesions"], "the shipped model finds calcium in a category D phantom"
     assert all(0.5 < lesion["confidence"] <= 1.0 for lesion in report["lesions"])
     # The shipped model judges each lesion with its lesion filter: every reported one passed it.
@@ -39,6 +40,34 @@ def test_score_with_the_shipped_model_reports_model_and_confidence(
     labels = read_mask(out / "prediction.nii.gz", volume)
     assert np.all(volume.hu[labels > 0] >= 130)
     assert (out / "montage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bf16_scores_a_category_d_phantom_as_fp32_does(phantom_image: Path) -> None:
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        result = CliRunner().invoke(app, ["score", str(phantom_image), "--json", "--precision", precision])
+        assert result.exit_code == 0, result.output
+        runs[precision] = json.loads(result.stdout)
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert (fp32["model"]["precision"], bf16["model"]["precision"]) == ("fp32", "bf16")
+    assert fp32["agatston"] > 100
+    # The same risk category and lesions; the score within 2 % (bf16 may move a voxel or two).
+    assert bf16["risk_category"] == fp32["risk_category"]
+    assert len(bf16["lesions"]) == len(fp32["lesions"])
+    assert abs(bf16["agatston"] - fp32["agatston"]) <= 0.02 * fp32["agatston"]
+
+
+def test_precision_needs_the_model_and_a_known_name(phantom_image: Path) -> None:
+    with_mask = CliRunner().invoke(
+        app, ["score", str(phantom_image), "--mask", str(phantom_image), "--precision", "bf16"]
+    )
+    assert with_mask.exit_code == 1
+    assert "--precision sets how the model runs; with --mask no model runs" in with_mask.output
+    assert len(with_mask.output.strip().splitlines()) == 1
+    unknown = CliRunner().invoke(app, ["score", str(phantom_image), "--precision", "fp16"])
+    assert unknown.exit_code == 2
+    words = unknown.output.replace("│", " ").split()  # the usage error comes in a box
+    assert "'fp16' is not one of 'fp32', 'bf16'" in " ".join(words)
 
 
 def test_mask_and_model_together_are_refused(phantom_image: Path, tmp_path: Path) -> None:

@@ -268,3 +268,48 @@ def test_plan_version_and_weight_mismatches_raise(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(PlanMismatchError, match="do not match the plan"):
         load_ensemble(tmp_path / "m")
+
+
+def test_the_model_block_names_the_precision_and_an_unknown_one_is_refused() -> None:
+    from cacscore.errors import InvalidInputError
+    from cacscore.precision import PRECISIONS
+
+    members = [ResUNet3d(1, 5, FILTERS)]
+    assert Ensemble(_plan(1), members).info()["precision"] == "fp32"  # the plan's
+    assert PRECISIONS == ("fp32", "bf16")
+    assert Ensemble(_plan(1), members, precision="fp32").info()["precision"] == "fp32"
+    with pytest.raises(InvalidInputError, match="precision must be one of fp32, bf16, got 'fp16'"):
+        Ensemble(_plan(1), members, precision="fp16")
+
+
+def test_bf16_warns_only_where_the_cpu_emulates_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import cacscore.precision
+    from cacscore.errors import CacScoreWarning
+
+    members = [ResUNet3d(1, 5, FILTERS)]
+    monkeypatch.setattr(cacscore.precision, "native_bf16", lambda: False)
+    with pytest.warns(CacScoreWarning, match="without native bf16 .* emulated and slower than fp32"):
+        assert Ensemble(_plan(1), members, precision="bf16").info()["precision"] == "bf16"
+    for native in (True, None):  # None: torch cannot say, so nothing is claimed
+        monkeypatch.setattr(cacscore.precision, "native_bf16", lambda native=native: native)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Ensemble(_plan(1), members, precision="bf16")
+    monkeypatch.setattr(cacscore.precision, "native_bf16", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Ensemble(_plan(1), members, precision="fp32")  # fp32 never warns
+
+
+def test_bf16_members_give_nearly_the_fp32_probabilities() -> None:
+    torch.manual_seed(3)
+    members = [ResUNet3d(1, 5, FILTERS)]
+    image = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    fp32 = next(Ensemble(_plan(1), members, precision="fp32").member_probabilities(image))
+    bf16 = next(Ensemble(_plan(1), members, precision="bf16").member_probabilities(image))
+    assert fp32.dtype == bf16.dtype == np.float32 and fp32.shape == bf16.shape == (5, 8, 16, 16)
+    # bf16 keeps 8 bits of mantissa: probabilities agree to about 1e-2, and are not bit-identical.
+    assert np.abs(fp32 - bf16).max() < 0.05
+    assert not np.array_equal(fp32, bf16)

@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cacscore.cli.common import out_console, prepare_output_dir, user_errors
+from cacscore.cli.common import PrecisionOption, out_console, prepare_output_dir, user_errors
 from cacscore.errors import CacScoreWarning, InvalidInputError
 from cacscore.pipeline import read_and_check
 
@@ -127,6 +127,7 @@ def score_with_model_path(
     skip_unreadable: bool = False,
     skip_domain_check: bool = False,
     checked: tuple[CTVolume, DomainCheck] | None = None,
+    precision: str | None = None,
 ) -> tuple[CTVolume, ScoreResult, dict[str, Any], Any]:
     """Read a volume, check its domain, and score it with the ensemble's mask (the branch without ``--mask``).
 
@@ -136,6 +137,8 @@ def score_with_model_path(
     ----------
     checked : tuple of CTVolume and DomainCheck, optional
         The result of :func:`read_and_check` when the caller ran it already.
+    precision : {"fp32", "bf16"}, optional
+        Inference precision; default the plan's (:data:`cacscore.precision.PRECISIONS`).
 
     Returns
     -------
@@ -143,7 +146,7 @@ def score_with_model_path(
     result : ScoreResult
         Lesions carry the ensemble's ``confidence``; ``warnings`` hold the domain check's.
     extra : dict
-        ``{"model": {"name", "version", "members", "head", "path"}, "domain": {...}}``.
+        ``{"model": {"name", "version", "members", "head", "precision", "path"}, "domain": {...}}``.
     labels : (Z, Y, X) ndarray of uint8
         The predicted label mask on the volume's grid (heart region applied).
 
@@ -172,7 +175,7 @@ def score_with_model_path(
     from cacscore.pipeline import score_checked
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    ensemble = load_ensemble(model_dir)
+    ensemble = load_ensemble(model_dir, precision=precision)
     result, extra, labels = score_checked(volume, check, ensemble, **options.as_kwargs())
     return volume, result, extra, labels
 
@@ -293,6 +296,7 @@ def _score_command(
             help="Model folder used without --mask (default: $CACSCORE_MODEL_DIR or the shipped model).",
         ),
     ] = None,
+    precision: PrecisionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cacscore.score/1 JSON report.")] = False,
     out: Annotated[
         Path | None,
@@ -460,6 +464,8 @@ def _score_command(
             raise InvalidInputError(
                 "give either --mask (score that mask) or --model (segment with a model), not both"
             )
+        if mask is not None and precision is not None:
+            raise InvalidInputError("--precision sets how the model runs; with --mask no model runs")
         dicom_products = [] if no_dicom else _dicom_products()
         if out is not None:
             # Refuse early, before any reading, rather than after minutes of work.
@@ -472,7 +478,9 @@ def _score_command(
             )
             if out is not None:
                 prepare_output_dir(out, [*SCORE_PRODUCTS, *_model_products()], force=force)
-            volume, result, extra, labels = score_with_model_path(input, model, options, checked=checked)
+            volume, result, extra, labels = score_with_model_path(
+                input, model, options, checked=checked, precision=precision
+            )
         else:
             volume, result, extra = score_with_mask(
                 input,

@@ -41,6 +41,7 @@ from cacscore.model.postprocess import (
     vote,
 )
 from cacscore.model.weights import load_member
+from cacscore.precision import PRECISIONS, warn_if_emulated
 from cacscore.preprocess import (
     Grid,
     preprocess_volume,
@@ -188,9 +189,13 @@ class Ensemble:
         self.plan = plan
         self.folder = folder
         self.precision = precision or plan.precision
-        if self.precision not in ("fp32", "bf16"):
-            raise InvalidInputError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            warn_if_emulated(self.precision)
         # bf16 convolutions are only fast in the channels-last layout (measured ~10x on AVX512-BF16 CPUs);
         # the fast fp32 path gains most from its oneDNN convolutions (ResUNet3d.fused_for_inference).
         self.memory_format = (
@@ -204,12 +209,13 @@ class Ensemble:
         ]
 
     def info(self) -> dict[str, Any]:
-        """The report's ``model`` block: name, version, members, head."""
+        """The report's ``model`` block: name, version, members, head, precision, path."""
         return {
             "name": self.plan.name,
             "version": self.plan.model_version,
             "members": len(self.members),
             "head": self.plan.head,
+            "precision": self.precision,
             "path": None if self.folder is None else str(self.folder),
         }
 
