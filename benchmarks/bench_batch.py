@@ -11,7 +11,10 @@ first K scans in a fresh process at one PyTorch thread (wall and CPU seconds, me
 environment a plain Dask nanny gives its worker (``MALLOC_TRIM_THRESHOLD_=65536``) and once with the one
 ``cacscore batch`` gives it (:data:`cacscore.batch.memory.WORKER_ENVIRON`).
 
+``--precision bf16`` runs both the loop and the batch with ``--precision bf16`` (default: the model's, fp32).
+
     python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch
+    python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch --precision bf16
     python benchmarks/bench_batch.py --n 8 --cohort runs/bench-batch --stages 6 --stages-only
 """
 
@@ -30,6 +33,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from cacscore.precision import PRECISIONS
 
 #: Stages of one worker task, in order (``stage_times``).
 STAGES = (
@@ -76,13 +81,17 @@ def make_cohort(root: Path, n: int, matrix: int, slices: int) -> list[Path]:
     return images
 
 
-def cli_loop(images: list[Path]) -> float:
+def _precision_options(precision: str | None) -> list[str]:
+    return [] if precision is None else ["--precision", precision]
+
+
+def cli_loop(images: list[Path], precision: str | None = None) -> float:
     """Seconds for ``cacscore score IMAGE --json`` run once per scan, one after the other."""
     cacscore = str(Path(sys.executable).with_name("cacscore"))
     started = time.perf_counter()
     for image in images:
         subprocess.run(
-            [cacscore, "score", str(image), "--json"],
+            [cacscore, "score", str(image), "--json", *_precision_options(precision)],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -90,7 +99,9 @@ def cli_loop(images: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def batch(images: list[Path], workers: int, work: Path) -> tuple[float, float, list[float]]:
+def batch(
+    images: list[Path], workers: int, work: Path, precision: str | None = None
+) -> tuple[float, float, list[float]]:
     """``cacscore batch`` over the scans at ``workers`` workers.
 
     Returns the wall seconds of the command, the seconds of its busiest worker's tasks (the batch without
@@ -120,6 +131,7 @@ def batch(images: list[Path], workers: int, work: Path) -> tuple[float, float, l
             str(workers),
             "--threads-per-worker",
             "1",
+            *_precision_options(precision),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -129,6 +141,8 @@ def batch(images: list[Path], workers: int, work: Path) -> tuple[float, float, l
     engine = open_database(database_url(out))
     rows = read_rows(engine)
     engine.dispose()
+    if any(row["model_precision"] != (precision or "fp32") for row in rows):
+        sys.exit(f"error: {out}: rows not scored in {precision}")
     if any(row["status"] != "done" for row in rows) or len(rows) != len(images):
         sys.exit(f"error: {out}: not every scan was scored: {[(r['case_id'], r['error']) for r in rows]}")
     peaks: dict[str, float] = {}
@@ -157,7 +171,9 @@ def scheduler_overhead(n_tasks: int, work: Path) -> float:
     return summary.seconds / n_tasks
 
 
-def stage_times(images: list[Path], out: Path) -> dict[str, list[tuple[float, float]]]:
+def stage_times(
+    images: list[Path], out: Path, precision: str | None = None
+) -> dict[str, list[tuple[float, float]]]:
     """``{stage: [(wall s, CPU s) per scan]}`` of the steps ``score_series`` runs, at one PyTorch thread.
 
     The first scan is scored once untimed (model loading, first allocations), as a worker's first task is.
@@ -176,7 +192,7 @@ def stage_times(images: list[Path], out: Path) -> dict[str, list[tuple[float, fl
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", CacScoreWarning)
-    ensemble = cached_ensemble(None, 1)
+    ensemble = cached_ensemble(None, 1, precision)
     score_checked(*read_and_check(images[0]), ensemble)
     times: dict[str, list[tuple[float, float]]] = {stage: [] for stage in STAGES}
 
@@ -210,7 +226,7 @@ def stage_times(images: list[Path], out: Path) -> dict[str, list[tuple[float, fl
     return times
 
 
-def print_stages(images: list[Path], work: Path) -> None:
+def print_stages(images: list[Path], work: Path, precision: str | None = None) -> None:
     """Run :func:`stage_times` in a fresh process per worker environment and print the table."""
     from cacscore.batch.memory import WORKER_ENVIRON
 
@@ -222,7 +238,15 @@ def print_stages(images: list[Path], work: Path) -> None:
     for label, environ in environments.items():
         env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
         run = subprocess.run(
-            [sys.executable, __file__, "--stages-worker", *map(str, images), "--work", str(work)],
+            [
+                sys.executable,
+                __file__,
+                "--stages-worker",
+                *map(str, images),
+                "--work",
+                str(work),
+                *_precision_options(precision),
+            ],
             env={**env, **environ, "OMP_NUM_THREADS": "1"},
             check=True,
             capture_output=True,
@@ -263,11 +287,12 @@ def main() -> None:
         "--stages", type=int, default=0, metavar="K", help="first print the stage times of K scans"
     )
     parser.add_argument("--stages-only", action="store_true", help="print the stage times and stop")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None, help="inference precision")
     parser.add_argument("--stages-worker", nargs="+", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stages_worker:
-        print(json.dumps(stage_times(args.stages_worker, args.work)))
+        print(json.dumps(stage_times(args.stages_worker, args.work, args.precision)))
         return
 
     with tempfile.TemporaryDirectory() as temporary:
@@ -277,19 +302,19 @@ def main() -> None:
         images = make_cohort(cohort, args.n, args.matrix, args.slices)
         print(
             f"cohort: {len(images)} DICOM phantoms {args.matrix} x {args.matrix} x {args.slices} "
-            f"({time.perf_counter() - started:.0f} s to make or find)"
+            f"({time.perf_counter() - started:.0f} s to make or find); precision {args.precision or 'fp32'}"
         )
         if args.stages:
-            print_stages(images[: args.stages], work / "stages")
+            print_stages(images[: args.stages], work / "stages", args.precision)
         if args.stages_only:
             return
         per_hour: dict[str, float] = {}
         if not args.skip_cli:
-            seconds = cli_loop(images)
+            seconds = cli_loop(images, args.precision)
             per_hour["cli"] = len(images) / seconds * 3600
             print(f"loop over cacscore score: {seconds:.1f} s, {per_hour['cli']:,.0f} scans/hour")
         for workers in (1, 2):
-            seconds, busy, peaks = batch(images, workers, work)
+            seconds, busy, peaks = batch(images, workers, work, args.precision)
             per_hour[f"batch{workers}"] = len(images) / seconds * 3600
             ratio = (
                 f", {per_hour[f'batch{workers}'] / per_hour['cli']:.2f}x the loop"

@@ -86,6 +86,7 @@ def test_rows_equal_cacscore_score_and_a_rerun_skips_them(
             assert row[f"{artery}_n_lesions"] == scores["n_lesions"]
         assert row["series_uid"] == report["input"]["series_uid"]
         assert (row["model_name"], row["model_version"]) == ("tiny-test", "0")
+        assert row["model_precision"] == report["model"]["precision"] == "fp32"
         assert row["domain_outcome"] == "passed"
         assert json.loads(row["warnings"]) == report["warnings"]
         written = json.loads((out / "cases" / case_id / "score.json").read_text(encoding="utf-8"))
@@ -162,19 +163,30 @@ def test_bad_series_fail_with_their_names_and_retry_failed_scores_them_again(
     assert rows["missing-2"]["status"] == "done" and rows["missing"]["status"] == "failed"
 
 
-def test_command_line_batch_and_export(cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
+def test_command_line_batch_in_bf16_and_export(cohort_copy: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = CliRunner().invoke(
-        app, ["batch", str(cohort_copy), "--out", str(out), "--model", str(tiny_model), "--workers", "1"]
-    )
+    model = ["--model", str(tiny_model), "--precision", "bf16"]
+    result = CliRunner().invoke(app, ["batch", str(cohort_copy), "--out", str(out), *model, "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "3 scored, 0 failed, 0 skipped" in result.output
+    # In bf16 as `cacscore score --precision bf16` scores.
+    row = {row["case_id"]: row for row in rows_of(out)}["case_0001"]
+    scored = CliRunner().invoke(app, ["score", str(cohort_copy / "case_0001"), *model, "--json"])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(scored.stdout)
+    assert row["model_precision"] == report["model"]["precision"] == "bf16"
+    assert (row["agatston"], row["volume_mm3"], row["risk_category"]) == (
+        report["agatston"],
+        report["volume_mm3"],
+        report["risk_category"],
+    )
     result = CliRunner().invoke(app, ["batch", "export", str(out)])
     assert result.exit_code == 0, result.output
     with (out / "results.csv").open(newline="", encoding="utf-8") as handle:
         exported = list(csv.DictReader(handle))
     assert [row["case_id"] for row in exported] == ["case_0000", "case_0001", "case_0002"]
     assert {row["status"] for row in exported} == {"done"}
+    assert {row["model_precision"] for row in exported} == {"bf16"}
     try:
         import pyarrow  # noqa: F401
     except ImportError:
@@ -216,3 +228,47 @@ def test_a_series_that_kills_its_worker_is_a_failed_row_and_the_batch_goes_on(
     assert rows["case_0001"]["status"] == "failed"
     assert rows["case_0001"]["error"].startswith(f"{cohort_copy / 'case_0001'}: the worker scoring it died")
     assert rows["case_0000"]["status"] == rows["case_0002"]["status"] == "done"
+
+
+def test_a_results_database_of_an_older_version_gains_the_new_columns(tmp_path: Path) -> None:
+    from sqlalchemy import Column, MetaData, Table, create_engine, insert
+
+    from cacscore.batch.db import RESULTS, write_row
+
+    # The table as package 0.3.0 made it: every column of today but model_precision.
+    old = Table(
+        RESULTS.name,
+        MetaData(),
+        *(
+            Column(c.name, c.type, primary_key=c.primary_key)
+            for c in RESULTS.columns
+            if c.name != "model_precision"
+        ),
+    )
+    url = database_url(tmp_path)
+    engine = create_engine(url)
+    old.create(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(old).values(key="k1", case_id="c1", path="p", content_hash="h", status="done")
+        )
+    engine.dispose()
+
+    engine = open_database(url)
+    try:
+        write_row(
+            engine,
+            {
+                "key": "k2",
+                "case_id": "c2",
+                "path": "p",
+                "content_hash": "h",
+                "status": "done",
+                "model_precision": "bf16",
+            },
+        )
+        rows = {row["key"]: row for row in read_rows(engine)}
+    finally:
+        engine.dispose()
+    assert (rows["k1"]["case_id"], rows["k1"]["model_precision"]) == ("c1", None)  # kept, no value
+    assert rows["k2"]["model_precision"] == "bf16"

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 
 from cacscore.errors import InvalidInputError
+from cacscore.io.database import add_missing_columns
 from cacscore.labels import ARTERY_NAMES
 
 #: File name of the SQLite database inside a results folder.
@@ -60,6 +61,7 @@ _COLUMN_TYPES: list[tuple[str, Any]] = [
     ("cac_drs", String(16)),
     ("model_name", String(128)),
     ("model_version", String(64)),
+    ("model_precision", String(8)),
     ("domain_outcome", String(16)),
     ("domain", Text),
     ("warnings", Text),
@@ -149,6 +151,8 @@ def open_database(url: str, *, create: bool = True) -> Engine:
     try:
         if create:
             _metadata.create_all(engine)
+            # A results database of an older version (model_precision came later) gains the new columns.
+            add_missing_columns(engine, [RESULTS])
         with engine.connect():
             pass
     except SQLAlchemyError as exc:

@@ -135,6 +135,7 @@ def run_batch(
     threads_per_worker: int | None = None,
     scheduler: str | None = None,
     model_dir: Path | None = None,
+    precision: str | None = None,
     retry_failed: bool = False,
     skip_domain_check: bool = False,
     skip_unreadable: bool = False,
@@ -158,6 +159,8 @@ def run_batch(
         Address of a running Dask scheduler (``tcp://host:8786``).
     model_dir : Path, optional
         Model folder, as the workers see it; default the shipped model (or ``$CACSCORE_MODEL_DIR``).
+    precision : {"fp32", "bf16"}, optional
+        Inference precision (:data:`cacscore.precision.PRECISIONS`); default the model's.
     retry_failed : bool
         Score again the series whose rows say ``failed``.
     skip_domain_check : bool
@@ -181,6 +184,11 @@ def run_batch(
 
     from cacscore.batch.memory import KeepFreedMemory
 
+    if precision == "bf16" and scheduler is None:
+        from cacscore.precision import warn_if_emulated
+
+        # Said here: the workers keep their warnings for the rows, and a local cluster shares this CPU.
+        warn_if_emulated(precision)
     out.mkdir(parents=True, exist_ok=True)
     _remove_temporary_cases(out)
     url = results or database_url(out)
@@ -211,6 +219,7 @@ def run_batch(
                     {**asdict(item), "key": item.key},
                     str(out),
                     model_dir=None if model_dir is None else str(model_dir),
+                    precision=precision,
                     skip_domain_check=skip_domain_check,
                     skip_unreadable=skip_unreadable,
                     torch_threads=torch_threads,

@@ -30,8 +30,8 @@ CASE_PRODUCTS = ("score.json", "lesions.csv", "prediction.nii.gz")
 
 
 @functools.lru_cache(maxsize=4)
-def cached_ensemble(model_dir: str | None, torch_threads: int) -> Ensemble:
-    """The ensemble of ``model_dir`` (None: the default model), loaded once per process.
+def cached_ensemble(model_dir: str | None, torch_threads: int, precision: str | None = None) -> Ensemble:
+    """The ensemble of ``model_dir`` (None: the default model) in ``precision``, loaded once per process.
 
     Also sets torch's thread count: a worker's tasks share the machine's cores
     with the other workers, so each uses ``torch_threads``, not every core.
@@ -48,7 +48,7 @@ def cached_ensemble(model_dir: str | None, torch_threads: int) -> Ensemble:
     torch.set_num_threads(max(1, torch_threads))
     # The report keeps every warning; printed by a worker they would only break the driver's progress bar.
     warnings.filterwarnings("ignore", category=CacScoreWarning)
-    return load_ensemble(model_dir)
+    return load_ensemble(model_dir, precision=precision)
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -113,6 +113,7 @@ def score_series(
     out: str,
     *,
     model_dir: str | None = None,
+    precision: str | None = None,
     skip_domain_check: bool = False,
     skip_unreadable: bool = False,
     torch_threads: int | None = None,
@@ -128,6 +129,8 @@ def score_series(
         The batch's output folder (case folders go to ``out/cases``).
     model_dir : str, optional
         Model folder; default ``$CACSCORE_MODEL_DIR`` or the shipped model.
+    precision : {"fp32", "bf16"}, optional
+        Inference precision; default the model's (recorded in the row's ``model_precision``).
     skip_domain_check : bool
         Score scans the domain check refuses (the row says ``skipped``).
     skip_unreadable : bool
@@ -174,7 +177,7 @@ def score_series(
             row["domain_outcome"] = "skipped" if check.skipped else "passed"
             row["domain"] = check.to_dict()
             threads = torch_threads or max(1, (os.cpu_count() or 1) // _worker_threads())
-            ensemble = cached_ensemble(model_dir, threads)
+            ensemble = cached_ensemble(model_dir, threads, precision)
             result, extra, labels = score_checked(volume, check, ensemble)
             files = _case_files(volume, result, path, extra, labels)
         report = json.loads(files["score.json"])
@@ -186,6 +189,7 @@ def score_series(
             study_uid=volume.study_uid,
             model_name=extra["model"].get("name"),
             model_version=str(extra["model"].get("version")),
+            model_precision=extra["model"].get("precision"),
             warnings=report["warnings"],
         )
     except CacScoreError as exc:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from cacscore.cli.common import err_console, user_errors, warnings_as_lines
+from cacscore.cli.common import PrecisionOption, err_console, user_errors, warnings_as_lines
 
 
 class _RunByDefault(TyperGroup):
@@ -78,6 +78,7 @@ def _run_command(
             help="Model folder as the workers see it (default: $CACSCORE_MODEL_DIR or the shipped model).",
         ),
     ] = None,
+    precision: PrecisionOption = None,
     database: Annotated[
         str | None,
         typer.Option("--database", help="SQLAlchemy URL of the results database (default: sqlite in --out)."),
@@ -161,6 +162,7 @@ def _run_command(
                 threads_per_worker=threads_per_worker,
                 scheduler=scheduler,
                 model_dir=model,
+                precision=precision,
                 retry_failed=retry_failed,
                 skip_domain_check=skip_domain_check,
                 skip_unreadable=skip_unreadable,
