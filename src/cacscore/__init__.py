@@ -6,6 +6,6 @@ slice increment; intensities are Hounsfield units (HU).
 
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["__version__"]
