@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from cacscore.batch import content_hash, open_database, read_rows
@@ -272,3 +273,15 @@ def test_a_results_database_of_an_older_version_gains_the_new_columns(tmp_path: 
         engine.dispose()
     assert (rows["k1"]["case_id"], rows["k1"]["model_precision"]) == ("c1", None)  # kept, no value
     assert rows["k2"]["model_precision"] == "bf16"
+
+
+def test_bf16_on_a_cpu_that_emulates_it_is_said_by_the_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cacscore.precision
+    from cacscore.errors import CacScoreWarning, InvalidInputError
+
+    # The workers keep their warnings for the rows, so the driver says it before anything starts.
+    monkeypatch.setattr(cacscore.precision, "native_bf16", lambda: False)
+    with pytest.warns(CacScoreWarning, match="emulated"), pytest.raises(InvalidInputError, match="no such"):
+        run_batch([tmp_path / "none"], tmp_path / "out", precision="bf16", **SMALL)

@@ -57,6 +57,21 @@ def test_bf16_scores_a_category_d_phantom_as_fp32_does(phantom_image: Path) -> N
     assert abs(bf16["agatston"] - fp32["agatston"]) <= 0.02 * fp32["agatston"]
 
 
+def test_bf16_on_a_cpu_that_emulates_it_warns_in_one_line_and_scores(
+    phantom_image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cacscore.precision
+
+    monkeypatch.setattr(cacscore.precision, "native_bf16", lambda: False)
+    result = CliRunner().invoke(app, ["score", str(phantom_image), "--json", "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["precision"] == "bf16"
+    assert result.stderr.strip().splitlines() == [
+        "warning: bf16 inference on a CPU without native bf16 (AVX512-BF16 or AMX) is emulated and slower "
+        "than fp32"
+    ]
+
+
 def test_precision_needs_the_model_and_a_known_name(phantom_image: Path) -> None:
     with_mask = CliRunner().invoke(
         app, ["score", str(phantom_image), "--mask", str(phantom_image), "--precision", "bf16"]
