@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 
 from cacscore.model import PLAN_VERSION, Ensemble, Plan, ResUNet3d
@@ -32,3 +35,25 @@ def tiny_ensemble(members: int = 1, seed: int | None = None) -> Ensemble:
     if seed is not None:
         torch.manual_seed(seed)
     return Ensemble(plan, [ResUNet3d(1, 5, [2, 4]) for _ in range(members)])
+
+
+def write_tiny_model(out: Path) -> Path:
+    """A model folder ``out``: the shipped plan with two 4-8 filter members of fixed random weights.
+
+    Named ``tiny-test``, version ``0``, vote of one member, no lesion filter: seconds, not minutes, per
+    series. Its scores mean nothing; tests compare two ways of running the same model.
+    """
+    from cacscore.model import default_model_dir, save_member
+
+    out.mkdir(parents=True)
+    plan = json.loads((default_model_dir() / "plan.json").read_text(encoding="utf-8"))
+    plan["network"]["init_args"]["filters"] = [4, 8]
+    plan["members"] = plan["members"][:2]
+    plan["inference"] = {**plan["inference"], "min_votes": 1, "lesion_filter": None}
+    plan["inference"].pop("small_lesion_votes", None)
+    plan["name"], plan["model_version"] = "tiny-test", "0"
+    (out / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
+    torch.manual_seed(0)
+    for member in plan["members"]:
+        save_member(ResUNet3d(**plan["network"]["init_args"]), out / member["file"], half=False)
+    return out

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from tiny_models import write_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped plan with two 4-8 filter members of fixed random weights: seconds, not minutes, per series.
+    """The shipped plan with two 4-8 filter members of fixed random weights (:func:`write_tiny_model`).
 
     Its scores mean nothing; the tests compare the batch with ``cacscore score`` on the same model.
     """
-    import torch
-
-    from cacscore.model import ResUNet3d, default_model_dir, save_member
-
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    out.mkdir()
-    plan = json.loads((default_model_dir() / "plan.json").read_text(encoding="utf-8"))
-    plan["network"]["init_args"]["filters"] = [4, 8]
-    plan["members"] = plan["members"][:2]
-    plan["inference"] = {**plan["inference"], "min_votes": 1, "lesion_filter": None}
-    plan["inference"].pop("small_lesion_votes", None)
-    plan["name"], plan["model_version"] = "tiny-test", "0"
-    (out / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
-    torch.manual_seed(0)
-    for member in plan["members"]:
-        save_member(ResUNet3d(**plan["network"]["init_args"]), out / member["file"], half=False)
-    return out
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="session")

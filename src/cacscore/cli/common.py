@@ -35,7 +35,7 @@ SkipDomainCheckOption = Annotated[
     ),
 ]
 
-#: ``--precision`` of the commands that run the model (``score``, ``batch``).
+#: ``--precision`` of the commands that run the model (``score``, ``batch``, ``listen``, ``pacs pull``).
 PrecisionOption = Annotated[
     Precision | None,
     typer.Option(

@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from cacscore.cli.common import ModelOption, SkipDomainCheckOption, err_console, user_errors
+from cacscore.cli.common import (
+    ModelOption,
+    PrecisionOption,
+    SkipDomainCheckOption,
+    err_console,
+    user_errors,
+)
 
 
 def listen(
@@ -43,6 +49,7 @@ def listen(
         ),
     ] = 10.0,
     model: ModelOption = None,
+    precision: PrecisionOption = None,
     skip_domain_check: SkipDomainCheckOption = False,
 ) -> None:
     """Receive CT series by DICOM (C-STORE), score each complete series once, optionally forward the results.
@@ -64,7 +71,12 @@ def listen(
         sender = CStoreSender(Destination.parse(forward), title) if forward else None
         queue = NodeQueue(out)
         worker = Worker(
-            queue, quiet_s=quiet_seconds, model_dir=model, skip_domain_check=skip_domain_check, forward=sender
+            queue,
+            quiet_s=quiet_seconds,
+            model_dir=model,
+            skip_domain_check=skip_domain_check,
+            precision=precision,
+            forward=sender,
         )
         server = start_scp(queue, ae_title=title, port=port, host=host, allow_aets=allow_aet or [])
         stop = threading.Event()

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from cacscore.cli.common import ModelOption, SkipDomainCheckOption, out_console, user_errors
+from cacscore.cli.common import (
+    ModelOption,
+    PrecisionOption,
+    SkipDomainCheckOption,
+    out_console,
+    user_errors,
+)
 from cacscore.errors import CacScoreError
 
 pacs_app = typer.Typer(
@@ -30,6 +36,7 @@ def pull(
         bool, typer.Option("--store", help="Send SEG, SR and PDF of each scored series back with STOW-RS.")
     ] = False,
     model: ModelOption = None,
+    precision: PrecisionOption = None,
     skip_domain_check: SkipDomainCheckOption = False,
 ) -> None:
     """Fetch the CT series of study STUDY from a DICOMweb server and score each (once: a series already
@@ -47,6 +54,7 @@ def pull(
             quiet_s=0.0,
             model_dir=model,
             skip_domain_check=skip_domain_check,
+            precision=precision,
             forward=StowSender(url) if store else None,
         )
         console = out_console()

@@ -153,6 +153,8 @@ class Worker:
         Model folder (default: ``$CACSCORE_MODEL_DIR`` or the shipped model).
     skip_domain_check : bool
         Score series the domain check refuses (the report says so).
+    precision : {"fp32", "bf16"}, optional
+        Inference precision (:data:`cacscore.precision.PRECISIONS`); default the model's.
     forward : Sender, optional
         Receives SEG, SR and PDF of each scored series (:class:`CStoreSender` for a DICOM node).
     """
@@ -161,6 +163,7 @@ class Worker:
     quiet_s: float = 10.0
     model_dir: Path | None = None
     skip_domain_check: bool = False
+    precision: str | None = None
     forward: Sender | None = None
     poll_s: float = 1.0
     forward_retry_s: float = FORWARD_RETRY_S
@@ -322,7 +325,7 @@ class Worker:
             from cacscore.model import load_ensemble
 
             torch.set_num_threads(max(1, os.cpu_count() or 1))
-            self._ensemble = load_ensemble(self.model_dir)
+            self._ensemble = load_ensemble(self.model_dir, precision=self.precision)
         return self._ensemble
 
     def start(self) -> None:

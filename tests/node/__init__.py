@@ -1,0 +1,1 @@
+"""Tests of the DICOM node (a package, so that the shared tests/tiny_models.py is importable)."""
