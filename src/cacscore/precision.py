@@ -14,7 +14,8 @@ from cacscore.errors import CacScoreWarning
 Precision = Literal["fp32", "bf16"]
 #: Inference precisions. ``fp32`` is the reference: every shipped figure is measured in it and it is the
 #: default. ``bf16`` runs the members under bfloat16 autocast: about twice as fast where the CPU computes
-#: bf16 natively, with masks that can differ from fp32 by a few voxels (``benchmarks/bench_precision.py``).
+#: bf16 natively, with masks that can differ from fp32's, most on data unlike the training phantoms
+#: (``benchmarks/bench_precision.py``).
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 

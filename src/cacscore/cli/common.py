@@ -41,8 +41,8 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         help="Inference precision (default: the model's, fp32). bf16 is about twice as fast on CPUs with "
-        "native bf16 (AVX512-BF16, AMX) and slower elsewhere; its masks can differ from fp32 by a few "
-        "voxels.",
+        "native bf16 (AVX512-BF16, AMX) and slower elsewhere; its masks can differ from fp32's, most on "
+        "scans unlike the training phantoms.",
     ),
 ]
 
